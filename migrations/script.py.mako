@@ -1,0 +1,28 @@
+"""${message}
+
+Revision ID: ${up_revision}
+Revises: ${down_revision | comma,n}
+"""
+
+from __future__ import annotations
+
+from stem_pg.migration_ops import run_sql
+
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = None
+depends_on = None
+
+UPGRADE = """
+"""
+
+DOWNGRADE = """
+"""
+
+
+def upgrade() -> None:
+    run_sql(UPGRADE)
+
+
+def downgrade() -> None:
+    run_sql(DOWNGRADE)

@@ -1,0 +1,56 @@
+"""``stem migrate``: create, upgrade or downgrade one namespace's schema."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from stem_pg.cli import common
+from stem_pg.migrate import current_revision, head_revision, migrate, migration_sql
+
+
+class MigrateAction(str, Enum):
+    upgrade = "upgrade"
+    downgrade = "downgrade"
+    current = "current"
+
+
+def migrate_command(
+    action: Annotated[
+        MigrateAction,
+        typer.Argument(help="upgrade (default), downgrade, or current (show the revision)."),
+    ] = MigrateAction.upgrade,
+    revision: Annotated[
+        str | None,
+        typer.Argument(
+            help="Target revision: 'head' for upgrade; 'base' for downgrade removes everything.",
+            show_default=False,
+        ),
+    ] = None,
+    namespace: common.NamespaceOption = None,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it (no database needed).")
+    ] = False,
+    url: common.UrlOption = None,
+) -> None:
+    """Create or upgrade a namespace's schema with alembic (the version table lives inside it).
+
+    Concurrent runs on the same namespace take turns on an advisory lock.
+    """
+    ns = common.namespace(namespace)
+    if action is MigrateAction.current:
+        rev = current_revision(common.database_url(url), ns)
+        typer.echo(f"{ns}: {rev or 'not migrated'} (head is {head_revision()})")
+        return
+    if action is MigrateAction.downgrade and revision is None:
+        raise typer.BadParameter("downgrade needs a revision, e.g. 'base'", param_hint="REVISION")
+    target = revision or "head"
+    if sql:
+        if action is MigrateAction.downgrade and ":" not in target:
+            target = f"{head_revision()}:{target}"
+        typer.echo(migration_sql(ns, action.value, target), nl=False)
+        return
+    migrate(common.database_url(url), ns, action.value, target)
+    typer.echo(f"{ns}: {action.value} to {target} done (now at {current_revision(common.database_url(url), ns) or 'base'})")

@@ -1,0 +1,37 @@
+"""Exception types shared by every layer, so callers can catch one family."""
+
+from __future__ import annotations
+
+
+class StemError(Exception):
+    """Base class of every error stem_pg raises on purpose."""
+
+
+class ConfigError(StemError, ValueError):
+    """A configuration value (environment variable, flag, file) is invalid."""
+
+
+class NamespaceError(ConfigError):
+    """A namespace name cannot be used as a Postgres schema."""
+
+
+class RoutingConfigError(ConfigError):
+    """A routing file or routing object is invalid.
+
+    The message names the file, the line and the key whenever they are known.
+    """
+
+
+class TaskError(StemError):
+    """A task definition or an enqueue request is invalid."""
+
+
+class UnknownTaskError(TaskError, KeyError):
+    """A task name is not registered with the application."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotMigratedError(StemError):
+    """The namespace schema is missing or older than this version of stem_pg."""
