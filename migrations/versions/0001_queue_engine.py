@@ -28,6 +28,8 @@ CREATE TABLE {ns}.jobs (
     headers jsonb NOT NULL DEFAULT '{{}}',
     attempts integer NOT NULL DEFAULT 0,
     max_retries integer NOT NULL DEFAULT 3,
+    visibility_timeout integer,
+    acks_late boolean NOT NULL DEFAULT true,
     not_before timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz,
     enqueued_at timestamptz NOT NULL DEFAULT now(),
@@ -35,6 +37,7 @@ CREATE TABLE {ns}.jobs (
     lease_token uuid,
     lease_expires_at timestamptz,
     worker_id text,
+    progress jsonb,
     errors jsonb NOT NULL DEFAULT '[]'
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01,
         autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.02);
@@ -77,7 +80,7 @@ CREATE TABLE {ns}.dead_letters (
     headers jsonb NOT NULL,
     reason text NOT NULL
         CONSTRAINT dead_letters_reason_check CHECK (reason IN
-            ('max_retries_exceeded', 'unregistered_task', 'rejected', 'lease_expired', 'time_limit')),
+            ('max_retries_exceeded', 'unregistered_task', 'rejected', 'lease_expired')),
     error text,
     errors jsonb NOT NULL DEFAULT '[]',
     attempts integer NOT NULL,

@@ -35,3 +35,17 @@ class UnknownTaskError(TaskError, KeyError):
 
 class NotMigratedError(StemError):
     """The namespace schema is missing or older than this version of stem_pg."""
+
+
+class TaskFailed(StemError):
+    """``result.get()`` of a task that failed; carries the remote error and traceback."""
+
+    def __init__(self, task_id: str, error: str | None, traceback: str | None = None) -> None:
+        super().__init__(f"task {task_id} failed: {error}")
+        self.task_id = task_id
+        self.error = error
+        self.traceback = traceback
+
+
+class TaskCancelled(StemError):
+    """``result.get()`` of a task that was cancelled (revoked or expired)."""

@@ -1,0 +1,243 @@
+-- The queue engine's queries. {ns} is the namespace schema.
+
+-- name: job_enqueue
+-- Insert one job; an id that is already live is left alone (idempotent enqueue).
+INSERT INTO {ns}.jobs (id, task, queue, priority, args, headers, max_retries,
+                       not_before, expires_at, visibility_timeout, acks_late)
+VALUES (%(id)s, %(task)s, %(queue)s, %(priority)s, %(args)s::jsonb, %(headers)s::jsonb,
+        %(max_retries)s,
+        coalesce(%(eta)s::timestamptz, now() + make_interval(secs => coalesce(%(countdown)s::float8, 0))),
+        coalesce(%(expires_at)s::timestamptz, now() + make_interval(secs => %(expires_in)s::float8)),
+        %(visibility_timeout)s, %(acks_late)s)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: job_enqueue_many
+-- Insert many jobs from parallel arrays in one statement (one NOTIFY per queue via the trigger).
+INSERT INTO {ns}.jobs (id, task, queue, priority, args, headers, max_retries,
+                       not_before, expires_at, visibility_timeout, acks_late)
+SELECT id, task, queue, priority, args::jsonb, headers::jsonb, max_retries,
+       coalesce(eta, now() + make_interval(secs => coalesce(countdown, 0))),
+       coalesce(expires_at, now() + make_interval(secs => expires_in)),
+       visibility_timeout, acks_late
+FROM unnest(%(id)s::text[], %(task)s::text[], %(queue)s::text[], %(priority)s::smallint[],
+            %(args)s::text[], %(headers)s::text[], %(max_retries)s::int[],
+            %(eta)s::timestamptz[], %(countdown)s::float8[], %(expires_at)s::timestamptz[],
+            %(expires_in)s::float8[], %(visibility_timeout)s::int[], %(acks_late)s::bool[])
+    AS r(id, task, queue, priority, args, headers, max_retries, eta, countdown, expires_at,
+         expires_in, visibility_timeout, acks_late)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: job_claim
+-- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket.
+WITH picked AS MATERIALIZED (
+    SELECT id
+    FROM {ns}.jobs
+    WHERE queue = %(queue)s
+      AND state IN ('queued', 'retried')
+      AND not_before <= now()
+    ORDER BY priority DESC, seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {ns}.jobs AS j
+SET state = 'running',
+    attempts = j.attempts + 1,
+    started_at = now(),
+    worker_id = %(worker_id)s,
+    lease_token = %(token)s,
+    lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, %(lease_seconds)s))
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.task, j.queue, j.priority, j.args, j.headers, j.attempts, j.max_retries,
+          j.expires_at, j.visibility_timeout, j.acks_late, j.enqueued_at;
+
+-- name: job_finish
+-- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is
+-- given, to the dead letters; jobs whose lease token no longer matches are skipped.
+-- One NOTIFY tells result waiters which ids finished ('*' when the list is too long).
+WITH input AS (
+    SELECT *
+    FROM unnest(%(id)s::text[], %(token)s::uuid[], %(state)s::text[], %(result)s::text[],
+                %(error)s::text[], %(traceback)s::text[], %(dead_reason)s::text[],
+                %(keep)s::bool[])
+        AS i(id, token, state, result, error, traceback, dead_reason, keep)
+),
+done AS (
+    DELETE FROM {ns}.jobs AS j
+    USING input AS i
+    WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
+    RETURNING j.*, i.state AS final_state, i.result AS final_result, i.error AS final_error,
+              i.traceback AS final_traceback, i.dead_reason, i.keep
+),
+dead AS (
+    INSERT INTO {ns}.dead_letters (task_id, task, queue, priority, args, headers, reason,
+                                   error, errors, attempts, enqueued_at)
+    SELECT id, task, queue, priority, args, headers, dead_reason, final_error,
+           errors || jsonb_build_array(jsonb_build_object(
+               'attempt', attempts, 'error', final_error, 'at', now())),
+           attempts, enqueued_at
+    FROM done
+    WHERE dead_reason IS NOT NULL
+),
+stored AS (
+    INSERT INTO {ns}.results (id, task, queue, priority, state, result, error, traceback,
+                              attempts, enqueued_at, started_at, finished_at, worker_id, expires_at)
+    SELECT id, task, queue, priority, final_state, final_result::jsonb, final_error,
+           final_traceback, attempts, enqueued_at, started_at, now(), worker_id,
+           now() + make_interval(secs => %(result_ttl)s)
+    FROM done
+    WHERE keep
+    ON CONFLICT (id) DO UPDATE
+    SET task = excluded.task, queue = excluded.queue, priority = excluded.priority,
+        state = excluded.state, result = excluded.result, error = excluded.error,
+        traceback = excluded.traceback, attempts = excluded.attempts,
+        enqueued_at = excluded.enqueued_at, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, worker_id = excluded.worker_id,
+        expires_at = excluded.expires_at
+)
+SELECT count(*) AS finished,
+       pg_notify(%(channel)s,
+                 CASE WHEN sum(length(id) + 1) < 7900 THEN string_agg(id, ',') ELSE '*' END)
+FROM done
+HAVING count(*) > 0;
+
+-- name: job_retry
+-- Put leased jobs back for a later attempt, recording the error in their history.
+UPDATE {ns}.jobs AS j
+SET state = 'retried',
+    not_before = now() + make_interval(secs => i.delay),
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempts, 'error', i.error, 'at', now())),
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    worker_id = NULL
+FROM unnest(%(id)s::text[], %(token)s::uuid[], %(delay)s::float8[], %(error)s::text[])
+    AS i(id, token, delay, error)
+WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running';
+
+-- name: job_release
+-- Return leased jobs that never started (worker shutting down); the attempt is not counted.
+UPDATE {ns}.jobs AS j
+SET state = CASE WHEN j.attempts > 1 THEN 'retried' ELSE 'queued' END,
+    attempts = j.attempts - 1,
+    started_at = NULL,
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    worker_id = NULL
+FROM unnest(%(id)s::text[], %(token)s::uuid[]) AS i(id, token)
+WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running';
+
+-- name: job_extend_leases
+-- Heartbeat: push the lease expiry of held jobs; returns the ids whose lease is still ours.
+UPDATE {ns}.jobs AS j
+SET lease_expires_at = now() + make_interval(secs => i.seconds),
+    progress = coalesce(i.progress::jsonb, j.progress)
+FROM unnest(%(id)s::text[], %(token)s::uuid[], %(seconds)s::float8[], %(progress)s::text[])
+    AS i(id, token, seconds, progress)
+WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
+RETURNING j.id;
+
+-- name: job_rescue_expired
+-- Rescuer: running jobs whose lease expired (worker crashed or froze) go back to
+-- 'retried' when attempts remain and the task acks late; otherwise they fail and
+-- are dead-lettered with reason lease_expired. Returns how many went each way.
+WITH expired AS (
+    SELECT id
+    FROM {ns}.jobs
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+requeued AS (
+    UPDATE {ns}.jobs AS j
+    SET state = 'retried',
+        not_before = now(),
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'error', 'lease expired on worker ' || coalesce(j.worker_id, '?'),
+            'at', now())),
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        worker_id = NULL
+    FROM expired
+    WHERE j.id = expired.id AND j.acks_late AND j.attempts <= j.max_retries
+    RETURNING j.id
+),
+lost AS (
+    DELETE FROM {ns}.jobs AS j
+    USING expired
+    WHERE j.id = expired.id AND NOT (j.acks_late AND j.attempts <= j.max_retries)
+    RETURNING j.*
+),
+dead AS (
+    INSERT INTO {ns}.dead_letters (task_id, task, queue, priority, args, headers, reason,
+                                   error, errors, attempts, enqueued_at)
+    SELECT id, task, queue, priority, args, headers, 'lease_expired',
+           'lease expired on worker ' || coalesce(worker_id, '?'), errors, attempts, enqueued_at
+    FROM lost
+),
+stored AS (
+    INSERT INTO {ns}.results (id, task, queue, priority, state, error, attempts, enqueued_at,
+                              started_at, finished_at, worker_id, expires_at)
+    SELECT id, task, queue, priority, 'failed',
+           'lease expired on worker ' || coalesce(worker_id, '?'), attempts, enqueued_at,
+           started_at, now(), worker_id, now() + make_interval(secs => %(result_ttl)s)
+    FROM lost
+    ON CONFLICT (id) DO UPDATE
+    SET state = excluded.state, error = excluded.error, attempts = excluded.attempts,
+        finished_at = excluded.finished_at, worker_id = excluded.worker_id,
+        expires_at = excluded.expires_at
+)
+SELECT (SELECT count(*) FROM requeued) AS requeued, (SELECT count(*) FROM lost) AS failed;
+
+-- name: job_cancel_expired
+-- Jobs whose `expires` passed before a worker started them are cancelled, not run.
+WITH expired AS (
+    DELETE FROM {ns}.jobs
+    WHERE id IN (
+        SELECT id FROM {ns}.jobs
+        WHERE state IN ('queued', 'retried') AND expires_at < now()
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING *
+)
+INSERT INTO {ns}.results (id, task, queue, priority, state, error, attempts, enqueued_at,
+                          finished_at, expires_at)
+SELECT id, task, queue, priority, 'cancelled', 'expired before it started', attempts,
+       enqueued_at, now(), now() + make_interval(secs => %(result_ttl)s)
+FROM expired
+ON CONFLICT (id) DO UPDATE
+SET state = excluded.state, error = excluded.error, finished_at = excluded.finished_at,
+    expires_at = excluded.expires_at;
+
+-- name: result_prune
+-- Retention: delete results past their expiry, a bounded batch at a time.
+DELETE FROM {ns}.results
+WHERE id IN (
+    SELECT id FROM {ns}.results WHERE expires_at < now() LIMIT %(limit)s
+);
+
+-- name: task_status
+-- The state of some task ids, live or finished (the task_states view, by id).
+SELECT id, task, queue, priority, state, attempts, enqueued_at, started_at, finished_at,
+       worker_id, error
+FROM {ns}.task_states
+WHERE id = ANY(%(ids)s::text[]);
+
+-- name: task_result
+-- The stored outcome of one finished task.
+SELECT id, task, queue, priority, state, result, error, traceback, attempts, enqueued_at,
+       started_at, finished_at, worker_id
+FROM {ns}.results
+WHERE id = %(id)s;
+
+-- name: task_show
+-- Everything known about one task id: its live row, its result, its dead letters.
+SELECT s.id, s.task, s.queue, s.priority, s.state, s.attempts, s.enqueued_at, s.started_at,
+       s.finished_at, s.worker_id, s.error, r.result, r.traceback,
+       j.args, j.headers, j.errors, j.not_before, j.lease_expires_at, j.progress
+FROM {ns}.task_states AS s
+LEFT JOIN {ns}.results AS r ON r.id = s.id
+LEFT JOIN {ns}.jobs AS j ON j.id = s.id
+WHERE s.id = %(id)s;

@@ -1,0 +1,29 @@
+-- The workers table: who is consuming, from where, and when it was last alive.
+
+-- name: worker_register
+-- A worker announces itself at start-up.
+INSERT INTO {ns}.workers (id, host, pid, queues, concurrency)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s)
+ON CONFLICT (id) DO UPDATE
+SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
+    concurrency = excluded.concurrency, started_at = now(), last_heartbeat_at = now(),
+    stopped_at = NULL;
+
+-- name: worker_heartbeat
+-- A worker is still alive.
+UPDATE {ns}.workers SET last_heartbeat_at = now() WHERE id = %(id)s;
+
+-- name: worker_stopped
+-- A worker shut down cleanly.
+UPDATE {ns}.workers SET stopped_at = now(), last_heartbeat_at = now() WHERE id = %(id)s;
+
+-- name: worker_list
+-- Every known worker with its liveness: alive, stale (missed heartbeats) or gone.
+SELECT id, host, pid, queues, concurrency, started_at, last_heartbeat_at, stopped_at,
+       CASE
+           WHEN stopped_at IS NOT NULL THEN 'gone'
+           WHEN last_heartbeat_at > now() - make_interval(secs => %(stale_after)s) THEN 'alive'
+           ELSE 'stale'
+       END AS status
+FROM {ns}.workers
+ORDER BY started_at DESC;

@@ -1,0 +1,301 @@
+"""The application object: task registry, routing, and the enqueue API."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from stem_pg.config import StemConfig
+from stem_pg.core.envelope import (
+    JobSpec,
+    check_moment,
+    check_seconds,
+    check_task_id,
+    encode_json,
+    encode_kwargs,
+    new_task_id,
+    split_expires,
+)
+from stem_pg.core.errors import TaskError
+from stem_pg.core.namespaces import validate_namespace
+from stem_pg.core.routing import RoutingConfig
+from stem_pg.core.routing_registry import RoutingRegistry
+from stem_pg.core.tasks import TaskDefinition, TaskOptions, TaskRegistry
+from stem_pg.dsn import validate_url
+from stem_pg.producer import insert_async, insert_sync
+from stem_pg.queries import Queries, queries_for
+from stem_pg.results import TaskResult
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_RESULT_TTL = 24 * 3600.0
+Expires = datetime | timedelta | float | None
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    """One job for ``enqueue_many``; the fields mirror ``enqueue``'s arguments."""
+
+    task: str
+    kwargs: Mapping[str, Any] | None = None
+    task_id: str | None = None
+    countdown: float | timedelta | None = None
+    eta: datetime | None = None
+    expires: Expires = None
+    priority: int | None = None
+    queue: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Stem:
+    """A stem_pg application: register tasks with ``@app.task`` and enqueue them.
+
+    ``url`` defaults to STEM_BROKER_URL, ``namespace`` to STEM_NAMESPACE (then
+    ``stem``), ``routing`` to the file named by STEM_ROUTING_CONFIG (then the
+    legacy single-queue setup). Connection pools open on first use.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str | None = None,
+        routing: RoutingConfig | RoutingRegistry | str | None = None,
+        config: StemConfig | None = None,
+        result_ttl: float = DEFAULT_RESULT_TTL,
+        pool_size: int = 10,
+    ) -> None:
+        self.config = config or StemConfig.from_environment()
+        self._url = validate_url(url, source="url") if url else self.config.broker_url
+        self.namespace = validate_namespace(namespace or self.config.namespace)
+        self.routing = _routing_registry(routing, self.config)
+        self.registry = TaskRegistry()
+        self.result_ttl = result_ttl
+        self.pool_size = pool_size
+        self._pool: ConnectionPool | None = None
+        self._async_pool: AsyncConnectionPool | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            return self.config.require_broker_url()
+        return self._url
+
+    @property
+    def queries(self) -> Queries:
+        return queries_for(self.namespace)
+
+    @property
+    def default_max_retries(self) -> int:
+        return self.config.default_max_retries
+
+    # -- registration -------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+    @overload
+    def task(self, fn: None = None, /, *, name: str | None = None, **options: Any) -> Callable[[F], F]: ...
+
+    def task(self, fn: F | None = None, /, *, name: str | None = None, **options: Any) -> Any:
+        """Register a ``def`` or ``async def`` handler; options as in TaskOptions.
+
+        The function stays callable as before and gains ``.enqueue(**kwargs)``,
+        ``.aenqueue(**kwargs)`` and ``.task_name``.
+        """
+
+        def register(func: F) -> F:
+            try:
+                task_options = TaskOptions(**options)
+            except TypeError as exc:
+                raise TaskError(f"@app.task on {func.__qualname__}: {exc}") from None
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            self.registry.register(TaskDefinition.build(task_name, func, task_options))
+            func.task_name = task_name  # type: ignore[attr-defined]
+            func.enqueue = functools.partial(self._enqueue_kwargs, task_name)  # type: ignore[attr-defined]
+            func.aenqueue = functools.partial(self._aenqueue_kwargs, task_name)  # type: ignore[attr-defined]
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def _enqueue_kwargs(self, task_name: str, /, **kwargs: Any) -> TaskResult:
+        return self.enqueue(task_name, kwargs)
+
+    async def _aenqueue_kwargs(self, task_name: str, /, **kwargs: Any) -> TaskResult:
+        return await self.aenqueue(task_name, kwargs)
+
+    # -- enqueue ------------------------------------------------------------------
+
+    def plan(self, request: EnqueueRequest) -> JobSpec:
+        """Validate a request and resolve its route; raises TaskError / RoutingConfigError."""
+        name = request.task
+        if not isinstance(name, str) or not name:
+            raise TaskError(f"task name must be a non-empty string, got {name!r}")
+        definition = self.registry.get(name)
+        options = definition.options if definition else TaskOptions()
+        if request.priority is not None and (isinstance(request.priority, bool) or not isinstance(request.priority, int)):
+            raise TaskError(f"{name}: priority must be an integer, got {request.priority!r}")
+        route = self.routing.resolve(
+            name,
+            queue=request.queue or options.queue,
+            priority=request.priority if request.priority is not None else options.priority,
+            headers={k: str(v) for k, v in request.headers.items()},
+        )
+        if route.kind != "queue":
+            raise TaskError(f"{name}: routed to broadcast channel {route.name!r}; broadcasts are not supported yet")
+        if request.eta is not None and request.countdown is not None:
+            raise TaskError(f"{name}: give either eta or countdown, not both")
+        expires_at, expires_in = split_expires(request.expires)
+        policy = options.retry_policy(self.default_max_retries)
+        vt = options.visibility_timeout
+        return JobSpec(
+            id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
+            task=name,
+            queue=route.name,
+            priority=route.priority,
+            args=encode_kwargs(name, request.kwargs),
+            headers=encode_json(dict(request.headers), what=f"{name}: headers"),
+            max_retries=policy.max_retries,
+            eta=check_moment(request.eta, what="eta"),
+            countdown=check_seconds(request.countdown, what="countdown"),
+            expires_at=expires_at,
+            expires_in=expires_in,
+            visibility_timeout=None if vt is None else max(1, round(vt)),
+            acks_late=options.acks_late,
+        )
+
+    def enqueue(
+        self,
+        name: str,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        countdown: float | timedelta | None = None,
+        eta: datetime | None = None,
+        expires: Expires = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        connection: Any = None,
+    ) -> TaskResult:
+        """Enqueue one job and return its result handle.
+
+        With ``connection`` (psycopg or SQLAlchemy connection/session) the job is
+        written in the caller's transaction and exists only once it commits.
+        A live job with the same ``task_id`` is left alone (idempotent).
+        """
+        request = EnqueueRequest(name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {})
+        return self.enqueue_many([request], connection=connection)[0]
+
+    async def aenqueue(
+        self,
+        name: str,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        countdown: float | timedelta | None = None,
+        eta: datetime | None = None,
+        expires: Expires = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        connection: Any = None,
+    ) -> TaskResult:
+        """The async twin of ``enqueue`` (``connection``: a psycopg AsyncConnection)."""
+        request = EnqueueRequest(name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {})
+        return (await self.aenqueue_many([request], connection=connection))[0]
+
+    def enqueue_many(
+        self, requests: Iterable[EnqueueRequest | tuple[str, Mapping[str, Any]]], *, connection: Any = None
+    ) -> list[TaskResult]:
+        """Enqueue many jobs in one statement (one wake-up per queue)."""
+        specs = [self.plan(_request(r)) for r in requests]
+        if connection is not None:
+            insert_sync(connection, self.queries, specs)
+        else:
+            with self.pool.connection() as conn:
+                insert_sync(conn, self.queries, specs)
+        return [TaskResult(self, spec.id) for spec in specs]
+
+    async def aenqueue_many(
+        self, requests: Iterable[EnqueueRequest | tuple[str, Mapping[str, Any]]], *, connection: Any = None
+    ) -> list[TaskResult]:
+        """The async twin of ``enqueue_many``."""
+        specs = [self.plan(_request(r)) for r in requests]
+        if connection is not None:
+            await insert_async(connection, self.queries, specs)
+        else:
+            async with self.async_pool.connection() as conn:
+                await insert_async(conn, self.queries, specs)
+        return [TaskResult(self, spec.id) for spec in specs]
+
+    def result(self, task_id: str) -> TaskResult:
+        """The result handle of a task id enqueued earlier."""
+        return TaskResult(self, check_task_id(task_id))
+
+    # -- connections --------------------------------------------------------------
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            from psycopg_pool import ConnectionPool
+
+            self._pool = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                kwargs={"autocommit": True, "application_name": "stem_pg:client"},
+                open=True,
+            )
+        return self._pool
+
+    @property
+    def async_pool(self) -> AsyncConnectionPool:
+        if self._async_pool is None:
+            from psycopg_pool import AsyncConnectionPool
+
+            self._async_pool = AsyncConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                kwargs={"autocommit": True, "application_name": "stem_pg:client"},
+                open=False,
+            )
+        return self._async_pool
+
+    def close(self) -> None:
+        """Close the synchronous pool (use ``aclose`` for the async one)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def aclose(self) -> None:
+        if self._async_pool is not None:
+            await self._async_pool.close()
+            self._async_pool = None
+        self.close()
+
+
+def _request(item: EnqueueRequest | tuple[str, Mapping[str, Any]]) -> EnqueueRequest:
+    if isinstance(item, EnqueueRequest):
+        return item
+    if isinstance(item, tuple) and len(item) == 2:
+        return EnqueueRequest(item[0], item[1])
+    raise TaskError(f"enqueue_many takes EnqueueRequest or (task, kwargs) items, got {item!r}")
+
+
+def _routing_registry(routing: RoutingConfig | RoutingRegistry | str | None, config: StemConfig) -> RoutingRegistry:
+    if isinstance(routing, RoutingRegistry):
+        return routing
+    if isinstance(routing, RoutingConfig):
+        return RoutingRegistry(routing)
+    from stem_pg.routing_file import load_routing
+
+    path = routing if routing is not None else config.routing_config
+    if path is None:
+        return RoutingRegistry(RoutingConfig.legacy(config.default_queue))
+    return RoutingRegistry(load_routing(path))

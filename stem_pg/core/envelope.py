@@ -1,0 +1,107 @@
+"""Turning an enqueue request into a job row: validation happens here, before any SQL."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from stem_pg.core.errors import TaskError
+
+MAX_TASK_ID_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job, ready to insert. Times are absolute (aware) or seconds from the server's now()."""
+
+    id: str
+    task: str
+    queue: str
+    priority: int
+    args: str
+    headers: str
+    max_retries: int
+    eta: datetime | None
+    countdown: float | None
+    expires_at: datetime | None
+    expires_in: float | None
+    visibility_timeout: int | None
+    acks_late: bool
+
+    def params(self) -> dict[str, Any]:
+        """Bind parameters for the ``job_enqueue`` query."""
+        return {
+            "id": self.id,
+            "task": self.task,
+            "queue": self.queue,
+            "priority": self.priority,
+            "args": self.args,
+            "headers": self.headers,
+            "max_retries": self.max_retries,
+            "eta": self.eta,
+            "countdown": self.countdown,
+            "expires_at": self.expires_at,
+            "expires_in": self.expires_in,
+            "visibility_timeout": self.visibility_timeout,
+            "acks_late": self.acks_late,
+        }
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+def check_task_id(task_id: object) -> str:
+    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_TASK_ID_LENGTH:
+        raise TaskError(f"task_id must be a non-empty string of at most {MAX_TASK_ID_LENGTH} characters, got {task_id!r}")
+    return task_id
+
+
+def encode_json(value: object, *, what: str) -> str:
+    """Strict JSON (no NaN, no objects): a clear TaskError names the offending ``what``."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TaskError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def encode_kwargs(task: str, kwargs: Mapping[str, Any] | None) -> str:
+    if kwargs is None:
+        return "{}"
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise TaskError(f"{task}: kwargs must be a mapping with string keys, got {type(kwargs).__name__}")
+    for key, value in kwargs.items():
+        encode_json(value, what=f"{task}: argument {key!r}")
+    return encode_json(dict(kwargs), what=f"{task}: kwargs")
+
+
+def check_seconds(value: object, *, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise TaskError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def check_moment(value: object, *, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TaskError(f"{what} must be a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TaskError(f"{what} must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}")
+    return value
+
+
+def split_expires(expires: object) -> tuple[datetime | None, float | None]:
+    """``expires`` may be a datetime (absolute) or seconds / timedelta (from now)."""
+    if isinstance(expires, datetime):
+        return check_moment(expires, what="expires"), None
+    return None, check_seconds(expires, what="expires")

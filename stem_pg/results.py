@@ -1,0 +1,116 @@
+"""Result handles: ``get()`` / ``wait()`` sleep on LISTEN/NOTIFY until the task finishes."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from psycopg.rows import class_row
+from psycopg.sql import SQL, Identifier
+
+from stem_pg.core.errors import TaskCancelled, TaskFailed
+from stem_pg.store.rows import StoredResult, TaskStatus
+
+if TYPE_CHECKING:
+    from stem_pg.app import Stem
+
+
+class TaskResult:
+    """A handle on one task id; cheap to create, talks to the database only when asked."""
+
+    def __init__(self, app: Stem, task_id: str) -> None:
+        self.app = app
+        self.id = task_id
+
+    def __repr__(self) -> str:
+        return f"<TaskResult {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskResult) and other.id == self.id and other.app is self.app
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def status(self) -> TaskStatus | None:
+        """The task's current row of the ``task_states`` view, or None if unknown."""
+        with self.app.pool.connection() as conn, conn.cursor(row_factory=class_row(TaskStatus)) as cur:
+            cur.execute(self.app.queries["task_status"], {"ids": [self.id]})
+            rows = cur.fetchall()
+        return _live_first(rows)
+
+    @property
+    def state(self) -> str | None:
+        status = self.status()
+        return status.state if status else None
+
+    def result(self) -> StoredResult | None:
+        """The stored outcome, or None while the task has not finished."""
+        with self.app.pool.connection() as conn, conn.cursor(row_factory=class_row(StoredResult)) as cur:
+            cur.execute(self.app.queries["task_result"], {"id": self.id})
+            return cur.fetchone()
+
+    def get(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
+        """Block until the task finishes and return its value.
+
+        Raises TimeoutError after ``timeout`` seconds, TaskFailed / TaskCancelled
+        (when ``propagate``) if it did not succeed. Tasks with ``ignore_result``
+        store nothing on success, so ``get()`` only returns for their failures.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        channel = Identifier(self.app.queries.channels.done)
+        with self.app.pool.connection() as conn:
+            conn.execute(SQL("LISTEN {}").format(channel))
+            try:
+                while True:
+                    with conn.cursor(row_factory=class_row(StoredResult)) as cur:
+                        cur.execute(self.app.queries["task_result"], {"id": self.id})
+                        stored = cur.fetchone()
+                    if stored is not None:
+                        return unwrap(stored, propagate=propagate)
+                    self._wait_for_mention(conn, deadline)
+            finally:
+                conn.execute(SQL("UNLISTEN {}").format(channel))
+
+    def _wait_for_mention(self, conn: Any, deadline: float | None) -> None:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError(f"task {self.id} did not finish in time")
+        for note in conn.notifies(timeout=remaining):
+            if note.payload == "*" or self.id in note.payload.split(","):
+                return
+
+    async def wait(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
+        """The async twin of ``get()``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        channel = Identifier(self.app.queries.channels.done)
+        async with self.app.async_pool.connection() as conn:
+            await conn.execute(SQL("LISTEN {}").format(channel))
+            try:
+                while True:
+                    async with conn.cursor(row_factory=class_row(StoredResult)) as cur:
+                        await cur.execute(self.app.queries["task_result"], {"id": self.id})
+                        stored = await cur.fetchone()
+                    if stored is not None:
+                        return unwrap(stored, propagate=propagate)
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(f"task {self.id} did not finish in time")
+                    async for note in conn.notifies(timeout=remaining):
+                        if note.payload == "*" or self.id in note.payload.split(","):
+                            break
+            finally:
+                await conn.execute(SQL("UNLISTEN {}").format(channel))
+
+
+def unwrap(stored: StoredResult, *, propagate: bool) -> Any:
+    """The value of a finished task, or its failure raised."""
+    if stored.state == "succeeded" or not propagate:
+        return stored.result
+    if stored.state == "cancelled":
+        raise TaskCancelled(f"task {stored.id} was cancelled: {stored.error}")
+    raise TaskFailed(stored.id, stored.error, stored.traceback)
+
+
+def _live_first(rows: list[TaskStatus]) -> TaskStatus | None:
+    live = [r for r in rows if r.finished_at is None]
+    return (live or rows or [None])[0]

@@ -1,0 +1,112 @@
+"""The job store: the queue engine's SQL, one async method per named query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow, class_row
+
+from stem_pg.queries import Queries
+from stem_pg.store.rows import ClaimedJob, Finish, Release, RescueCount, RetryLater
+
+AsyncConn = psycopg.AsyncConnection[TupleRow]
+
+
+class JobStore:
+    """Queue-engine queries of one namespace, run on a connection the caller owns."""
+
+    def __init__(self, queries: Queries, *, result_ttl: float) -> None:
+        self.q = queries
+        self.result_ttl = result_ttl
+
+    async def claim(
+        self,
+        conn: AsyncConn,
+        *,
+        queue: str,
+        limit: int,
+        worker_id: str,
+        token: str,
+        lease_seconds: float,
+    ) -> list[ClaimedJob]:
+        async with conn.cursor(row_factory=class_row(ClaimedJob)) as cur:
+            await cur.execute(
+                self.q["job_claim"],
+                {
+                    "queue": queue,
+                    "limit": limit,
+                    "worker_id": worker_id,
+                    "token": token,
+                    "lease_seconds": lease_seconds,
+                },
+            )
+            return await cur.fetchall()
+
+    async def finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish]) -> int:
+        params: dict[str, Any] = {
+            "id": [o.id for o in outcomes],
+            "token": [o.token for o in outcomes],
+            "state": [o.state for o in outcomes],
+            "result": [o.result for o in outcomes],
+            "error": [o.error for o in outcomes],
+            "traceback": [o.traceback for o in outcomes],
+            "dead_reason": [o.dead_reason for o in outcomes],
+            "keep": [o.keep for o in outcomes],
+            "result_ttl": self.result_ttl,
+            "channel": self.q.channels.done,
+        }
+        cur = await conn.execute(self.q["job_finish"], params)
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def retry(self, conn: AsyncConn, *, outcomes: Sequence[RetryLater]) -> None:
+        await conn.execute(
+            self.q["job_retry"],
+            {
+                "id": [o.id for o in outcomes],
+                "token": [o.token for o in outcomes],
+                "delay": [o.delay for o in outcomes],
+                "error": [o.error for o in outcomes],
+            },
+        )
+
+    async def release(self, conn: AsyncConn, *, outcomes: Sequence[Release]) -> None:
+        await conn.execute(
+            self.q["job_release"],
+            {"id": [o.id for o in outcomes], "token": [o.token for o in outcomes]},
+        )
+
+    async def extend_leases(
+        self,
+        conn: AsyncConn,
+        *,
+        ids: Sequence[str],
+        tokens: Sequence[str],
+        seconds: Sequence[float],
+        progress: Sequence[str | None],
+    ) -> set[str]:
+        cur = await conn.execute(
+            self.q["job_extend_leases"],
+            {"id": list(ids), "token": list(tokens), "seconds": list(seconds), "progress": list(progress)},
+        )
+        return {row[0] for row in await cur.fetchall()}
+
+    async def rescue_expired(self, conn: AsyncConn, *, limit: int = 1000) -> RescueCount:
+        async with conn.cursor(row_factory=class_row(RescueCount)) as cur:
+            await cur.execute(
+                self.q["job_rescue_expired"], {"limit": limit, "result_ttl": self.result_ttl}
+            )
+            row = await cur.fetchone()
+            return row or RescueCount(0, 0)
+
+    async def cancel_expired(self, conn: AsyncConn, *, limit: int = 1000) -> int:
+        cur = await conn.execute(
+            self.q["job_cancel_expired"], {"limit": limit, "result_ttl": self.result_ttl}
+        )
+        return cur.rowcount
+
+    async def prune_results(self, conn: AsyncConn, *, limit: int = 5000) -> int:
+        cur = await conn.execute(self.q["result_prune"], {"limit": limit})
+        return cur.rowcount

@@ -1,0 +1,98 @@
+"""Typed rows the stores return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job a worker leased; ``token`` proves the lease in every later update."""
+
+    id: str
+    task: str
+    queue: str
+    priority: int
+    args: dict[str, Any]
+    headers: dict[str, Any]
+    attempts: int
+    max_retries: int
+    expires_at: datetime | None
+    visibility_timeout: int | None
+    acks_late: bool
+    enqueued_at: datetime
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    id: str
+    task: str
+    queue: str
+    priority: int
+    state: str
+    attempts: int
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    id: str
+    task: str
+    queue: str
+    priority: int
+    state: str
+    result: Any
+    error: str | None
+    traceback: str | None
+    attempts: int
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime
+    worker_id: str | None
+
+
+@dataclass(frozen=True)
+class RescueCount:
+    requeued: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A terminal outcome: succeeded, failed or cancelled, optionally dead-lettered."""
+
+    id: str
+    token: str
+    state: str
+    result: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    dead_reason: str | None = None
+    keep: bool = True
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """Run again after ``delay`` seconds; ``error`` joins the job's history."""
+
+    id: str
+    token: str
+    delay: float
+    error: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Give back a leased job that never started."""
+
+    id: str
+    token: str
+
+
+Outcome = Finish | RetryLater | Release

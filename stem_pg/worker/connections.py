@@ -1,0 +1,72 @@
+"""Dedicated connections for the worker's loops, reopened with backoff after failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from stem_pg.db import DatabaseUnavailable, connect_async
+
+log = logging.getLogger(__name__)
+
+AsyncConn = psycopg.AsyncConnection[TupleRow]
+#: Errors after which a connection is thrown away and the loop retries.
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable)
+
+
+class Backoff:
+    """Exponential delays with jitter, reset after a success."""
+
+    def __init__(self, first: float = 0.1, maximum: float = 5.0) -> None:
+        self.first = first
+        self.maximum = maximum
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self.first
+
+    async def sleep(self) -> None:
+        delay = random.uniform(self._next / 2, self._next)
+        self._next = min(self.maximum, self._next * 2)
+        await asyncio.sleep(delay)
+
+
+class ManagedConnection:
+    """One loop's connection: opened on demand, discarded when it fails."""
+
+    def __init__(
+        self,
+        url: str,
+        role: str,
+        on_connect: Callable[[AsyncConn], Awaitable[None]] | None = None,
+    ) -> None:
+        self.url = url
+        self.role = role
+        self.on_connect = on_connect
+        self._conn: AsyncConn | None = None
+
+    async def get(self) -> AsyncConn:
+        if self._conn is None or self._conn.closed:
+            self._conn = await connect_async(self.url, role=self.role)
+            if self.on_connect is not None:
+                await self.on_connect(self._conn)
+        return self._conn
+
+    async def discard(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            log.warning("%s connection lost: %s", self.role, str(error).strip() or type(error).__name__)
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+                pass
+
+    @property
+    def backend_pid(self) -> int | None:
+        return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid

@@ -1,0 +1,56 @@
+"""Housekeeping every worker runs: rescue expired leases, cancel expired jobs, prune results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stem_pg.store.jobs import AsyncConn, JobStore
+from stem_pg.worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MaintenanceReport:
+    requeued: int = 0
+    lease_failed: int = 0
+    cancelled: int = 0
+    pruned: int = 0
+
+
+class Maintenance:
+    """One pass of housekeeping per ``run_once``; safe to run in every worker at once
+    (the queries skip rows another worker already holds)."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        settings: WorkerSettings,
+        *,
+        on_requeued: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.jobs = jobs
+        self.settings = settings
+        self.on_requeued = on_requeued
+        self.clock = clock
+        self._last_prune: float | None = None
+
+    async def run_once(self, conn: AsyncConn) -> MaintenanceReport:
+        report = MaintenanceReport()
+        rescued = await self.jobs.rescue_expired(conn)
+        report.requeued, report.lease_failed = rescued.requeued, rescued.failed
+        if rescued.requeued or rescued.failed:
+            log.warning("rescued %d jobs with expired leases (%d failed for good)",
+                        rescued.requeued + rescued.failed, rescued.failed)
+        if rescued.requeued:
+            self.on_requeued()
+        report.cancelled = await self.jobs.cancel_expired(conn)
+        now = self.clock()
+        if self._last_prune is None or now - self._last_prune >= self.settings.prune_interval:
+            self._last_prune = now
+            report.pruned = await self.jobs.prune_results(conn)
+        return report

@@ -1,0 +1,54 @@
+"""Worker settings, checked once so a bad flag fails before any connection opens."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from stem_pg.core.errors import ConfigError
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How one worker process consumes its queues.
+
+    ``prefetch_multiplier`` × ``concurrency`` jobs may be leased at once; the
+    extra ones wait in the process for a free slot, ready to start at once.
+    """
+
+    queues: tuple[str, ...]
+    concurrency: int = 10
+    prefetch_multiplier: int = 2
+    lease_seconds: float = 30.0
+    poll_interval: float = 1.0
+    shutdown_grace: float = 30.0
+    maintenance_interval: float = 5.0
+    prune_interval: float = 60.0
+    worker_id: str = field(default_factory=default_worker_id)
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ConfigError("a worker needs at least one queue")
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.prefetch_multiplier < 1:
+            raise ConfigError(f"--prefetch-multiplier must be at least 1, got {self.prefetch_multiplier}")
+        for name in ("lease_seconds", "poll_interval", "maintenance_interval", "prune_interval"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.shutdown_grace < 0:
+            raise ConfigError(f"shutdown grace must be >= 0, got {self.shutdown_grace}")
+
+    @property
+    def capacity(self) -> int:
+        return self.concurrency * self.prefetch_multiplier
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return max(0.2, self.lease_seconds / 3)

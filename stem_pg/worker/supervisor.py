@@ -1,0 +1,91 @@
+"""Running workers from the CLI: signals, and ``--processes`` forked children."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
+
+from stem_pg.worker.settings import WorkerSettings, default_worker_id
+from stem_pg.worker.worker import Worker
+
+if TYPE_CHECKING:
+    from stem_pg.app import Stem
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 1.0
+
+
+def run_worker(
+    app: Stem, settings: WorkerSettings, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+) -> bool:
+    """Run one worker in this process until one of ``signals``; returns True if forced."""
+    worker = Worker(app, settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in signals:
+            loop.add_signal_handler(signum, worker.request_stop)
+        await worker.run()
+
+    asyncio.run(main())
+    return worker._forced
+
+
+def _child(app: Stem, settings: WorkerSettings) -> None:
+    # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    forced = run_worker(app, settings, signals=(signal.SIGTERM,))
+    # Threads of abandoned sync handlers would keep a forced worker alive.
+    os._exit(1 if forced else 0)
+
+
+def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
+    """Fork ``processes`` workers, forward signals to them, restart any that crash."""
+    if processes <= 1:
+        if run_worker(app, settings):
+            os._exit(1)
+        return
+    context = multiprocessing.get_context("fork")
+    children: dict[int, BaseProcess] = {}
+    stopping = {"count": 0}
+
+    def spawn(slot: int) -> None:
+        child_settings = _replace_id(settings, f"{settings.worker_id}-{slot}")
+        proc = context.Process(target=_child, args=(app, child_settings), name=f"stem-worker-{slot}")
+        proc.start()
+        children[slot] = proc
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping["count"] += 1
+        for proc in children.values():
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for slot in range(processes):
+        spawn(slot)
+    while children:
+        for slot, proc in list(children.items()):
+            if proc.is_alive():
+                continue
+            proc.join()
+            del children[slot]
+            if not stopping["count"]:
+                log.error("worker process %s exited with %s; restarting it", proc.name, proc.exitcode)
+                time.sleep(RESTART_DELAY)
+                spawn(slot)
+        time.sleep(0.2)
+
+
+def _replace_id(settings: WorkerSettings, worker_id: str) -> WorkerSettings:
+    from dataclasses import replace
+
+    return replace(settings, worker_id=worker_id or default_worker_id())

@@ -1,0 +1,323 @@
+"""The worker: claims leased jobs, runs them, flushes outcomes, keeps leases alive.
+
+Each background loop owns one connection and survives its loss: it logs,
+reconnects with backoff and carries on. Outcomes that could not be flushed
+stay buffered (their leases still extended) until the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from psycopg.sql import SQL, Identifier
+
+from stem_pg.store.jobs import JobStore
+from stem_pg.store.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
+from stem_pg.store.workers import WorkerStore
+from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
+from stem_pg.worker.context import Inflight
+from stem_pg.worker.execute import Executor
+from stem_pg.worker.maintenance import Maintenance
+from stem_pg.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from stem_pg.app import Stem
+
+log = logging.getLogger(__name__)
+
+LEASE_WAKE_THROTTLE = 0.5
+
+
+class Worker:
+    """One worker process's runtime. ``await run()``; ``request_stop()`` twice forces."""
+
+    def __init__(self, app: Stem, settings: WorkerSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.id = settings.worker_id
+        self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
+        self.workers = WorkerStore(app.queries)
+        self.inflight: dict[str, Inflight] = {}
+        self.unflushed: dict[str, Inflight] = {}
+        self.outcomes: list[Outcome] = []
+        self.counts: Counter[str] = Counter()
+        self.started_monotonic = time.monotonic()
+        self._queue_set = frozenset(settings.queues)
+        self._rotation = 0
+        self._stopping = False
+        self._forced = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until ``request_stop()``; then drain gracefully (or not, when forced)."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._flush = asyncio.Event()
+        self._wake_leases = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.slots = asyncio.Semaphore(self.settings.concurrency)
+        url = self.app.url
+        self._claim_conn = ManagedConnection(url, "worker-claim")
+        self._flush_conn = ManagedConnection(url, "worker-flush")
+        self._house_conn = ManagedConnection(url, "worker-leases")
+        self._maint_conn = ManagedConnection(url, "worker-maintenance")
+        self._listen_conn = ManagedConnection(url, "worker-listen", self._on_listen_connect)
+        self.executor = Executor(
+            self.app.registry,
+            worker_id=self.id,
+            threads=self.settings.concurrency,
+            wake_leases=lambda: self._loop.call_soon_threadsafe(self._wake_leases.set),
+        )
+        self.maintenance = Maintenance(self.jobs, self.settings, on_requeued=self._wake.set)
+        if not await self._register():
+            return
+        loops = [
+            asyncio.create_task(self._guarded("listener", self._listen_conn, self._listen_once)),
+            asyncio.create_task(self._guarded("claimer", self._claim_conn, self._claim_once, until_stop=True)),
+            asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(self._guarded("leases", self._house_conn, self._leases_once)),
+            asyncio.create_task(
+                self._guarded("maintenance", self._maint_conn, self._maintain_once, until_stop=True)
+            ),
+        ]
+        log.info("worker %s consuming %s (concurrency %d)", self.id, ",".join(self.settings.queues),
+                 self.settings.concurrency)
+        await self._stop.wait()
+        await self._drain(loops)
+
+    def request_stop(self) -> None:
+        """First call: stop claiming and drain. Second call: stop now."""
+        if self._stopping:
+            self._forced = True
+            log.warning("worker %s: forced shutdown", self.id)
+        else:
+            log.info("worker %s: shutting down gracefully (signal again to force)", self.id)
+        self._stopping = True
+        if hasattr(self, "_stop"):
+            self._stop.set()
+            self._wake.set()
+
+    async def _register(self) -> bool:
+        backoff = Backoff()
+        while not self._stopping:
+            try:
+                conn = await self._house_conn.get()
+                await self.workers.register(conn, worker_id=self.id, queues=self.settings.queues,
+                                            concurrency=self.settings.concurrency)
+                return True
+            except CONNECTION_ERRORS as exc:
+                await self._house_conn.discard(exc)
+                await backoff.sleep()
+        return False
+
+    async def _drain(self, loops: list[asyncio.Task[None]]) -> None:
+        for entry in list(self.inflight.values()):
+            if not entry.started and entry.task is not None:
+                entry.task.cancel()
+        deadline = time.monotonic() + self.settings.shutdown_grace
+        while self.inflight and not self._forced and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        running = [e.task for e in self.inflight.values() if e.task is not None]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await self._final_flush()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        try:
+            await self.workers.stopped(await self._house_conn.get(), worker_id=self.id)
+        except CONNECTION_ERRORS as exc:
+            log.warning("worker %s: could not mark itself stopped: %s", self.id, exc)
+        for managed in (self._claim_conn, self._flush_conn, self._house_conn, self._maint_conn,
+                        self._listen_conn):
+            await managed.discard()
+        self.executor.shutdown()
+        log.info("worker %s stopped", self.id)
+
+    async def _final_flush(self) -> None:
+        deadline = time.monotonic() + (1.0 if self._forced else 10.0)
+        while self.outcomes and time.monotonic() < deadline:
+            await self._flush_once()
+            if self.outcomes:
+                await asyncio.sleep(0.2)
+        if self.outcomes:
+            log.error("worker %s: %d outcomes not flushed; their leases will expire and the"
+                      " rescuer will retry them", self.id, len(self.outcomes))
+
+    # -- loops ---------------------------------------------------------------------
+
+    async def _guarded(
+        self,
+        name: str,
+        managed: ManagedConnection,
+        once: Callable[[AsyncConn], Awaitable[None]],
+        *,
+        until_stop: bool = False,
+    ) -> None:
+        """Run ``once`` on ``managed``'s connection until cancelled (or until the worker
+        stops, with ``until_stop``), reconnecting after failures."""
+        backoff = Backoff()
+        while not (until_stop and self._stopping):
+            try:
+                await once(await managed.get())
+                backoff.reset()
+            except CONNECTION_ERRORS as exc:
+                await managed.discard(exc)
+                await backoff.sleep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker %s: %s loop failed; retrying", self.id, name)
+                await backoff.sleep()
+
+    async def _on_listen_connect(self, conn: AsyncConn) -> None:
+        await conn.execute(SQL("LISTEN {}").format(Identifier(self.app.queries.channels.jobs)))
+        self._wake.set()  # anything enqueued while we were not listening
+
+    async def _listen_once(self, conn: AsyncConn) -> None:
+        async for note in conn.notifies():
+            if note.payload in self._queue_set:
+                self._wake.set()
+
+    async def _claim_once(self, conn: AsyncConn) -> None:
+        poll = self.settings.poll_interval * random.uniform(0.8, 1.2)
+        try:
+            await asyncio.wait_for(self._wake.wait(), poll)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+        free = self.settings.capacity - len(self.inflight)
+        if self._stopping or free <= 0:
+            return
+        token = str(uuid.uuid4())
+        queues = self.settings.queues
+        self._rotation = (self._rotation + 1) % len(queues)
+        for queue in queues[self._rotation :] + queues[: self._rotation]:
+            jobs = await self.jobs.claim(conn, queue=queue, limit=free, worker_id=self.id, token=token,
+                                         lease_seconds=self.settings.lease_seconds)
+            for job in jobs:
+                self._start(job, token)
+            free -= len(jobs)
+            if free <= 0:
+                return
+
+    def _start(self, job: ClaimedJob, token: str) -> None:
+        entry = Inflight(job, token, float(job.visibility_timeout or self.settings.lease_seconds))
+        self.inflight[job.id] = entry
+        entry.task = asyncio.create_task(self._run(entry))
+
+    async def _run(self, entry: Inflight) -> None:
+        outcome: Outcome
+        try:
+            async with self.slots:
+                if self._stopping:
+                    outcome = Release(entry.job.id, entry.token)
+                else:
+                    entry.started = True
+                    entry.started_at = time.monotonic()
+                    outcome = await self.executor.run(entry)
+        except asyncio.CancelledError:
+            if entry.started:
+                outcome = RetryLater(entry.job.id, entry.token, 0.0,
+                                     f"worker {self.id} stopped while the task was running")
+            else:
+                outcome = Release(entry.job.id, entry.token)
+        self._record(entry, outcome)
+
+    def _record(self, entry: Inflight, outcome: Outcome) -> None:
+        self.inflight.pop(entry.job.id, None)
+        if entry.lost:
+            return
+        self.unflushed[entry.job.id] = entry
+        self.outcomes.append(outcome)
+        self.counts[_kind(outcome)] += 1
+        self._flush.set()
+        self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush.wait()
+            self._flush.clear()
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        batch, self.outcomes = self.outcomes, []
+        if not batch:
+            return
+        try:
+            conn = await self._flush_conn.get()
+            await self._write(conn, batch)
+        except CONNECTION_ERRORS as exc:
+            self.outcomes[:0] = batch
+            await self._flush_conn.discard(exc)
+            await Backoff(0.2, 0.2).sleep()
+            self._flush.set()
+            return
+        except Exception:
+            log.exception("worker %s: dropping %d outcomes that failed to flush", self.id, len(batch))
+        for outcome in batch:
+            self.unflushed.pop(outcome.id, None)
+
+    async def _write(self, conn: AsyncConn, batch: list[Outcome]) -> None:
+        finishes = [o for o in batch if isinstance(o, Finish)]
+        retries = [o for o in batch if isinstance(o, RetryLater)]
+        releases = [o for o in batch if isinstance(o, Release)]
+        writes: list[Callable[[], Awaitable[object]]] = []
+        if finishes:
+            writes.append(lambda: self.jobs.finish(conn, outcomes=finishes))
+        if retries:
+            writes.append(lambda: self.jobs.retry(conn, outcomes=retries))
+        if releases:
+            writes.append(lambda: self.jobs.release(conn, outcomes=releases))
+        if len(writes) == 1:
+            await writes[0]()
+            return
+        async with conn.transaction():
+            for write in writes:
+                await write()
+
+    async def _leases_once(self, conn: AsyncConn) -> None:
+        try:
+            await asyncio.wait_for(self._wake_leases.wait(), self.settings.heartbeat_interval)
+        except TimeoutError:
+            pass
+        self._wake_leases.clear()
+        held = [*self.inflight.values(), *self.unflushed.values()]
+        if held:
+            alive = await self.jobs.extend_leases(
+                conn,
+                ids=[e.job.id for e in held],
+                tokens=[e.token for e in held],
+                seconds=[e.lease_seconds for e in held],
+                progress=[e.progress for e in held],
+            )
+            self._mark_lost(alive)
+        await self.workers.heartbeat(conn, worker_id=self.id)
+        await asyncio.sleep(LEASE_WAKE_THROTTLE)
+
+    def _mark_lost(self, alive: set[str]) -> None:
+        for job_id, entry in list(self.inflight.items()):
+            if job_id not in alive and not entry.lost and self.inflight.get(job_id) is entry:
+                log.warning("worker %s: lost the lease of task %s; stopping it", self.id, job_id)
+                entry.lost = True
+                if entry.task is not None and entry.started:
+                    entry.task.cancel()
+
+    async def _maintain_once(self, conn: AsyncConn) -> None:
+        await asyncio.sleep(self.settings.maintenance_interval * random.uniform(0.8, 1.2))
+        await self.maintenance.run_once(conn)
+
+
+def _kind(outcome: Outcome) -> str:
+    if isinstance(outcome, Finish):
+        return outcome.state
+    return "retried" if isinstance(outcome, RetryLater) else "released"

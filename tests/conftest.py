@@ -1,0 +1,59 @@
+"""Shared fixtures: a real Postgres (STEM_TEST_DATABASE_URL or the embedded one) and a
+fresh, migrated namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from stem_pg.app import Stem
+from stem_pg.config import StemConfig
+from stem_pg.migrate import migrate
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = os.environ.get("STEM_TEST_DATABASE_URL")
+    if url:
+        return url
+    from stem_pg.embedded import embedded_url
+
+    return embedded_url()
+
+
+def drop_schema(url: str, name: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def fresh_namespace(database_url: str) -> Iterator[str]:
+    """A unique namespace name, not migrated; dropped afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    yield name
+    drop_schema(database_url, name)
+
+
+@pytest.fixture
+def namespace(database_url: str, fresh_namespace: str) -> str:
+    """A unique, migrated namespace."""
+    migrate(database_url, fresh_namespace)
+    return fresh_namespace
+
+
+@pytest.fixture
+def app(database_url: str, namespace: str) -> Iterator[Stem]:
+    stem = Stem(database_url, namespace=namespace, config=StemConfig())
+    yield stem
+    stem.close()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn

@@ -1,0 +1,48 @@
+"""Enqueue, claim, run and record results against a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stem_pg.app import Stem
+from stem_pg.core.errors import TaskFailed
+from tests.helpers import running_worker
+
+
+def test_sync_and_async_tasks_complete(app: Stem) -> None:
+    @app.task(name="math.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="math.mul")
+    async def mul(x: int, y: int) -> int:
+        await asyncio.sleep(0)
+        return x * y
+
+    with running_worker(app):
+        first = app.enqueue("math.add", {"x": 2, "y": 3})
+        second = mul.enqueue(x=4, y=5)  # type: ignore[attr-defined]
+        assert first.get(timeout=10) == 5
+        assert second.get(timeout=10) == 20
+    assert first.state == "succeeded"
+
+
+def test_failure_is_retried_then_dead_lettered(app: Stem, db) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+
+    @app.task(name="flaky", max_retries=2, retry_backoff=0.05, retry_jitter=False)
+    def flaky() -> None:
+        calls.append(1)
+        raise ValueError("boom")
+
+    with running_worker(app):
+        result = app.enqueue("flaky")
+        with pytest.raises(TaskFailed, match="boom"):
+            result.get(timeout=15)
+    assert len(calls) == 3
+    row = db.execute(
+        f'SELECT reason, attempts, jsonb_array_length(errors) FROM "{app.namespace}".dead_letters'
+    ).fetchone()
+    assert row == ("max_retries_exceeded", 3, 3)
