@@ -55,6 +55,8 @@ RETURNING j.id, j.task, j.queue, j.priority, j.args, j.headers, j.attempts, j.ma
 -- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is
 -- given, to the dead letters; jobs whose lease token no longer matches are skipped.
 -- One NOTIFY tells result waiters which ids finished ('*' when the list is too long).
+-- The `id = ANY(...)` keeps the plan on the primary key whatever the statistics say
+-- (this and the other batch updates below join on it).
 WITH input AS (
     SELECT *
     FROM unnest(%(id)s::text[], %(token)s::uuid[], %(state)s::text[], %(result)s::text[],
@@ -65,7 +67,7 @@ WITH input AS (
 done AS (
     DELETE FROM {ns}.jobs AS j
     USING input AS i
-    WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
+    WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token
     RETURNING j.*, i.state AS final_state, i.result AS final_result, i.error AS final_error,
               i.traceback AS final_traceback, i.dead_reason, i.keep
 ),
@@ -113,7 +115,7 @@ SET state = 'retried',
     worker_id = NULL
 FROM unnest(%(id)s::text[], %(token)s::uuid[], %(delay)s::float8[], %(error)s::text[])
     AS i(id, token, delay, error)
-WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running';
+WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token;
 
 -- name: job_release
 -- Return leased jobs that never started (worker shutting down); the attempt is not counted.
@@ -125,7 +127,7 @@ SET state = CASE WHEN j.attempts > 1 THEN 'retried' ELSE 'queued' END,
     lease_expires_at = NULL,
     worker_id = NULL
 FROM unnest(%(id)s::text[], %(token)s::uuid[]) AS i(id, token)
-WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running';
+WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token;
 
 -- name: job_extend_leases
 -- Heartbeat: push the lease expiry of held jobs; returns the ids whose lease is still ours.
@@ -134,7 +136,7 @@ SET lease_expires_at = now() + make_interval(secs => i.seconds),
     progress = coalesce(i.progress::jsonb, j.progress)
 FROM unnest(%(id)s::text[], %(token)s::uuid[], %(seconds)s::float8[], %(progress)s::text[])
     AS i(id, token, seconds, progress)
-WHERE j.id = i.id AND j.lease_token = i.token AND j.state = 'running'
+WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token
 RETURNING j.id;
 
 -- name: job_rescue_expired

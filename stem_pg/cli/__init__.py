@@ -1,0 +1,43 @@
+"""The ``stem`` command line: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from stem_pg.cli.health_cmd import health_command
+from stem_pg.cli.migrate_cmd import migrate_command
+from stem_pg.core.errors import StemError
+from stem_pg.dsn import redact
+
+app = typer.Typer(
+    name="stem",
+    help="stem_pg: a job system on PostgreSQL alone. Queues, workers, schedules and workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("migrate")(migrate_command)
+app.command("health")(health_command)
+
+
+def _groups() -> None:
+    from stem_pg.cli import routing_cmd, worker_cmd
+
+    app.add_typer(routing_cmd.app, name="routing")
+    app.add_typer(worker_cmd.app, name="worker")
+
+
+def main() -> None:
+    """Entry point of the ``stem`` script: StemErrors become one clean line and exit 1."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("stem_pg").setLevel(logging.INFO)
+    _groups()
+    try:
+        app(prog_name="stem")
+    except StemError as exc:
+        typer.echo(f"error: {redact(str(exc))}", err=True)
+        sys.exit(1)

@@ -1,0 +1,151 @@
+"""Routing decisions: where a task goes and which queues a worker may consume.
+
+Pure standard library like the model it reads (``stem_pg.core.routing``), which
+also re-exports these names so callers keep one import path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from stem_pg.core.errors import RoutingConfigError
+from stem_pg.core.routing import (
+    DEFAULT_PRIORITY_RANGE,
+    BroadcastDefinition,
+    QueueDefinition,
+    RouteDefinition,
+    RoutingConfig,
+    TargetType,
+    _known,
+    _PathError,
+)
+
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    """Where one task goes: ``route`` is the rule that matched, None for the default."""
+
+    kind: TargetType
+    name: str
+    priority: int
+    route: RouteDefinition | None = None
+
+
+class RoutingRegistry:
+    """Answers routing questions (where does this task go, what may a worker consume)."""
+
+    def __init__(self, config: RoutingConfig | None = None) -> None:
+        self.config = config if config is not None else RoutingConfig.legacy()
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str | None = None) -> RoutingRegistry:
+        """Build from YAML text; raises RoutingConfigError like RoutingConfig.from_yaml."""
+        return cls(RoutingConfig.from_yaml(text, source=source))
+
+    @property
+    def default_queue(self) -> str:
+        return self.config.default_queue.queue
+
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        return self.config.default_queue.fallbacks
+
+    def queue_names(self) -> tuple[str, ...]:
+        """The queues a worker may consume: the defined ones, else the default queue."""
+        if self.config.queues:
+            return tuple(self.config.queues)
+        return tuple(dict.fromkeys((self.default_queue, *self.fallbacks)))
+
+    def queue(self, name: str) -> QueueDefinition:
+        """Look a queue up by name or alias.
+
+        Raises RoutingConfigError if the config defines queues and ``name`` is
+        neither one of them nor the default alias; without defined queues any
+        name is accepted with the default priority range.
+        """
+        queues = self.config.queues
+        if name == self.config.default_queue.alias and name not in queues:
+            name = self.default_queue
+        if name in queues:
+            return queues[name]
+        if queues:
+            alias = self.config.default_queue.alias
+            raise self._error(f"unknown queue {name!r}; known: {_known(queues)} (alias {alias!r})")
+        try:
+            return QueueDefinition(name)
+        except _PathError as exc:
+            raise self._error(exc.reason) from None
+
+    def broadcast(self, name: str) -> BroadcastDefinition:
+        """Look a broadcast channel up; raises RoutingConfigError if undefined."""
+        try:
+            return self.config.broadcasts[name]
+        except KeyError:
+            known = _known(self.config.broadcasts)
+            raise self._error(f"unknown broadcast {name!r}; known: {known}") from None
+
+    def match(
+        self, task_name: str, headers: Mapping[str, str] | None = None
+    ) -> RouteDefinition | None:
+        """The first route that fits the task name and headers, if any."""
+        for route in self.config.routes:
+            if route.match.matches(task_name, headers or {}):
+                return route
+        return None
+
+    def resolve(
+        self,
+        task_name: str,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ResolvedRoute:
+        """Decide where ``task_name`` goes and with which priority.
+
+        An explicit ``queue`` wins over routes, so pass None unless the sender
+        chose one. The priority (hint, else the route's, else 0) is clamped into
+        the target queue's range; broadcasts use the default range 0..9.
+        Raises RoutingConfigError for an unknown explicit queue.
+        """
+        route = None if queue is not None else self.match(task_name, headers)
+        if route is not None and priority is None:
+            priority = route.priority
+        if route is not None and route.target.type == "broadcast":
+            clamped = DEFAULT_PRIORITY_RANGE.clamp(priority or 0)
+            return ResolvedRoute("broadcast", route.target.name, clamped, route)
+        target = queue if route is None else route.target.name
+        definition = self.queue(target if target is not None else self.default_queue)
+        clamped = definition.priority_range.clamp(priority or 0)
+        return ResolvedRoute("queue", definition.name, clamped, route)
+
+    def _error(self, reason: str) -> RoutingConfigError:
+        prefix = f"{self.config.source}: " if self.config.source else ""
+        return RoutingConfigError(prefix + reason)
+
+
+@dataclass(frozen=True)
+class RoutingSubscription:
+    """The queues and broadcast channels one worker consumes."""
+
+    queues: tuple[str, ...]
+    broadcasts: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls, registry: RoutingRegistry, queues: Iterable[str] = (), broadcasts: Iterable[str] = ()
+    ) -> RoutingSubscription:
+        """Resolve aliases and check names; no queues means the default queue.
+
+        Raises RoutingConfigError for an unknown queue or broadcast channel.
+        """
+        names = _as_names(queues) or (registry.default_queue,)
+        resolved = (registry.queue(name).name for name in names)
+        channels = (registry.broadcast(name).name for name in _as_names(broadcasts))
+        return cls(tuple(dict.fromkeys(resolved)), tuple(dict.fromkeys(channels)))
+
+
+def _as_names(names: Iterable[str]) -> tuple[str, ...]:
+    # A bare string is an Iterable[str] too; iterating it would yield letters.
+    return (names,) if isinstance(names, str) else tuple(names)
