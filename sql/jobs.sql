@@ -72,9 +72,9 @@ done AS (
               i.traceback AS final_traceback, i.dead_reason, i.keep
 ),
 dead AS (
-    INSERT INTO {ns}.dead_letters (task_id, task, queue, priority, args, headers, reason,
-                                   error, errors, attempts, enqueued_at)
-    SELECT id, task, queue, priority, args, headers, dead_reason, final_error,
+    INSERT INTO {ns}.dead_letters (task_id, task, queue, priority, args, headers, max_retries,
+                                   reason, error, errors, attempts, enqueued_at)
+    SELECT id, task, queue, priority, args, headers, max_retries, dead_reason, final_error,
            errors || jsonb_build_array(jsonb_build_object(
                'attempt', attempts, 'error', final_error, 'at', now())),
            attempts, enqueued_at
@@ -172,9 +172,9 @@ lost AS (
     RETURNING j.*
 ),
 dead AS (
-    INSERT INTO {ns}.dead_letters (task_id, task, queue, priority, args, headers, reason,
-                                   error, errors, attempts, enqueued_at)
-    SELECT id, task, queue, priority, args, headers, 'lease_expired',
+    INSERT INTO {ns}.dead_letters (task_id, task, queue, priority, args, headers, max_retries,
+                                   reason, error, errors, attempts, enqueued_at)
+    SELECT id, task, queue, priority, args, headers, max_retries, 'lease_expired',
            'lease expired on worker ' || coalesce(worker_id, '?'), errors, attempts, enqueued_at
     FROM lost
 ),

@@ -137,7 +137,9 @@ class Stem:
             raise TaskError(f"task name must be a non-empty string, got {name!r}")
         definition = self.registry.get(name)
         options = definition.options if definition else TaskOptions()
-        if request.priority is not None and (isinstance(request.priority, bool) or not isinstance(request.priority, int)):
+        if request.priority is not None and (
+            isinstance(request.priority, bool) or not isinstance(request.priority, int)
+        ):
             raise TaskError(f"{name}: priority must be an integer, got {request.priority!r}")
         route = self.routing.resolve(
             name,
@@ -146,7 +148,9 @@ class Stem:
             headers={k: str(v) for k, v in request.headers.items()},
         )
         if route.kind != "queue":
-            raise TaskError(f"{name}: routed to broadcast channel {route.name!r}; broadcasts are not supported yet")
+            raise TaskError(
+                f"{name}: routed to broadcast channel {route.name!r}; broadcasts are not supported yet"
+            )
         if request.eta is not None and request.countdown is not None:
             raise TaskError(f"{name}: give either eta or countdown, not both")
         expires_at, expires_in = split_expires(request.expires)
@@ -188,7 +192,9 @@ class Stem:
         written in the caller's transaction and exists only once it commits.
         A live job with the same ``task_id`` is left alone (idempotent).
         """
-        request = EnqueueRequest(name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {})
+        request = EnqueueRequest(
+            name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}
+        )
         return self.enqueue_many([request], connection=connection)[0]
 
     async def aenqueue(
@@ -206,11 +212,16 @@ class Stem:
         connection: Any = None,
     ) -> TaskResult:
         """The async twin of ``enqueue`` (``connection``: a psycopg AsyncConnection)."""
-        request = EnqueueRequest(name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {})
+        request = EnqueueRequest(
+            name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}
+        )
         return (await self.aenqueue_many([request], connection=connection))[0]
 
     def enqueue_many(
-        self, requests: Iterable[EnqueueRequest | tuple[str, Mapping[str, Any]]], *, connection: Any = None
+        self,
+        requests: Iterable[EnqueueRequest | tuple[str, Mapping[str, Any]]],
+        *,
+        connection: Any = None,
     ) -> list[TaskResult]:
         """Enqueue many jobs in one statement (one wake-up per queue)."""
         specs = [self.plan(_request(r)) for r in requests]
@@ -222,7 +233,10 @@ class Stem:
         return [TaskResult(self, spec.id) for spec in specs]
 
     async def aenqueue_many(
-        self, requests: Iterable[EnqueueRequest | tuple[str, Mapping[str, Any]]], *, connection: Any = None
+        self,
+        requests: Iterable[EnqueueRequest | tuple[str, Mapping[str, Any]]],
+        *,
+        connection: Any = None,
     ) -> list[TaskResult]:
         """The async twin of ``enqueue_many``."""
         specs = [self.plan(_request(r)) for r in requests]
@@ -288,7 +302,9 @@ def _request(item: EnqueueRequest | tuple[str, Mapping[str, Any]]) -> EnqueueReq
     raise TaskError(f"enqueue_many takes EnqueueRequest or (task, kwargs) items, got {item!r}")
 
 
-def _routing_registry(routing: RoutingConfig | RoutingRegistry | str | None, config: StemConfig) -> RoutingRegistry:
+def _routing_registry(
+    routing: RoutingConfig | RoutingRegistry | str | None, config: StemConfig
+) -> RoutingRegistry:
     if isinstance(routing, RoutingRegistry):
         return routing
     if isinstance(routing, RoutingConfig):

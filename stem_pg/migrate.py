@@ -65,9 +65,7 @@ def current_revision(url: str, namespace: str) -> str | None:
     engine = create_engine(sa_url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(
-                connection, opts={"version_table_schema": namespace}
-            )
+            context = MigrationContext.configure(connection, opts={"version_table_schema": namespace})
             return context.get_current_revision()
     finally:
         engine.dispose()

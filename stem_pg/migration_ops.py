@@ -7,7 +7,6 @@ DDL stays explicit and reviewable (``stem migrate --sql`` prints it as is).
 from __future__ import annotations
 
 import re
-from typing import LiteralString, cast
 
 from alembic import op
 from psycopg import sql
@@ -28,7 +27,7 @@ def current_namespace() -> str:
 
 def render(text: str, namespace: str) -> str:
     """``text`` with ``{ns}`` replaced by the quoted schema name of ``namespace``."""
-    composed = sql.SQL(cast(LiteralString, text)).format(ns=sql.Identifier(namespace))
+    composed = sql.SQL(text).format(ns=sql.Identifier(namespace))
     return composed.as_string(None)
 
 

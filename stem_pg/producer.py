@@ -77,7 +77,7 @@ def _sqlalchemy_connection(conn: Any) -> Any:
         from sqlalchemy.engine import Connection
         from sqlalchemy.orm import Session
     except ImportError:  # pragma: no cover - sqlalchemy is a dependency
-        Connection = Session = ()  # type: ignore[assignment,misc]  # noqa: N806
+        Connection = Session = ()  # type: ignore[assignment,misc]
     if isinstance(conn, Session):
         return conn.connection()
     if isinstance(conn, Connection):

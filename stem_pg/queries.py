@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import LiteralString, cast
+from typing import LiteralString
 
 from psycopg import sql
 
@@ -40,14 +40,16 @@ def load_queries() -> dict[str, NamedQuery]:
     for path in files:
         for query in _parse(path.read_text(encoding="utf-8"), path.name):
             if query.name in found:
-                raise RuntimeError(f"query {query.name!r} is defined in {found[query.name].file} and {path.name}")
+                raise RuntimeError(
+                    f"query {query.name!r} is defined in {found[query.name].file} and {path.name}"
+                )
             found[query.name] = query
     return found
 
 
 def query_text(name: str) -> LiteralString:
     """A query that does not belong to a namespace (it has no ``{ns}``)."""
-    return cast(LiteralString, load_queries()[name].text)
+    return load_queries()[name].text
 
 
 def _parse(text: str, file: str) -> list[NamedQuery]:
@@ -75,8 +77,8 @@ class Queries:
         rendered = self._rendered.get(name)
         if rendered is None:
             query = load_queries()[name]
-            composed = sql.SQL(cast(LiteralString, query.text)).format(ns=self._schema)
-            rendered = self._rendered[name] = cast(LiteralString, composed.as_string(None))
+            composed = sql.SQL(query.text).format(ns=self._schema)
+            rendered = self._rendered[name] = composed.as_string(None)
         return rendered
 
 

@@ -33,7 +33,10 @@ class TaskResult:
 
     def status(self) -> TaskStatus | None:
         """The task's current row of the ``task_states`` view, or None if unknown."""
-        with self.app.pool.connection() as conn, conn.cursor(row_factory=class_row(TaskStatus)) as cur:
+        with (
+            self.app.pool.connection() as conn,
+            conn.cursor(row_factory=class_row(TaskStatus)) as cur,
+        ):
             cur.execute(self.app.queries["task_status"], {"ids": [self.id]})
             rows = cur.fetchall()
         return _live_first(rows)
@@ -45,7 +48,10 @@ class TaskResult:
 
     def result(self) -> StoredResult | None:
         """The stored outcome, or None while the task has not finished."""
-        with self.app.pool.connection() as conn, conn.cursor(row_factory=class_row(StoredResult)) as cur:
+        with (
+            self.app.pool.connection() as conn,
+            conn.cursor(row_factory=class_row(StoredResult)) as cur,
+        ):
             cur.execute(self.app.queries["task_result"], {"id": self.id})
             return cur.fetchone()
 
@@ -113,4 +119,5 @@ def unwrap(stored: StoredResult, *, propagate: bool) -> Any:
 
 def _live_first(rows: list[TaskStatus]) -> TaskStatus | None:
     live = [r for r in rows if r.finished_at is None]
-    return (live or rows or [None])[0]
+    found = live or rows
+    return found[0] if found else None

@@ -78,6 +78,7 @@ CREATE TABLE {ns}.dead_letters (
     priority smallint NOT NULL,
     args jsonb NOT NULL,
     headers jsonb NOT NULL,
+    max_retries integer NOT NULL,
     reason text NOT NULL
         CONSTRAINT dead_letters_reason_check CHECK (reason IN
             ('max_retries_exceeded', 'unregistered_task', 'rejected', 'lease_expired')),

@@ -7,8 +7,10 @@ import sys
 
 import typer
 
+from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, tasks_cmd, worker_cmd
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
+from stem_pg.cli.pending_cmd import pending_group
 from stem_pg.core.errors import StemError
 from stem_pg.dsn import redact
 
@@ -22,20 +24,20 @@ app = typer.Typer(
 
 app.command("migrate")(migrate_command)
 app.command("health")(health_command)
-
-
-def _groups() -> None:
-    from stem_pg.cli import routing_cmd, worker_cmd
-
-    app.add_typer(routing_cmd.app, name="routing")
-    app.add_typer(worker_cmd.app, name="worker")
+app.command("demo")(demo_cmd.demo_command)
+app.add_typer(routing_cmd.app, name="routing")
+app.add_typer(worker_cmd.app, name="worker")
+app.add_typer(tasks_cmd.app, name="tasks")
+app.add_typer(dlq_cmd.app, name="dlq")
+app.add_typer(pending_group("schedule", "Manage beat schedules"), name="schedule")
+app.add_typer(pending_group("beat", "Run the scheduler"), name="beat")
+app.add_typer(pending_group("wf", "Start and inspect durable workflow runs"), name="wf")
 
 
 def main() -> None:
     """Entry point of the ``stem`` script: StemErrors become one clean line and exit 1."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("stem_pg").setLevel(logging.INFO)
-    _groups()
     try:
         app(prog_name="stem")
     except StemError as exc:

@@ -18,7 +18,9 @@ def health_command(url: common.UrlOption = None, json: common.JsonOption = False
         for ns, rev in sorted(report.namespaces.items())
     ]
     if json:
-        common.print_json({"ok": True, "server_version": report.server_version, "head": head, "namespaces": rows})
+        common.print_json(
+            {"ok": True, "server_version": report.server_version, "head": head, "namespaces": rows}
+        )
         return
     typer.echo(f"database: ok ({report.server_version})")
     typer.echo(f"stem_pg head revision: {head}")

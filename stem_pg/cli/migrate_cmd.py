@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from stem_pg.cli import common
-from stem_pg.migrate import current_revision, head_revision, migrate, migration_sql
+from stem_pg.migrate import Action, current_revision, head_revision, migrate, migration_sql
 
 
-class MigrateAction(str, Enum):
+class MigrateAction(StrEnum):
     upgrade = "upgrade"
     downgrade = "downgrade"
     current = "current"
@@ -31,7 +31,8 @@ def migrate_command(
     ] = None,
     namespace: common.NamespaceOption = None,
     sql: Annotated[
-        bool, typer.Option("--sql", help="Print the SQL instead of running it (no database needed).")
+        bool,
+        typer.Option("--sql", help="Print the SQL instead of running it (no database needed)."),
     ] = False,
     url: common.UrlOption = None,
 ) -> None:
@@ -50,7 +51,12 @@ def migrate_command(
     if sql:
         if action is MigrateAction.downgrade and ":" not in target:
             target = f"{head_revision()}:{target}"
-        typer.echo(migration_sql(ns, action.value, target), nl=False)
+        typer.echo(migration_sql(ns, _action(action), target), nl=False)
         return
-    migrate(common.database_url(url), ns, action.value, target)
-    typer.echo(f"{ns}: {action.value} to {target} done (now at {current_revision(common.database_url(url), ns) or 'base'})")
+    database = common.database_url(url)
+    migrate(database, ns, _action(action), target)
+    typer.echo(f"{ns}: {action.value} to {target} done (now at {current_revision(database, ns) or 'base'})")
+
+
+def _action(action: MigrateAction) -> Action:
+    return "downgrade" if action is MigrateAction.downgrade else "upgrade"

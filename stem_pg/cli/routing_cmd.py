@@ -60,9 +60,7 @@ def validate_command(file: FileArgument = None) -> None:
 
 
 @app.command("dump")
-def dump_command(
-    file: FileArgument = None, json: common.JsonOption = False, task: TaskOption = None
-) -> None:
+def dump_command(file: FileArgument = None, json: common.JsonOption = False, task: TaskOption = None) -> None:
     """Show the resolved routing: default queue, queues, broadcasts and routes in order.
 
     With --task, also show where each named task would be sent and which route

@@ -16,7 +16,9 @@ from stem_pg.store.workers import WorkerStore
 
 app = typer.Typer(help="Run workers and inspect them.", no_args_is_help=True)
 
-AppOption = Annotated[str, typer.Option("--app", "-A", help="Your application object, as 'package.module:app'.")]
+AppOption = Annotated[
+    str, typer.Option("--app", "-A", help="Your application object, as 'package.module:app'.")
+]
 
 
 @app.command("run")
@@ -24,22 +26,42 @@ def run_command(
     app_spec: AppOption,
     queue: Annotated[
         list[str] | None,
-        typer.Option("--queue", "-Q", help="Queue to consume (repeatable). Defaults to STEM_WORKER_QUEUES, then the default queue."),
+        typer.Option(
+            "--queue",
+            "-Q",
+            help="Queue to consume (repeatable). Defaults to STEM_WORKER_QUEUES, then the default queue.",
+        ),
     ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Tasks run at once per process.")] = 10,
-    processes: Annotated[int, typer.Option("--processes", "-p", min=1, help="Worker processes to fork (use every core).")] = 1,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Tasks run at once per process.")
+    ] = 10,
+    processes: Annotated[
+        int,
+        typer.Option("--processes", "-p", min=1, help="Worker processes to fork (use every core)."),
+    ] = 1,
     prefetch_multiplier: Annotated[
         int | None,
-        typer.Option("--prefetch-multiplier", min=1, help="Jobs leased per free slot. Defaults to STEM_PREFETCH_MULTIPLIER, then 2."),
+        typer.Option(
+            "--prefetch-multiplier",
+            min=1,
+            help="Jobs leased per free slot. Defaults to STEM_PREFETCH_MULTIPLIER, then 2.",
+        ),
     ] = None,
     lease: Annotated[
-        float, typer.Option("--lease", min=0.5, help="Seconds a leased job stays ours without a heartbeat (visibility timeout).")
+        float,
+        typer.Option(
+            "--lease",
+            min=0.5,
+            help="Seconds a leased job stays ours without a heartbeat (visibility timeout).",
+        ),
     ] = 30.0,
     grace: Annotated[
-        float, typer.Option("--shutdown-grace", min=0, help="Seconds to let running tasks finish after SIGTERM.")
+        float,
+        typer.Option("--shutdown-grace", min=0, help="Seconds to let running tasks finish after SIGTERM."),
     ] = 30.0,
     poll_interval: Annotated[
-        float, typer.Option("--poll-interval", min=0.05, help="Seconds between polls when no wake-up arrives.")
+        float,
+        typer.Option("--poll-interval", min=0.05, help="Seconds between polls when no wake-up arrives."),
     ] = 1.0,
     namespace: common.WorkerNamespaceOption = None,
 ) -> None:
@@ -65,7 +87,14 @@ def run_command(
 @app.command("status")
 def status_command(
     namespace: common.WorkerNamespaceOption = None,
-    stale_after: Annotated[float, typer.Option("--stale-after", min=1, help="Seconds without a heartbeat before a worker counts as stale.")] = 60.0,
+    stale_after: Annotated[
+        float,
+        typer.Option(
+            "--stale-after",
+            min=1,
+            help="Seconds without a heartbeat before a worker counts as stale.",
+        ),
+    ] = 60.0,
     url: common.UrlOption = None,
     json: common.JsonOption = False,
 ) -> None:
@@ -76,4 +105,7 @@ def status_command(
     if json:
         common.print_json(rows)
         return
-    common.print_table(rows, ["id", "status", "host", "pid", "queues", "concurrency", "started_at", "last_heartbeat_at"])
+    common.print_table(
+        rows,
+        ["id", "status", "host", "pid", "queues", "concurrency", "started_at", "last_heartbeat_at"],
+    )

@@ -58,7 +58,9 @@ def new_task_id() -> str:
 
 def check_task_id(task_id: object) -> str:
     if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_TASK_ID_LENGTH:
-        raise TaskError(f"task_id must be a non-empty string of at most {MAX_TASK_ID_LENGTH} characters, got {task_id!r}")
+        raise TaskError(
+            f"task_id must be a non-empty string of at most {MAX_TASK_ID_LENGTH} characters, got {task_id!r}"
+        )
     return task_id
 
 

@@ -40,10 +40,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``attempt`` failed."""
-        if not self.backoff:
-            seconds = self.base
-        else:
-            seconds = min(self.maximum, self.base * 2 ** max(0, attempt - 1))
+        seconds = self.base if not self.backoff else min(self.maximum, self.base * 2 ** max(0, attempt - 1))
         if self.jitter and seconds > 0:
             seconds = (rng or random).uniform(seconds / 2, seconds)
         return seconds

@@ -343,9 +343,7 @@ def _check_references(
         path: KeyPath = ("routes", index, "target", "name")
         name = route.target.name
         if route.target.type == "broadcast" and name not in broadcasts:
-            raise _PathError(
-                path, f"broadcast {name!r} is not defined; known: {_known(broadcasts)}"
-            )
+            raise _PathError(path, f"broadcast {name!r} is not defined; known: {_known(broadcasts)}")
         if route.target.type == "queue" and name != default_queue.alias:
             _require_queue(name, queues, path)
 
@@ -388,16 +386,12 @@ def _parse_root(data: object) -> _Parts:
     return default_queue, queues, broadcasts, routes
 
 
-def _fields(
-    data: object, allowed: tuple[str, ...], *, nullable: bool = False
-) -> Mapping[str, object]:
+def _fields(data: object, allowed: tuple[str, ...], *, nullable: bool = False) -> Mapping[str, object]:
     """Check that ``data`` is a mapping holding only ``allowed`` keys."""
     if data is None and nullable:
         return {}
     if not isinstance(data, Mapping):
-        raise _PathError(
-            (), f"expected a mapping with keys {', '.join(allowed)}, got {_kind(data)}"
-        )
+        raise _PathError((), f"expected a mapping with keys {', '.join(allowed)}, got {_kind(data)}")
     for key in data:
         if not isinstance(key, str):
             raise _PathError((), f"keys must be strings, got {_kind(key)}")

@@ -85,9 +85,7 @@ class RoutingRegistry:
             known = _known(self.config.broadcasts)
             raise self._error(f"unknown broadcast {name!r}; known: {known}") from None
 
-    def match(
-        self, task_name: str, headers: Mapping[str, str] | None = None
-    ) -> RouteDefinition | None:
+    def match(self, task_name: str, headers: Mapping[str, str] | None = None) -> RouteDefinition | None:
         """The first route that fits the task name and headers, if any."""
         for route in self.config.routes:
             if route.match.matches(task_name, headers or {}):

@@ -13,7 +13,7 @@ from stem_pg.core.retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, RetryP
 DEFAULT_VISIBILITY_TIMEOUT = 30.0
 
 
-class Retry(Exception):  # noqa: N818 - reads as "raise Retry(...)", like Celery
+class Retry(Exception):
     """Raised (usually via ``ctx.retry()``) to run the task again later."""
 
     def __init__(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
@@ -22,7 +22,7 @@ class Retry(Exception):  # noqa: N818 - reads as "raise Retry(...)", like Celery
         self.exc = exc
 
 
-class Reject(Exception):  # noqa: N818 - reads as "raise Reject(...)"
+class Reject(Exception):
     """Raised to fail a task at once, without retries; it goes to the dead letters."""
 
 

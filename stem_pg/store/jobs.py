@@ -89,15 +89,18 @@ class JobStore:
     ) -> set[str]:
         cur = await conn.execute(
             self.q["job_extend_leases"],
-            {"id": list(ids), "token": list(tokens), "seconds": list(seconds), "progress": list(progress)},
+            {
+                "id": list(ids),
+                "token": list(tokens),
+                "seconds": list(seconds),
+                "progress": list(progress),
+            },
         )
         return {row[0] for row in await cur.fetchall()}
 
     async def rescue_expired(self, conn: AsyncConn, *, limit: int = 1000) -> RescueCount:
         async with conn.cursor(row_factory=class_row(RescueCount)) as cur:
-            await cur.execute(
-                self.q["job_rescue_expired"], {"limit": limit, "result_ttl": self.result_ttl}
-            )
+            await cur.execute(self.q["job_rescue_expired"], {"limit": limit, "result_ttl": self.result_ttl})
             row = await cur.fetchone()
             return row or RescueCount(0, 0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 from collections.abc import Sequence
@@ -33,7 +34,9 @@ class WorkerStore:
     def __init__(self, queries: Queries) -> None:
         self.q = queries
 
-    async def register(self, conn: AsyncConn, *, worker_id: str, queues: Sequence[str], concurrency: int) -> None:
+    async def register(
+        self, conn: AsyncConn, *, worker_id: str, queues: Sequence[str], concurrency: int
+    ) -> None:
         await conn.execute(
             self.q["worker_register"],
             {
@@ -51,7 +54,7 @@ class WorkerStore:
     async def stopped(self, conn: AsyncConn, *, worker_id: str) -> None:
         await conn.execute(self.q["worker_stopped"], {"id": worker_id})
 
-    def list(self, conn: psycopg.Connection[TupleRow], *, stale_after: float) -> list[WorkerRow]:
+    def list(self, conn: psycopg.Connection[TupleRow], *, stale_after: float) -> builtins.list[WorkerRow]:
         with conn.cursor(row_factory=class_row(WorkerRow)) as cur:
             cur.execute(self.q["worker_list"], {"stale_after": stale_after})
             return cur.fetchall()

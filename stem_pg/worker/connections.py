@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -62,10 +63,8 @@ class ManagedConnection:
             log.warning("%s connection lost: %s", self.role, str(error).strip() or type(error).__name__)
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
-            try:
+            with contextlib.suppress(Exception):
                 await conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
-                pass
 
     @property
     def backend_pid(self) -> int | None:

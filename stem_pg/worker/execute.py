@@ -45,22 +45,30 @@ class Executor:
         job = entry.job
         definition = self.registry.get(job.task)
         if definition is None:
-            return _dead(entry, f"task {job.task!r} is not registered on worker {self.worker_id}",
-                         DeadLetterReason.UNREGISTERED_TASK)
+            return _dead(
+                entry,
+                f"task {job.task!r} is not registered on worker {self.worker_id}",
+                DeadLetterReason.UNREGISTERED_TASK,
+            )
         if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
             return Finish(job.id, entry.token, TaskState.CANCELLED, error="expired before it started")
         try:
             value = await self._call(definition, entry)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any handler error becomes an outcome
+        except Exception as exc:
             return failure(entry, definition, exc)
         try:
             result = encode_json(value, what=f"{job.task}: return value")
         except TaskError as exc:
             return _dead(entry, str(exc), DeadLetterReason.REJECTED)
-        return Finish(job.id, entry.token, TaskState.SUCCEEDED, result=result,
-                      keep=not definition.options.ignore_result)
+        return Finish(
+            job.id,
+            entry.token,
+            TaskState.SUCCEEDED,
+            result=result,
+            keep=not definition.options.ignore_result,
+        )
 
     async def _call(self, definition: TaskDefinition, entry: Inflight) -> Any:
         options = definition.options
@@ -114,7 +122,14 @@ def failure(entry: Inflight, definition: TaskDefinition | None, exc: BaseExcepti
 
 def _dead(entry: Inflight, error: str, reason: DeadLetterReason, exc: BaseException | None = None) -> Finish:
     trace = "".join(tb.format_exception(exc)) if exc is not None else None
-    return Finish(entry.job.id, entry.token, TaskState.FAILED, error=error, traceback=trace, dead_reason=reason)
+    return Finish(
+        entry.job.id,
+        entry.token,
+        TaskState.FAILED,
+        error=error,
+        traceback=trace,
+        dead_reason=reason,
+    )
 
 
 def _smallest(*limits: float | None) -> float | None:

@@ -44,8 +44,11 @@ class Maintenance:
         rescued = await self.jobs.rescue_expired(conn)
         report.requeued, report.lease_failed = rescued.requeued, rescued.failed
         if rescued.requeued or rescued.failed:
-            log.warning("rescued %d jobs with expired leases (%d failed for good)",
-                        rescued.requeued + rescued.failed, rescued.failed)
+            log.warning(
+                "rescued %d jobs with expired leases (%d failed for good)",
+                rescued.requeued + rescued.failed,
+                rescued.failed,
+            )
         if rescued.requeued:
             self.on_requeued()
         report.cancelled = await self.jobs.cancel_expired(conn)

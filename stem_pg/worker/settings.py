@@ -18,7 +18,7 @@ def default_worker_id() -> str:
 class WorkerSettings:
     """How one worker process consumes its queues.
 
-    ``prefetch_multiplier`` × ``concurrency`` jobs may be leased at once; the
+    ``prefetch_multiplier`` x ``concurrency`` jobs may be leased at once; the
     extra ones wait in the process for a free slot, ready to start at once.
     """
 

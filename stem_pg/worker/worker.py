@@ -8,6 +8,7 @@ stay buffered (their leases still extended) until the database is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -74,24 +75,33 @@ class Worker:
             self.app.registry,
             worker_id=self.id,
             threads=self.settings.concurrency,
-            wake_leases=lambda: self._loop.call_soon_threadsafe(self._wake_leases.set),
+            wake_leases=self._wake_leases_threadsafe,
         )
         self.maintenance = Maintenance(self.jobs, self.settings, on_requeued=self._wake.set)
         if not await self._register():
             return
         loops = [
             asyncio.create_task(self._guarded("listener", self._listen_conn, self._listen_once)),
-            asyncio.create_task(self._guarded("claimer", self._claim_conn, self._claim_once, until_stop=True)),
+            asyncio.create_task(
+                self._guarded("claimer", self._claim_conn, self._claim_once, until_stop=True)
+            ),
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._guarded("leases", self._house_conn, self._leases_once)),
             asyncio.create_task(
                 self._guarded("maintenance", self._maint_conn, self._maintain_once, until_stop=True)
             ),
         ]
-        log.info("worker %s consuming %s (concurrency %d)", self.id, ",".join(self.settings.queues),
-                 self.settings.concurrency)
+        log.info(
+            "worker %s consuming %s (concurrency %d)",
+            self.id,
+            ",".join(self.settings.queues),
+            self.settings.concurrency,
+        )
         await self._stop.wait()
         await self._drain(loops)
+
+    def _wake_leases_threadsafe(self) -> None:
+        self._loop.call_soon_threadsafe(self._wake_leases.set)
 
     def request_stop(self) -> None:
         """First call: stop claiming and drain. Second call: stop now."""
@@ -110,8 +120,12 @@ class Worker:
         while not self._stopping:
             try:
                 conn = await self._house_conn.get()
-                await self.workers.register(conn, worker_id=self.id, queues=self.settings.queues,
-                                            concurrency=self.settings.concurrency)
+                await self.workers.register(
+                    conn,
+                    worker_id=self.id,
+                    queues=self.settings.queues,
+                    concurrency=self.settings.concurrency,
+                )
                 return True
             except CONNECTION_ERRORS as exc:
                 await self._house_conn.discard(exc)
@@ -137,8 +151,13 @@ class Worker:
             await self.workers.stopped(await self._house_conn.get(), worker_id=self.id)
         except CONNECTION_ERRORS as exc:
             log.warning("worker %s: could not mark itself stopped: %s", self.id, exc)
-        for managed in (self._claim_conn, self._flush_conn, self._house_conn, self._maint_conn,
-                        self._listen_conn):
+        for managed in (
+            self._claim_conn,
+            self._flush_conn,
+            self._house_conn,
+            self._maint_conn,
+            self._listen_conn,
+        ):
             await managed.discard()
         self.executor.shutdown()
         log.info("worker %s stopped", self.id)
@@ -150,8 +169,12 @@ class Worker:
             if self.outcomes:
                 await asyncio.sleep(0.2)
         if self.outcomes:
-            log.error("worker %s: %d outcomes not flushed; their leases will expire and the"
-                      " rescuer will retry them", self.id, len(self.outcomes))
+            log.error(
+                "worker %s: %d outcomes not flushed; their leases will expire and the"
+                " rescuer will retry them",
+                self.id,
+                len(self.outcomes),
+            )
 
     # -- loops ---------------------------------------------------------------------
 
@@ -190,10 +213,8 @@ class Worker:
 
     async def _claim_once(self, conn: AsyncConn) -> None:
         poll = self.settings.poll_interval * random.uniform(0.8, 1.2)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), poll)
-        except TimeoutError:
-            pass
         self._wake.clear()
         free = self.settings.capacity - len(self.inflight)
         if self._stopping or free <= 0:
@@ -202,8 +223,14 @@ class Worker:
         queues = self.settings.queues
         self._rotation = (self._rotation + 1) % len(queues)
         for queue in queues[self._rotation :] + queues[: self._rotation]:
-            jobs = await self.jobs.claim(conn, queue=queue, limit=free, worker_id=self.id, token=token,
-                                         lease_seconds=self.settings.lease_seconds)
+            jobs = await self.jobs.claim(
+                conn,
+                queue=queue,
+                limit=free,
+                worker_id=self.id,
+                token=token,
+                lease_seconds=self.settings.lease_seconds,
+            )
             for job in jobs:
                 self._start(job, token)
             free -= len(jobs)
@@ -227,8 +254,12 @@ class Worker:
                     outcome = await self.executor.run(entry)
         except asyncio.CancelledError:
             if entry.started:
-                outcome = RetryLater(entry.job.id, entry.token, 0.0,
-                                     f"worker {self.id} stopped while the task was running")
+                outcome = RetryLater(
+                    entry.job.id,
+                    entry.token,
+                    0.0,
+                    f"worker {self.id} stopped while the task was running",
+                )
             else:
                 outcome = Release(entry.job.id, entry.token)
         self._record(entry, outcome)
@@ -286,10 +317,8 @@ class Worker:
                 await write()
 
     async def _leases_once(self, conn: AsyncConn) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake_leases.wait(), self.settings.heartbeat_interval)
-        except TimeoutError:
-            pass
         self._wake_leases.clear()
         held = [*self.inflight.values(), *self.unflushed.values()]
         if held:

@@ -1,0 +1,146 @@
+"""``stem tasks``: registered tasks, one task's state, and enqueueing from the shell."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from stem_pg.app import Stem
+from stem_pg.cli import common
+from stem_pg.core.durations import parse_duration
+from stem_pg.db import connection
+from stem_pg.queries import queries_for
+from stem_pg.store.tasks import show_task
+
+app = typer.Typer(help="List registered tasks, show a task's state, enqueue tasks.", no_args_is_help=True)
+
+AppOption = Annotated[
+    str, typer.Option("--app", "-A", help="Your application object, as 'package.module:app'.")
+]
+
+
+@app.command("ls")
+def list_command(app_spec: AppOption, json: common.JsonOption = False) -> None:
+    """List the tasks your application registers, with their options."""
+    from stem_pg.loading import load_app
+
+    stem = load_app(app_spec)
+    rows = []
+    for definition in stem.registry:
+        options = definition.options
+        route = stem.routing.resolve(definition.name, queue=options.queue, priority=options.priority)
+        rows.append(
+            {
+                "name": definition.name,
+                "kind": "async" if definition.is_async else "sync",
+                "queue": route.name,
+                "priority": route.priority,
+                "max_retries": stem.default_max_retries
+                if options.max_retries is None
+                else options.max_retries,
+                "time_limit": options.time_limit,
+                "ignore_result": options.ignore_result,
+            }
+        )
+    if json:
+        common.print_json(rows)
+    else:
+        common.print_table(
+            rows,
+            ["name", "kind", "queue", "priority", "max_retries", "time_limit", "ignore_result"],
+        )
+
+
+@app.command("show")
+def show_command(
+    task_id: Annotated[str, typer.Argument(help="The task id.")],
+    namespace: common.NamespaceOption = None,
+    url: common.UrlOption = None,
+    json: common.JsonOption = False,
+) -> None:
+    """Show a task's state, attempts, timings, result or error, and error history."""
+    queries = queries_for(common.namespace(namespace))
+    with connection(common.database_url(url), role="cli") as conn:
+        detail = show_task(conn, queries, task_id)
+    if detail is None:
+        typer.echo(f"error: no task {task_id!r} in namespace {queries.namespace!r}", err=True)
+        raise typer.Exit(1)
+    data = asdict(detail)
+    if json:
+        common.print_json(data)
+        return
+    for key, value in data.items():
+        if value is not None and key != "traceback":
+            typer.echo(
+                f"{key:>17}: {jsonlib.dumps(value, default=str) if isinstance(value, dict | list) else value}"
+            )
+    if detail.traceback:
+        typer.echo(detail.traceback.rstrip())
+
+
+@app.command("enqueue")
+def enqueue_command(
+    name: Annotated[str, typer.Argument(help="The task name, e.g. reports.daily.")],
+    kwargs: Annotated[str, typer.Option("--kwargs", help="Keyword arguments as a JSON object.")] = "{}",
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-Q", help="Queue override (else routing decides).")
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option("--priority", help="Priority, clamped into the queue's range.")
+    ] = None,
+    countdown: Annotated[
+        str | None, typer.Option("--countdown", help="Delay before it may run, e.g. 30s or 5m.")
+    ] = None,
+    task_id: Annotated[
+        str | None, typer.Option("--task-id", help="Use this id (enqueue is idempotent per id).")
+    ] = None,
+    app_spec: Annotated[
+        str | None,
+        typer.Option("--app", "-A", help="Application whose routing and task options to use."),
+    ] = None,
+    namespace: common.NamespaceOption = None,
+    url: common.UrlOption = None,
+    wait: Annotated[
+        float | None, typer.Option("--wait", help="Wait up to this many seconds for the result.")
+    ] = None,
+) -> None:
+    """Enqueue one task by name and print its id (and its result with --wait)."""
+    arguments = _json_object(kwargs)
+    stem = _app(app_spec, url, namespace)
+    try:
+        delay = parse_duration(countdown, what="--countdown") if countdown else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    result = stem.enqueue(name, arguments, queue=queue, priority=priority, countdown=delay, task_id=task_id)
+    typer.echo(result.id)
+    if wait is not None:
+        typer.echo(jsonlib.dumps(result.get(timeout=wait), default=str))
+    stem.close()
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = jsonlib.loads(text)
+    except jsonlib.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="--kwargs") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object like '{\"x\": 1}'", param_hint="--kwargs")
+    return value
+
+
+def _app(app_spec: str | None, url: str | None, namespace: str | None) -> Stem:
+    """The user's app (for its routing and task options) or a bare one; flags override."""
+    from stem_pg.loading import load_app
+
+    base = load_app(app_spec) if app_spec else None
+    stem = Stem(
+        common.database_url(url) if url or base is None else base.url,
+        namespace=namespace or (base.namespace if base else common.namespace(None)),
+        routing=base.routing if base else None,
+    )
+    if base is not None:
+        stem.registry = base.registry
+    return stem
