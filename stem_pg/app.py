@@ -243,7 +243,7 @@ class Stem:
         if connection is not None:
             await insert_async(connection, self.queries, specs)
         else:
-            async with self.async_pool.connection() as conn:
+            async with (await self.apool()).connection() as conn:
                 await insert_async(conn, self.queries, specs)
         return [TaskResult(self, spec.id) for spec in specs]
 
@@ -267,18 +267,20 @@ class Stem:
             )
         return self._pool
 
-    @property
-    def async_pool(self) -> AsyncConnectionPool:
+    async def apool(self) -> AsyncConnectionPool:
+        """The async pool, opened on first use (in the running event loop)."""
         if self._async_pool is None:
             from psycopg_pool import AsyncConnectionPool
 
-            self._async_pool = AsyncConnectionPool(
+            pool = AsyncConnectionPool(
                 self.url,
                 min_size=1,
                 max_size=self.pool_size,
                 kwargs={"autocommit": True, "application_name": "stem_pg:client"},
                 open=False,
             )
+            await pool.open()
+            self._async_pool = pool
         return self._async_pool
 
     def close(self) -> None:

@@ -89,7 +89,7 @@ class TaskResult:
         """The async twin of ``get()``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         channel = Identifier(self.app.queries.channels.done)
-        async with self.app.async_pool.connection() as conn:
+        async with (await self.app.apool()).connection() as conn:
             await conn.execute(SQL("LISTEN {}").format(channel))
             try:
                 while True:

@@ -1,0 +1,134 @@
+"""Enqueue paths: transactional, bulk, idempotent, validated — on a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from stem_pg.app import EnqueueRequest, Stem
+from stem_pg.config import StemConfig
+from stem_pg.core.errors import RoutingConfigError, TaskError
+from stem_pg.core.routing import RoutingConfig
+from tests.helpers import running_worker, wait_until
+
+
+def _jobs(db: psycopg.Connection, ns: str) -> list[tuple]:  # type: ignore[type-arg]
+    query = sql.SQL("SELECT id, queue, priority FROM {}.jobs ORDER BY seq").format(sql.Identifier(ns))
+    return db.execute(query).fetchall()
+
+
+def test_psycopg_transactional_enqueue(app: Stem, database_url: str, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    with psycopg.connect(database_url) as conn:
+        app.enqueue("t", {}, task_id="rolled-back", connection=conn)
+        conn.rollback()
+        app.enqueue("t", {}, task_id="committed", connection=conn)
+        assert _jobs(db, app.namespace) == []  # not visible before commit
+        conn.commit()
+    assert [row[0] for row in _jobs(db, app.namespace)] == ["committed"]
+
+
+def test_sqlalchemy_session_and_connection(app: Stem, database_url: str, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with Session(engine) as session:
+        app.enqueue("t", {"n": 1}, task_id="session-rolled-back", connection=session)
+        session.rollback()
+    with Session(engine) as session, session.begin():
+        app.enqueue_many([("t", {"n": 2}), ("t", {"n": 3})], connection=session)
+    with engine.begin() as connection:
+        app.enqueue("t", {"n": 4}, task_id="sa-connection", connection=connection)
+    engine.dispose()
+    ids = [row[0] for row in _jobs(db, app.namespace)]
+    assert len(ids) == 3 and "sa-connection" in ids and "session-rolled-back" not in ids
+
+
+def test_enqueue_many_sends_one_notify_per_queue(app: Stem, database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(f"{app.namespace}:jobs")))
+        app.enqueue_many(
+            [EnqueueRequest("t", queue="a") for _ in range(500)]
+            + [EnqueueRequest("t", queue="b") for _ in range(500)]
+        )
+        notes = list(listener.notifies(timeout=0.5))
+    assert sorted(n.payload for n in notes) == ["a", "b"]
+
+
+def test_task_id_makes_enqueue_idempotent(app: Stem, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    first = app.enqueue("t", {"v": 1}, task_id="same")
+    second = app.enqueue("t", {"v": 2}, task_id="same")
+    assert first.id == second.id == "same"
+    assert len(_jobs(db, app.namespace)) == 1
+
+
+def test_routing_decides_queue_and_clamps_priority(database_url: str, namespace: str, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    routing = RoutingConfig.from_yaml(
+        """
+default_queue: {alias: default, queue: primary}
+queues:
+  primary: {priority_range: [0, 5]}
+  reports: {priority_range: {min: 2, max: 4}}
+routes:
+  - match: {task: "reports.*"}
+    target: {type: queue, name: reports}
+"""
+    )
+    app = Stem(database_url, namespace=namespace, routing=routing, config=StemConfig())
+    app.enqueue("reports.daily", {}, task_id="r", priority=9)
+    app.enqueue("other", {}, task_id="o", priority=9)
+    app.enqueue("other", {}, task_id="low", priority=0, queue="reports")
+    assert _jobs(db, namespace) == [("r", "reports", 4), ("o", "primary", 5), ("low", "reports", 2)]
+    with pytest.raises(RoutingConfigError, match="nope"):
+        app.enqueue("other", {}, queue="nope")
+    app.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "options", "message"),
+    [
+        ({"when": datetime(2030, 1, 1)}, {}, "argument 'when' must be JSON"),
+        ({"x": float("nan")}, {}, "argument 'x' must be JSON"),
+        ({}, {"eta": datetime(2030, 1, 1)}, "timezone-aware"),
+        ({}, {"countdown": -1}, "countdown must be a finite number"),
+        ({}, {"countdown": 1, "eta": datetime.now().astimezone()}, "either eta or countdown"),
+        ({}, {"expires": "soon"}, "expires must be a finite number"),
+        ({}, {"priority": "high"}, "priority must be an integer"),
+        ({}, {"task_id": ""}, "task_id must be a non-empty string"),
+    ],
+)
+def test_bad_enqueue_arguments_fail_clearly(app: Stem, kwargs: dict, options: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(TaskError, match=message):
+        app.enqueue("t", kwargs, **options)
+
+
+def test_delayed_and_expired_jobs(app: Stem) -> None:
+    ran: list[str] = []
+
+    @app.task(name="t")
+    def handler(label: str) -> None:
+        ran.append(label)
+
+    with running_worker(app):
+        expired = app.enqueue("t", {"label": "expired"}, countdown=0.5, expires=timedelta(seconds=0.2))
+        delayed = app.enqueue("t", {"label": "delayed"}, countdown=0.5)
+        assert delayed.get(timeout=10) is None
+        wait_until(lambda: expired.state == "cancelled")
+    assert ran == ["delayed"]
+
+
+async def test_async_enqueue_and_wait(app: Stem) -> None:
+    @app.task(name="double")
+    async def double(n: int) -> int:
+        return n * 2
+
+    with running_worker(app):
+        handle = await app.aenqueue("double", {"n": 21})
+        assert await handle.wait(timeout=10) == 42
+        with pytest.raises(TimeoutError):
+            await (await app.aenqueue("double", {"n": 1}, countdown=60)).wait(timeout=0.3)
+    await app.aclose()
+    await asyncio.sleep(0)
