@@ -27,6 +27,11 @@ FROM unnest(%(id)s::text[], %(task)s::text[], %(queue)s::text[], %(priority)s::s
          expires_in, visibility_timeout, acks_late)
 ON CONFLICT (id) DO NOTHING;
 
+-- name: job_copy
+-- Bulk insert of immediate jobs with fresh ids (COPY is about twice as fast as INSERT).
+COPY {ns}.jobs (id, task, queue, priority, args, headers, max_retries, visibility_timeout, acks_late)
+FROM STDIN;
+
 -- name: job_claim
 -- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket.
 WITH picked AS MATERIALIZED (

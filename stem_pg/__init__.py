@@ -56,7 +56,27 @@ _EXPORTS = {
     },
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConfigError",
+    "EnqueueRequest",
+    "NamespaceError",
+    "NotMigratedError",
+    "Reject",
+    "Retry",
+    "RoutingConfig",
+    "RoutingConfigError",
+    "RoutingRegistry",
+    "RoutingSubscription",
+    "Stem",
+    "StemConfig",
+    "StemError",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskError",
+    "TaskFailed",
+    "TaskResult",
+    "UnknownTaskError",
+]
 __version__ = "0.1.0"
 
 

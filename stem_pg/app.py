@@ -37,6 +37,18 @@ DEFAULT_RESULT_TTL = 24 * 3600.0
 Expires = datetime | timedelta | float | None
 
 
+PLACEMENT_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class _Placement:
+    queue: str
+    priority: int
+    max_retries: int
+    visibility_timeout: int | None
+    acks_late: bool
+
+
 @dataclass(frozen=True)
 class EnqueueRequest:
     """One job for ``enqueue_many``; the fields mirror ``enqueue``'s arguments."""
@@ -75,6 +87,7 @@ class Stem:
         self.namespace = validate_namespace(namespace or self.config.namespace)
         self.routing = _routing_registry(routing, self.config)
         self.registry = TaskRegistry()
+        self._placements: dict[tuple[object, ...], _Placement] = {}
         self.result_ttl = result_ttl
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
@@ -115,6 +128,7 @@ class Stem:
                 raise TaskError(f"@app.task on {func.__qualname__}: {exc}") from None
             task_name = name or f"{func.__module__}.{func.__qualname__}"
             self.registry.register(TaskDefinition.build(task_name, func, task_options))
+            self._placements.clear()
             func.task_name = task_name  # type: ignore[attr-defined]
             func.enqueue = functools.partial(self._enqueue_kwargs, task_name)  # type: ignore[attr-defined]
             func.aenqueue = functools.partial(self._aenqueue_kwargs, task_name)  # type: ignore[attr-defined]
@@ -133,44 +147,65 @@ class Stem:
     def plan(self, request: EnqueueRequest) -> JobSpec:
         """Validate a request and resolve its route; raises TaskError / RoutingConfigError."""
         name = request.task
-        if not isinstance(name, str) or not name:
-            raise TaskError(f"task name must be a non-empty string, got {name!r}")
-        definition = self.registry.get(name)
-        options = definition.options if definition else TaskOptions()
         if request.priority is not None and (
             isinstance(request.priority, bool) or not isinstance(request.priority, int)
         ):
             raise TaskError(f"{name}: priority must be an integer, got {request.priority!r}")
+        headers = tuple(sorted((str(k), str(v)) for k, v in request.headers.items()))
+        place = self._placement(name, request.queue, request.priority, headers)
+        if request.eta is not None and request.countdown is not None:
+            raise TaskError(f"{name}: give either eta or countdown, not both")
+        expires_at, expires_in = split_expires(request.expires)
+        return JobSpec(
+            id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
+            task=name,
+            queue=place.queue,
+            priority=place.priority,
+            args=encode_kwargs(name, request.kwargs),
+            headers=encode_json(dict(request.headers), what=f"{name}: headers") if headers else "{}",
+            max_retries=place.max_retries,
+            eta=check_moment(request.eta, what="eta"),
+            countdown=check_seconds(request.countdown, what="countdown"),
+            expires_at=expires_at,
+            expires_in=expires_in,
+            visibility_timeout=place.visibility_timeout,
+            acks_late=place.acks_late,
+            id_given=request.task_id is not None,
+        )
+
+    def _placement(
+        self, name: str, queue: str | None, priority: int | None, headers: tuple[tuple[str, str], ...]
+    ) -> _Placement:
+        """Where and how a task goes, from routing and task options; cached per distinct input."""
+        key = (name, queue, priority, headers)
+        place = self._placements.get(key)
+        if place is not None:
+            return place
+        if not isinstance(name, str) or not name:
+            raise TaskError(f"task name must be a non-empty string, got {name!r}")
+        definition = self.registry.get(name)
+        options = definition.options if definition else TaskOptions()
         route = self.routing.resolve(
             name,
-            queue=request.queue or options.queue,
-            priority=request.priority if request.priority is not None else options.priority,
-            headers={k: str(v) for k, v in request.headers.items()},
+            queue=queue or options.queue,
+            priority=priority if priority is not None else options.priority,
+            headers=dict(headers),
         )
         if route.kind != "queue":
             raise TaskError(
                 f"{name}: routed to broadcast channel {route.name!r}; broadcasts are not supported yet"
             )
-        if request.eta is not None and request.countdown is not None:
-            raise TaskError(f"{name}: give either eta or countdown, not both")
-        expires_at, expires_in = split_expires(request.expires)
-        policy = options.retry_policy(self.default_max_retries)
         vt = options.visibility_timeout
-        return JobSpec(
-            id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
-            task=name,
+        place = _Placement(
             queue=route.name,
             priority=route.priority,
-            args=encode_kwargs(name, request.kwargs),
-            headers=encode_json(dict(request.headers), what=f"{name}: headers"),
-            max_retries=policy.max_retries,
-            eta=check_moment(request.eta, what="eta"),
-            countdown=check_seconds(request.countdown, what="countdown"),
-            expires_at=expires_at,
-            expires_in=expires_in,
+            max_retries=options.retry_policy(self.default_max_retries).max_retries,
             visibility_timeout=None if vt is None else max(1, round(vt)),
             acks_late=options.acks_late,
         )
+        if len(self._placements) < PLACEMENT_CACHE_SIZE:
+            self._placements[key] = place
+        return place
 
     def enqueue(
         self,

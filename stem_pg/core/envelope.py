@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,9 +15,11 @@ from stem_pg.core.errors import TaskError
 MAX_TASK_ID_LENGTH = 255
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobSpec:
-    """One job, ready to insert. Times are absolute (aware) or seconds from the server's now()."""
+    """One job, ready to insert. Times are absolute (aware) or seconds from the server's now().
+
+    Not frozen: enqueue_many builds thousands, and frozen dataclasses are slow to build."""
 
     id: str
     task: str
@@ -32,6 +34,31 @@ class JobSpec:
     expires_in: float | None
     visibility_timeout: int | None
     acks_late: bool
+    id_given: bool = False
+
+    @property
+    def copyable(self) -> bool:
+        """True when COPY can insert it: a fresh id (no conflict possible) and no times."""
+        return (
+            not self.id_given
+            and self.eta is None
+            and self.countdown is None
+            and (self.expires_at is None and self.expires_in is None)
+        )
+
+    def copy_row(self) -> tuple[object, ...]:
+        """The row for ``job_copy``, in its column order."""
+        return (
+            self.id,
+            self.task,
+            self.queue,
+            self.priority,
+            self.args,
+            self.headers,
+            self.max_retries,
+            self.visibility_timeout,
+            self.acks_late,
+        )
 
     def params(self) -> dict[str, Any]:
         """Bind parameters for the ``job_enqueue`` query."""
@@ -52,8 +79,14 @@ class JobSpec:
         }
 
 
+# The variant nibble of an RFC 4122 UUID is 8, 9, a or b.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def new_task_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID string, built without uuid.UUID: enqueue_many makes many."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def check_task_id(task_id: object) -> str:
@@ -77,9 +110,14 @@ def encode_kwargs(task: str, kwargs: Mapping[str, Any] | None) -> str:
         return "{}"
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise TaskError(f"{task}: kwargs must be a mapping with string keys, got {type(kwargs).__name__}")
-    for key, value in kwargs.items():
-        encode_json(value, what=f"{task}: argument {key!r}")
-    return encode_json(dict(kwargs), what=f"{task}: kwargs")
+    try:
+        return json.dumps(
+            kwargs if type(kwargs) is dict else dict(kwargs), allow_nan=False, separators=(",", ":")
+        )
+    except (TypeError, ValueError):
+        for key, value in kwargs.items():  # name the argument that is not JSON
+            encode_json(value, what=f"{task}: argument {key!r}")
+        raise
 
 
 def check_seconds(value: object, *, what: str) -> float | None:
