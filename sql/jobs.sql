@@ -195,10 +195,13 @@ stored AS (
         finished_at = excluded.finished_at, worker_id = excluded.worker_id,
         expires_at = excluded.expires_at
 )
-SELECT (SELECT count(*) FROM requeued) AS requeued, (SELECT count(*) FROM lost) AS failed;
+SELECT (SELECT count(*) FROM requeued) AS requeued,
+       (SELECT count(*) FROM lost) AS failed,
+       (SELECT pg_notify(%(channel)s, string_agg(id, ',')) FROM lost HAVING count(*) > 0) AS notified;
 
 -- name: job_cancel_expired
 -- Jobs whose `expires` passed before a worker started them are cancelled, not run.
+-- Returns the cancelled ids, and tells result waiters.
 WITH expired AS (
     DELETE FROM {ns}.jobs
     WHERE id IN (
@@ -216,7 +219,8 @@ SELECT id, task, queue, priority, 'cancelled', 'expired before it started', atte
 FROM expired
 ON CONFLICT (id) DO UPDATE
 SET state = excluded.state, error = excluded.error, finished_at = excluded.finished_at,
-    expires_at = excluded.expires_at;
+    expires_at = excluded.expires_at
+RETURNING id, pg_notify(%(channel)s, id);
 
 -- name: result_prune
 -- Retention: delete results past their expiry, a bounded batch at a time.

@@ -100,13 +100,17 @@ class JobStore:
 
     async def rescue_expired(self, conn: AsyncConn, *, limit: int = 1000) -> RescueCount:
         async with conn.cursor(row_factory=class_row(RescueCount)) as cur:
-            await cur.execute(self.q["job_rescue_expired"], {"limit": limit, "result_ttl": self.result_ttl})
+            await cur.execute(
+                self.q["job_rescue_expired"],
+                {"limit": limit, "result_ttl": self.result_ttl, "channel": self.q.channels.done},
+            )
             row = await cur.fetchone()
             return row or RescueCount(0, 0)
 
     async def cancel_expired(self, conn: AsyncConn, *, limit: int = 1000) -> int:
         cur = await conn.execute(
-            self.q["job_cancel_expired"], {"limit": limit, "result_ttl": self.result_ttl}
+            self.q["job_cancel_expired"],
+            {"limit": limit, "result_ttl": self.result_ttl, "channel": self.q.channels.done},
         )
         return cur.rowcount
 

@@ -61,6 +61,7 @@ class StoredResult:
 class RescueCount:
     requeued: int
     failed: int
+    notified: object = None
 
 
 @dataclass(frozen=True)

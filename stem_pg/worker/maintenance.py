@@ -37,7 +37,7 @@ class Maintenance:
         self.settings = settings
         self.on_requeued = on_requeued
         self.clock = clock
-        self._last_prune: float | None = None
+        self._last_prune = clock()
 
     async def run_once(self, conn: AsyncConn) -> MaintenanceReport:
         report = MaintenanceReport()
@@ -53,7 +53,7 @@ class Maintenance:
             self.on_requeued()
         report.cancelled = await self.jobs.cancel_expired(conn)
         now = self.clock()
-        if self._last_prune is None or now - self._last_prune >= self.settings.prune_interval:
+        if now - self._last_prune >= self.settings.prune_interval:
             self._last_prune = now
             report.pruned = await self.jobs.prune_results(conn)
         return report

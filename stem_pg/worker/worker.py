@@ -241,6 +241,8 @@ class Worker:
         entry = Inflight(job, token, float(job.visibility_timeout or self.settings.lease_seconds))
         self.inflight[job.id] = entry
         entry.task = asyncio.create_task(self._run(entry))
+        if entry.lease_seconds < self.settings.lease_seconds:
+            self._wake_leases.set()  # the lease loop may be sleeping for a longer lease
 
     async def _run(self, entry: Inflight) -> None:
         outcome: Outcome
@@ -252,6 +254,9 @@ class Worker:
                     entry.started = True
                     entry.started_at = time.monotonic()
                     outcome = await self.executor.run(entry)
+        except Exception as exc:  # a bug in stem_pg, not in the handler: retry, never leak the slot
+            log.exception("worker %s: internal error running task %s", self.id, entry.job.id)
+            outcome = RetryLater(entry.job.id, entry.token, 1.0, f"internal worker error: {exc!r}")
         except asyncio.CancelledError:
             if entry.started:
                 outcome = RetryLater(
@@ -318,7 +323,7 @@ class Worker:
 
     async def _leases_once(self, conn: AsyncConn) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake_leases.wait(), self.settings.heartbeat_interval)
+            await asyncio.wait_for(self._wake_leases.wait(), self._heartbeat_interval())
         self._wake_leases.clear()
         held = [*self.inflight.values(), *self.unflushed.values()]
         if held:
@@ -331,7 +336,12 @@ class Worker:
             )
             self._mark_lost(alive)
         await self.workers.heartbeat(conn, worker_id=self.id)
-        await asyncio.sleep(LEASE_WAKE_THROTTLE)
+        await asyncio.sleep(min(LEASE_WAKE_THROTTLE, self._heartbeat_interval() / 2))
+
+    def _heartbeat_interval(self) -> float:
+        """A third of the shortest lease held (a task may set a short visibility_timeout)."""
+        shortest = min((e.lease_seconds for e in self.inflight.values()), default=self.settings.lease_seconds)
+        return max(0.2, min(self.settings.lease_seconds, shortest) / 3)
 
     def _mark_lost(self, alive: set[str]) -> None:
         for job_id, entry in list(self.inflight.items()):
