@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 from stem_pg.core.errors import ConfigError
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^@/?#\s]*(?P<tail>@)", re.I)
+# The password runs to the last "@" before whitespace: an unencoded "/", "?" or "#" in it
+# makes the URL invalid, which is exactly when it ends up in an error message.
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^@\s]*(?P<tail>@)", re.I)
 _PASSWORD_IN_CONNINFO = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
 
 
@@ -25,8 +27,12 @@ def validate_url(url: object, *, source: str) -> str:
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {redact(url)!r} is not a valid URL ({exc})") from None
+    except ValueError:
+        # The parser's own message may quote part of the password: leave it out.
+        raise ConfigError(
+            f"{source}: {redact(url)!r} is not a valid URL (check the port, and percent-encode"
+            " special characters in the password)"
+        ) from None
     if parts.scheme.lower() not in _SCHEMES:
         raise ConfigError(
             f"{source}: {redact(url)!r} is not a PostgreSQL URL;"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from contextlib import redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from typing import Literal
 
 from alembic import command
@@ -11,9 +12,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
+from sqlalchemy.exc import OperationalError
 
 from stem_pg.core.namespaces import validate_namespace
-from stem_pg.dsn import validate_url
+from stem_pg.db import DatabaseUnavailable
+from stem_pg.dsn import redact, validate_url
 from stem_pg.resources import migrations_dir
 
 Action = Literal["upgrade", "downgrade"]
@@ -32,10 +35,22 @@ def alembic_config(namespace: str, url: str | None) -> Config:
 def migrate(url: str, namespace: str, action: Action = "upgrade", revision: str = "head") -> None:
     """Upgrade or downgrade ``namespace`` to ``revision`` (``head``, ``base``, ``0001``...)."""
     config = alembic_config(namespace, url)
-    if action == "upgrade":
-        command.upgrade(config, revision)
-    else:
-        command.downgrade(config, revision)
+    with _reachable():
+        if action == "upgrade":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Connection failures become DatabaseUnavailable (a StemError), with passwords redacted."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to the database: {redact(str(exc.orig)).strip()}"
+        ) from None
 
 
 def migration_sql(namespace: str, action: Action = "upgrade", revision: str = "head") -> str:
@@ -64,7 +79,7 @@ def current_revision(url: str, namespace: str) -> str | None:
     sa_url = "postgresql+psycopg://" + validate_url(url, source="database URL").split("://", 1)[1]
     engine = create_engine(sa_url, poolclass=pool.NullPool)
     try:
-        with engine.connect() as connection:
+        with _reachable(), engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"version_table_schema": namespace})
             return context.get_current_revision()
     finally:

@@ -75,4 +75,4 @@ class Channels:
 
     def worker(self, worker_key: str) -> str:
         """Commands addressed to one worker; ``worker_key`` is at most 6 bytes."""
-        return f"{self.namespace}:control:{worker_key[:6]}"
+        return f"{self.namespace}:control:{worker_key.encode()[:6].decode(errors='ignore')}"

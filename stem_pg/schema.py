@@ -1,0 +1,180 @@
+"""The tables of one namespace as SQLAlchemy metadata: the code's expectation of the schema.
+
+This is what the code expects migration ``0001`` to have built; a test compares
+it with the migrated database (``alembic.autogenerate.compare_metadata``, plus a
+catalog comparison for what autogenerate ignores) so the two cannot drift apart
+silently. stem_pg never migrates from it: the DDL stays explicit SQL in
+``migrations/``, where a DBA reviews it. Views, the NOTIFY trigger and its
+function are not tables and are not described here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+
+from stem_pg.core.namespaces import validate_namespace
+from stem_pg.core.states import LIVE_STATES, TERMINAL_STATES, DeadLetterReason, TaskState
+
+
+def metadata_for(namespace: str) -> MetaData:
+    """The tables of ``namespace`` (schema ``namespace``); raises NamespaceError on a bad name."""
+    metadata = MetaData(schema=validate_namespace(namespace))
+    _jobs(metadata)
+    _results(metadata)
+    _dead_letters(metadata)
+    _workers(metadata)
+    return metadata
+
+
+def _in(column: str, allowed: Iterable[StrEnum], members: Iterable[StrEnum]) -> str:
+    """``column IN (...)`` over ``members`` in the declaration order of ``allowed``.
+
+    Literal SQL (not ``column.in_()``) so the expression carries no bind
+    parameters; declaration order matches the migration's text.
+    """
+    chosen = set(members)
+    return f"{column} IN ({', '.join(repr(v.value) for v in allowed if v in chosen)})"
+
+
+def _moment(name: str, *, nullable: bool = True, now: bool = False) -> Column[datetime]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=text("now()") if now else None,
+    )
+
+
+def _jobs(metadata: MetaData) -> Table:
+    """Live jobs only (queued, running, retried); terminal ones move to ``results``."""
+    jobs = Table(
+        "jobs",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("seq", BigInteger, Identity(always=True), nullable=False),
+        Column("task", Text, nullable=False),
+        Column("queue", Text, nullable=False),
+        Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+        Column("state", Text, nullable=False, server_default=text("'queued'::text")),
+        Column("args", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("max_retries", Integer, nullable=False, server_default=text("3")),
+        Column("visibility_timeout", Integer, nullable=True),
+        Column("acks_late", Boolean, nullable=False, server_default=text("true")),
+        _moment("not_before", nullable=False, now=True),
+        _moment("expires_at"),
+        _moment("enqueued_at", nullable=False, now=True),
+        _moment("started_at"),
+        Column("lease_token", UUID(as_uuid=True), nullable=True),
+        _moment("lease_expires_at"),
+        Column("worker_id", Text, nullable=True),
+        Column("progress", JSONB, nullable=True),
+        Column("errors", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        CheckConstraint(_in("state", TaskState, LIVE_STATES), name="jobs_state_check"),
+        postgresql_with={
+            "fillfactor": "80",
+            "autovacuum_vacuum_scale_factor": "0.01",
+            "autovacuum_vacuum_threshold": "1000",
+            "autovacuum_analyze_scale_factor": "0.02",
+        },
+    )
+    # The claim index holds only claimable rows: highest priority first, FIFO inside a bucket.
+    Index(
+        "jobs_claim_idx",
+        jobs.c.queue,
+        jobs.c.priority.desc(),
+        jobs.c.seq,
+        postgresql_where=text(_in("state", TaskState, LIVE_STATES - {TaskState.RUNNING})),
+    )
+    Index("jobs_lease_idx", jobs.c.lease_expires_at, postgresql_where=text("state = 'running'"))
+    return jobs
+
+
+def _results(metadata: MetaData) -> Table:
+    """One row per finished task: its terminal state, result or error."""
+    results = Table(
+        "results",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("task", Text, nullable=False),
+        Column("queue", Text, nullable=False),
+        Column("priority", SmallInteger, nullable=False),
+        Column("state", Text, nullable=False),
+        Column("result", JSONB, nullable=True),
+        Column("error", Text, nullable=True),
+        Column("traceback", Text, nullable=True),
+        Column("attempts", Integer, nullable=False),
+        _moment("enqueued_at", nullable=False),
+        _moment("started_at"),
+        _moment("finished_at", nullable=False, now=True),
+        Column("worker_id", Text, nullable=True),
+        _moment("expires_at"),
+        CheckConstraint(_in("state", TaskState, TERMINAL_STATES), name="results_state_check"),
+        postgresql_with={"autovacuum_vacuum_scale_factor": "0.02"},
+    )
+    Index("results_finished_idx", results.c.finished_at)
+    Index("results_expires_idx", results.c.expires_at, postgresql_where=text("expires_at IS NOT NULL"))
+    return results
+
+
+def _dead_letters(metadata: MetaData) -> Table:
+    """Jobs that failed for good, kept with their arguments for inspection and replay."""
+    dead_letters = Table(
+        "dead_letters",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("task_id", Text, nullable=False),
+        Column("task", Text, nullable=False),
+        Column("queue", Text, nullable=False),
+        Column("priority", SmallInteger, nullable=False),
+        Column("args", JSONB, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("max_retries", Integer, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("error", Text, nullable=True),
+        Column("errors", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        Column("attempts", Integer, nullable=False),
+        _moment("enqueued_at", nullable=False),
+        _moment("dead_at", nullable=False, now=True),
+        _moment("replayed_at"),
+        CheckConstraint(_in("reason", DeadLetterReason, DeadLetterReason), name="dead_letters_reason_check"),
+    )
+    Index("dead_letters_queue_idx", dead_letters.c.queue, dead_letters.c.dead_at)
+    Index("dead_letters_task_id_idx", dead_letters.c.task_id)
+    return dead_letters
+
+
+def _workers(metadata: MetaData) -> Table:
+    """The worker heartbeat table behind ``stem worker status``."""
+    return Table(
+        "workers",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("host", Text, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("queues", ARRAY(Text), nullable=False),
+        Column("concurrency", Integer, nullable=False),
+        _moment("started_at", nullable=False, now=True),
+        _moment("last_heartbeat_at", nullable=False, now=True),
+        _moment("stopped_at"),
+    )
