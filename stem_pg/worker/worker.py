@@ -334,7 +334,7 @@ class Worker:
                 seconds=[e.lease_seconds for e in held],
                 progress=[e.progress for e in held],
             )
-            self._mark_lost(alive)
+            self._mark_lost(held, alive)
         await self.workers.heartbeat(conn, worker_id=self.id)
         await asyncio.sleep(min(LEASE_WAKE_THROTTLE, self._heartbeat_interval() / 2))
 
@@ -343,8 +343,11 @@ class Worker:
         shortest = min((e.lease_seconds for e in self.inflight.values()), default=self.settings.lease_seconds)
         return max(0.2, min(self.settings.lease_seconds, shortest) / 3)
 
-    def _mark_lost(self, alive: set[str]) -> None:
-        for job_id, entry in list(self.inflight.items()):
+    def _mark_lost(self, asked: list[Inflight], alive: set[str]) -> None:
+        """Stop jobs whose lease the heartbeat could not extend. Only the jobs it asked
+        about count: jobs claimed while it ran were not part of the question."""
+        for entry in asked:
+            job_id = entry.job.id
             if job_id not in alive and not entry.lost and self.inflight.get(job_id) is entry:
                 log.warning("worker %s: lost the lease of task %s; stopping it", self.id, job_id)
                 entry.lost = True
