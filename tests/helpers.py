@@ -15,7 +15,11 @@ from stem_pg.worker import Worker, WorkerSettings
 @contextmanager
 def running_worker(app: Stem, **settings: object) -> Iterator[Worker]:
     """A real Worker on its own event loop thread; stopped gracefully on exit."""
-    options: dict[str, object] = {"queues": ("default",), "poll_interval": 0.2, "shutdown_grace": 5.0}
+    options: dict[str, object] = {
+        "queues": ("default",),
+        "poll_interval": 0.2,
+        "shutdown_grace": 5.0,
+    }
     options.update(settings)
     worker = Worker(app, WorkerSettings(**options))  # type: ignore[arg-type]
     loop = asyncio.new_event_loop()

@@ -42,9 +42,7 @@ routes:
 """
 
 
-def stem(
-    *args: str, cwd: Path, routing_config: str | None = None
-) -> subprocess.CompletedProcess[str]:
+def stem(*args: str, cwd: Path, routing_config: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m stem_pg`` with STEM_ROUTING_CONFIG only when the test sets it."""
     env = {key: value for key, value in os.environ.items() if key != "STEM_ROUTING_CONFIG"}
     if routing_config is not None:

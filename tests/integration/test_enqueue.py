@@ -65,7 +65,9 @@ def test_task_id_makes_enqueue_idempotent(app: Stem, db: psycopg.Connection) -> 
     assert len(_jobs(db, app.namespace)) == 1
 
 
-def test_routing_decides_queue_and_clamps_priority(database_url: str, namespace: str, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def test_routing_decides_queue_and_clamps_priority(
+    database_url: str, namespace: str, db: psycopg.Connection
+) -> None:  # type: ignore[type-arg]
     routing = RoutingConfig.from_yaml(
         """
 default_queue: {alias: default, queue: primary}

@@ -81,9 +81,7 @@ def test_example_loads_into_typed_config() -> None:
     config = RoutingConfig.from_yaml(EXAMPLE, source="routing.yaml")
     assert config.source == "routing.yaml"
     assert config.default_queue == DefaultQueue("default", "primary", ("secondary",))
-    assert config.queues["primary"] == QueueDefinition(
-        "primary", "jobs", "jobs.default", PriorityRange(0, 9)
-    )
+    assert config.queues["primary"] == QueueDefinition("primary", "jobs", "jobs.default", PriorityRange(0, 9))
     assert config.queues["secondary"] == QueueDefinition("secondary")
     assert config.broadcasts["updates"].delivery == "at-most-once"
     assert [route.target.name for route in config.routes] == ["primary", "control"]
@@ -160,9 +158,7 @@ def test_default_priority_is_queue_minimum_when_above_zero() -> None:
 
 def test_both_priority_range_forms_are_equal() -> None:
     as_list = RoutingConfig.from_yaml("queues:\n  default:\n    priority_range: [2, 4]\n")
-    as_map = RoutingConfig.from_yaml(
-        "queues:\n  default:\n    priority_range:\n      min: 2\n      max: 4\n"
-    )
+    as_map = RoutingConfig.from_yaml("queues:\n  default:\n    priority_range:\n      min: 2\n      max: 4\n")
     assert as_list.queues["default"].priority_range == PriorityRange(2, 4)
     assert as_map.queues == as_list.queues
 
@@ -268,9 +264,7 @@ def test_legacy_config_accepts_any_queue() -> None:
     assert registry.queue_names() == ("default",)
     assert registry.resolve("any").name == "default"
     assert registry.resolve("any", queue="emails", priority=42).priority == 9
-    assert (
-        RoutingRegistry(RoutingConfig.legacy("jobs")).resolve("x", queue="default").name == "jobs"
-    )
+    assert RoutingRegistry(RoutingConfig.legacy("jobs")).resolve("x", queue="default").name == "jobs"
 
 
 @pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
@@ -299,9 +293,7 @@ def test_file_errors_name_file_and_line(tmp_path: Path) -> None:
     path.write_text("queues:\n  default:\n    priority_range: [5, 2]\n")
     with pytest.raises(RoutingConfigError) as info:
         load_routing_file(path)
-    assert str(info.value) == (
-        f"{path}:3: queues.default.priority_range: min 5 is greater than max 2"
-    )
+    assert str(info.value) == (f"{path}:3: queues.default.priority_range: min 5 is greater than max 2")
 
 
 # --- every bad input names file, line and key -----------------------------------------------
@@ -461,8 +453,7 @@ BAD = [
     ('default_queue:\n  alias: ""\n', 2, "default_queue.alias", "must be a non-empty string"),
     ("broadcasts:\n  control:\n    delivery: ''\n", 3, "broadcasts.control.delivery", "got ''"),
     (
-        "default_queue:\n  alias: secondary\n  queue: primary\n"
-        "queues:\n  primary: {}\n  secondary: {}\n",
+        "default_queue:\n  alias: secondary\n  queue: primary\nqueues:\n  primary: {}\n  secondary: {}\n",
         2,
         "default_queue.alias",
         "also the name of another queue",
