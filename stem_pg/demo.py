@@ -12,7 +12,9 @@ from typing import Any
 from stem_pg.app import Stem
 from stem_pg.config import StemConfig
 from stem_pg.core.tasks import Retry
+from stem_pg.db import connection
 from stem_pg.migrate import migrate
+from stem_pg.queries import queries_for
 from stem_pg.worker import Worker, WorkerSettings
 from stem_pg.worker.context import TaskContext
 
@@ -71,6 +73,9 @@ def run_demo(url: str, namespace: str = DEMO_NAMESPACE, say: Callable[[str], Any
         loop.call_soon_threadsafe(worker.request_stop)
         thread.join(timeout=30)
         app.close()
-    say(f"done in {time.monotonic() - started:.2f}s. Try plain SQL:")
+    say(f"done in {time.monotonic() - started:.2f}s. Job state is plain SQL:")
     say(f'  SELECT state, count(*) FROM "{namespace}".task_states GROUP BY state;')
+    with connection(url, role="demo") as conn:
+        for state, count in conn.execute(queries_for(namespace)["demo_state_counts"]):
+            say(f"    {state:<10} {count}")
     return ok
