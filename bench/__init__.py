@@ -1,0 +1,1 @@
+"""Benchmarks of stem_pg (and pgqueuer, the comparator): see bench/README.md."""

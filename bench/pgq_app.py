@@ -1,0 +1,57 @@
+"""The pgqueuer application the comparator workers run (``pgq run bench.pgq_app:create``).
+
+Handlers mirror ``bench.stem_app``: ``noop`` counts handler starts, ``lat`` sends
+a latency sample (the payload is the time.time() taken just before enqueue).
+``BENCH_PGQ_DRIVER`` picks the connection: ``apg`` (one asyncpg connection, what
+``pgq`` uses by default), ``apgpool`` (an asyncpg pool) or ``psy`` (psycopg).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from pgqueuer import PgQueuer
+from pgqueuer.models import Job
+
+from bench.common import DEFAULT_PGQ_DSN, PROBE
+
+DSN = os.environ.get("BENCH_PGQ_DSN", DEFAULT_PGQ_DSN)
+DRIVER = os.environ.get("BENCH_PGQ_DRIVER", "apg")
+
+
+def register(pgq: PgQueuer) -> PgQueuer:
+    @pgq.entrypoint("noop")
+    async def noop(job: Job) -> None:
+        PROBE.started()
+
+    @pgq.entrypoint("lat")
+    async def lat(job: Job) -> None:
+        PROBE.latency(float(job.payload or b"0"))
+
+    return pgq
+
+
+@asynccontextmanager
+async def create() -> AsyncIterator[PgQueuer]:
+    if DRIVER == "apg":
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn=DSN)
+        try:
+            yield register(PgQueuer.from_asyncpg_connection(conn))
+        finally:
+            await conn.close()
+    elif DRIVER == "apgpool":
+        import asyncpg
+
+        async with asyncpg.create_pool(dsn=DSN, min_size=2, max_size=10) as pool:
+            yield register(PgQueuer.from_asyncpg_pool(pool))
+    elif DRIVER == "psy":
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as aconn:
+            yield register(PgQueuer.from_psycopg_connection(aconn))
+    else:
+        raise ValueError(f"BENCH_PGQ_DRIVER: unknown driver {DRIVER!r}")

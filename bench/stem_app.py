@@ -1,0 +1,42 @@
+"""The stem_pg application the benchmark workers run (``--app bench.stem_app:app``).
+
+Every handler tells the harness it started through ``bench.common.PROBE``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from bench.common import DEFAULT_DSN, PROBE
+from stem_pg.app import Stem
+from stem_pg.config import StemConfig
+
+DSN = os.environ.get("BENCH_DSN", DEFAULT_DSN)
+NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench")
+
+app = Stem(DSN, namespace=NAMESPACE, config=StemConfig())
+
+
+@app.task(name="noop")
+async def noop() -> None:
+    """The throughput task: does nothing; its (null) result is stored, as by default."""
+    PROBE.started()
+
+
+@app.task(name="noop_ignore", ignore_result=True)
+async def noop_ignore() -> None:
+    """Same, with ignore_result=True: a success writes no results row."""
+    PROBE.started()
+
+
+@app.task(name="lat")
+async def lat(t: float) -> None:
+    """The latency task: ``t`` is the time.time() taken just before enqueue."""
+    PROBE.latency(t)
+
+
+@app.task(name="sync_sleep")
+def sync_sleep(ms: float = 10.0) -> None:
+    """A blocking handler (runs in the worker's thread pool): fills every slot, for RSS."""
+    time.sleep(ms / 1000)
