@@ -33,13 +33,14 @@ COPY {ns}.jobs (id, task, queue, priority, args, headers, max_retries, visibilit
 FROM STDIN;
 
 -- name: job_claim
--- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket.
+-- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket; nothing while the queue is paused.
 WITH picked AS MATERIALIZED (
     SELECT id
     FROM {ns}.jobs
     WHERE queue = %(queue)s
       AND state IN ('queued', 'retried')
       AND not_before <= now()
+      AND NOT EXISTS (SELECT 1 FROM {ns}.paused_queues AS p WHERE p.queue = %(queue)s)
     ORDER BY priority DESC, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -252,3 +253,36 @@ FROM {ns}.task_states AS s
 LEFT JOIN {ns}.results AS r ON r.id = s.id
 LEFT JOIN {ns}.jobs AS j ON j.id = s.id
 WHERE s.id = %(id)s;
+
+-- name: job_unique_release
+-- Unique tasks: free keys whose unique_for ran out, so a new enqueue can take them.
+UPDATE {ns}.jobs
+SET unique_key = NULL
+WHERE unique_key = ANY(%(keys)s::text[]) AND unique_until <= now()
+RETURNING id;
+
+-- name: job_enqueue_unique
+-- Insert jobs that carry a unique key; a key (or id) that is already live is skipped.
+-- Returns the ids actually inserted; the caller looks up the holders of the others.
+INSERT INTO {ns}.jobs (id, task, queue, priority, args, headers, max_retries,
+                       not_before, expires_at, visibility_timeout, acks_late, unique_key,
+                       unique_until)
+SELECT id, task, queue, priority, args::jsonb, headers::jsonb, max_retries,
+       coalesce(eta, now() + make_interval(secs => coalesce(countdown, 0))),
+       coalesce(expires_at, now() + make_interval(secs => expires_in)),
+       visibility_timeout, acks_late, unique_key, now() + make_interval(secs => unique_for)
+FROM unnest(%(id)s::text[], %(task)s::text[], %(queue)s::text[], %(priority)s::smallint[],
+            %(args)s::text[], %(headers)s::text[], %(max_retries)s::int[],
+            %(eta)s::timestamptz[], %(countdown)s::float8[], %(expires_at)s::timestamptz[],
+            %(expires_in)s::float8[], %(visibility_timeout)s::int[], %(acks_late)s::bool[],
+            %(unique_key)s::text[], %(unique_for)s::float8[])
+    AS r(id, task, queue, priority, args, headers, max_retries, eta, countdown, expires_at,
+         expires_in, visibility_timeout, acks_late, unique_key, unique_for)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: job_unique_holders
+-- Which live job holds each of these unique keys.
+SELECT unique_key, id
+FROM {ns}.jobs
+WHERE unique_key = ANY(%(keys)s::text[]);

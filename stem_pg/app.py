@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from stem_pg.broadcasts import BroadcastResult, merge_results, plan_broadcast, plan_routed
+from stem_pg.broadcasts import publish_async as publish_broadcasts_async
+from stem_pg.broadcasts import publish_sync as publish_broadcasts
 from stem_pg.config import StemConfig
 from stem_pg.core.envelope import (
     JobSpec,
@@ -18,6 +22,7 @@ from stem_pg.core.envelope import (
     encode_kwargs,
     new_task_id,
     split_expires,
+    unique_key,
 )
 from stem_pg.core.errors import TaskError
 from stem_pg.core.namespaces import validate_namespace
@@ -31,6 +36,10 @@ from stem_pg.results import TaskResult
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    from stem_pg.locks import AsyncLock, Lock
+    from stem_pg.schedule_api import Schedules
+    from stem_pg.store.control import RevokeOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_RESULT_TTL = 24 * 3600.0
@@ -47,6 +56,8 @@ class _Placement:
     max_retries: int
     visibility_timeout: int | None
     acks_late: bool
+    unique: bool = False
+    unique_for: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,7 @@ class Stem:
         self.result_ttl = result_ttl
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()  # handler threads (app.lock) may open it at once
         self._async_pool: AsyncConnectionPool | None = None
 
     @property
@@ -156,12 +168,14 @@ class Stem:
         if request.eta is not None and request.countdown is not None:
             raise TaskError(f"{name}: give either eta or countdown, not both")
         expires_at, expires_in = split_expires(request.expires)
+        args = encode_kwargs(name, request.kwargs)
+        key = unique_key(name, place.queue, request.kwargs) if place.unique else None
         return JobSpec(
             id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
             task=name,
             queue=place.queue,
             priority=place.priority,
-            args=encode_kwargs(name, request.kwargs),
+            args=args,
             headers=encode_json(dict(request.headers), what=f"{name}: headers") if headers else "{}",
             max_retries=place.max_retries,
             eta=check_moment(request.eta, what="eta"),
@@ -171,6 +185,8 @@ class Stem:
             visibility_timeout=place.visibility_timeout,
             acks_late=place.acks_late,
             id_given=request.task_id is not None,
+            unique_key=key,
+            unique_for=place.unique_for,
         )
 
     def _placement(
@@ -193,7 +209,8 @@ class Stem:
         )
         if route.kind != "queue":
             raise TaskError(
-                f"{name}: routed to broadcast channel {route.name!r}; broadcasts are not supported yet"
+                f"{name}: routed to broadcast channel {route.name!r}; plan() builds queue jobs only"
+                " (app.enqueue and app.broadcast publish broadcast messages)"
             )
         vt = options.visibility_timeout
         place = _Placement(
@@ -202,6 +219,8 @@ class Stem:
             max_retries=options.retry_policy(self.default_max_retries).max_retries,
             visibility_timeout=None if vt is None else max(1, round(vt)),
             acks_late=options.acks_late,
+            unique=options.unique,
+            unique_for=options.unique_for if isinstance(options.unique_for, float) else None,
         )
         if len(self._placements) < PLACEMENT_CACHE_SIZE:
             self._placements[key] = place
@@ -225,7 +244,9 @@ class Stem:
 
         With ``connection`` (psycopg or SQLAlchemy connection/session) the job is
         written in the caller's transaction and exists only once it commits.
-        A live job with the same ``task_id`` is left alone (idempotent).
+        A live job with the same ``task_id`` is left alone (idempotent). For a
+        ``unique`` task, a live job with the same task, queue and arguments is
+        returned instead of a new one.
         """
         request = EnqueueRequest(
             name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}
@@ -258,14 +279,18 @@ class Stem:
         *,
         connection: Any = None,
     ) -> list[TaskResult]:
-        """Enqueue many jobs in one statement (one wake-up per queue)."""
-        specs = [self.plan(_request(r)) for r in requests]
+        """Enqueue many jobs in one statement (one wake-up per queue); tasks routed to a
+        broadcast channel are published there (their handles are BroadcastResults)."""
+        items = [_request(r) for r in requests]
+        routed = plan_routed(self, items)
+        specs = [self.plan(r) for i, r in enumerate(items) if i not in routed]
+        published = publish_broadcasts(self, routed, connection)
         if connection is not None:
-            insert_sync(connection, self.queries, specs)
+            ids = insert_sync(connection, self.queries, specs)
         else:
             with self.pool.connection() as conn:
-                insert_sync(conn, self.queries, specs)
-        return [TaskResult(self, spec.id) for spec in specs]
+                ids = insert_sync(conn, self.queries, specs)
+        return merge_results(self, ids, published)
 
     async def aenqueue_many(
         self,
@@ -274,33 +299,114 @@ class Stem:
         connection: Any = None,
     ) -> list[TaskResult]:
         """The async twin of ``enqueue_many``."""
-        specs = [self.plan(_request(r)) for r in requests]
+        items = [_request(r) for r in requests]
+        routed = plan_routed(self, items)
+        specs = [self.plan(r) for i, r in enumerate(items) if i not in routed]
+        published = await publish_broadcasts_async(self, routed, connection)
         if connection is not None:
-            await insert_async(connection, self.queries, specs)
+            ids = await insert_async(connection, self.queries, specs)
         else:
             async with (await self.apool()).connection() as conn:
-                await insert_async(conn, self.queries, specs)
-        return [TaskResult(self, spec.id) for spec in specs]
+                ids = await insert_async(conn, self.queries, specs)
+        return merge_results(self, ids, published)
 
     def result(self, task_id: str) -> TaskResult:
         """The result handle of a task id enqueued earlier."""
         return TaskResult(self, check_task_id(task_id))
 
+    # -- broadcasts and revokes (stem_pg.broadcasts, stem_pg.control) -----------------
+
+    def broadcast(
+        self, channel: str, name: str, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> BroadcastResult:
+        """Publish ``name(**kwargs)`` to every live subscriber of broadcast ``channel``.
+
+        ``options``: ``task_id``, ``countdown``, ``eta``, ``expires``, ``headers``,
+        ``connection`` as for ``enqueue``. Raises RoutingConfigError for a channel the
+        routing file does not define, TaskError for bad arguments.
+        """
+        connection = options.pop("connection", None)
+        options["headers"] = options.get("headers") or {}
+        spec = plan_broadcast(self, EnqueueRequest(name, kwargs, **options), channel)
+        return publish_broadcasts(self, {0: spec}, connection)[0]
+
+    async def abroadcast(
+        self, channel: str, name: str, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> BroadcastResult:
+        """The async twin of ``broadcast``."""
+        connection = options.pop("connection", None)
+        options["headers"] = options.get("headers") or {}
+        spec = plan_broadcast(self, EnqueueRequest(name, kwargs, **options), channel)
+        return (await publish_broadcasts_async(self, {0: spec}, connection))[0]
+
+    def revoke(
+        self,
+        task_id: str,
+        *,
+        terminate: bool = False,
+        reason: str | None = None,
+        expires_in: float | None = None,
+    ) -> RevokeOutcome:
+        """Revoke a task: if it waits it is cancelled now; if it runs it is never started
+        again, and ``terminate`` stops it (async at once, sync at its next checkpoint).
+        A finished task is left alone (``outcome == "finished"``). The revoke is kept
+        for ``expires_in`` seconds (default a day) for workers that were offline.
+        """
+        from stem_pg.control import Control
+
+        control = Control(self.url, self.namespace, result_ttl=self.result_ttl)
+        done = control.revoke(
+            [task_id], terminate=terminate, reason=reason, expires_in=expires_in, timeout=None
+        )
+        return done.revokes[0]
+
+    # -- locks and schedules --------------------------------------------------------
+
+    def lock(self, key: str, ttl: float | timedelta, owner: str | None = None, *, wait: float = 0.0) -> Lock:
+        """A lock in this namespace's lock store: ``with app.lock("key", ttl=30): ...``.
+
+        Entering acquires it (retrying for up to ``wait`` seconds) or raises
+        LockNotAcquired; leaving releases it. It expires after ``ttl`` unless
+        renewed (``lock.renew()``); ``lock.token`` is its fencing token.
+        """
+        from stem_pg.locks import Lock
+
+        return Lock(self, key, ttl, owner, wait=wait)
+
+    def alock(
+        self, key: str, ttl: float | timedelta, owner: str | None = None, *, wait: float = 0.0
+    ) -> AsyncLock:
+        """The async twin of ``lock``: ``async with app.alock("key", ttl=30): ...``."""
+        from stem_pg.locks import AsyncLock
+
+        return AsyncLock(self, key, ttl, owner, wait=wait)
+
+    @property
+    def schedules(self) -> Schedules:
+        """Beat's schedule store of this namespace: list, apply, enable, disable, delete."""
+        from stem_pg.schedule_api import Schedules
+
+        return Schedules(self.url, self.namespace)
+
     # -- connections --------------------------------------------------------------
 
     @property
     def pool(self) -> ConnectionPool:
-        if self._pool is None:
-            from psycopg_pool import ConnectionPool
+        pool = self._pool
+        if pool is not None:
+            return pool
+        with self._pool_lock:
+            if self._pool is None:
+                from psycopg_pool import ConnectionPool
 
-            self._pool = ConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self.pool_size,
-                kwargs={"autocommit": True, "application_name": "stem_pg:client"},
-                open=True,
-            )
-        return self._pool
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    kwargs={"autocommit": True, "application_name": "stem_pg:client"},
+                    open=True,
+                )
+            return self._pool
 
     async def apool(self) -> AsyncConnectionPool:
         """The async pool, opened on first use (in the running event loop)."""

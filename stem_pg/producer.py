@@ -8,7 +8,7 @@ Accepted connections: psycopg ``Connection`` / ``AsyncConnection`` and SQLAlchem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import psycopg
@@ -43,19 +43,32 @@ def many_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
 
 #: Below this many rows a plain INSERT is as fast as COPY.
 COPY_THRESHOLD = 200
+#: Attempts to insert a unique job whose key holder finishes while we look it up.
+UNIQUE_ROUNDS = 5
+
+#: A query to run (name, parameters); the driver sends back its rows.
+Step = tuple[str, dict[str, Any]]
+Rows = list[tuple[Any, ...]]
 
 
-def insert_sync(conn: Any, queries: Queries, specs: Sequence[JobSpec]) -> None:
-    """Insert on a psycopg or SQLAlchemy connection/session; the caller owns the transaction."""
+def insert_sync(conn: Any, queries: Queries, specs: Sequence[JobSpec]) -> list[str]:
+    """Insert on a psycopg or SQLAlchemy connection/session; the caller owns the transaction.
+
+    Returns the task id of each spec: its own, or for a unique task whose key is
+    held by a live job, that job's id.
+    """
     if not specs:
-        return
+        return []
+    plain, unique = _split(specs)
     if isinstance(conn, psycopg.Connection):
-        _insert_psycopg(conn, queries, specs)
-        return
-    name, params = _statement(specs)
-    query = queries[name]
+        if plain:
+            _insert_psycopg(conn, queries, plain)
+        return _ids(specs, unique, lambda q, p: conn.execute(queries[q], p).fetchall())
     sa_connection = _sqlalchemy_connection(conn)
-    sa_connection.exec_driver_sql(query, params)
+    if plain:
+        name, params = _statement(plain)
+        sa_connection.exec_driver_sql(queries[name], params)
+    return _ids(specs, unique, lambda q, p: list(sa_connection.exec_driver_sql(queries[q], p).fetchall()))
 
 
 def _insert_psycopg(conn: psycopg.Connection[Any], queries: Queries, specs: Sequence[JobSpec]) -> None:
@@ -76,14 +89,92 @@ def _insert_psycopg(conn: psycopg.Connection[Any], queries: Queries, specs: Sequ
 
 async def insert_async(
     conn: psycopg.AsyncConnection[TupleRow], queries: Queries, specs: Sequence[JobSpec]
-) -> None:
-    """Insert on a psycopg async connection; the caller owns the transaction."""
+) -> list[str]:
+    """Insert on a psycopg async connection; the caller owns the transaction. Ids as ``insert_sync``."""
     if not specs:
-        return
+        return []
     if not isinstance(conn, psycopg.AsyncConnection):
         raise TaskError(f"connection must be a psycopg.AsyncConnection, got {type(conn).__name__}")
-    name, params = _statement(specs)
-    await conn.execute(queries[name], params)
+    plain, unique = _split(specs)
+    if plain:
+        name, params = _statement(plain)
+        await conn.execute(queries[name], params)
+    found: dict[int, str] = {}
+    if unique:
+        steps = _unique_steps([specs[i] for i in unique])
+        try:
+            query, params = next(steps)
+            while True:
+                rows = await (await conn.execute(queries[query], params)).fetchall()
+                query, params = steps.send(rows)
+        except StopIteration as done:
+            found = dict(zip(unique, done.value, strict=True))
+    return [found.get(i, spec.id) for i, spec in enumerate(specs)]
+
+
+def _split(specs: Sequence[JobSpec]) -> tuple[Sequence[JobSpec], list[int]]:
+    """The specs without a unique key (inserted as before) and the positions of the others."""
+    unique = [i for i, spec in enumerate(specs) if spec.unique_key is not None]
+    if not unique:
+        return specs, []
+    return [spec for spec in specs if spec.unique_key is None], unique
+
+
+def _ids(specs: Sequence[JobSpec], unique: list[int], run: Any) -> list[str]:
+    """Drive ``_unique_steps`` on a synchronous ``run(query_name, params) -> rows``."""
+    if not unique:
+        return [spec.id for spec in specs]
+    steps = _unique_steps([specs[i] for i in unique])
+    try:
+        query, params = next(steps)
+        while True:
+            query, params = steps.send(run(query, params))
+    except StopIteration as done:
+        found = dict(zip(unique, done.value, strict=True))
+    return [found.get(i, spec.id) for i, spec in enumerate(specs)]
+
+
+def unique_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
+    """Parallel arrays for ``job_enqueue_unique``."""
+    params = many_params(specs)
+    params["unique_key"] = [spec.unique_key for spec in specs]
+    params["unique_for"] = [spec.unique_for for spec in specs]
+    return params
+
+
+def _unique_steps(specs: Sequence[JobSpec]) -> Generator[Step, Rows, list[str]]:
+    """The statements that insert unique jobs, as a generator the sync and async drivers share.
+
+    Free keys whose ``unique_for`` ran out, insert (a held key or a live id is
+    skipped), then read who holds the keys that were skipped. A holder that
+    finished in between leaves its key free: those are tried again.
+    """
+    keys = sorted({spec.unique_key for spec in specs if spec.unique_key is not None})
+    yield "job_unique_release", {"keys": keys}
+    found: dict[int, str] = {}
+    pending = list(range(len(specs)))
+    for _ in range(UNIQUE_ROUNDS):
+        inserted = {
+            row[0] for row in (yield "job_enqueue_unique", unique_params([specs[i] for i in pending]))
+        }
+        skipped = [i for i in pending if specs[i].id not in inserted]
+        found.update({i: specs[i].id for i in pending if specs[i].id in inserted})
+        if not skipped:
+            break
+        wanted = sorted({key for i in skipped if (key := specs[i].unique_key) is not None})
+        holders = {row[0]: row[1] for row in (yield "job_unique_holders", {"keys": wanted})}
+        pending = []
+        for i in skipped:
+            holder = holders.get(specs[i].unique_key)
+            if holder is not None:
+                found[i] = holder
+            elif specs[i].id_given:
+                found[i] = specs[i].id  # its id is live under another key: idempotent enqueue
+            else:
+                pending.append(i)
+        if not pending:
+            break
+    return [found.get(i, spec.id) for i, spec in enumerate(specs)]
 
 
 def _statement(specs: Sequence[JobSpec]) -> tuple[str, dict[str, Any]]:

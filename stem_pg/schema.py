@@ -1,6 +1,6 @@
 """The tables of one namespace as SQLAlchemy metadata: the code's expectation of the schema.
 
-This is what the code expects migration ``0001`` to have built; a test compares
+This is what the code expects the migrations to have built; a test compares
 it with the migrated database (``alembic.autogenerate.compare_metadata``, plus a
 catalog comparison for what autogenerate ignores) so the two cannot drift apart
 silently. stem_pg never migrates from it: the DDL stays explicit SQL in
@@ -24,15 +24,18 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
+    Sequence,
     SmallInteger,
     Table,
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, UUID
 
 from stem_pg.core.namespaces import validate_namespace
 from stem_pg.core.states import LIVE_STATES, TERMINAL_STATES, DeadLetterReason, TaskState
+from stem_pg.schema_control import add_control_tables
 
 
 def metadata_for(namespace: str) -> MetaData:
@@ -42,6 +45,10 @@ def metadata_for(namespace: str) -> MetaData:
     _results(metadata)
     _dead_letters(metadata)
     _workers(metadata)
+    _schedules(metadata)
+    _schedule_fires(metadata)
+    _locks(metadata)
+    add_control_tables(metadata)
     return metadata
 
 
@@ -90,6 +97,9 @@ def _jobs(metadata: MetaData) -> Table:
         Column("worker_id", Text, nullable=True),
         Column("progress", JSONB, nullable=True),
         Column("errors", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        # Unique tasks (migration 0002): the key is held while the job is live.
+        Column("unique_key", Text, nullable=True),
+        _moment("unique_until"),
         CheckConstraint(_in("state", TaskState, LIVE_STATES), name="jobs_state_check"),
         postgresql_with={
             "fillfactor": "80",
@@ -107,6 +117,12 @@ def _jobs(metadata: MetaData) -> Table:
         postgresql_where=text(_in("state", TaskState, LIVE_STATES - {TaskState.RUNNING})),
     )
     Index("jobs_lease_idx", jobs.c.lease_expires_at, postgresql_where=text("state = 'running'"))
+    Index(
+        "jobs_unique_idx",
+        jobs.c.unique_key,
+        unique=True,
+        postgresql_where=text("unique_key IS NOT NULL"),
+    )
     return jobs
 
 
@@ -177,4 +193,68 @@ def _workers(metadata: MetaData) -> Table:
         _moment("started_at", nullable=False, now=True),
         _moment("last_heartbeat_at", nullable=False, now=True),
         _moment("stopped_at"),
+    )
+
+
+def _schedules(metadata: MetaData) -> Table:
+    """Beat's schedule entries (migration 0002); ``version`` is the optimistic lock of edits."""
+    schedules = Table(
+        "schedules",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("task", Text, nullable=False),
+        Column("spec", JSONB, nullable=False),
+        Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("queue", Text, nullable=True),
+        Column("priority", SmallInteger, nullable=True),
+        Column("jitter", DOUBLE_PRECISION, nullable=False, server_default=text("0")),
+        Column("enabled", Boolean, nullable=False, server_default=text("true")),
+        _moment("expires_at"),
+        Column("misfire", Text, nullable=False, server_default=text("'run_once'::text")),
+        Column("misfire_grace", DOUBLE_PRECISION, nullable=False, server_default=text("60")),
+        Column("description", Text, nullable=True),
+        _moment("next_run_at"),
+        _moment("last_run_at"),
+        Column("total_runs", BigInteger, nullable=False, server_default=text("0")),
+        _moment("last_success_at"),
+        Column("last_error", Text, nullable=True),
+        _moment("last_error_at"),
+        Column("drift", DOUBLE_PRECISION, nullable=True),
+        Column("version", Integer, nullable=False, server_default=text("1")),
+        _moment("created_at", nullable=False, now=True),
+        _moment("updated_at", nullable=False, now=True),
+        CheckConstraint("misfire IN ('run_once', 'skip')", name="schedules_misfire_check"),
+    )
+    Index("schedules_due_idx", schedules.c.next_run_at, postgresql_where=text("enabled"))
+    return schedules
+
+
+def _schedule_fires(metadata: MetaData) -> Table:
+    """One row per (schedule, fire time): the unique key behind "fires at most once"."""
+    fires = Table(
+        "schedule_fires",
+        metadata,
+        Column("schedule", Text, nullable=False),
+        _moment("fire_time", nullable=False),
+        Column("task_id", Text, nullable=False),
+        _moment("fired_at", nullable=False, now=True),
+        Column("beat_id", Text, nullable=True),
+        Column("fence", BigInteger, nullable=True),
+        PrimaryKeyConstraint("schedule", "fire_time", name="schedule_fires_pkey"),
+    )
+    Index("schedule_fires_fired_idx", fires.c.fired_at)
+    return fires
+
+
+def _locks(metadata: MetaData) -> Table:
+    """The lock store: owner-checked, expiring leases with fencing tokens from ``lock_tokens``."""
+    Sequence("lock_tokens", metadata=metadata)
+    return Table(
+        "locks",
+        metadata,
+        Column("key", Text, primary_key=True),
+        Column("owner", Text, nullable=False),
+        Column("token", BigInteger, nullable=False),
+        _moment("acquired_at", nullable=False, now=True),
+        _moment("expires_at", nullable=False),
     )

@@ -7,7 +7,8 @@ import sys
 
 import typer
 
-from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, tasks_cmd, worker_cmd
+from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd, worker_cmd
+from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
 from stem_pg.cli.pending_cmd import pending_group
@@ -29,8 +30,8 @@ app.add_typer(routing_cmd.app, name="routing")
 app.add_typer(worker_cmd.app, name="worker")
 app.add_typer(tasks_cmd.app, name="tasks")
 app.add_typer(dlq_cmd.app, name="dlq")
-app.add_typer(pending_group("schedule", "Manage beat schedules"), name="schedule")
-app.add_typer(pending_group("beat", "Run the scheduler"), name="beat")
+app.add_typer(schedule_cmd.app, name="schedule")
+app.command("beat")(beat_command)
 app.add_typer(pending_group("wf", "Start and inspect durable workflow runs"), name="wf")
 
 

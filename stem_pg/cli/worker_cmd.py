@@ -1,20 +1,22 @@
-"""``stem worker``: run workers and see which are alive."""
+"""``stem worker``: run workers, see which are alive, and control them (``control_cmd``)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from stem_pg.cli import common
+from stem_pg.cli import common, control_cmd
 from stem_pg.core.routing_registry import RoutingSubscription
 from stem_pg.db import connection
 from stem_pg.loading import load_app
 from stem_pg.queries import queries_for
 from stem_pg.store.workers import WorkerStore
 
-app = typer.Typer(help="Run workers and inspect them.", no_args_is_help=True)
+app = typer.Typer(help="Run, list and control workers.", no_args_is_help=True)
 
 AppOption = Annotated[
     str, typer.Option("--app", "-A", help="Your application object, as 'package.module:app'.")
@@ -30,6 +32,22 @@ def run_command(
             "--queue",
             "-Q",
             help="Queue to consume (repeatable). Defaults to STEM_WORKER_QUEUES, then the default queue.",
+        ),
+    ] = None,
+    broadcast: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--broadcast",
+            "-B",
+            help="Broadcast channel to subscribe to (repeatable). Defaults to STEM_WORKER_BROADCASTS.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="A stable worker id (default host.pid.random; forked processes add -N). With a"
+            " stable id a restarted worker gets back the broadcast messages it had not acked.",
         ),
     ] = None,
     concurrency: Annotated[
@@ -66,15 +84,21 @@ def run_command(
     namespace: common.WorkerNamespaceOption = None,
 ) -> None:
     """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop)."""
-    from stem_pg.worker.settings import WorkerSettings
+    from stem_pg.worker.settings import WorkerSettings, default_worker_id
     from stem_pg.worker.supervisor import supervise
 
     stem = load_app(app_spec)
     stem.namespace = common.worker_namespace(namespace)
     config = common.config()
-    subscription = RoutingSubscription.build(stem.routing, queues=tuple(queue or config.worker_queues))
+    subscription = RoutingSubscription.build(
+        stem.routing,
+        queues=tuple(queue or config.worker_queues),
+        broadcasts=tuple(broadcast or config.worker_broadcasts),
+    )
     settings = WorkerSettings(
         queues=subscription.queues,
+        broadcasts=subscription.broadcasts,
+        worker_id=name or default_worker_id(),
         concurrency=concurrency,
         prefetch_multiplier=prefetch_multiplier or config.prefetch_multiplier,
         lease_seconds=lease,
@@ -95,17 +119,34 @@ def status_command(
             help="Seconds without a heartbeat before a worker counts as stale.",
         ),
     ] = 60.0,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print the list again every --interval until Ctrl-C.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes with --follow.")
+    ] = 2.0,
     url: common.UrlOption = None,
     json: common.JsonOption = False,
 ) -> None:
     """List workers from the heartbeat table: alive, stale or gone."""
     store = WorkerStore(queries_for(common.worker_namespace(namespace)))
     with connection(common.database_url(url), role="cli") as conn:
-        rows = [asdict(w) for w in store.list(conn, stale_after=stale_after)]
-    if json:
-        common.print_json(rows)
-        return
-    common.print_table(
-        rows,
-        ["id", "status", "host", "pid", "queues", "concurrency", "started_at", "last_heartbeat_at"],
-    )
+        while True:
+            rows = [asdict(w) for w in store.list(conn, stale_after=stale_after)]
+            if json:
+                common.print_json(rows)
+            else:
+                if follow:
+                    typer.echo(f"-- {datetime.now(UTC).isoformat(timespec='seconds')}")
+                common.print_table(rows, STATUS_COLUMNS)
+            if not follow:
+                return
+            try:
+                time.sleep(interval)
+            except KeyboardInterrupt:
+                return
+
+
+STATUS_COLUMNS = ["id", "status", "host", "pid", "queues", "concurrency", "started_at", "last_heartbeat_at"]
+
+control_cmd.register(app)

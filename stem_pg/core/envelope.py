@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -35,12 +36,16 @@ class JobSpec:
     visibility_timeout: int | None
     acks_late: bool
     id_given: bool = False
+    #: Unique tasks: the key (task, queue, arguments) and how long it may block.
+    unique_key: str | None = None
+    unique_for: float | None = None
 
     @property
     def copyable(self) -> bool:
         """True when COPY can insert it: a fresh id (no conflict possible) and no times."""
         return (
             not self.id_given
+            and self.unique_key is None
             and self.eta is None
             and self.countdown is None
             and (self.expires_at is None and self.expires_in is None)
@@ -77,6 +82,14 @@ class JobSpec:
             "visibility_timeout": self.visibility_timeout,
             "acks_late": self.acks_late,
         }
+
+
+def unique_key(task: str, queue: str, kwargs: Mapping[str, Any] | None) -> str:
+    """The key of a unique task: a SHA-256 of its name, queue and canonical JSON arguments."""
+    canonical = json.dumps(
+        [task, queue, dict(kwargs or {})], sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # The variant nibble of an RFC 4122 UUID is 8, 9, a or b.

@@ -49,3 +49,15 @@ class TaskFailed(StemError):
 
 class TaskCancelled(StemError):
     """``result.get()`` of a task that was cancelled (revoked or expired)."""
+
+
+class ScheduleError(ConfigError):
+    """A schedule entry or spec is invalid; the message names the file, entry and key."""
+
+
+class ScheduleConflict(StemError):
+    """A schedule changed since it was read (optimistic versioning): re-read and retry."""
+
+
+class LockNotAcquired(StemError):
+    """``app.lock(...)`` could not take the lock: someone else holds it."""

@@ -73,6 +73,20 @@ class Channels:
         """Commands addressed to every worker of the namespace."""
         return f"{self.namespace}:control"
 
+    @property
+    def schedules(self) -> str:
+        """Schedule edits, for running beats; the payload is the SQL operation."""
+        return f"{self.namespace}:schedules"
+
     def worker(self, worker_key: str) -> str:
         """Commands addressed to one worker; ``worker_key`` is at most 6 bytes."""
         return f"{self.namespace}:control:{worker_key.encode()[:6].decode(errors='ignore')}"
+
+    @property
+    def broadcasts(self) -> str:
+        """Wake-ups for broadcast subscribers; the payload is the broadcast channel name."""
+        return f"{self.namespace}:broadcasts"
+
+    def reply(self, request_key: str) -> str:
+        """Replies to one control request; ``request_key`` is at most 6 bytes."""
+        return f"{self.namespace}:reply:{request_key.encode()[:6].decode(errors='ignore')}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from stem_pg.core.errors import TaskError, UnknownTaskError
@@ -42,6 +43,11 @@ class TaskOptions:
     visibility_timeout: float | None = None
     acks_late: bool = True
     ignore_result: bool = False
+    #: A duplicate enqueue (same task, queue and arguments) while a job is live
+    #: returns that job's id instead of adding one.
+    unique: bool = False
+    #: Seconds (or a timedelta) after which a live duplicate no longer blocks; implies unique.
+    unique_for: float | timedelta | None = None
 
     def __post_init__(self) -> None:
         for name in ("time_limit", "soft_time_limit", "visibility_timeout"):
@@ -52,6 +58,16 @@ class TaskOptions:
             raise TaskError(f"max_retries must be >= 0, got {self.max_retries}")
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in self.autoretry_for):
             raise TaskError(f"autoretry_for must hold exception classes, got {self.autoretry_for!r}")
+        if not isinstance(self.unique, bool):
+            raise TaskError(f"unique must be True or False, got {self.unique!r}")
+        if self.unique_for is not None:
+            seconds = (
+                self.unique_for.total_seconds() if isinstance(self.unique_for, timedelta) else self.unique_for
+            )
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+                raise TaskError(f"unique_for must be a positive number of seconds, got {self.unique_for!r}")
+            object.__setattr__(self, "unique_for", float(seconds))
+            object.__setattr__(self, "unique", True)
 
     def retry_policy(self, default_max_retries: int) -> RetryPolicy:
         backoff = self.retry_backoff

@@ -21,6 +21,10 @@ class LeaseLost(StemError):
     """Raised at a checkpoint when this worker no longer holds the job's lease."""
 
 
+class TaskRevoked(StemError):
+    """Raised at a checkpoint once the task was revoked with ``terminate``."""
+
+
 @dataclass
 class Inflight:
     """A leased job inside the worker, from claim until its outcome is flushed."""
@@ -33,6 +37,8 @@ class Inflight:
     lost: bool = False
     progress: str | None = None
     soft_deadline: float | None = None
+    #: Set (to the cancellation message) when the task is revoked with terminate.
+    revoked: str | None = None
     task: asyncio.Task[Any] | None = field(default=None, repr=False)
 
 
@@ -41,7 +47,7 @@ class TaskContext:
 
     ``heartbeat()`` and ``progress()`` are checkpoints: safe from threads and
     the event loop alike, they never block, and they raise when the job should
-    stop (soft time limit passed, lease lost).
+    stop (soft time limit passed, lease lost, revoked with terminate).
     """
 
     def __init__(self, entry: Inflight, worker_id: str, wake_leases: Any) -> None:
@@ -78,6 +84,11 @@ class TaskContext:
     def headers(self) -> dict[str, Any]:
         return self._entry.job.headers
 
+    @property
+    def revoked(self) -> bool:
+        """True once the task was revoked with terminate (the next checkpoint raises)."""
+        return self._entry.revoked is not None
+
     def heartbeat(self) -> None:
         """Say the handler is alive; raises if it should stop."""
         self._checkpoint()
@@ -101,6 +112,8 @@ class TaskContext:
         raise Retry(countdown=countdown, exc=exc)
 
     def _checkpoint(self) -> None:
+        if self._entry.revoked is not None:
+            raise TaskRevoked(f"task {self.task_id}: {self._entry.revoked}")
         if self._entry.lost:
             raise LeaseLost(f"task {self.task_id}: this worker lost its lease")
         deadline = self._entry.soft_deadline

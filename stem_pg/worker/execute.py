@@ -34,15 +34,22 @@ class Executor:
         worker_id: str,
         threads: int,
         wake_leases: Callable[[], None],
+        revoked: Callable[[str], str | None] = lambda task_id: None,
     ) -> None:
         self.registry = registry
         self.worker_id = worker_id
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stem-task")
         self.wake_leases = wake_leases
+        self.revoked = revoked
+        #: Sync handlers still running in threads (also those the worker stopped waiting for).
+        self.running_threads = 0
 
     async def run(self, entry: Inflight) -> Outcome:
         """Run the job of ``entry`` once; never raises except CancelledError."""
         job = entry.job
+        revoked = self.revoked(job.id)
+        if revoked is not None:  # a revoke the claim could not see: rescued job, offline worker
+            return Finish(job.id, entry.token, TaskState.CANCELLED, error=revoked)
         definition = self.registry.get(job.task)
         if definition is None:
             return _dead(
@@ -57,7 +64,11 @@ class Executor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if entry.revoked is not None:
+                return Finish(job.id, entry.token, TaskState.CANCELLED, error=entry.revoked)
             return failure(entry, definition, exc)
+        if entry.revoked is not None:  # revoked with terminate, but it ran to its end first
+            return Finish(job.id, entry.token, TaskState.CANCELLED, error=entry.revoked)
         try:
             result = encode_json(value, what=f"{job.task}: return value")
         except TaskError as exc:
@@ -87,6 +98,8 @@ class Executor:
         loop = asyncio.get_running_loop()
         call = contextvars.copy_context().run
         future = loop.run_in_executor(self.pool, functools.partial(call, definition.fn, **kwargs))
+        self.running_threads += 1
+        future.add_done_callback(self._thread_done)
         try:
             return await asyncio.wait_for(asyncio.shield(future), options.time_limit)
         except TimeoutError:
@@ -95,6 +108,9 @@ class Executor:
             raise TimeLimitExceeded(
                 f"{entry.job.task}: time limit of {options.time_limit}s exceeded"
             ) from None
+
+    def _thread_done(self, _: object) -> None:
+        self.running_threads -= 1
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,10 +1,11 @@
-"""Housekeeping every worker runs: rescue expired leases, cancel expired jobs, prune results."""
+"""Housekeeping every worker runs: rescue expired leases, cancel expired jobs, prune results
+(and, at the same pace, whatever else the worker hands in: revokes, replies, broadcasts)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from stem_pg.store.jobs import AsyncConn, JobStore
@@ -32,10 +33,12 @@ class Maintenance:
         *,
         on_requeued: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        housekeeping: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
     ) -> None:
         self.jobs = jobs
         self.settings = settings
         self.on_requeued = on_requeued
+        self.housekeeping = tuple(housekeeping)
         self.clock = clock
         self._last_prune = clock()
 
@@ -56,4 +59,6 @@ class Maintenance:
         if now - self._last_prune >= self.settings.prune_interval:
             self._last_prune = now
             report.pruned = await self.jobs.prune_results(conn)
+            for chore in self.housekeeping:
+                await chore(conn)
         return report

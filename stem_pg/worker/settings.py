@@ -24,6 +24,8 @@ class WorkerSettings:
 
     queues: tuple[str, ...]
     concurrency: int = 10
+    #: Broadcast channels to subscribe to (their messages share the concurrency slots).
+    broadcasts: tuple[str, ...] = ()
     prefetch_multiplier: int = 2
     lease_seconds: float = 30.0
     poll_interval: float = 1.0

@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
@@ -24,8 +25,8 @@ RESTART_DELAY = 1.0
 
 def run_worker(
     app: Stem, settings: WorkerSettings, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
-) -> bool:
-    """Run one worker in this process until one of ``signals``; returns True if forced."""
+) -> Worker:
+    """Run one worker in this process until one of ``signals`` (or a shutdown command)."""
     worker = Worker(app, settings)
 
     async def main() -> None:
@@ -35,22 +36,37 @@ def run_worker(
         await worker.run()
 
     asyncio.run(main())
-    return worker._forced
+    return worker
+
+
+def _leave(worker: Worker) -> None:
+    """End the process as the worker's stop asks: threads of abandoned sync handlers
+    would keep it alive, so then it exits without waiting for them."""
+    if worker.abandoned_threads:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(worker.exit_code)
+    if worker.exit_code:
+        sys.exit(worker.exit_code)
 
 
 def _child(app: Stem, settings: WorkerSettings) -> None:
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    forced = run_worker(app, settings, signals=(signal.SIGTERM,))
-    # Threads of abandoned sync handlers would keep a forced worker alive.
-    os._exit(1 if forced else 0)
+    worker = run_worker(app, settings, signals=(signal.SIGTERM,))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(worker.exit_code)
 
 
 def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
-    """Fork ``processes`` workers, forward signals to them, restart any that crash."""
+    """Fork ``processes`` workers, forward signals to them, restart any that crash.
+
+    A child that exits 0 stopped on purpose (a shutdown command) and is not
+    restarted; the supervisor ends when no child is left.
+    """
     if processes <= 1:
-        if run_worker(app, settings):
-            os._exit(1)
+        _leave(run_worker(app, settings))
         return
     context = multiprocessing.get_context("fork")
     children: dict[int, BaseProcess] = {}
@@ -78,7 +94,7 @@ def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
                 continue
             proc.join()
             del children[slot]
-            if not stopping["count"]:
+            if not stopping["count"] and proc.exitcode != 0:
                 log.error("worker process %s exited with %s; restarting it", proc.name, proc.exitcode)
                 time.sleep(RESTART_DELAY)
                 spawn(slot)

@@ -1,4 +1,5 @@
-"""The worker: claims leased jobs, runs them, flushes outcomes, keeps leases alive.
+"""The worker: claims leased jobs and broadcast messages, runs them, flushes outcomes,
+keeps leases alive, and answers the control plane.
 
 Each background loop owns one connection and survives its loss: it logs,
 reconnects with backoff and carries on. Outcomes that could not be flushed
@@ -15,16 +16,22 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from psycopg.sql import SQL, Identifier
 
+from stem_pg.core.control import ShutdownMode, worker_key
+from stem_pg.core.states import TaskState
 from stem_pg.store.jobs import JobStore
 from stem_pg.store.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
 from stem_pg.store.workers import WorkerStore
+from stem_pg.worker.broadcasts import BroadcastConsumer
 from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
 from stem_pg.worker.context import Inflight
+from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
+from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.settings import WorkerSettings
 
@@ -34,10 +41,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LEASE_WAKE_THROTTLE = 0.5
+#: The workers-table heartbeat runs at least this often, whatever the lease: broadcast
+#: fan-out and ``stem worker status`` judge liveness by it.
+HEARTBEAT_MAX_INTERVAL = 10.0
 
 
 class Worker:
-    """One worker process's runtime. ``await run()``; ``request_stop()`` twice forces."""
+    """One worker process's runtime. ``await run()``; ``request_stop()`` twice forces.
+
+    After ``run()`` returns, ``exit_code`` and ``abandoned_threads`` tell the
+    process how to end.
+    """
 
     def __init__(self, app: Stem, settings: WorkerSettings) -> None:
         self.app = app
@@ -46,14 +60,30 @@ class Worker:
         self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
         self.workers = WorkerStore(app.queries)
         self.inflight: dict[str, Inflight] = {}
-        self.unflushed: dict[str, Inflight] = {}
-        self.outcomes: list[Outcome] = []
+        self.broadcast_inflight: dict[int, Inflight] = {}
         self.counts: Counter[str] = Counter()
         self.started_monotonic = time.monotonic()
+        self.last_heartbeat_at: datetime | None = None
+        self.stopped_by_command = False
         self._queue_set = frozenset(settings.queues)
         self._rotation = 0
         self._stopping = False
         self._forced = False
+        self._grace = settings.shutdown_grace
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def exit_code(self) -> int:
+        """1 after a forced stop by signal, else 0 (a stop on command is not a failure)."""
+        return 1 if self._forced and not self.stopped_by_command else 0
+
+    @property
+    def abandoned_threads(self) -> bool:
+        """Whether sync handlers still run in threads the process must not wait for."""
+        return self._forced or (hasattr(self, "executor") and self.executor.running_threads > 0)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -61,7 +91,6 @@ class Worker:
         """Run until ``request_stop()``; then drain gracefully (or not, when forced)."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._flush = asyncio.Event()
         self._wake_leases = asyncio.Event()
         self._stop = asyncio.Event()
         self.slots = asyncio.Semaphore(self.settings.concurrency)
@@ -70,14 +99,24 @@ class Worker:
         self._flush_conn = ManagedConnection(url, "worker-flush")
         self._house_conn = ManagedConnection(url, "worker-leases")
         self._maint_conn = ManagedConnection(url, "worker-maintenance")
+        self._control_conn = ManagedConnection(url, "worker-control")
         self._listen_conn = ManagedConnection(url, "worker-listen", self._on_listen_connect)
+        self.control = WorkerControl(self, interval=self.settings.maintenance_interval)
+        self.broadcasts = BroadcastConsumer(self)
+        self.flusher = OutcomeFlusher(self.jobs, self.broadcasts, self._flush_conn, worker_id=self.id)
         self.executor = Executor(
             self.app.registry,
             worker_id=self.id,
             threads=self.settings.concurrency,
             wake_leases=self._wake_leases_threadsafe,
+            revoked=self.control.revokes.reason,
         )
-        self.maintenance = Maintenance(self.jobs, self.settings, on_requeued=self._wake.set)
+        self.maintenance = Maintenance(
+            self.jobs,
+            self.settings,
+            on_requeued=self._wake.set,
+            housekeeping=(self.control.maintain, self.broadcasts.maintain),
+        )
         if not await self._register():
             return
         loops = [
@@ -85,16 +124,18 @@ class Worker:
             asyncio.create_task(
                 self._guarded("claimer", self._claim_conn, self._claim_once, until_stop=True)
             ),
-            asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(self.flusher.loop()),
+            asyncio.create_task(self._guarded("control", self._control_conn, self.control.run_once)),
             asyncio.create_task(self._guarded("leases", self._house_conn, self._leases_once)),
             asyncio.create_task(
                 self._guarded("maintenance", self._maint_conn, self._maintain_once, until_stop=True)
             ),
         ]
         log.info(
-            "worker %s consuming %s (concurrency %d)",
+            "worker %s consuming %s%s (concurrency %d)",
             self.id,
             ",".join(self.settings.queues),
+            "".join(f", broadcast {name}" for name in self.settings.broadcasts),
             self.settings.concurrency,
         )
         await self._stop.wait()
@@ -103,13 +144,27 @@ class Worker:
     def _wake_leases_threadsafe(self) -> None:
         self._loop.call_soon_threadsafe(self._wake_leases.set)
 
-    def request_stop(self) -> None:
-        """First call: stop claiming and drain. Second call: stop now."""
-        if self._stopping:
+    def flush_soon(self) -> None:
+        """An outcome is buffered: flush it, and claim into the freed slot."""
+        self.flusher.wanted.set()
+        self._wake.set()
+
+    def request_stop(self, mode: ShutdownMode | None = None) -> None:
+        """Signals: the first call stops claiming and drains, a second one stops now.
+
+        A control command names the ``mode``: ``warm`` drains like a first signal,
+        ``soft`` interrupts running tasks at once (they run again elsewhere), ``hard``
+        stops at once like a second signal.
+        """
+        if mode is not None:
+            self.stopped_by_command = True
+        if mode == "soft":
+            self._grace = 0.0
+        if mode == "hard" or (mode is None and self._stopping):
             self._forced = True
             log.warning("worker %s: forced shutdown", self.id)
         else:
-            log.info("worker %s: shutting down gracefully (signal again to force)", self.id)
+            log.info("worker %s: shutting down (%s)", self.id, mode or "gracefully; signal again to force")
         self._stopping = True
         if hasattr(self, "_stop"):
             self._stop.set()
@@ -119,6 +174,7 @@ class Worker:
         backoff = Backoff()
         while not self._stopping:
             try:
+                await self._listen_conn.get()  # registered means listening: commands reach us
                 conn = await self._house_conn.get()
                 await self.workers.register(
                     conn,
@@ -126,24 +182,29 @@ class Worker:
                     queues=self.settings.queues,
                     concurrency=self.settings.concurrency,
                 )
+                await self.control.sync(conn)  # revokes and pauses before the first claim
+                await self.broadcasts.start(conn)
+                self.last_heartbeat_at = datetime.now(UTC)
                 return True
             except CONNECTION_ERRORS as exc:
                 await self._house_conn.discard(exc)
                 await backoff.sleep()
+        await self._listen_conn.discard()
+        await self._house_conn.discard()
         return False
 
     async def _drain(self, loops: list[asyncio.Task[None]]) -> None:
-        for entry in list(self.inflight.values()):
+        for entry in self._held():
             if not entry.started and entry.task is not None:
                 entry.task.cancel()
-        deadline = time.monotonic() + self.settings.shutdown_grace
-        while self.inflight and not self._forced and time.monotonic() < deadline:
+        deadline = time.monotonic() + self._grace
+        while self._held() and not self._forced and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        running = [e.task for e in self.inflight.values() if e.task is not None]
+        running = [e.task for e in self._held() if e.task is not None]
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        await self._final_flush()
+        await self.flusher.final(forced=self._forced)
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -156,25 +217,15 @@ class Worker:
             self._flush_conn,
             self._house_conn,
             self._maint_conn,
+            self._control_conn,
             self._listen_conn,
         ):
             await managed.discard()
         self.executor.shutdown()
         log.info("worker %s stopped", self.id)
 
-    async def _final_flush(self) -> None:
-        deadline = time.monotonic() + (1.0 if self._forced else 10.0)
-        while self.outcomes and time.monotonic() < deadline:
-            await self._flush_once()
-            if self.outcomes:
-                await asyncio.sleep(0.2)
-        if self.outcomes:
-            log.error(
-                "worker %s: %d outcomes not flushed; their leases will expire and the"
-                " rescuer will retry them",
-                self.id,
-                len(self.outcomes),
-            )
+    def _held(self) -> list[Inflight]:
+        return [*self.inflight.values(), *self.broadcast_inflight.values()]
 
     # -- loops ---------------------------------------------------------------------
 
@@ -203,21 +254,37 @@ class Worker:
                 await backoff.sleep()
 
     async def _on_listen_connect(self, conn: AsyncConn) -> None:
-        await conn.execute(SQL("LISTEN {}").format(Identifier(self.app.queries.channels.jobs)))
+        channels = self.app.queries.channels
+        names = [channels.jobs, channels.control, channels.worker(worker_key(self.id))]
+        if self.settings.broadcasts:
+            names.append(channels.broadcasts)
+        for name in names:
+            await conn.execute(SQL("LISTEN {}").format(Identifier(name)))
         self._wake.set()  # anything enqueued while we were not listening
+        self.control.request_sync()  # and any revoke or pause we did not hear about
 
     async def _listen_once(self, conn: AsyncConn) -> None:
+        channels = self.app.queries.channels
         async for note in conn.notifies():
-            if note.payload in self._queue_set:
-                self._wake.set()
+            if note.channel == channels.jobs:
+                if note.payload in self._queue_set:
+                    self._wake.set()
+            elif note.channel == channels.broadcasts:
+                if note.payload in self.broadcasts.channels:
+                    self._wake.set()
+            else:
+                self.control.receive(note.payload)
 
     async def _claim_once(self, conn: AsyncConn) -> None:
         poll = self.settings.poll_interval * random.uniform(0.8, 1.2)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), poll)
         self._wake.clear()
-        free = self.settings.capacity - len(self.inflight)
+        free = self.settings.capacity - len(self.inflight) - len(self.broadcast_inflight)
         if self._stopping or free <= 0:
+            return
+        free -= await self.broadcasts.claim(conn, free)
+        if free <= 0:
             return
         token = str(uuid.uuid4())
         queues = self.settings.queues
@@ -258,7 +325,9 @@ class Worker:
             log.exception("worker %s: internal error running task %s", self.id, entry.job.id)
             outcome = RetryLater(entry.job.id, entry.token, 1.0, f"internal worker error: {exc!r}")
         except asyncio.CancelledError:
-            if entry.started:
+            if entry.revoked is not None:  # revoked with terminate
+                outcome = Finish(entry.job.id, entry.token, TaskState.CANCELLED, error=entry.revoked)
+            elif entry.started:
                 outcome = RetryLater(
                     entry.job.id,
                     entry.token,
@@ -273,59 +342,15 @@ class Worker:
         self.inflight.pop(entry.job.id, None)
         if entry.lost:
             return
-        self.unflushed[entry.job.id] = entry
-        self.outcomes.append(outcome)
+        self.flusher.add(entry, outcome)
         self.counts[_kind(outcome)] += 1
-        self._flush.set()
         self._wake.set()
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._flush.wait()
-            self._flush.clear()
-            await self._flush_once()
-
-    async def _flush_once(self) -> None:
-        batch, self.outcomes = self.outcomes, []
-        if not batch:
-            return
-        try:
-            conn = await self._flush_conn.get()
-            await self._write(conn, batch)
-        except CONNECTION_ERRORS as exc:
-            self.outcomes[:0] = batch
-            await self._flush_conn.discard(exc)
-            await Backoff(0.2, 0.2).sleep()
-            self._flush.set()
-            return
-        except Exception:
-            log.exception("worker %s: dropping %d outcomes that failed to flush", self.id, len(batch))
-        for outcome in batch:
-            self.unflushed.pop(outcome.id, None)
-
-    async def _write(self, conn: AsyncConn, batch: list[Outcome]) -> None:
-        finishes = [o for o in batch if isinstance(o, Finish)]
-        retries = [o for o in batch if isinstance(o, RetryLater)]
-        releases = [o for o in batch if isinstance(o, Release)]
-        writes: list[Callable[[], Awaitable[object]]] = []
-        if finishes:
-            writes.append(lambda: self.jobs.finish(conn, outcomes=finishes))
-        if retries:
-            writes.append(lambda: self.jobs.retry(conn, outcomes=retries))
-        if releases:
-            writes.append(lambda: self.jobs.release(conn, outcomes=releases))
-        if len(writes) == 1:
-            await writes[0]()
-            return
-        async with conn.transaction():
-            for write in writes:
-                await write()
 
     async def _leases_once(self, conn: AsyncConn) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake_leases.wait(), self._heartbeat_interval())
         self._wake_leases.clear()
-        held = [*self.inflight.values(), *self.unflushed.values()]
+        held = [*self.inflight.values(), *self.flusher.unflushed.values()]
         if held:
             alive = await self.jobs.extend_leases(
                 conn,
@@ -336,12 +361,13 @@ class Worker:
             )
             self._mark_lost(held, alive)
         await self.workers.heartbeat(conn, worker_id=self.id)
+        self.last_heartbeat_at = datetime.now(UTC)
         await asyncio.sleep(min(LEASE_WAKE_THROTTLE, self._heartbeat_interval() / 2))
 
     def _heartbeat_interval(self) -> float:
         """A third of the shortest lease held (a task may set a short visibility_timeout)."""
         shortest = min((e.lease_seconds for e in self.inflight.values()), default=self.settings.lease_seconds)
-        return max(0.2, min(self.settings.lease_seconds, shortest) / 3)
+        return max(0.2, min(self.settings.lease_seconds, shortest, 3 * HEARTBEAT_MAX_INTERVAL) / 3)
 
     def _mark_lost(self, asked: list[Inflight], alive: set[str]) -> None:
         """Stop jobs whose lease the heartbeat could not extend. Only the jobs it asked

@@ -19,6 +19,15 @@ from tests.conftest import drop_schema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"jobs", "results", "dead_letters", "workers", "alembic_version"}
+TABLES |= {"schedules", "schedule_fires", "locks"}  # 0002: beat
+TABLES |= {  # 0003: the control plane
+    "broadcast_messages",
+    "broadcast_subscriptions",
+    "broadcast_fanout",
+    "revokes",
+    "paused_queues",
+    "control_replies",
+}
 UNREACHABLE_URL = "postgresql://postgres:secret@127.0.0.1:1/test"
 EVIL_NAMESPACE = 'a"; drop schema stem; --'
 

@@ -233,6 +233,8 @@ class Workers:
         lease: float = 2.0,
         poll_interval: float = 0.2,
         extra: Sequence[str] = (),
+        app: str = "tests.acceptance.workerapp:app",
+        namespace: str | None = None,
     ) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
         env["STEM_BROKER_URL"] = self.url
@@ -240,8 +242,8 @@ class Workers:
         log_path = self.log_dir / f"worker-{len(self.started)}.log"
         args = [
             sys.executable, "-m", "stem_pg", "worker", "run",
-            "--app", "tests.acceptance.workerapp:app",
-            "--namespace", self.namespace,
+            "--app", app,
+            "--namespace", namespace or self.namespace,
             "--processes", str(processes),
             "--concurrency", str(concurrency),
             "--lease", str(lease),

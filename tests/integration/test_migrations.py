@@ -26,8 +26,16 @@ from tests.conftest import drop_schema
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
-TABLES = {"jobs", "results", "dead_letters", "workers"}
-VIEWS = {"task_states", "queue_depths"}
+TABLES = {"jobs", "results", "dead_letters", "workers", "schedules", "schedule_fires", "locks"}
+TABLES |= {  # 0003: the control plane
+    "broadcast_messages",
+    "broadcast_subscriptions",
+    "broadcast_fanout",
+    "revokes",
+    "paused_queues",
+    "control_replies",
+}
+VIEWS = {"task_states", "queue_depths", "broadcast_deliveries"}
 VERSION_TABLE = "alembic_version"
 
 

@@ -40,18 +40,19 @@ def _resolve(argv: list[str]) -> tuple[Any, list[str]]:
 
 def test_services_and_healthcheck() -> None:
     services = _compose()["services"]
-    assert {"postgres", "migrate", "worker"} <= set(services)
+    assert {"postgres", "migrate", "worker", "beat"} <= set(services)
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["restart"] == "no"
-    assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    for name in ("migrate", "worker"):
+    for name in ("worker", "beat"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name in ("migrate", "worker", "beat"):
         assert services[name]["environment"]["STEM_BROKER_URL"].startswith("postgresql://")
 
 
 def test_commands_exist_in_the_cli() -> None:
     services = _compose()["services"]
-    for name in ("migrate", "worker"):
+    for name in ("migrate", "worker", "beat"):
         command, rest = _resolve(_stem_argv(services[name]))
         assert not hasattr(command, "commands"), f"{name}: {rest} is not a stem command"
         known = {opt for param in command.params for opt in getattr(param, "opts", [])}

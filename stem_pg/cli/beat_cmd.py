@@ -1,0 +1,47 @@
+"""``stem beat``: run the scheduler (any number of replicas; one leads, the others stand by)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from stem_pg.cli import common
+from stem_pg.loading import load_app
+
+
+def beat_command(
+    app_spec: Annotated[
+        str, typer.Option("--app", "-A", help="Your application object, as 'package.module:app'.")
+    ],
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            min=1.0,
+            help="Seconds the leader's lease lasts without renewal: a killed or frozen leader"
+            " is replaced after about this long.",
+        ),
+    ] = 5.0,
+    max_sleep: Annotated[
+        float, typer.Option("--max-sleep", min=0.1, help="Longest pause between checks for due entries.")
+    ] = 5.0,
+    namespace: common.NamespaceOption = None,
+) -> None:
+    """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs."""
+    from stem_pg.beat import Beat, BeatSettings, check_single_database
+
+    stem = load_app(app_spec)
+    stem.namespace = common.namespace(namespace)
+    check_single_database(stem.config)
+    beat = Beat(stem, BeatSettings(lease_seconds=lease, max_sleep=max_sleep))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, beat.request_stop)
+        await beat.run()
+
+    asyncio.run(main())

@@ -1,0 +1,156 @@
+"""The control plane's vocabulary: commands, their NOTIFY payloads, reply envelopes, fan-out states.
+
+Pure: the client (``stem_pg.control``) and the worker (``stem_pg.worker.control``)
+speak through these types, so the wire format lives in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from stem_pg.core.errors import StemError
+
+#: Postgres refuses NOTIFY payloads of 8000 bytes or more; stay clear of the edge.
+NOTIFY_LIMIT = 7900
+
+COMMANDS = ("ping", "stats", "inspect", "shutdown", "pause", "resume", "revoke")
+ShutdownMode = Literal["warm", "soft", "hard"]
+SHUTDOWN_MODES: tuple[ShutdownMode, ...] = ("warm", "soft", "hard")
+
+DELIVERY_MODES = ("at-least-once", "at-most-once")
+#: Broadcast fan-out row states; the first three are unfinished.
+FANOUT_STATES = ("pending", "running", "delivered", "succeeded", "failed", "cancelled")
+UNFINISHED_FANOUT_STATES = frozenset(FANOUT_STATES[:3])
+
+
+class ControlError(StemError):
+    """A control command or reply is malformed."""
+
+
+def worker_key(worker_id: str) -> str:
+    """The 6-character key of a worker's own control channel (``Channels.worker``).
+
+    A hash, so any worker id fits the channel-name limit; two workers sharing a
+    key both hear the command, and the ``targets`` list sorts it out.
+    """
+    return hashlib.blake2b(worker_id.encode(), digest_size=3).hexdigest()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Command:
+    """One control command as sent over NOTIFY.
+
+    ``targets`` empty means every worker of the namespace; ``reply`` is the
+    channel replies go to (None: fire and forget).
+    """
+
+    command: str
+    id: str = field(default_factory=new_request_id)
+    args: dict[str, Any] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()
+    reply: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.command not in COMMANDS:
+            raise ControlError(f"unknown control command {self.command!r}; known: {', '.join(COMMANDS)}")
+
+    def addressed_to(self, worker_id: str) -> bool:
+        return not self.targets or worker_id in self.targets
+
+    def encode(self) -> str:
+        """The NOTIFY payload; ControlError if it would not fit."""
+        body = {"cmd": self.command, "id": self.id, "args": self.args, "to": list(self.targets)}
+        if self.reply is not None:
+            body["reply"] = self.reply
+        text = json.dumps(body, separators=(",", ":"))
+        if len(text.encode()) > NOTIFY_LIMIT:
+            raise ControlError(
+                f"control command {self.command!r} is too large for NOTIFY ({len(text)} bytes)"
+            )
+        return text
+
+    @classmethod
+    def decode(cls, payload: str) -> Command:
+        """Parse a NOTIFY payload; ControlError names what is wrong."""
+        try:
+            body = json.loads(payload)
+        except ValueError as exc:
+            raise ControlError(f"control payload is not JSON: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("cmd"), str):
+            raise ControlError(f"control payload has no command: {payload[:200]!r}")
+        args = body.get("args") or {}
+        targets = body.get("to") or []
+        if not isinstance(args, dict) or not isinstance(targets, list):
+            raise ControlError(f"control payload is malformed: {payload[:200]!r}")
+        return cls(
+            command=body["cmd"],
+            id=str(body.get("id") or ""),
+            args=args,
+            targets=tuple(str(t) for t in targets),
+            reply=body.get("reply") if isinstance(body.get("reply"), str) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A worker's answer to one command; ``stored`` means the body waits in ``control_replies``."""
+
+    request_id: str
+    worker_id: str
+    ok: bool = True
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    stored: bool = False
+
+    def encode(self) -> str:
+        body: dict[str, Any] = {"id": self.request_id, "worker": self.worker_id, "ok": self.ok}
+        if self.stored:
+            body["stored"] = True
+        else:
+            body["data"] = self.data
+        if self.error is not None:
+            body["error"] = self.error
+        return json.dumps(body, separators=(",", ":"), default=str)
+
+    def fits(self) -> bool:
+        """Whether the whole reply fits one NOTIFY payload."""
+        return len(self.encode().encode()) <= NOTIFY_LIMIT
+
+    def stub(self) -> Reply:
+        """The NOTIFY-sized pointer to this reply once its body is stored."""
+        return Reply(self.request_id, self.worker_id, self.ok, {}, self.error, stored=True)
+
+    @classmethod
+    def decode(cls, payload: str) -> Reply:
+        try:
+            body = json.loads(payload)
+        except ValueError as exc:
+            raise ControlError(f"control reply is not JSON: {exc}") from None
+        if not isinstance(body, dict) or "id" not in body or "worker" not in body:
+            raise ControlError(f"control reply is malformed: {payload[:200]!r}")
+        data = body.get("data") or {}
+        return cls(
+            request_id=str(body["id"]),
+            worker_id=str(body["worker"]),
+            ok=bool(body.get("ok", True)),
+            data=data if isinstance(data, dict) else {"value": data},
+            error=body.get("error"),
+            stored=bool(body.get("stored", False)),
+        )
+
+
+#: ``durability`` values (routing file, ``broadcasts:``) that make a channel durable: a
+#: worker subscribing later receives the messages still stored instead of starting empty.
+DURABLE_VALUES = frozenset({"durable", "persistent"})
+
+
+def is_durable(durability: str | None) -> bool:
+    return (durability or "").strip().lower() in DURABLE_VALUES

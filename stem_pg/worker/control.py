@@ -1,0 +1,229 @@
+"""The worker's side of the control plane: commands in over LISTEN, replies out over NOTIFY.
+
+Commands arrive on the namespace's control channel (every worker) and on the
+worker's own channel; the listener hands them to ``receive`` and the control
+loop (``run_once``, on its own connection) answers them one at a time. The
+same loop keeps the worker's revoked ids and paused queues in step with the
+database: at once when told, and every ``interval`` seconds in case a
+notification was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from stem_pg.core.control import SHUTDOWN_MODES, Command, ControlError, Reply
+from stem_pg.store.control import ControlStore
+from stem_pg.worker.connections import AsyncConn
+from stem_pg.worker.context import Inflight
+from stem_pg.worker.revokes import RevokeSet, describe
+
+if TYPE_CHECKING:
+    from stem_pg.worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+_RESYNC = None  # queued instead of a command: "read revokes and paused queues now"
+
+
+class WorkerControl:
+    """Answers control commands and applies revokes and pauses for one worker."""
+
+    def __init__(
+        self, worker: Worker, *, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.worker = worker
+        self.store = ControlStore(worker.app.queries)
+        self.revokes = RevokeSet()
+        self.paused: frozenset[str] = frozenset()
+        self.interval = interval
+        self.clock = clock
+        self._inbox: asyncio.Queue[Command | None] = asyncio.Queue()
+        self._last_sync = float("-inf")
+
+    # -- intake (called by the listener) -------------------------------------------
+
+    def receive(self, payload: str) -> None:
+        """Queue a command from a NOTIFY payload, if it is meant for this worker."""
+        try:
+            command = Command.decode(payload)
+        except ControlError as exc:
+            log.warning("worker %s: ignoring control message: %s", self.worker.id, exc)
+            return
+        if command.addressed_to(self.worker.id):
+            self._inbox.put_nowait(command)
+
+    def request_sync(self) -> None:
+        """Re-read revokes and paused queues soon (e.g. after the listener reconnected)."""
+        self._inbox.put_nowait(_RESYNC)
+
+    # -- the control loop ----------------------------------------------------------
+
+    async def run_once(self, conn: AsyncConn) -> None:
+        """Answer one command, or re-sync when nothing came for ``interval`` seconds."""
+        wait = self.interval - (self.clock() - self._last_sync)
+        if wait <= 0:
+            await self.sync(conn)
+            return
+        try:
+            command = await asyncio.wait_for(self._inbox.get(), wait)
+        except TimeoutError:
+            return
+        if command is None:
+            await self.sync(conn)
+        else:
+            await self.handle(conn, command)
+
+    async def sync(self, conn: AsyncConn) -> list[str]:
+        """Catch up with revokes (stopping running jobs revoked with terminate) and pauses.
+
+        Returns the ids this worker terminated.
+        """
+        fresh = self.revokes.apply(await self.store.revokes_since(conn, after=self.revokes.version))
+        self.revokes.drop_expired()
+        self.paused = frozenset(p.queue for p in await self.store.paused(conn))
+        self._last_sync = self.clock()
+        return [row.task_id for row in fresh if row.terminate and self.terminate(row.task_id, describe(row))]
+
+    def terminate(self, task_id: str, reason: str) -> bool:
+        """Stop a job this worker holds: async handlers are cancelled now, sync ones stop
+        at their next checkpoint, unstarted ones never start. False if not held."""
+        entry = self.worker.inflight.get(task_id)
+        if entry is None or entry.revoked is not None:
+            return False
+        entry.revoked = reason
+        log.warning("worker %s: terminating task %s (%s)", self.worker.id, task_id, reason)
+        if entry.task is not None and (not entry.started or self._is_async(entry)):
+            entry.task.cancel()
+        return True
+
+    def _is_async(self, entry: Inflight) -> bool:
+        definition = self.worker.app.registry.get(entry.job.task)
+        return definition is not None and definition.is_async
+
+    async def handle(self, conn: AsyncConn, command: Command) -> None:
+        """Run one command and send its reply (if the sender asked for one)."""
+        try:
+            reply = Reply(command.id, self.worker.id, data=await self._dispatch(conn, command))
+        except Exception as exc:  # a bad command must not stop the control loop
+            log.warning("worker %s: control command %s failed: %s", self.worker.id, command.command, exc)
+            reply = Reply(command.id, self.worker.id, ok=False, error=f"{type(exc).__name__}: {exc}")
+        await self.send(conn, command, reply)
+        if command.command == "shutdown" and reply.ok:
+            self.worker.request_stop(command.args.get("mode", "warm"))
+
+    async def send(self, conn: AsyncConn, command: Command, reply: Reply) -> None:
+        if command.reply is None:
+            return
+        if reply.fits():
+            await self.store.notify(conn, channel=command.reply, payload=reply.encode())
+            return
+        await self.store.store_reply(
+            conn,
+            request_id=reply.request_id,
+            worker_id=reply.worker_id,
+            payload={"ok": reply.ok, "data": reply.data, "error": reply.error},
+            channel=command.reply,
+            note=reply.stub().encode(),
+        )
+
+    async def _dispatch(self, conn: AsyncConn, command: Command) -> dict[str, Any]:
+        name = command.command
+        if name == "ping":
+            return {"pong": True}
+        if name == "stats":
+            return self.stats()
+        if name == "inspect":
+            return self.inspect()
+        if name == "shutdown":
+            mode = command.args.get("mode", "warm")
+            if mode not in SHUTDOWN_MODES:
+                raise ControlError(f"unknown shutdown mode {mode!r}; use one of {', '.join(SHUTDOWN_MODES)}")
+            return {"shutdown": mode}
+        terminated = await self.sync(conn)
+        if name == "revoke":
+            asked = [str(i) for i in command.args.get("ids", [])]
+            held = [i for i in asked if i in self.worker.inflight]
+            return {"terminated": terminated, "held": held}
+        queue = str(command.args.get("queue", ""))
+        return {
+            "queue": queue,
+            "paused": sorted(self.paused),
+            "consumes": queue in self.worker.settings.queues,
+        }
+
+    # -- what stats and inspect report -----------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        worker, settings = self.worker, self.worker.settings
+        counts = worker.counts
+        active = [e for e in worker.inflight.values() if e.started]
+        return {
+            "worker": worker.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "namespace": worker.app.namespace,
+            "uptime": round(time.monotonic() - worker.started_monotonic, 3),
+            "concurrency": settings.concurrency,
+            "prefetch_multiplier": settings.prefetch_multiplier,
+            "prefetch_limit": settings.capacity,
+            "inflight": len(worker.inflight) + len(worker.broadcast_inflight),
+            "active": len(active) + len(worker.broadcast_inflight),
+            "reserved": len(worker.inflight) - len(active),
+            "processed": sum(counts[k] for k in ("succeeded", "failed", "cancelled")),
+            "succeeded": counts["succeeded"],
+            "failed": counts["failed"],
+            "cancelled": counts["cancelled"],
+            "retried": counts["retried"],
+            "queues": list(settings.queues),
+            "paused": sorted(self.paused & set(settings.queues)),
+            "broadcasts": list(settings.broadcasts),
+            "last_heartbeat": _iso(worker.last_heartbeat_at),
+        }
+
+    def inspect(self) -> dict[str, Any]:
+        worker = self.worker
+        now = time.monotonic()
+        return {
+            "worker": worker.id,
+            "active": [_describe(e, now) for e in worker.inflight.values() if e.started],
+            "reserved": [_describe(e, None) for e in worker.inflight.values() if not e.started],
+            "broadcasts": [_describe(e, now) for e in worker.broadcast_inflight.values()],
+            "registered": [d.name for d in worker.app.registry],
+            "revoked": self.revokes.ids(),
+            "queues": list(worker.settings.queues),
+            "paused": sorted(self.paused),
+        }
+
+    async def maintain(self, conn: AsyncConn) -> None:
+        """Housekeeping of the control tables (every worker may run it)."""
+        await self.store.prune_revokes(conn)
+        await self.store.prune_replies(conn)
+
+
+def _describe(entry: Inflight, now: float | None) -> dict[str, Any]:
+    job = entry.job
+    info: dict[str, Any] = {"id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempts}
+    if now is not None and entry.started:
+        info["runtime"] = round(now - entry.started_at, 3)
+        info["started_at"] = _iso(datetime.now(UTC).timestamp() - (now - entry.started_at))
+    if entry.progress is not None:
+        info["progress"] = entry.progress
+    if entry.revoked is not None:
+        info["revoked"] = entry.revoked
+    return info
+
+
+def _iso(moment: datetime | float | None) -> str | None:
+    if moment is None:
+        return None
+    if isinstance(moment, float):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return moment.isoformat()

@@ -1,0 +1,113 @@
+"""Writing outcomes in batches: job completions, retries, releases and broadcast acks.
+
+Outcomes wait in memory until a flush writes them; a lost connection keeps
+them buffered (their leases still extended by the worker) until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from stem_pg.store.jobs import JobStore
+from stem_pg.store.rows import Finish, Outcome, Release, RetryLater
+from stem_pg.worker.broadcasts import BroadcastConsumer
+from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
+from stem_pg.worker.context import Inflight
+
+log = logging.getLogger(__name__)
+
+
+class OutcomeFlusher:
+    """The worker's write side: ``add`` buffers, the flush loop writes."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        broadcasts: BroadcastConsumer,
+        managed: ManagedConnection,
+        *,
+        worker_id: str,
+    ) -> None:
+        self.jobs = jobs
+        self.broadcasts = broadcasts
+        self.managed = managed
+        self.worker_id = worker_id
+        self.outcomes: list[Outcome] = []
+        self.unflushed: dict[str, Inflight] = {}
+        self.wanted = asyncio.Event()
+
+    def add(self, entry: Inflight, outcome: Outcome) -> None:
+        self.unflushed[entry.job.id] = entry
+        self.outcomes.append(outcome)
+        self.wanted.set()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.outcomes or self.broadcasts.acks)
+
+    async def loop(self) -> None:
+        while True:
+            await self.wanted.wait()
+            self.wanted.clear()
+            await self.flush_once()
+
+    async def flush_once(self) -> None:
+        batch, self.outcomes = self.outcomes, []
+        if not batch and not self.broadcasts.acks:
+            return
+        try:
+            conn = await self.managed.get()
+            if batch:
+                await self._write(conn, batch)
+                self._forget(batch)
+                batch = []
+            await self.broadcasts.flush(conn)
+        except CONNECTION_ERRORS as exc:
+            self.outcomes[:0] = batch
+            await self.managed.discard(exc)
+            await Backoff(0.2, 0.2).sleep()
+            self.wanted.set()
+        except Exception:
+            log.exception("worker %s: dropping %d outcomes that failed to flush", self.worker_id, len(batch))
+            self._forget(batch)
+
+    def _forget(self, batch: list[Outcome]) -> None:
+        for outcome in batch:
+            self.unflushed.pop(outcome.id, None)
+
+    async def _write(self, conn: AsyncConn, batch: list[Outcome]) -> None:
+        finishes = [o for o in batch if isinstance(o, Finish)]
+        retries = [o for o in batch if isinstance(o, RetryLater)]
+        releases = [o for o in batch if isinstance(o, Release)]
+        writes: list[Callable[[], Awaitable[object]]] = []
+        if finishes:
+            writes.append(lambda: self.jobs.finish(conn, outcomes=finishes))
+        if retries:
+            writes.append(lambda: self.jobs.retry(conn, outcomes=retries))
+        if releases:
+            writes.append(lambda: self.jobs.release(conn, outcomes=releases))
+        if len(writes) == 1:
+            await writes[0]()
+            return
+        async with conn.transaction():
+            for write in writes:
+                await write()
+
+    async def final(self, *, forced: bool) -> None:
+        """Flush what is left before the worker exits (briefly when forced)."""
+        deadline = time.monotonic() + (1.0 if forced else 10.0)
+        while self.pending and time.monotonic() < deadline:
+            await self.flush_once()
+            if self.pending:
+                await asyncio.sleep(0.2)
+        if self.pending:
+            log.error(
+                "worker %s: %d outcomes and %d broadcast acks not flushed; leases will expire and"
+                " the rescuer will retry the jobs, unacked at-least-once messages run again on restart",
+                self.worker_id,
+                len(self.outcomes),
+                len(self.broadcasts.acks),
+            )

@@ -1,0 +1,121 @@
+"""``stem schedule`` as a real process: apply, --dry-run, list, enable/disable, dry-run, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+Db = psycopg.Connection[tuple[Any, ...]]
+
+FILE = """\
+nightly:
+  task: reports.daily
+  spec: {cron: "0 2 * * *", timezone: Europe/Berlin}
+  kwargs: {day: yesterday}
+tick:
+  task: demo.add
+  spec: every:1m
+"""
+
+
+def stem(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stem_pg", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STEM_BROKER_URL": url},
+        timeout=60,
+        check=False,
+    )
+
+
+def rows(db: Db, ns: str) -> list[tuple[Any, ...]]:
+    return db.execute(
+        sql.SQL("SELECT * FROM {}.schedules ORDER BY name").format(sql.Identifier(ns))
+    ).fetchall()
+
+
+def test_apply_dry_run_changes_nothing_then_apply(
+    database_url: str, namespace: str, db: Db, tmp_path: Path
+) -> None:
+    path = tmp_path / "schedules.yaml"
+    path.write_text(FILE)
+    dry = stem(database_url, "schedule", "apply", "--file", str(path), "--dry-run", "-n", namespace)
+    assert dry.returncode == 0, dry.stderr
+    assert "would create nightly" in dry.stdout and "dry run: nothing changed" in dry.stdout
+    assert rows(db, namespace) == []
+
+    done = stem(database_url, "schedule", "apply", "--file", str(path), "-n", namespace)
+    assert done.returncode == 0, done.stderr
+    assert "2 create" in done.stdout
+    before = rows(db, namespace)
+    path.write_text(FILE.replace("every:1m", "every:2m"))
+    dry = stem(database_url, "schedule", "apply", "--file", str(path), "--dry-run", "-n", namespace)
+    assert "would update tick (spec)" in dry.stdout
+    assert rows(db, namespace) == before
+
+    listed = stem(database_url, "schedule", "list", "-n", namespace, "--json")
+    assert [e["name"] for e in json.loads(listed.stdout)] == ["nightly", "tick"]
+    table = stem(database_url, "schedule", "list", "-n", namespace).stdout
+    assert "cron 0 2 * * * (Europe/Berlin)" in table and "every 1m" in table
+
+    assert stem(database_url, "schedule", "disable", "tick", "-n", namespace).returncode == 0
+    shown = json.loads(stem(database_url, "schedule", "show", "tick", "-n", namespace).stdout)
+    assert (shown["enabled"], shown["state"], shown["version"]) == (False, "disabled", 2)
+    stale = stem(database_url, "schedule", "enable", "tick", "--version", "1", "-n", namespace)
+    assert stale.returncode == 1 and "changed since it was read (version 1)" in stale.stderr
+    assert stem(database_url, "schedule", "enable", "tick", "--version", "2", "-n", namespace).returncode == 0
+    assert stem(database_url, "schedule", "delete", "tick", "-n", namespace).returncode == 0
+    missing = stem(database_url, "schedule", "show", "tick", "-n", namespace)
+    assert missing.returncode == 1 and "no schedule entry 'tick'" in missing.stderr
+
+
+def test_bad_specs_are_refused_naming_the_entry(
+    database_url: str, namespace: str, db: Db, tmp_path: Path
+) -> None:
+    path = tmp_path / "schedules.yaml"
+    path.write_text(
+        "good:\n  task: t\n  spec: every:1m\n"
+        "interval:\n  task: t\n  spec: {every: 5x}\n"
+        "minute:\n  task: t\n  spec: {cron: 61 * * * *}\n"
+        "zone:\n  task: t\n  spec: {cron: '0 9 * * *', timezone: Mars/Olympus}\n"
+    )
+    result = stem(database_url, "schedule", "apply", "--file", str(path), "-n", namespace)
+    assert result.returncode == 1
+    assert f"{path}:6: entry 'interval': spec.every: '5x' is not a duration" in result.stderr
+    assert (
+        f"{path}:9: entry 'minute': spec.cron: '61 * * * *': minute field '61' is not valid" in result.stderr
+    )
+    assert f"{path}:12: entry 'zone': spec.timezone: unknown time zone 'Mars/Olympus'" in result.stderr
+    assert rows(db, namespace) == [], "nothing of a bad file is applied"
+
+
+def test_dry_run_of_a_spec(database_url: str) -> None:
+    result = stem(
+        database_url,
+        "schedule",
+        "dry-run",
+        "--spec",
+        "cron: 30 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--start",
+        "2026-03-27T00:00:00Z",
+        "--count",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "2026-03-27T01:30:00+00:00  (2026-03-27T02:30:00+01:00 Europe/Berlin)",
+        "2026-03-28T01:30:00+00:00  (2026-03-28T02:30:00+01:00 Europe/Berlin)",
+        "2026-03-29T01:00:00+00:00  (2026-03-29T03:00:00+02:00 Europe/Berlin)",
+    ]
+    bad = stem(database_url, "schedule", "dry-run", "--spec", "every 5x")
+    assert bad.returncode == 1 and "error: --spec: '5x' is not a duration" in bad.stderr
