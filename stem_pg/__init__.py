@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stem_pg.app import EnqueueRequest, Stem
+    from stem_pg.canvas import CanvasResult
     from stem_pg.config import StemConfig
+    from stem_pg.core.canvas import Signature, chain, chord, group
     from stem_pg.core.errors import (
         ConfigError,
         NamespaceError,
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from stem_pg.core.tasks import Reject, Retry
     from stem_pg.results import TaskResult
     from stem_pg.worker.context import TaskContext
+    from stem_pg.workflow_runtime import ChildWorkflowFailed, EventTimeout, WorkflowContext
+    from stem_pg.workflows import WorkflowCancelled, WorkflowError, WorkflowFailed, WorkflowRun
 
 _EXPORTS = {
     "Stem": "stem_pg.app",
@@ -40,6 +44,18 @@ _EXPORTS = {
     "RoutingConfig": "stem_pg.core.routing",
     "RoutingRegistry": "stem_pg.core.routing_registry",
     "RoutingSubscription": "stem_pg.core.routing_registry",
+    "Signature": "stem_pg.core.canvas",
+    "chain": "stem_pg.core.canvas",
+    "group": "stem_pg.core.canvas",
+    "chord": "stem_pg.core.canvas",
+    "CanvasResult": "stem_pg.canvas",
+    "WorkflowContext": "stem_pg.workflow_runtime",
+    "EventTimeout": "stem_pg.workflow_runtime",
+    "ChildWorkflowFailed": "stem_pg.workflow_runtime",
+    "WorkflowRun": "stem_pg.workflows",
+    "WorkflowError": "stem_pg.workflows",
+    "WorkflowFailed": "stem_pg.workflows",
+    "WorkflowCancelled": "stem_pg.workflows",
     **{
         name: "stem_pg.core.errors"
         for name in (
@@ -57,8 +73,11 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CanvasResult",
+    "ChildWorkflowFailed",
     "ConfigError",
     "EnqueueRequest",
+    "EventTimeout",
     "NamespaceError",
     "NotMigratedError",
     "Reject",
@@ -67,6 +86,7 @@ __all__ = [
     "RoutingConfigError",
     "RoutingRegistry",
     "RoutingSubscription",
+    "Signature",
     "Stem",
     "StemConfig",
     "StemError",
@@ -76,6 +96,14 @@ __all__ = [
     "TaskFailed",
     "TaskResult",
     "UnknownTaskError",
+    "WorkflowCancelled",
+    "WorkflowContext",
+    "WorkflowError",
+    "WorkflowFailed",
+    "WorkflowRun",
+    "chain",
+    "chord",
+    "group",
 ]
 __version__ = "0.1.0"
 

@@ -13,6 +13,7 @@ from stem_pg.broadcasts import BroadcastResult, merge_results, plan_broadcast, p
 from stem_pg.broadcasts import publish_async as publish_broadcasts_async
 from stem_pg.broadcasts import publish_sync as publish_broadcasts
 from stem_pg.config import StemConfig
+from stem_pg.core.canvas import Canvas, Signature
 from stem_pg.core.envelope import (
     JobSpec,
     check_moment,
@@ -37,9 +38,11 @@ from stem_pg.results import TaskResult
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+    from stem_pg.canvas import CanvasResult
     from stem_pg.locks import AsyncLock, Lock
     from stem_pg.schedule_api import Schedules
     from stem_pg.store.control import RevokeOutcome
+    from stem_pg.workflows import WorkflowDefinition, WorkflowRun
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_RESULT_TTL = 24 * 3600.0
@@ -98,6 +101,7 @@ class Stem:
         self.namespace = validate_namespace(namespace or self.config.namespace)
         self.routing = _routing_registry(routing, self.config)
         self.registry = TaskRegistry()
+        self.workflows: dict[str, WorkflowDefinition] = {}
         self._placements: dict[tuple[object, ...], _Placement] = {}
         self.result_ttl = result_ttl
         self.pool_size = pool_size
@@ -144,9 +148,49 @@ class Stem:
             func.task_name = task_name  # type: ignore[attr-defined]
             func.enqueue = functools.partial(self._enqueue_kwargs, task_name)  # type: ignore[attr-defined]
             func.aenqueue = functools.partial(self._aenqueue_kwargs, task_name)  # type: ignore[attr-defined]
+            func.s = functools.partial(self.signature, task_name)  # type: ignore[attr-defined]
+            func.si = functools.partial(self._immutable_signature, task_name)  # type: ignore[attr-defined]
             return func
 
         return register(fn) if fn is not None else register
+
+    def workflow(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        max_run_time: float | timedelta | str | None = None,
+        max_suspended_time: float | timedelta | str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Register an ``async def`` workflow taking ``(ctx: WorkflowContext, **params)``.
+
+        ``max_run_time`` cancels a run that has not ended that long after it started,
+        ``max_suspended_time`` one suspended that long at a time (seconds, timedelta or
+        ``"5m"``). Other options (``queue``, ``priority``, ``max_retries``, ...) are the
+        task options of the jobs that run it. The function gains ``.start(**params)``.
+        """
+        from stem_pg.workflow_runtime import workflow_handler
+        from stem_pg.workflows import WorkflowOptions, build_definition, seconds
+
+        def register(func: F) -> F:
+            wf_name = name or f"{func.__module__}.{func.__qualname__}"
+            limits = WorkflowOptions(
+                seconds(max_run_time, what=f"workflow {wf_name!r}: max_run_time"),
+                seconds(max_suspended_time, what=f"workflow {wf_name!r}: max_suspended_time"),
+            )
+            definition = build_definition(wf_name, func, limits)
+            self.task(name=wf_name, **options)(workflow_handler(self, definition))
+            self.workflows[wf_name] = definition
+            func.workflow_name = wf_name  # type: ignore[attr-defined]
+            func.start = functools.partial(self._start_kwargs, wf_name)  # type: ignore[attr-defined]
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def _start_kwargs(self, workflow_name: str, /, **params: Any) -> WorkflowRun:
+        return self.start_workflow(workflow_name, params)
 
     def _enqueue_kwargs(self, task_name: str, /, **kwargs: Any) -> TaskResult:
         return self.enqueue(task_name, kwargs)
@@ -310,6 +354,59 @@ class Stem:
                 ids = await insert_async(conn, self.queries, specs)
         return merge_results(self, ids, published)
 
+    # -- canvas and workflows (stem_pg.canvas, stem_pg.workflows) -------------------------
+
+    def signature(self, name: str, /, **kwargs: Any) -> Signature:
+        """A call of task ``name`` to make later (``task.s(**kwargs)`` is the same);
+        enqueue options go through ``.set(queue=..., priority=..., countdown=...)``."""
+        return Signature(name, kwargs, app=self)
+
+    def _immutable_signature(self, name: str, /, **kwargs: Any) -> Signature:
+        return Signature(name, kwargs, immutable=True, app=self)
+
+    def apply(self, canvas: Canvas, *, connection: Any = None) -> CanvasResult:
+        """Apply a chain, group or chord (``stem_pg.chain/group/chord``); see CanvasResult."""
+        from stem_pg.canvas import apply_canvas
+
+        return apply_canvas(self, canvas, connection)
+
+    def start_workflow(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        connection: Any = None,
+    ) -> WorkflowRun:
+        """Start a run of workflow ``name``; an existing ``run_id`` is left alone (idempotent)."""
+        from stem_pg.workflows import start_run
+
+        return start_run(self, name, params, run_id=run_id, connection=connection)
+
+    def workflow_run(self, run_id: str) -> WorkflowRun:
+        """The handle of a run started earlier."""
+        from stem_pg.workflows import WorkflowRun
+
+        return WorkflowRun(self, check_task_id(run_id))
+
+    def emit(self, topic: str, payload: Any = None) -> int:
+        """Deliver an event to every run waiting on ``topic`` (``ctx.await_event``); returns how many."""
+        from stem_pg.workflows import emit
+
+        return emit(self, topic, payload)
+
+    def cancel_workflow(self, run_id: str, reason: str | None = None) -> list[str]:
+        """Cancel a run and its unfinished children; returns the run ids cancelled."""
+        from stem_pg.workflows import cancel
+
+        return cancel(self, run_id, reason)
+
+    def rewind_workflow(self, run_id: str, step: str) -> int:
+        """Run a run again from checkpoint ``step`` (dropped with every later one); returns how many."""
+        from stem_pg.workflows import rewind
+
+        return rewind(self, run_id, step)
+
     def result(self, task_id: str) -> TaskResult:
         """The result handle of a task id enqueued earlier."""
         return TaskResult(self, check_task_id(task_id))
@@ -430,10 +527,14 @@ class Stem:
             self._pool.close()
             self._pool = None
 
-    async def aclose(self) -> None:
+    async def close_async_pool(self) -> None:
+        """Close the async pool; it belongs to the event loop that opened it."""
         if self._async_pool is not None:
             await self._async_pool.close()
             self._async_pool = None
+
+    async def aclose(self) -> None:
+        await self.close_async_pool()
         self.close()
 
 

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, UUID
 from stem_pg.core.namespaces import validate_namespace
 from stem_pg.core.states import LIVE_STATES, TERMINAL_STATES, DeadLetterReason, TaskState
 from stem_pg.schema_control import add_control_tables
+from stem_pg.schema_workflows import add_workflow_tables
 
 
 def metadata_for(namespace: str) -> MetaData:
@@ -49,6 +50,7 @@ def metadata_for(namespace: str) -> MetaData:
     _schedule_fires(metadata)
     _locks(metadata)
     add_control_tables(metadata)
+    add_workflow_tables(metadata)
     return metadata
 
 

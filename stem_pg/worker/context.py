@@ -72,6 +72,11 @@ class TaskContext:
         return self._entry.job.priority
 
     @property
+    def lease_token(self) -> str:
+        """This attempt's lease token: a fencing token for what the handler writes."""
+        return self._entry.token
+
+    @property
     def attempt(self) -> int:
         """1 on the first run, 2 on the first retry, ..."""
         return self._entry.job.attempts

@@ -16,8 +16,11 @@ from stem_pg.core.envelope import encode_json
 from stem_pg.core.errors import TaskError
 from stem_pg.core.states import DeadLetterReason, TaskState
 from stem_pg.core.tasks import Reject, Retry, TaskDefinition, TaskRegistry
+from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
 from stem_pg.store.rows import Finish, Outcome, RetryLater
 from stem_pg.worker.context import Inflight, TaskContext
+
+ADVANCING_HEADERS = frozenset({CANVAS_HEADER, WORKFLOW_HEADER})
 
 
 class TimeLimitExceeded(TaskError):
@@ -78,7 +81,8 @@ class Executor:
             entry.token,
             TaskState.SUCCEEDED,
             result=result,
-            keep=not definition.options.ignore_result,
+            # Canvas and workflow jobs always keep theirs: the jobs_done trigger reads it.
+            keep=not definition.options.ignore_result or not ADVANCING_HEADERS.isdisjoint(job.headers),
         )
 
     async def _call(self, definition: TaskDefinition, entry: Inflight) -> Any:

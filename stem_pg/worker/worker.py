@@ -222,6 +222,7 @@ class Worker:
         ):
             await managed.discard()
         self.executor.shutdown()
+        await self.app.close_async_pool()  # opened in this loop by handlers (workflows, aenqueue)
         log.info("worker %s stopped", self.id)
 
     def _held(self) -> list[Inflight]:
