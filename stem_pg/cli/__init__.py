@@ -7,11 +7,10 @@ import sys
 
 import typer
 
-from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd, worker_cmd
+from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd, wf_cmd, worker_cmd
 from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
-from stem_pg.cli.pending_cmd import pending_group
 from stem_pg.core.errors import StemError
 from stem_pg.dsn import redact
 
@@ -32,7 +31,7 @@ app.add_typer(tasks_cmd.app, name="tasks")
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(schedule_cmd.app, name="schedule")
 app.command("beat")(beat_command)
-app.add_typer(pending_group("wf", "Start and inspect durable workflow runs"), name="wf")
+app.add_typer(wf_cmd.app, name="wf")
 
 
 def main() -> None:

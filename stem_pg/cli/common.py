@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stem_pg.config import StemConfig
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
+
+if TYPE_CHECKING:
+    from stem_pg.app import Stem
 
 
 def _check_namespace(value: str | None) -> str | None:
@@ -39,6 +42,17 @@ WorkerNamespaceOption = Annotated[
         "--namespace",
         "-n",
         help="Namespace of the workers. Defaults to STEM_WORKER_NAMESPACE, then STEM_NAMESPACE, then 'stem'.",
+        callback=_check_namespace,
+        show_default=False,
+    ),
+]
+WorkflowNamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Namespace of the workflow runs. Defaults to STEM_WORKFLOW_NAMESPACE, then STEM_NAMESPACE,"
+        " then 'stem'.",
         callback=_check_namespace,
         show_default=False,
     ),
@@ -76,6 +90,42 @@ def namespace(value: str | None) -> str:
 def worker_namespace(value: str | None) -> str:
     """``--namespace`` if given, else the configured worker namespace."""
     return value or config().worker_namespace
+
+
+def workflow_namespace(value: str | None) -> str:
+    """``--namespace`` if given, else the configured workflow namespace."""
+    return value or config().workflow_namespace
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    """The JSON object given to ``option``; anything else is a usage error naming it."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object like '{\"x\": 1}'", param_hint=option)
+    return value
+
+
+def stem_app(
+    app_spec: str | None, url: str | None, namespace: str | None, default: Callable[[None], str]
+) -> Stem:
+    """The user's app (for its routing, task and workflow options) or a bare one; flags override,
+    and without ``--namespace`` the app's namespace, else ``default(None)``, applies."""
+    from stem_pg.app import Stem
+    from stem_pg.loading import load_app
+
+    base = load_app(app_spec) if app_spec else None
+    stem = Stem(
+        database_url(url) if url or base is None else base.url,
+        namespace=namespace or (base.namespace if base else default(None)),
+        routing=base.routing if base else None,
+    )
+    if base is not None:
+        stem.registry = base.registry
+        stem.workflows = base.workflows
+    return stem
 
 
 def print_json(data: Any) -> None:

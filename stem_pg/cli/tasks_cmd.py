@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json as jsonlib
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from stem_pg.app import Stem
 from stem_pg.cli import common
 from stem_pg.core.durations import parse_duration
 from stem_pg.db import connection
@@ -108,8 +107,8 @@ def enqueue_command(
     ] = None,
 ) -> None:
     """Enqueue one task by name and print its id (and its result with --wait)."""
-    arguments = _json_object(kwargs)
-    stem = _app(app_spec, url, namespace)
+    arguments = common.json_object(kwargs, "--kwargs")
+    stem = common.stem_app(app_spec, url, namespace, common.namespace)
     try:
         delay = parse_duration(countdown, what="--countdown") if countdown else None
     except ValueError as exc:
@@ -119,28 +118,3 @@ def enqueue_command(
     if wait is not None:
         typer.echo(jsonlib.dumps(result.get(timeout=wait), default=str))
     stem.close()
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = jsonlib.loads(text)
-    except jsonlib.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="--kwargs") from None
-    if not isinstance(value, dict):
-        raise typer.BadParameter("must be a JSON object like '{\"x\": 1}'", param_hint="--kwargs")
-    return value
-
-
-def _app(app_spec: str | None, url: str | None, namespace: str | None) -> Stem:
-    """The user's app (for its routing and task options) or a bare one; flags override."""
-    from stem_pg.loading import load_app
-
-    base = load_app(app_spec) if app_spec else None
-    stem = Stem(
-        common.database_url(url) if url or base is None else base.url,
-        namespace=namespace or (base.namespace if base else common.namespace(None)),
-        routing=base.routing if base else None,
-    )
-    if base is not None:
-        stem.registry = base.registry
-    return stem

@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import psycopg
+
 from stem_pg.store.jobs import JobStore
 from stem_pg.store.rows import Finish, Outcome, Release, RetryLater
 from stem_pg.worker.broadcasts import BroadcastConsumer
@@ -18,6 +20,8 @@ from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, Backoff, Ma
 from stem_pg.worker.context import Inflight
 
 log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
 class OutcomeFlusher:
@@ -69,6 +73,13 @@ class OutcomeFlusher:
             self.outcomes[:0] = batch
             await self.managed.discard(exc)
             await Backoff(0.2, 0.2).sleep()
+            self.wanted.set()
+        except TRANSIENT_ERRORS as exc:
+            # Two flushes finishing members of the same canvases in different orders can
+            # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries.
+            log.info("worker %s: flush retried after %s", self.worker_id, type(exc).__name__)
+            self.outcomes[:0] = batch
+            await Backoff(0.05, 0.05).sleep()
             self.wanted.set()
         except Exception:
             log.exception("worker %s: dropping %d outcomes that failed to flush", self.worker_id, len(batch))

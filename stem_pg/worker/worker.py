@@ -26,6 +26,7 @@ from stem_pg.core.states import TaskState
 from stem_pg.store.jobs import JobStore
 from stem_pg.store.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
 from stem_pg.store.workers import WorkerStore
+from stem_pg.store.workflows import WorkflowStore
 from stem_pg.worker.broadcasts import BroadcastConsumer
 from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
 from stem_pg.worker.context import Inflight
@@ -115,7 +116,11 @@ class Worker:
             self.jobs,
             self.settings,
             on_requeued=self._wake.set,
-            housekeeping=(self.control.maintain, self.broadcasts.maintain),
+            housekeeping=(
+                self.control.maintain,
+                self.broadcasts.maintain,
+                WorkflowStore(self.app.queries, retention=self.app.result_ttl).prune,
+            ),
         )
         if not await self._register():
             return

@@ -28,6 +28,7 @@ TABLES |= {  # 0003: the control plane
     "paused_queues",
     "control_replies",
 }
+TABLES |= {"canvases", "canvas_members", "wf_runs", "wf_steps", "wf_waiters"}  # 0004
 UNREACHABLE_URL = "postgresql://postgres:secret@127.0.0.1:1/test"
 EVIL_NAMESPACE = 'a"; drop schema stem; --'
 

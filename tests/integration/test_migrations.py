@@ -35,7 +35,8 @@ TABLES |= {  # 0003: the control plane
     "paused_queues",
     "control_replies",
 }
-VIEWS = {"task_states", "queue_depths", "broadcast_deliveries"}
+TABLES |= {"canvases", "canvas_members", "wf_runs", "wf_steps", "wf_waiters"}  # 0004
+VIEWS = {"task_states", "queue_depths", "broadcast_deliveries", "workflow_runs", "workflow_steps"}
 VERSION_TABLE = "alembic_version"
 
 

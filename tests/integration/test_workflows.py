@@ -198,3 +198,31 @@ def test_bad_workflow_input_is_refused(app: Stem) -> None:
         app.start_workflow("wf.fine", [1, 2])  # type: ignore[arg-type]
     with pytest.raises(WorkflowError, match="topic"):
         app.emit("")
+
+
+async def test_ended_canvases_and_runs_are_pruned_after_their_retention(app: Stem, database_url: str) -> None:
+    from stem_pg import group
+    from stem_pg.store.workflows import WorkflowStore
+
+    @app.workflow(name="wf.done")
+    async def done(ctx: WorkflowContext) -> None: ...
+
+    @app.task(name="wf.noop")
+    def noop() -> None: ...
+
+    with running_worker(app):
+        old_run, new_run = app.start_workflow("wf.done"), app.start_workflow("wf.done")
+        old_group = group([noop.s()]).delay()  # type: ignore[attr-defined]
+        old_run.get(timeout=10), new_run.get(timeout=10), old_group.get(timeout=10)
+    ns = app.namespace
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            f"UPDATE \"{ns}\".wf_runs SET finished_at = now() - interval '2 days' WHERE id = %s",
+            [old_run.id],
+        )
+        await conn.execute(f"UPDATE \"{ns}\".canvases SET finished_at = now() - interval '2 days'")
+        assert await WorkflowStore(app.queries, retention=86400).prune(conn) == 2
+        cur = await conn.execute(f'SELECT id FROM "{ns}".wf_runs')
+        assert await cur.fetchall() == [(new_run.id,)]
+        cur = await conn.execute(f'SELECT count(*) FROM "{ns}".canvas_members')
+        assert await cur.fetchone() == (0,)

@@ -1,0 +1,181 @@
+"""``stem wf``: start, list, show, cancel and rewind durable workflow runs; emit events."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from typing import Annotated, Any
+
+import typer
+from psycopg.rows import dict_row
+
+from stem_pg.cli import common
+from stem_pg.core.workflows import RunStatus
+from stem_pg.db import connection
+from stem_pg.queries import queries_for
+
+app = typer.Typer(
+    help="Start and inspect durable workflow runs, emit the events they wait for.", no_args_is_help=True
+)
+
+RunArgument = Annotated[str, typer.Argument(help="The run id (as 'stem wf start' or 'stem wf ls' print it).")]
+AppOption = Annotated[
+    str | None,
+    typer.Option("--app", "-A", help="Application whose workflow options and routing to use, 'module:app'."),
+]
+RUN_COLUMNS = ["id", "workflow", "status", "steps_done", "waiting_for", "created_at", "finished_at", "error"]
+
+
+@app.command("start")
+def start_command(
+    name: Annotated[str, typer.Argument(help="The workflow name, as registered with @app.workflow.")],
+    params: Annotated[str, typer.Option("--params", help="Parameters as a JSON object.")] = "{}",
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Use this run id (starting is idempotent per id).")
+    ] = None,
+    app_spec: AppOption = None,
+    namespace: common.WorkflowNamespaceOption = None,
+    url: common.UrlOption = None,
+    wait: Annotated[
+        float | None, typer.Option("--wait", help="Wait up to this many seconds for the run's result.")
+    ] = None,
+) -> None:
+    """Start a run of a workflow and print its id (and its result with --wait)."""
+    arguments = common.json_object(params, "--params")
+    stem = common.stem_app(app_spec, url, namespace, common.workflow_namespace)
+    try:
+        run = stem.start_workflow(name, arguments, run_id=run_id)
+        typer.echo(run.id)
+        if wait is not None:
+            typer.echo(jsonlib.dumps(run.get(timeout=wait), default=str))
+    finally:
+        stem.close()
+
+
+@app.command("ls")
+def list_command(
+    status: Annotated[
+        RunStatus | None, typer.Option("--status", help="Only runs with this status.", case_sensitive=False)
+    ] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Only runs of this workflow.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs, newest first.")] = 50,
+    namespace: common.WorkflowNamespaceOption = None,
+    url: common.UrlOption = None,
+    json: common.JsonOption = False,
+) -> None:
+    """List workflow runs, newest first."""
+    params = {"status": status.value if status else None, "workflow": workflow, "limit": limit}
+    rows = _fetch("wf_run_list", params, namespace, url)
+    if json:
+        common.print_json(rows)
+    else:
+        common.print_table(rows, RUN_COLUMNS)
+
+
+@app.command("show")
+def show_command(
+    run_id: RunArgument,
+    namespace: common.WorkflowNamespaceOption = None,
+    url: common.UrlOption = None,
+    json: common.JsonOption = False,
+) -> None:
+    """Show a run: status, parameters, result or error, and its checkpoints in order."""
+    runs = _fetch("wf_run_show", {"run_id": run_id}, namespace, url)
+    if not runs:
+        typer.echo(f"error: no workflow run {run_id!r} in namespace {_ns(namespace)!r}", err=True)
+        raise typer.Exit(1)
+    steps = _fetch("wf_step_list", {"run_id": run_id}, namespace, url)
+    if json:
+        common.print_json({**runs[0], "steps": steps})
+        return
+    for key, value in runs[0].items():
+        if value is not None:
+            shown = jsonlib.dumps(value, default=str) if isinstance(value, dict | list) else value
+            typer.echo(f"{key:>13}: {shown}")
+    typer.echo("")
+    common.print_table(steps, ["seq", "step", "kind", "output", "error", "job_id", "finished_at"])
+
+
+@app.command("cancel")
+def cancel_command(
+    run_id: RunArgument,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; kept as the run's error.")] = None,
+    namespace: common.WorkflowNamespaceOption = None,
+    url: common.UrlOption = None,
+) -> None:
+    """Cancel a run and its unfinished child runs; their jobs are revoked (running ones terminated)."""
+    stem = common.stem_app(None, url, namespace, common.workflow_namespace)
+    try:
+        cancelled = stem.cancel_workflow(run_id, reason)
+    finally:
+        stem.close()
+    if not cancelled:
+        typer.echo(f"run {run_id} had already ended (or does not exist): nothing changed")
+        raise typer.Exit(1)
+    for cancelled_id in cancelled:
+        typer.echo(f"cancelled {cancelled_id}")
+
+
+@app.command("rewind")
+def rewind_command(
+    run_id: RunArgument,
+    step: Annotated[
+        str, typer.Option("--step", help="The checkpoint to run again from (see 'stem wf show').")
+    ],
+    namespace: common.WorkflowNamespaceOption = None,
+    url: common.UrlOption = None,
+) -> None:
+    """Run a run again from a checkpoint: it and every later checkpoint are dropped."""
+    stem = common.stem_app(None, url, namespace, common.workflow_namespace)
+    try:
+        dropped = stem.rewind_workflow(run_id, step)
+    finally:
+        stem.close()
+    typer.echo(f"run {run_id} rewound to {step!r}: {dropped} checkpoint(s) dropped, a new job resumes it")
+
+
+@app.command("emit")
+def emit_command(
+    topic: Annotated[str, typer.Argument(help="The event topic runs wait on (ctx.await_event).")],
+    payload: Annotated[str, typer.Option("--payload", help="The event's payload, JSON.")] = "null",
+    namespace: common.WorkflowNamespaceOption = None,
+    url: common.UrlOption = None,
+) -> None:
+    """Deliver an event to every run waiting on TOPIC and wake them; prints how many it reached."""
+    try:
+        value = jsonlib.loads(payload)
+    except jsonlib.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="--payload") from None
+    stem = common.stem_app(None, url, namespace, common.workflow_namespace)
+    try:
+        delivered = stem.emit(topic, value)
+    finally:
+        stem.close()
+    typer.echo(f"delivered to {delivered} run(s)")
+
+
+@app.command("waiters")
+def waiters_command(
+    topic: Annotated[str | None, typer.Option("--topic", help="Only waiters on this topic.")] = None,
+    namespace: common.WorkflowNamespaceOption = None,
+    url: common.UrlOption = None,
+    json: common.JsonOption = False,
+) -> None:
+    """List runs waiting for events, with their deadlines."""
+    rows = _fetch("wf_waiter_list", {"topic": topic}, namespace, url)
+    if json:
+        common.print_json(rows)
+    else:
+        common.print_table(rows, ["topic", "run_id", "workflow", "step", "deadline_at", "created_at"])
+
+
+def _ns(namespace: str | None) -> str:
+    return common.workflow_namespace(namespace)
+
+
+def _fetch(
+    query: str, params: dict[str, Any], namespace: str | None, url: str | None
+) -> list[dict[str, Any]]:
+    queries = queries_for(_ns(namespace))
+    with connection(common.database_url(url), role="cli") as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(queries[query], params)
+        return cur.fetchall()
