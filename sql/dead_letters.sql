@@ -21,7 +21,8 @@ ORDER BY dead_at DESC;
 
 -- name: dlq_replay
 -- Enqueue dead letters again under their task ids (their old result is removed, so
--- result waiters see the new run) and mark them replayed. Returns the task ids.
+-- result waiters see the new run; a failed workflow run is running again) and mark
+-- them replayed. Returns the task ids.
 WITH picked AS (
     SELECT id, task_id, task, queue, priority, args, headers, max_retries
     FROM {ns}.dead_letters
@@ -39,6 +40,14 @@ marked AS (
 ),
 cleared AS (
     DELETE FROM {ns}.results AS r USING picked WHERE r.id = picked.task_id
+),
+-- A failed workflow run whose job is replayed runs again from its last checkpoint.
+resumed AS (
+    UPDATE {ns}.wf_runs AS w
+    SET status = 'running', error = NULL, finished_at = NULL, updated_at = now()
+    FROM picked
+    WHERE w.id = picked.headers ->> 'stem-workflow' AND w.job_id = picked.task_id
+      AND w.status = 'failed'
 )
 INSERT INTO {ns}.jobs (id, task, queue, priority, args, headers, max_retries)
 SELECT DISTINCT ON (task_id) task_id, task, queue, priority, args, headers, max_retries

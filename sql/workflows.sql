@@ -101,10 +101,18 @@ SELECT deadline_at FROM {ns}.wf_waiters WHERE run_id = %(run_id)s AND step = %(s
 
 -- name: wf_emit
 -- Deliver an event to every run waiting on the topic: record it as their await step's
--- output and wake them. Returns the runs it reached.
-WITH taken AS (
+-- output and wake them. Returns the runs it reached. The runs are locked first, in id
+-- order, as a resuming job locks its run before its waiter: the two cannot deadlock.
+WITH runs AS (
+    SELECT r.id
+    FROM {ns}.wf_runs AS r
+    WHERE r.id IN (SELECT run_id FROM {ns}.wf_waiters WHERE topic = %(topic)s)
+    ORDER BY r.id
+    FOR UPDATE OF r
+),
+taken AS (
     DELETE FROM {ns}.wf_waiters
-    WHERE topic = %(topic)s
+    WHERE topic = %(topic)s AND run_id IN (SELECT id FROM runs)
     RETURNING run_id, step
 ),
 recorded AS (

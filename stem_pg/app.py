@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -108,6 +109,7 @@ class Stem:
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()  # handler threads (app.lock) may open it at once
         self._async_pool: AsyncConnectionPool | None = None
+        self._async_pool_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
@@ -153,6 +155,20 @@ class Stem:
             return func
 
         return register(fn) if fn is not None else register
+
+    @overload
+    def workflow(self, fn: F, /) -> F: ...
+    @overload
+    def workflow(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        max_run_time: float | timedelta | str | None = None,
+        max_suspended_time: float | timedelta | str | None = None,
+        **options: Any,
+    ) -> Callable[[F], F]: ...
 
     def workflow(
         self,
@@ -519,6 +535,7 @@ class Stem:
             )
             await pool.open()
             self._async_pool = pool
+            self._async_pool_loop = asyncio.get_running_loop()
         return self._async_pool
 
     def close(self) -> None:
@@ -528,8 +545,9 @@ class Stem:
             self._pool = None
 
     async def close_async_pool(self) -> None:
-        """Close the async pool; it belongs to the event loop that opened it."""
-        if self._async_pool is not None:
+        """Close the async pool if this event loop opened it (a pool belongs to its loop;
+        a worker closes the one its handlers opened, not one its host program uses)."""
+        if self._async_pool is not None and self._async_pool_loop is asyncio.get_running_loop():
             await self._async_pool.close()
             self._async_pool = None
 

@@ -11,12 +11,14 @@ from typing import Any
 
 from stem_pg.app import Stem
 from stem_pg.config import StemConfig
+from stem_pg.core.canvas import chord
 from stem_pg.core.tasks import Retry
 from stem_pg.db import connection
 from stem_pg.migrate import migrate
 from stem_pg.queries import queries_for
 from stem_pg.worker import Worker, WorkerSettings
 from stem_pg.worker.context import TaskContext
+from stem_pg.workflow_runtime import WorkflowContext
 
 DEMO_NAMESPACE = "demo"
 
@@ -39,6 +41,21 @@ def build_demo_app(url: str | None = None, namespace: str | None = None) -> Stem
             raise Retry(countdown=0.2, exc=RuntimeError("first attempt always fails"))
         return f"succeeded on attempt {ctx.attempt}"
 
+    @app.task(name="demo.square")
+    def square(x: int) -> int:
+        return x * x
+
+    @app.task(name="demo.total")
+    def total(results: list[int]) -> int:
+        return sum(results)
+
+    @app.workflow(name="demo.signup")
+    async def signup(ctx: WorkflowContext, user: str) -> str:
+        account = await ctx.step("create-account", lambda: f"acct-{user}")
+        await ctx.sleep(0.5)  # durable: the run holds no worker while it sleeps
+        mail = await ctx.step("send-welcome", lambda: f"welcome mail sent to {user}")
+        return f"{account}, {mail}"
+
     return app
 
 
@@ -53,7 +70,10 @@ def run_demo(url: str, namespace: str = DEMO_NAMESPACE, say: Callable[[str], Any
         "demo.flaky()": app.enqueue("demo.flaky"),
     }
     batch = app.enqueue_many([("demo.add", {"x": i, "y": random.randint(0, 9)}) for i in range(100)])
-    say(f"enqueued {len(handles) + len(batch)} tasks; starting a worker ...")
+    squares = chord([app.signature("demo.square", x=i) for i in range(10)], app.signature("demo.total"))
+    canvas = app.apply(squares)
+    run = app.start_workflow("demo.signup", {"user": "ada"})
+    say(f"enqueued {len(handles) + len(batch)} tasks, a chord of 10 and a workflow; starting a worker ...")
     worker = Worker(app, WorkerSettings(queues=("default",), concurrency=8, poll_interval=0.2))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(),), daemon=True)
@@ -66,6 +86,8 @@ def run_demo(url: str, namespace: str = DEMO_NAMESPACE, say: Callable[[str], Any
             say(f"  {label:<20} -> {value!r}")
         total = sum(h.get(timeout=30) for h in batch)
         say(f"  100 x demo.add        -> sum {total}")
+        say(f"  chord(10 x demo.square, demo.total) -> {canvas.get(timeout=30)!r}")
+        say(f"  workflow demo.signup  -> {run.get(timeout=30)!r} ({len(run.steps())} checkpoints)")
     except Exception as exc:
         say(f"demo failed: {exc}")
         ok = False

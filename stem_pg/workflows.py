@@ -10,12 +10,11 @@ those jobs run.
 from __future__ import annotations
 
 import inspect
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -264,16 +263,9 @@ class WorkflowRun:
             try:
                 while True:
                     row = conn.execute(self.app.queries["wf_child_get"], {"run_id": self.id}).fetchone()
-                    if row is None:
-                        raise WorkflowError(
-                            f"no workflow run {self.id!r} in namespace {self.app.namespace!r}"
-                        )
-                    if RunStatus(row[0]).is_final:
+                    if self._ended(row):
                         return _outcome(self.id, row)
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError(f"workflow run {self.id} did not end in time")
-                    for note in conn.notifies(timeout=min(remaining or 5.0, 5.0)):
+                    for note in conn.notifies(timeout=self._patience(deadline)):
                         if note.payload == "*" or self.id in note.payload.split(","):
                             break
             finally:
@@ -289,20 +281,25 @@ class WorkflowRun:
                 while True:
                     cur = await conn.execute(self.app.queries["wf_child_get"], {"run_id": self.id})
                     row = await cur.fetchone()
-                    if row is None:
-                        raise WorkflowError(
-                            f"no workflow run {self.id!r} in namespace {self.app.namespace!r}"
-                        )
-                    if RunStatus(row[0]).is_final:
+                    if self._ended(row):
                         return _outcome(self.id, row)
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError(f"workflow run {self.id} did not end in time")
-                    async for note in conn.notifies(timeout=min(remaining or 5.0, 5.0)):
+                    async for note in conn.notifies(timeout=self._patience(deadline)):
                         if note.payload == "*" or self.id in note.payload.split(","):
                             break
             finally:
                 await conn.execute(SQL("UNLISTEN {}").format(channel))
+
+    def _ended(self, row: Any) -> bool:
+        if row is None:
+            raise WorkflowError(f"no workflow run {self.id!r} in namespace {self.app.namespace!r}")
+        return RunStatus(row[0]).is_final
+
+    def _patience(self, deadline: float | None) -> float:
+        """How long to wait for the next notification (a re-check every 5 s at most)."""
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError(f"workflow run {self.id} did not end in time")
+        return min(remaining or 5.0, 5.0)
 
 
 def _outcome(run_id: str, row: Any) -> Any:
@@ -312,12 +309,3 @@ def _outcome(run_id: str, row: Any) -> Any:
     if status == RunStatus.CANCELLED:
         raise WorkflowCancelled(f"workflow run {run_id} was cancelled: {error}")
     raise WorkflowFailed(run_id, error)
-
-
-def decode(value: Any) -> Any:
-    """A jsonb value as psycopg returns it, or a JSON string as stored by a test."""
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def moment(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))

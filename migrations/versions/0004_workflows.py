@@ -180,6 +180,16 @@ RETURNS void LANGUAGE sql AS $$
     SELECT pg_notify(ns || ':done', string_agg(id, ',')) FROM stored HAVING count(*) > 0;
 $$;
 
+-- How a job that just left `jobs` ended, from its result row (a job without one,
+-- which no path writes today, counts as failed rather than silently succeeded).
+CREATE FUNCTION {ns}.job_outcome(finished_id text)
+RETURNS TABLE (state text, result jsonb, error text) LANGUAGE sql AS $$
+    SELECT coalesce(r.state, 'failed'), r.result,
+           CASE WHEN r.id IS NULL THEN 'finished without a result' ELSE r.error END
+    FROM (SELECT finished_id AS id) AS wanted
+    LEFT JOIN {ns}.results AS r ON r.id = wanted.id;
+$$;
+
 -- A canvas member's job finished (its result row is already written).
 CREATE FUNCTION {ns}.canvas_member_done(ns text, finished_id text)
 RETURNS void LANGUAGE plpgsql AS $$
@@ -189,11 +199,7 @@ DECLARE
     canvas record;
     failure record;
 BEGIN
-    SELECT r.state, r.result, r.error INTO outcome FROM {ns}.results AS r WHERE r.id = finished_id;
-    IF NOT FOUND THEN
-        SELECT 'failed'::text AS state, NULL::jsonb AS result, 'finished without a result'::text AS error
-        INTO outcome;
-    END IF;
+    SELECT * INTO outcome FROM {ns}.job_outcome(finished_id);
     UPDATE {ns}.canvas_members AS m
     SET state = outcome.state, result = outcome.result, error = outcome.error, finished_at = now()
     WHERE m.task_id = finished_id AND m.state = 'pending'
@@ -291,11 +297,7 @@ DECLARE
     outcome record;
     ended record;
 BEGIN
-    SELECT r.state, r.result, r.error INTO outcome FROM {ns}.results AS r WHERE r.id = finished_id;
-    IF NOT FOUND THEN
-        SELECT 'failed'::text AS state, NULL::jsonb AS result, 'finished without a result'::text AS error
-        INTO outcome;
-    END IF;
+    SELECT * INTO outcome FROM {ns}.job_outcome(finished_id);
     UPDATE {ns}.wf_runs AS r
     SET status = CASE outcome.state WHEN 'succeeded' THEN 'completed'
                                     WHEN 'failed' THEN 'failed' ELSE 'cancelled' END,
@@ -342,6 +344,7 @@ DROP FUNCTION {ns}.wf_wake(text, text[]);
 DROP FUNCTION {ns}.canvas_member_done(text, text);
 DROP FUNCTION {ns}.canvas_stop(text, text, text);
 DROP FUNCTION {ns}.canvas_enqueue(text, integer, jsonb);
+DROP FUNCTION {ns}.job_outcome(text);
 DROP VIEW {ns}.workflow_steps;
 DROP VIEW {ns}.workflow_runs;
 DROP TABLE {ns}.wf_waiters;

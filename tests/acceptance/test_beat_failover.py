@@ -156,6 +156,17 @@ def check(db: Db, ns: str, leaders: set[int], duration: float) -> None:
         gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
         print(f"{name}: {len(times)} fires in {duration:.0f}s, longest gap {max(gaps):.2f}s")
         assert max(gaps) <= FAILOVER, f"{name}: a {max(gaps):.1f}s gap in {gaps}"
+        fired = [
+            row[0]
+            for row in db.execute(
+                sql.SQL(
+                    "SELECT fired_at FROM {}.schedule_fires WHERE schedule = %s ORDER BY fired_at"
+                ).format(sql.Identifier(ns)),
+                (name,),
+            )
+        ]
+        real_gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(fired)]
+        assert max(real_gaps) <= FAILOVER, f"{name}: nothing fired for {max(real_gaps):.1f}s"
         assert len(times) >= duration * 0.6, f"{name}: only {len(times)} fires in {duration}s"
         if name == "cron-tick":
             assert all(t.microsecond == 0 for t in times), "cron fires on whole seconds"

@@ -154,15 +154,20 @@ def test_concurrent_migrations_take_turns(tmp_path: Path, env: dict[str, str], d
 def test_plain_alembic_from_the_repository(tmp_path: Path, database_url: str) -> None:
     ns = f"t-{uuid.uuid4().hex[:10]}"
     alembic = str(Path(sys.executable).with_name("alembic"))
-    options = ["-x", f"namespace={ns}", "-x", f"url={database_url}"]
+    url_flag = ["-x", f"url={database_url}"]
     try:
-        for action, revision in (("upgrade", "head"), ("downgrade", "base"), ("upgrade", "head")):
+        # As the README has it (URL from STEM_BROKER_URL), then with -x url=... as well.
+        for action, revision, flags, env in (
+            ("upgrade", "head", [], stem_env(STEM_BROKER_URL=database_url)),
+            ("downgrade", "base", url_flag, stem_env()),
+            ("upgrade", "head", url_flag, stem_env()),
+        ):
             result = subprocess.run(
-                [alembic, *options, action, revision],
+                [alembic, "-x", f"namespace={ns}", *flags, action, revision],
                 capture_output=True,
                 text=True,
                 cwd=REPO_ROOT,
-                env=stem_env(),
+                env=env,
                 timeout=90,
                 check=False,
             )

@@ -137,17 +137,30 @@ def test_cancel_stops_a_run_and_its_children(app: Stem, db: Db) -> None:
     assert db.execute(f'SELECT count(*) FROM "{app.namespace}".wf_waiters').fetchone() == (0,)
 
 
-def test_a_failing_workflow_fails_after_its_retries(app: Stem) -> None:
+def test_a_failing_workflow_fails_after_its_retries_and_a_replay_resumes_it(app: Stem) -> None:
+    from stem_pg.store.dead_letters import DeadLetterFilter, DeadLetterStore
+
+    stock: list[int] = []
+    calls: list[str] = []
+
     @app.workflow(name="wf.broken", max_retries=1, retry_backoff=0.1, retry_jitter=False)
-    async def broken(ctx: WorkflowContext) -> None:
-        await ctx.step("ok", lambda: 1)
-        raise RuntimeError("out of stock")
+    async def broken(ctx: WorkflowContext) -> int:
+        await ctx.step("ok", lambda: calls.append("ok"))
+        if not stock:
+            raise RuntimeError("out of stock")
+        return await ctx.step("ship", lambda: stock.pop())
 
     with running_worker(app):
         run = app.start_workflow("wf.broken")
         with pytest.raises(WorkflowFailed, match="out of stock"):
             run.get(timeout=15)
-    assert [s["step"] for s in run.steps()] == ["ok"]
+        assert [s["step"] for s in run.steps()] == ["ok"]
+        stock.append(9)
+        with app.pool.connection() as conn:
+            replayed = DeadLetterStore(app.queries).replay(conn, where=DeadLetterFilter())
+        assert replayed == [f"{run.id}.0"]
+        assert run.get(timeout=15) == 9
+    assert calls == ["ok"]  # the first step was not run again
 
 
 def test_rewind_runs_again_from_a_step(app: Stem) -> None:
