@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import psycopg
+
 from stem_pg.broadcasts import BroadcastResult, merge_results, plan_broadcast, plan_routed
 from stem_pg.broadcasts import publish_async as publish_broadcasts_async
 from stem_pg.broadcasts import publish_sync as publish_broadcasts
@@ -32,7 +34,7 @@ from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.tasks import TaskDefinition, TaskOptions, TaskRegistry
 from stem_pg.dsn import validate_url
-from stem_pg.producer import insert_async, insert_sync
+from stem_pg.producer import insert_async, insert_planned_sync, insert_sync
 from stem_pg.queries import Queries, queries_for
 from stem_pg.results import TaskResult
 
@@ -343,13 +345,15 @@ class Stem:
         broadcast channel are published there (their handles are BroadcastResults)."""
         items = [_request(r) for r in requests]
         routed = plan_routed(self, items)
-        specs = [self.plan(r) for i, r in enumerate(items) if i not in routed]
-        published = publish_broadcasts(self, routed, connection)
-        if connection is not None:
-            ids = insert_sync(connection, self.queries, specs)
-        else:
+        queued = [r for i, r in enumerate(items) if i not in routed]
+        if connection is None:
             with self.pool.connection() as conn:
-                ids = insert_sync(conn, self.queries, specs)
+                ids = insert_planned_sync(conn, self.queries, map(self.plan, queued), len(queued))
+        elif isinstance(connection, psycopg.Connection):
+            ids = insert_planned_sync(connection, self.queries, map(self.plan, queued), len(queued))
+        else:
+            ids = insert_sync(connection, self.queries, [self.plan(r) for r in queued])
+        published = publish_broadcasts(self, routed, connection)
         return merge_results(self, ids, published)
 
     async def aenqueue_many(

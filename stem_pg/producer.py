@@ -8,7 +8,7 @@ Accepted connections: psycopg ``Connection`` / ``AsyncConnection`` and SQLAlchem
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -59,11 +59,9 @@ def insert_sync(conn: Any, queries: Queries, specs: Sequence[JobSpec]) -> list[s
     """
     if not specs:
         return []
-    plain, unique = _split(specs)
     if isinstance(conn, psycopg.Connection):
-        if plain:
-            _insert_psycopg(conn, queries, plain)
-        return _ids(specs, unique, lambda q, p: conn.execute(queries[q], p).fetchall())
+        return insert_planned_sync(conn, queries, specs, len(specs))
+    plain, unique = _split(specs)
     sa_connection = _sqlalchemy_connection(conn)
     if plain:
         name, params = _statement(plain)
@@ -71,20 +69,42 @@ def insert_sync(conn: Any, queries: Queries, specs: Sequence[JobSpec]) -> list[s
     return _ids(specs, unique, lambda q, p: list(sa_connection.exec_driver_sql(queries[q], p).fetchall()))
 
 
-def _insert_psycopg(conn: psycopg.Connection[Any], queries: Queries, specs: Sequence[JobSpec]) -> None:
-    copyable = [spec for spec in specs if spec.copyable]
-    if len(copyable) < COPY_THRESHOLD:
-        name, params = _statement(specs)
-        conn.execute(queries[name], params)
-        return
-    rest = [spec for spec in specs if not spec.copyable]
+def insert_planned_sync(
+    conn: psycopg.Connection[Any], queries: Queries, planned: Iterable[JobSpec], count: int
+) -> list[str]:
+    """Insert ``count`` specs on a psycopg connection as ``planned`` yields them; ids as ``insert_sync``.
+
+    From COPY_THRESHOLD specs on, fresh immediate jobs stream into one COPY while
+    the rest are still being planned, so the Python work overlaps the server's
+    (a bad request raises inside the COPY, which then inserts nothing). Other
+    specs (given ids, times, unique keys) follow in the same transaction.
+    """
+    if count < COPY_THRESHOLD:
+        return _insert_statements(conn, queries, list(planned))
+    ids: list[str] = []
+    rest: list[tuple[int, JobSpec]] = []
     with conn.transaction(), conn.cursor() as cur:
         with cur.copy(queries["job_copy"]) as copy:
-            for spec in copyable:
-                copy.write_row(spec.copy_row())
+            for spec in planned:
+                if spec.copyable:
+                    copy.write_row(spec.copy_row())
+                else:
+                    rest.append((len(ids), spec))
+                ids.append(spec.id)
         if rest:
-            name, params = _statement(rest)
-            cur.execute(queries[name], params)
+            found = _insert_statements(conn, queries, [spec for _, spec in rest])
+            for (position, _), task_id in zip(rest, found, strict=True):
+                ids[position] = task_id
+    return ids
+
+
+def _insert_statements(conn: psycopg.Connection[Any], queries: Queries, specs: list[JobSpec]) -> list[str]:
+    """INSERT statements: one for the plain specs, the unique-key steps for the others."""
+    plain, unique = _split(specs)
+    if plain:
+        name, params = _statement(plain)
+        conn.execute(queries[name], params)
+    return _ids(specs, unique, lambda q, p: conn.execute(queries[q], p).fetchall())
 
 
 async def insert_async(

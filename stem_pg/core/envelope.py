@@ -110,10 +110,14 @@ def check_task_id(task_id: object) -> str:
     return task_id
 
 
+#: One encoder for every job: ``json.dumps`` with options builds a new one per call.
+_STRICT_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def encode_json(value: object, *, what: str) -> str:
     """Strict JSON (no NaN, no objects): a clear TaskError names the offending ``what``."""
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        return _STRICT_JSON.encode(value)
     except (TypeError, ValueError) as exc:
         raise TaskError(f"{what} must be JSON-serialisable: {exc}") from None
 
@@ -124,9 +128,7 @@ def encode_kwargs(task: str, kwargs: Mapping[str, Any] | None) -> str:
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise TaskError(f"{task}: kwargs must be a mapping with string keys, got {type(kwargs).__name__}")
     try:
-        return json.dumps(
-            kwargs if type(kwargs) is dict else dict(kwargs), allow_nan=False, separators=(",", ":")
-        )
+        return _STRICT_JSON.encode(kwargs if type(kwargs) is dict else dict(kwargs))
     except (TypeError, ValueError):
         for key, value in kwargs.items():  # name the argument that is not JSON
             encode_json(value, what=f"{task}: argument {key!r}")

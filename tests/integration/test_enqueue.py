@@ -134,3 +134,27 @@ async def test_async_enqueue_and_wait(app: Stem) -> None:
             await (await app.aenqueue("double", {"n": 1}, countdown=60)).wait(timeout=0.3)
     await app.aclose()
     await asyncio.sleep(0)
+
+
+def test_a_bad_request_in_a_large_batch_inserts_nothing(
+    app: Stem,
+    database_url: str,
+    db: psycopg.Connection,  # type: ignore[type-arg]
+) -> None:
+    """enqueue_many streams big batches into COPY while it plans them: a bad request found
+    midway must still fail the whole batch with its clear error, on the pool and inside
+    the caller's transaction (which stays usable)."""
+    requests: list[tuple[str, dict[str, object]]] = [("t", {"i": i}) for i in range(500)]
+    requests[300] = ("t", {"when": datetime.now()})
+    count = sql.SQL("SELECT count(*) FROM {}.jobs").format(sql.Identifier(app.namespace))
+    with pytest.raises(TaskError, match="argument 'when' must be JSON-serialisable"):
+        app.enqueue_many(requests)
+    assert db.execute(count).fetchone() == (0,)
+    with psycopg.connect(database_url) as conn:
+        with pytest.raises(TaskError, match="argument 'when'"):
+            app.enqueue_many(requests, connection=conn)
+        mixed = [EnqueueRequest("t", {"i": i}, task_id=f"given-{i}" if i % 2 else None) for i in range(400)]
+        handles = app.enqueue_many(mixed, connection=conn)
+        conn.commit()
+    assert [h.id for h in handles][1::2] == [f"given-{i}" for i in range(1, 400, 2)]
+    assert db.execute(count).fetchone() == (400,)
