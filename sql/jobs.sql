@@ -34,7 +34,14 @@ FROM STDIN;
 
 -- name: job_claim
 -- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket; nothing while the queue is paused.
-WITH picked AS MATERIALIZED (
+-- The claim commits without waiting for its WAL flush (synchronous_commit off for this
+-- transaction only): a claim lost in a server crash just leaves the job queued to be
+-- claimed again, as a lost lease would, and the token-guarded finish (a normal, durable
+-- commit that flushes the claim with it) still lets one lease holder finish the job.
+WITH async_commit AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true)
+),
+picked AS MATERIALIZED (
     SELECT id
     FROM {ns}.jobs
     WHERE queue = %(queue)s
@@ -52,7 +59,7 @@ SET state = 'running',
     worker_id = %(worker_id)s,
     lease_token = %(token)s,
     lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, %(lease_seconds)s))
-FROM picked
+FROM picked, async_commit
 WHERE j.id = picked.id
 RETURNING j.id, j.task, j.queue, j.priority, j.args, j.headers, j.attempts, j.max_retries,
           j.expires_at, j.visibility_timeout, j.acks_late, j.enqueued_at;
@@ -61,19 +68,19 @@ RETURNING j.id, j.task, j.queue, j.priority, j.args, j.headers, j.attempts, j.ma
 -- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is
 -- given, to the dead letters; jobs whose lease token no longer matches are skipped.
 -- One NOTIFY tells result waiters which ids finished ('*' when the list is too long).
+-- The batch arrives as one JSON array of [id, token, state, result, error, traceback,
+-- dead_reason, keep] rows: one string to send instead of eight arrays to build.
 -- The `id = ANY(...)` keeps the plan on the primary key whatever the statistics say
 -- (this and the other batch updates below join on it).
-WITH input AS (
-    SELECT *
-    FROM unnest(%(id)s::text[], %(token)s::uuid[], %(state)s::text[], %(result)s::text[],
-                %(error)s::text[], %(traceback)s::text[], %(dead_reason)s::text[],
-                %(keep)s::bool[])
-        AS i(id, token, state, result, error, traceback, dead_reason, keep)
+WITH input AS MATERIALIZED (
+    SELECT e ->> 0 AS id, (e ->> 1)::uuid AS token, e ->> 2 AS state, e ->> 3 AS result,
+           e ->> 4 AS error, e ->> 5 AS traceback, e ->> 6 AS dead_reason, (e ->> 7)::bool AS keep
+    FROM jsonb_array_elements(%(outcomes)s::jsonb) AS e
 ),
 done AS (
     DELETE FROM {ns}.jobs AS j
     USING input AS i
-    WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token
+    WHERE j.id = ANY(ARRAY(SELECT id FROM input)) AND j.id = i.id AND j.lease_token = i.token
     RETURNING j.*, i.state AS final_state, i.result AS final_result, i.error AS final_error,
               i.traceback AS final_traceback, i.dead_reason, i.keep
 ),

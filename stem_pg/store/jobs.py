@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg.rows import TupleRow, class_row
+from psycopg.rows import TupleRow, args_row, class_row
 
 from stem_pg.queries import Queries
 from stem_pg.store.rows import ClaimedJob, Finish, Release, RescueCount, RetryLater
@@ -31,7 +32,8 @@ class JobStore:
         token: str,
         lease_seconds: float,
     ) -> list[ClaimedJob]:
-        async with conn.cursor(row_factory=class_row(ClaimedJob)) as cur:
+        # args_row: the RETURNING columns are ClaimedJob's fields in order (no dict per row).
+        async with conn.cursor(row_factory=args_row(ClaimedJob)) as cur:
             await cur.execute(
                 self.q["job_claim"],
                 {
@@ -45,15 +47,11 @@ class JobStore:
             return await cur.fetchall()
 
     async def finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish]) -> int:
+        rows = [
+            (o.id, o.token, o.state, o.result, o.error, o.traceback, o.dead_reason, o.keep) for o in outcomes
+        ]
         params: dict[str, Any] = {
-            "id": [o.id for o in outcomes],
-            "token": [o.token for o in outcomes],
-            "state": [o.state for o in outcomes],
-            "result": [o.result for o in outcomes],
-            "error": [o.error for o in outcomes],
-            "traceback": [o.traceback for o in outcomes],
-            "dead_reason": [o.dead_reason for o in outcomes],
-            "keep": [o.keep for o in outcomes],
+            "outcomes": json.dumps(rows, separators=(",", ":")),
             "result_ttl": self.result_ttl,
             "channel": self.q.channels.done,
         }
