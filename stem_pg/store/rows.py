@@ -16,7 +16,7 @@ class ClaimedJob:
     queue: str
     priority: int
     args: dict[str, Any]
-    headers: dict[str, Any]
+    headers: dict[str, Any] | None  # None: no headers (the claim sends NULL for '{}')
     attempts: int
     max_retries: int
     expires_at: datetime | None

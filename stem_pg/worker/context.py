@@ -87,7 +87,7 @@ class TaskContext:
 
     @property
     def headers(self) -> dict[str, Any]:
-        return self._entry.job.headers
+        return self._entry.job.headers or {}
 
     @property
     def revoked(self) -> bool:

@@ -82,7 +82,7 @@ class Executor:
             TaskState.SUCCEEDED,
             result=result,
             # Canvas and workflow jobs always keep theirs: the jobs_done trigger reads it.
-            keep=not definition.options.ignore_result or not ADVANCING_HEADERS.isdisjoint(job.headers),
+            keep=not definition.options.ignore_result or not ADVANCING_HEADERS.isdisjoint(job.headers or ()),
         )
 
     async def _call(self, definition: TaskDefinition, entry: Inflight) -> Any:
