@@ -158,3 +158,33 @@ def test_a_bad_request_in_a_large_batch_inserts_nothing(
         conn.commit()
     assert [h.id for h in handles][1::2] == [f"given-{i}" for i in range(1, 400, 2)]
     assert db.execute(count).fetchone() == (400,)
+
+
+def test_wake_ups_come_at_commit_from_every_kind_of_writer(app: Stem, database_url: str) -> None:
+    """Workers are woken once the insert commits: the app's enqueue, a caller's transaction
+    at its commit (none on rollback), plain SQL alike; delayed jobs wake nobody."""
+    channel = sql.Identifier(f"{app.namespace}:jobs")
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(sql.SQL("LISTEN {}").format(channel))
+
+        def payloads() -> list[str]:
+            return sorted(n.payload for n in listener.notifies(timeout=0.3))
+
+        app.enqueue("t", queue="pool")
+        app.enqueue("t", queue="later", countdown=60)
+        assert payloads() == ["pool"]
+        with psycopg.connect(database_url) as caller:
+            app.enqueue("t", queue="caller", connection=caller)
+            assert payloads() == []  # not before the caller commits
+            caller.commit()
+            assert payloads() == ["caller"]
+            app.enqueue("t", queue="rolled-back", connection=caller)
+            caller.rollback()
+            assert payloads() == []
+        with psycopg.connect(database_url, autocommit=True) as plain:
+            plain.execute(
+                sql.SQL("INSERT INTO {}.jobs (id, task, queue) VALUES ('sql-1', 't', 'by-sql')").format(
+                    sql.Identifier(app.namespace)
+                )
+            )
+        assert payloads() == ["by-sql"]
