@@ -32,6 +32,14 @@ ON CONFLICT (id) DO NOTHING;
 COPY {ns}.jobs (id, task, queue, priority, args, headers, max_retries, visibility_timeout, acks_late)
 FROM STDIN;
 
+-- name: client_notifies
+-- Set on stem_pg's pool connections: their inserts leave wake-ups to the waker (migration 0005).
+SET stem.client_notifies = on;
+
+-- name: job_wake
+-- Wake the workers of these queues (the waker sends it after the inserting commits).
+SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q;
+
 -- name: job_claim
 -- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket; nothing while the queue is paused.
 -- The claim commits without waiting for its WAL flush (synchronous_commit off for this

@@ -15,7 +15,7 @@ RETURNING id;
 -- name: wf_run_load
 -- A run, for the job that is about to execute it.
 SELECT id, workflow, params, status, job_id, resumes, parent_run_id, deadline_at,
-       max_suspended, suspended_at, wake_at, waiting_for, created_at
+       max_suspended, suspended_at, wake_at, waiting_for, created_at, queue
 FROM {ns}.wf_runs
 WHERE id = %(run_id)s;
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -34,9 +35,10 @@ from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.tasks import TaskDefinition, TaskOptions, TaskRegistry
 from stem_pg.dsn import validate_url
-from stem_pg.producer import insert_async, insert_planned_sync, insert_sync
-from stem_pg.queries import Queries, queries_for
+from stem_pg.producer import due_queues, insert_async, insert_planned_sync, insert_sync
+from stem_pg.queries import Queries, queries_for, query_text
 from stem_pg.results import TaskResult
+from stem_pg.waker import Waker
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -111,6 +113,8 @@ class Stem:
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()  # handler threads (app.lock) may open it at once
         self._async_pool: AsyncConnectionPool | None = None
+        self._quiet: weakref.WeakSet[object] = weakref.WeakSet()
+        self._waker: Waker | None = None
         self._async_pool_loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -346,13 +350,16 @@ class Stem:
         items = [_request(r) for r in requests]
         routed = plan_routed(self, items)
         queued = [r for i, r in enumerate(items) if i not in routed]
+        specs: list[JobSpec] = []
+        planned = _recorded(map(self.plan, queued), specs)
         if connection is None:
             with self.pool.connection() as conn:
-                ids = insert_planned_sync(conn, self.queries, map(self.plan, queued), len(queued))
+                ids = insert_planned_sync(conn, self.queries, planned, len(queued))
         elif isinstance(connection, psycopg.Connection):
-            ids = insert_planned_sync(connection, self.queries, map(self.plan, queued), len(queued))
+            ids = insert_planned_sync(connection, self.queries, planned, len(queued))
         else:
-            ids = insert_sync(connection, self.queries, [self.plan(r) for r in queued])
+            ids = insert_sync(connection, self.queries, list(planned))
+        self.wake(specs, connection)
         published = publish_broadcasts(self, routed, connection)
         return merge_results(self, ids, published)
 
@@ -372,6 +379,7 @@ class Stem:
         else:
             async with (await self.apool()).connection() as conn:
                 ids = await insert_async(conn, self.queries, specs)
+        await self.awake(specs, connection)
         return merge_results(self, ids, published)
 
     # -- canvas and workflows (stem_pg.canvas, stem_pg.workflows) -------------------------
@@ -521,6 +529,7 @@ class Stem:
                     min_size=1,
                     max_size=self.pool_size,
                     kwargs={"autocommit": True, "application_name": "stem_pg:client"},
+                    configure=self._quiet_inserts,
                     open=True,
                 )
             return self._pool
@@ -535,6 +544,7 @@ class Stem:
                 min_size=1,
                 max_size=self.pool_size,
                 kwargs={"autocommit": True, "application_name": "stem_pg:client"},
+                configure=self._aquiet_inserts,
                 open=False,
             )
             await pool.open()
@@ -542,8 +552,47 @@ class Stem:
             self._async_pool_loop = asyncio.get_running_loop()
         return self._async_pool
 
+    def _quiet_inserts(self, conn: psycopg.Connection[Any]) -> None:
+        """Pool connections insert without the trigger's NOTIFY; the waker sends it after commit."""
+        conn.execute(query_text("client_notifies"))
+        self._quiet.add(conn)
+
+    async def _aquiet_inserts(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(query_text("client_notifies"))
+        self._quiet.add(conn)
+
+    @property
+    def waker(self) -> Waker:
+        """Sends the wake-ups of this application's committed inserts (stem_pg.waker)."""
+        if self._waker is None:
+            self._waker = Waker(self.url, self.queries)
+        return self._waker
+
+    def wake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
+        """Announce inserted jobs: after a pool commit through the waker; inside a caller's
+        transaction the insert trigger does it, unless that connection is one of our pool's."""
+        queues = due_queues(specs)
+        if not queues:
+            return
+        if connection is None:
+            self.waker.request(queues)
+        elif connection in self._quiet:
+            params = {"channel": self.queries.channels.jobs, "queues": sorted(queues)}
+            connection.execute(self.queries["job_wake"], params)
+
+    async def awake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
+        """The async twin of ``wake``."""
+        queues = due_queues(specs)
+        if connection is not None and connection in self._quiet and queues:
+            params = {"channel": self.queries.channels.jobs, "queues": sorted(queues)}
+            await connection.execute(self.queries["job_wake"], params)
+        elif connection is None and queues:
+            self.waker.request(queues)
+
     def close(self) -> None:
         """Close the synchronous pool (use ``aclose`` for the async one)."""
+        if self._waker is not None:
+            self._waker.close()
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -558,6 +607,13 @@ class Stem:
     async def aclose(self) -> None:
         await self.close_async_pool()
         self.close()
+
+
+def _recorded(specs: Iterable[JobSpec], into: list[JobSpec]) -> Iterator[JobSpec]:
+    """Pass ``specs`` through, keeping each in ``into`` (for the wake-up after the insert)."""
+    for spec in specs:
+        into.append(spec)
+        yield spec
 
 
 def _request(item: EnqueueRequest | tuple[str, Mapping[str, Any]]) -> EnqueueRequest:

@@ -58,6 +58,7 @@ def apply_canvas(app: Stem, canvas: Canvas, connection: Any = None) -> CanvasRes
     else:
         with app.pool.connection() as conn, conn.transaction():
             _write(conn, app, params, now)
+    app.wake(now, connection)
     handles = [TaskResult(app, m.spec.id) for m in members]
     return CanvasResult(app, canvas_id, kind, handles)
 

@@ -9,6 +9,7 @@ Accepted connections: psycopg ``Connection`` / ``AsyncConnection`` and SQLAlchem
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -96,6 +97,12 @@ def insert_planned_sync(
             for (position, _), task_id in zip(rest, found, strict=True):
                 ids[position] = task_id
     return ids
+
+
+def due_queues(specs: Iterable[JobSpec]) -> set[str]:
+    """The queues that got a job it may run now (delayed ones are found by polling)."""
+    now = datetime.now(UTC)
+    return {s.queue for s in specs if (s.eta is None and not s.countdown) or (s.eta and s.eta <= now)}
 
 
 def _insert_statements(conn: psycopg.Connection[Any], queries: Queries, specs: list[JobSpec]) -> list[str]:

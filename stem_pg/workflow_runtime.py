@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import TupleRow, dict_row
 
-from stem_pg.core.envelope import encode_json
+from stem_pg.core.envelope import JobSpec, encode_json
 from stem_pg.core.errors import StemError
 from stem_pg.core.tasks import Reject
 from stem_pg.core.workflows import RunStatus, StepKind
@@ -324,6 +324,7 @@ class WorkflowContext:
     async def _child(self, key: str, workflow: str, params: Mapping[str, Any] | None) -> Checkpoint:
         runner = self._runner
         child_id = child_run_id(self.run_id, key)
+        started: JobSpec | None = None
         async with runner.connection() as conn, conn.transaction():
             await runner.lock(conn)
             row = await (await conn.execute(runner.q["wf_child_get"], {"run_id": child_id})).fetchone()
@@ -337,6 +338,7 @@ class WorkflowContext:
                 )
                 await conn.execute(runner.q["wf_run_create"], run)
                 await insert_async(conn, runner.q, [spec])
+                started = spec
             elif RunStatus(row[0]).is_final:
                 status, result, error = row
                 if status == RunStatus.COMPLETED:
@@ -345,6 +347,8 @@ class WorkflowContext:
                     )
                 return await runner.record(conn, key, StepKind.CHILD, None, f"{status}: {error}")
             await runner.suspend(conn, self._run, waiting_for=f"child {child_id}", wake_at=None)
+        if started is not None:  # the child's first job is committed now
+            await runner.app.awake([started])
         raise Suspended
 
     def _key(self, name: str) -> str:

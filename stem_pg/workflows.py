@@ -115,6 +115,13 @@ def plan_run(
     if params is not None and not isinstance(params, Mapping):
         raise WorkflowError(f"workflow {name!r}: params must be a JSON object, got {params!r}")
     run_id = check_task_id(run_id) if run_id is not None else uuid.uuid4().hex
+    if definition is not None:
+        try:  # the function takes (ctx, **params): refuse params it cannot take, now
+            inspect.signature(definition.fn).bind(None, **(params or {}))
+        except TypeError as exc:
+            raise WorkflowError(
+                f"workflow {name!r}: params do not fit {definition.fn.__qualname__}: {exc}"
+            ) from None
     encoded = encode_json(dict(params or {}), what=f"workflow {name!r}: params")
     spec = app.plan(
         EnqueueRequest(
@@ -164,6 +171,7 @@ def start_run(
     else:
         with app.pool.connection() as conn, conn.transaction():
             write(conn)
+    app.wake([spec], connection)
     return WorkflowRun(app, run["id"])
 
 
@@ -226,6 +234,7 @@ def rewind(app: Stem, run_id: str, step: str) -> int:
         ).fetchone() or (0, 0)
     if not rewound:
         raise WorkflowError(f"run {run_id} is executing right now; cancel it or wait, then rewind")
+    app.waker.request([run[-1]])  # the run's queue: its new job is due now
     return int(dropped)
 
 

@@ -161,8 +161,10 @@ def test_a_bad_request_in_a_large_batch_inserts_nothing(
 
 
 def test_wake_ups_come_at_commit_from_every_kind_of_writer(app: Stem, database_url: str) -> None:
-    """Workers are woken once the insert commits: the app's enqueue, a caller's transaction
-    at its commit (none on rollback), plain SQL alike; delayed jobs wake nobody."""
+    """Workers are woken once the insert commits: the app's enqueue (its pool inserts with
+    stem.client_notifies on and the waker announces the commit), a caller's transaction at
+    its commit (none on rollback), also on one of the app's own pool connections, and plain
+    SQL (the insert trigger); delayed jobs wake nobody."""
     channel = sql.Identifier(f"{app.namespace}:jobs")
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute(sql.SQL("LISTEN {}").format(channel))
@@ -181,6 +183,11 @@ def test_wake_ups_come_at_commit_from_every_kind_of_writer(app: Stem, database_u
             app.enqueue("t", queue="rolled-back", connection=caller)
             caller.rollback()
             assert payloads() == []
+        with app.pool.connection() as pooled:
+            assert pooled.execute("SHOW stem.client_notifies").fetchone() == ("on",)
+            with pooled.transaction():
+                app.enqueue("t", queue="pooled-tx", connection=pooled)
+            assert payloads() == ["pooled-tx"]
         with psycopg.connect(database_url, autocommit=True) as plain:
             plain.execute(
                 sql.SQL("INSERT INTO {}.jobs (id, task, queue) VALUES ('sql-1', 't', 'by-sql')").format(

@@ -209,6 +209,8 @@ def test_bad_workflow_input_is_refused(app: Stem) -> None:
 
     with pytest.raises(WorkflowError, match="params must be a JSON object"):
         app.start_workflow("wf.fine", [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(WorkflowError, match=r"params do not fit .*unexpected keyword argument 'colour'"):
+        app.start_workflow("wf.fine", {"colour": "red"})
     with pytest.raises(WorkflowError, match="topic"):
         app.emit("")
 

@@ -1,0 +1,90 @@
+"""Job wake-ups sent by the application after its inserts commit, coalesced.
+
+The application's pool connections insert with ``stem.client_notifies`` on, so
+the insert trigger sends no NOTIFY (migration 0005): a NOTIFY would hold a
+database-wide lock through the inserting transaction's WAL flush and make
+concurrent enqueues commit one at a time. Instead ``request()`` hands the queues
+to one background thread, which sends one NOTIFY per queue for every commit that
+asked since its last one. A wake-up that cannot be sent is only latency lost:
+workers also poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+
+import psycopg
+
+from stem_pg.dsn import redact
+from stem_pg.queries import Queries
+
+log = logging.getLogger(__name__)
+
+
+class Waker:
+    """One sender thread and connection per process, started on the first request."""
+
+    def __init__(self, url: str, queries: Queries) -> None:
+        self.url = url
+        self.queries = queries
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def request(self, queues: Iterable[str]) -> None:
+        """Wake the workers of ``queues`` soon (call it after the inserting commit)."""
+        queues = set(queues)
+        if not queues:
+            return
+        with self._lock:
+            self._pending |= queues
+            if self._thread is None or self._pid != os.getpid():  # first use, or a forked child
+                self._pid = os.getpid()
+                self._stopping = False
+                self._thread = threading.Thread(target=self._run, name="stem-waker", daemon=True)
+                self._thread.start()
+        self._wanted.set()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is pending and stop the thread."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._stopping = True
+        self._wanted.set()
+        thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[tuple[object, ...]] | None = None
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            with self._lock:
+                queues, self._pending = sorted(self._pending), set()
+            if queues:
+                conn = self._send(conn, queues)
+            if self._stopping and not self._pending:
+                break
+        if conn is not None:
+            conn.close()
+
+    def _send(
+        self, conn: psycopg.Connection[tuple[object, ...]] | None, queues: list[str]
+    ) -> psycopg.Connection[tuple[object, ...]] | None:
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(self.url, autocommit=True, application_name="stem_pg:waker")
+            conn.execute(self.queries["job_wake"], {"channel": self.queries.channels.jobs, "queues": queues})
+            return conn
+        except psycopg.Error as exc:
+            log.warning("could not wake workers of %s (they will poll): %s", queues, redact(str(exc)))
+            if conn is not None:
+                conn.close()
+            return None
