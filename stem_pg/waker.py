@@ -11,6 +11,7 @@ workers also poll.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -49,6 +50,7 @@ class Waker:
                 self._stopping = False
                 self._thread = threading.Thread(target=self._run, name="stem-waker", daemon=True)
                 self._thread.start()
+                atexit.register(self.close)  # a script that exits right after enqueueing still wakes
         self._wanted.set()
 
     def close(self, timeout: float = 2.0) -> None:

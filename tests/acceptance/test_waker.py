@@ -1,0 +1,38 @@
+"""The waker announces committed enqueues even when the program exits right after them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import psycopg
+from psycopg import sql
+
+from tests.acceptance.workerapp import REPO_ROOT
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from stem_pg import Stem, StemConfig
+    app = Stem(sys.argv[1], namespace=sys.argv[2], config=StemConfig())
+    app.enqueue("t", {}, queue="from-a-script")
+    # no app.close(): the interpreter's exit must still send the wake-up
+    """
+)
+
+
+def test_a_script_that_exits_right_after_enqueue_still_wakes_workers(
+    database_url: str, namespace: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(f"{namespace}:jobs")))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT, database_url, namespace],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        notes = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+    assert notes == ["from-a-script"]
