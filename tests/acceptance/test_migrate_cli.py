@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,11 +135,27 @@ def test_sql_needs_no_database(tmp_path: Path) -> None:
 def test_concurrent_migrations_take_turns(tmp_path: Path, env: dict[str, str], database_url: str) -> None:
     ns = f"t-{uuid.uuid4().hex[:10]}"
     command = [sys.executable, "-m", "stem_pg", "migrate", "--namespace", ns]
+    lock_key = "SELECT hashtextextended('stem_pg:migrate:' || %s, 0)"
     try:
-        processes = [
-            subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for _ in range(2)
-        ]
+        # Hold the namespace's migration lock first: both processes must queue on it
+        # (proof that they take it), then run one after the other once it is free.
+        with psycopg.connect(database_url, autocommit=True) as holder:
+            key = holder.execute(lock_key, [ns]).fetchone()[0]  # type: ignore[index]
+            holder.execute("SELECT pg_advisory_lock(%s)", [key])
+            processes = [
+                subprocess.Popen(
+                    command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                )
+                for _ in range(2)
+            ]
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            deadline = time.monotonic() + 60
+            while holder.execute(waiting).fetchone() != (2,):
+                assert time.monotonic() < deadline, "the two migrations never queued on the lock"
+                assert all(p.poll() is None for p in processes), "a migration ran without the lock"
+                time.sleep(0.1)
+            assert tables(database_url, ns) == set(), "nothing may be created while the lock is held"
+            holder.execute("SELECT pg_advisory_unlock(%s)", [key])
         outcomes = [(p.wait(timeout=90), p.stderr.read().decode() if p.stderr else "") for p in processes]
         for process in processes:
             for stream in (process.stdout, process.stderr):
