@@ -240,3 +240,34 @@ def test_downgrading_one_namespace_leaves_the_other(
     assert not _schema_exists(db, other_namespace)
     assert _relations(db, namespace) == TABLES | VIEWS | {VERSION_TABLE}
     assert current_revision(database_url, namespace) == head_revision()
+
+
+def test_workers_and_results_of_two_namespaces_do_not_mix(
+    database_url: str, namespace: str, other_namespace: str, db: Db
+) -> None:
+    """Same task name, same task id, a worker in each namespace: each runs its own job,
+    each result waiter sees its own namespace's value, and the completion NOTIFY of one
+    namespace never reaches the other's channel."""
+    from tests.helpers import running_worker
+
+    apps = [Stem(database_url, namespace=ns, config=StemConfig()) for ns in (namespace, other_namespace)]
+    for app in apps:
+
+        @app.task(name="where")
+        def where(app: Stem = app) -> str:
+            return app.namespace
+
+    try:
+        with psycopg.connect(database_url, autocommit=True) as listener:
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(Channels(other_namespace).done)))
+            with running_worker(apps[0]):
+                handle = apps[0].enqueue("where", task_id="same-id")
+                assert handle.get(timeout=10) == namespace
+                assert list(listener.notifies(timeout=0.5)) == []  # nothing on the other's channel
+            assert apps[1].result("same-id").result() is None
+            with running_worker(apps[1]):
+                assert apps[1].enqueue("where", task_id="same-id").get(timeout=10) == other_namespace
+        assert apps[0].result("same-id").get(timeout=1) == namespace
+    finally:
+        for app in apps:
+            app.close()
