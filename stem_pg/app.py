@@ -571,23 +571,28 @@ class Stem:
     def wake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
         """Announce inserted jobs: after a pool commit through the waker; inside a caller's
         transaction the insert trigger does it, unless that connection is one of our pool's."""
-        queues = due_queues(specs)
-        if not queues:
-            return
-        if connection is None:
-            self.waker.request(queues)
-        elif connection in self._quiet:
-            params = {"channel": self.queries.channels.jobs, "queues": sorted(queues)}
+        params = self._announce(specs, connection)
+        if params is not None:
             connection.execute(self.queries["job_wake"], params)
 
     async def awake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
         """The async twin of ``wake``."""
-        queues = due_queues(specs)
-        if connection is not None and connection in self._quiet and queues:
-            params = {"channel": self.queries.channels.jobs, "queues": sorted(queues)}
+        params = self._announce(specs, connection)
+        if params is not None:
             await connection.execute(self.queries["job_wake"], params)
-        elif connection is None and queues:
+
+    def _announce(self, specs: Iterable[JobSpec], connection: Any) -> dict[str, Any] | None:
+        """Hand a pool commit's queues to the waker; the ``job_wake`` parameters when the
+        caller's own transaction, on one of our pool connections, must send them itself."""
+        queues = due_queues(specs)
+        if not queues:
+            return None
+        if connection is None:
             self.waker.request(queues)
+            return None
+        if connection in self._quiet:
+            return {"channel": self.queries.channels.jobs, "queues": sorted(queues)}
+        return None
 
     def close(self) -> None:
         """Close the synchronous pool (use ``aclose`` for the async one)."""

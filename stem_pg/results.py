@@ -73,17 +73,9 @@ class TaskResult:
                         stored = cur.fetchone()
                     if stored is not None:
                         return unwrap(stored, propagate=propagate)
-                    self._wait_for_mention(conn, deadline)
+                    wait_for_mention(conn, self.id, deadline, late=f"task {self.id} did not finish in time")
             finally:
                 conn.execute(SQL("UNLISTEN {}").format(channel))
-
-    def _wait_for_mention(self, conn: Any, deadline: float | None) -> None:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError(f"task {self.id} did not finish in time")
-        for note in conn.notifies(timeout=remaining):
-            if note.payload == "*" or self.id in note.payload.split(","):
-                return
 
     async def wait(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
         """The async twin of ``get()``."""
@@ -98,14 +90,39 @@ class TaskResult:
                         stored = await cur.fetchone()
                     if stored is not None:
                         return unwrap(stored, propagate=propagate)
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError(f"task {self.id} did not finish in time")
-                    async for note in conn.notifies(timeout=remaining):
-                        if note.payload == "*" or self.id in note.payload.split(","):
-                            break
+                    await await_mention(
+                        conn, self.id, deadline, late=f"task {self.id} did not finish in time"
+                    )
             finally:
                 await conn.execute(SQL("UNLISTEN {}").format(channel))
+
+
+def wait_for_mention(
+    conn: Any, key: str, deadline: float | None, *, late: str, recheck: float | None = None
+) -> None:
+    """Sleep on the done channel (LISTENed on ``conn``) until a notification names ``key``
+    (or says ``*``), ``recheck`` seconds pass, or the deadline: then TimeoutError(``late``)."""
+    for note in conn.notifies(timeout=_patience(deadline, late, recheck)):
+        if note.payload == "*" or key in note.payload.split(","):
+            return
+
+
+async def await_mention(
+    conn: Any, key: str, deadline: float | None, *, late: str, recheck: float | None = None
+) -> None:
+    """The async twin of ``wait_for_mention``."""
+    async for note in conn.notifies(timeout=_patience(deadline, late, recheck)):
+        if note.payload == "*" or key in note.payload.split(","):
+            return
+
+
+def _patience(deadline: float | None, late: str, recheck: float | None) -> float | None:
+    remaining = None if deadline is None else deadline - time.monotonic()
+    if remaining is not None and remaining <= 0:
+        raise TimeoutError(late)
+    if recheck is None:
+        return remaining
+    return recheck if remaining is None else min(remaining, recheck)
 
 
 def unwrap(stored: StoredResult, *, propagate: bool) -> Any:

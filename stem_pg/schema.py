@@ -11,7 +11,6 @@ function are not tables and are not described here.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import (
@@ -19,7 +18,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     Identity,
     Index,
     Integer,
@@ -35,7 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, UUID
 
 from stem_pg.core.namespaces import validate_namespace
 from stem_pg.core.states import LIVE_STATES, TERMINAL_STATES, DeadLetterReason, TaskState
-from stem_pg.schema_control import add_control_tables
+from stem_pg.schema_control import _moment, add_control_tables
 from stem_pg.schema_workflows import add_workflow_tables
 
 
@@ -62,15 +60,6 @@ def _in(column: str, allowed: Iterable[StrEnum], members: Iterable[StrEnum]) -> 
     """
     chosen = set(members)
     return f"{column} IN ({', '.join(repr(v.value) for v in allowed if v in chosen)})"
-
-
-def _moment(name: str, *, nullable: bool = True, now: bool = False) -> Column[datetime]:
-    return Column(
-        name,
-        DateTime(timezone=True),
-        nullable=nullable,
-        server_default=text("now()") if now else None,
-    )
 
 
 def _jobs(metadata: MetaData) -> Table:

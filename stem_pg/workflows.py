@@ -25,11 +25,14 @@ from stem_pg.core.durations import parse_duration
 from stem_pg.core.envelope import JobSpec, check_task_id, encode_json
 from stem_pg.core.errors import StemError
 from stem_pg.core.workflows import WORKFLOW_HEADER, RunStatus
+from stem_pg.results import await_mention, wait_for_mention
 
 if TYPE_CHECKING:
     from stem_pg.app import Stem
 
 Seconds = float | timedelta | str | None
+#: ``WorkflowRun.get()`` re-reads the run at least this often, besides on notifications.
+RECHECK = 5.0
 
 
 class WorkflowError(StemError):
@@ -274,9 +277,7 @@ class WorkflowRun:
                     row = conn.execute(self.app.queries["wf_child_get"], {"run_id": self.id}).fetchone()
                     if self._ended(row):
                         return _outcome(self.id, row)
-                    for note in conn.notifies(timeout=self._patience(deadline)):
-                        if note.payload == "*" or self.id in note.payload.split(","):
-                            break
+                    wait_for_mention(conn, self.id, deadline, late=self._late, recheck=RECHECK)
             finally:
                 conn.execute(SQL("UNLISTEN {}").format(channel))
 
@@ -292,9 +293,7 @@ class WorkflowRun:
                     row = await cur.fetchone()
                     if self._ended(row):
                         return _outcome(self.id, row)
-                    async for note in conn.notifies(timeout=self._patience(deadline)):
-                        if note.payload == "*" or self.id in note.payload.split(","):
-                            break
+                    await await_mention(conn, self.id, deadline, late=self._late, recheck=RECHECK)
             finally:
                 await conn.execute(SQL("UNLISTEN {}").format(channel))
 
@@ -303,12 +302,9 @@ class WorkflowRun:
             raise WorkflowError(f"no workflow run {self.id!r} in namespace {self.app.namespace!r}")
         return RunStatus(row[0]).is_final
 
-    def _patience(self, deadline: float | None) -> float:
-        """How long to wait for the next notification (a re-check every 5 s at most)."""
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError(f"workflow run {self.id} did not end in time")
-        return min(remaining or 5.0, 5.0)
+    @property
+    def _late(self) -> str:
+        return f"workflow run {self.id} did not end in time"
 
 
 def _outcome(run_id: str, row: Any) -> Any:
