@@ -10,6 +10,7 @@ starts again; at-most-once rows were marked ``delivered`` before they ran.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -55,19 +56,18 @@ class BroadcastConsumer:
         for message in claimed:
             entry = Inflight(_as_job(message), "", self.worker.settings.lease_seconds)
             self.worker.broadcast_inflight[message.message_id] = entry
-            entry.task = asyncio.create_task(self._run(message.message_id, entry))
+            self.worker.slots.submit(entry, functools.partial(self._run, message.message_id))
         return len(claimed)
 
     async def _run(self, message_id: int, entry: Inflight) -> None:
         worker = self.worker
         outcome: Outcome
         try:
-            async with worker.slots:
-                if worker.stopping:
-                    outcome = Release(entry.job.id, "")
-                else:
-                    entry.started, entry.started_at = True, time.monotonic()
-                    outcome = await worker.executor.run(entry)
+            if worker.stopping:
+                outcome = Release(entry.job.id, "")
+            else:
+                entry.started, entry.started_at = True, time.monotonic()
+                outcome = await worker.executor.run(entry)
         except Exception as exc:
             log.exception("worker %s: internal error running broadcast %s", worker.id, message_id)
             outcome = RetryLater(entry.job.id, "", 1.0, f"internal worker error: {exc!r}")

@@ -100,7 +100,7 @@ class WorkerControl:
             return False
         entry.revoked = reason
         log.warning("worker %s: terminating task %s (%s)", self.worker.id, task_id, reason)
-        if entry.task is not None and (not entry.started or self._is_async(entry)):
+        if entry.task is not None and self._is_async(entry):  # running now
             entry.task.cancel()
         return True
 

@@ -50,7 +50,7 @@ class Executor:
     async def run(self, entry: Inflight) -> Outcome:
         """Run the job of ``entry`` once; never raises except CancelledError."""
         job = entry.job
-        revoked = self.revoked(job.id)
+        revoked = entry.revoked or self.revoked(job.id)
         if revoked is not None:  # a revoke the claim could not see: rescued job, offline worker
             return Finish(job.id, entry.token, TaskState.CANCELLED, error=revoked)
         definition = self.registry.get(job.task)
@@ -94,6 +94,8 @@ class Executor:
             entry.soft_deadline = time.monotonic() + options.soft_time_limit
         if definition.is_async:
             limit = _smallest(options.time_limit, options.soft_time_limit)
+            if limit is None:
+                return await definition.fn(**kwargs)
             try:
                 async with asyncio.timeout(limit):
                     return await definition.fn(**kwargs)

@@ -35,6 +35,7 @@ from stem_pg.worker.execute import Executor
 from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.settings import WorkerSettings
+from stem_pg.worker.slots import Slots
 
 if TYPE_CHECKING:
     from stem_pg.app import Stem
@@ -94,7 +95,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._wake_leases = asyncio.Event()
         self._stop = asyncio.Event()
-        self.slots = asyncio.Semaphore(self.settings.concurrency)
+        self.slots = Slots(self.settings.concurrency)
         url = self.app.url
         self._claim_conn = ManagedConnection(url, "worker-claim")
         self._flush_conn = ManagedConnection(url, "worker-flush")
@@ -124,6 +125,7 @@ class Worker:
         )
         if not await self._register():
             return
+        self.slots.start()
         loops = [
             asyncio.create_task(self._guarded("listener", self._listen_conn, self._listen_once)),
             asyncio.create_task(
@@ -199,16 +201,17 @@ class Worker:
         return False
 
     async def _drain(self, loops: list[asyncio.Task[None]]) -> None:
-        for entry in self._held():
-            if not entry.started and entry.task is not None:
-                entry.task.cancel()
+        # Work no runner started is released at once (each run sees the worker stopping).
+        released = [asyncio.create_task(run(entry)) for entry, run in self.slots.take_waiting()]
+        await asyncio.gather(*released)
         deadline = time.monotonic() + self._grace
         while self._held() and not self._forced and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        running = [e.task for e in self._held() if e.task is not None]
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        for entry in self._held():
+            if entry.task is not None:
+                entry.task.cancel()
+        await self.slots.wait_idle()
+        await self.slots.close()
         await self.flusher.final(forced=self._forced)
         for task in loops:
             task.cancel()
@@ -313,20 +316,19 @@ class Worker:
     def _start(self, job: ClaimedJob, token: str) -> None:
         entry = Inflight(job, token, float(job.visibility_timeout or self.settings.lease_seconds))
         self.inflight[job.id] = entry
-        entry.task = asyncio.create_task(self._run(entry))
+        self.slots.submit(entry, self._run)
         if entry.lease_seconds < self.settings.lease_seconds:
             self._wake_leases.set()  # the lease loop may be sleeping for a longer lease
 
     async def _run(self, entry: Inflight) -> None:
         outcome: Outcome
         try:
-            async with self.slots:
-                if self._stopping:
-                    outcome = Release(entry.job.id, entry.token)
-                else:
-                    entry.started = True
-                    entry.started_at = time.monotonic()
-                    outcome = await self.executor.run(entry)
+            if self._stopping:
+                outcome = Release(entry.job.id, entry.token)
+            else:
+                entry.started = True
+                entry.started_at = time.monotonic()
+                outcome = await self.executor.run(entry)
         except Exception as exc:  # a bug in stem_pg, not in the handler: retry, never leak the slot
             log.exception("worker %s: internal error running task %s", self.id, entry.job.id)
             outcome = RetryLater(entry.job.id, entry.token, 1.0, f"internal worker error: {exc!r}")
