@@ -287,7 +287,8 @@ class Worker:
     async def _claim_once(self, conn: AsyncConn) -> None:
         poll = self.settings.poll_interval * random.uniform(0.8, 1.2)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), poll)
+            async with asyncio.timeout(poll):  # no extra task, unlike wait_for: a faster wake-up
+                await self._wake.wait()
         self._wake.clear()
         free = self.settings.capacity - len(self.inflight) - len(self.broadcast_inflight)
         if self._stopping or free <= 0:
