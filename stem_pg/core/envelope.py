@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,9 +98,14 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def new_task_id() -> str:
-    """A random (version 4) UUID string, built without uuid.UUID: enqueue_many makes many."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    """A time-ordered (version 7) UUID string: 48 bits of Unix milliseconds, then random bits.
+
+    Ids made close in time sort close together, so a big backlog's inserts into the
+    jobs and results primary keys touch a few hot index pages instead of random
+    ones. Built without uuid.UUID: enqueue_many makes many.
+    """
+    h = f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def check_task_id(task_id: object) -> str:
