@@ -28,6 +28,7 @@ from bench.common import (
     Collector,
     Proc,
     Table,
+    checkpoint,
     chunks,
     ensure_database,
     install_signal_cleanup,
@@ -78,6 +79,7 @@ def reset(dsn: str, namespace: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(namespace)))
     migrate(dsn, namespace)
+    checkpoint(dsn)
 
 
 def count_rows(dsn: str, namespace: str, table: str) -> int:

@@ -343,6 +343,17 @@ def ensure_database(dsn: str, admin_dsn: str = ADMIN_DSN) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
 
 
+def checkpoint(dsn: str) -> None:
+    """Write out the dirty buffers the previous phase left, so its checkpoint I/O does
+    not land in the fsyncs of the next measurement (both systems get one after reset).
+    Skipped without the right to run CHECKPOINT."""
+    import psycopg
+
+    no_right = psycopg.errors.InsufficientPrivilege
+    with psycopg.connect(dsn, autocommit=True) as conn, contextlib.suppress(no_right):
+        conn.execute("CHECKPOINT")
+
+
 class BenchError(RuntimeError):
     """A benchmark could not complete (timeout, a worker died...)."""
 

@@ -34,6 +34,7 @@ from bench.common import (
     Collector,
     Proc,
     Table,
+    checkpoint,
     chunks,
     ensure_database,
     install_signal_cleanup,
@@ -64,6 +65,7 @@ def reset(dsn: str) -> None:
     done = subprocess.run([*PGQ, "install"], env=env, capture_output=True, timeout=120, check=False)
     if done.returncode != 0:
         raise BenchError(f"pgq install failed: {done.stdout.decode()[-1000:]} {done.stderr.decode()[-2000:]}")
+    checkpoint(dsn)
 
 
 def _env() -> dict[str, str]:
