@@ -69,10 +69,10 @@ SET state = 'running',
     lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, %(lease_seconds)s))
 FROM picked, async_commit
 WHERE j.id = picked.id
-RETURNING j.id, j.task, j.queue, j.priority, j.args,
-          -- most jobs have no headers: NULL costs the client no JSON decoding
-          nullif(j.headers, '{{}}'::jsonb) AS headers,
-          j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late, j.enqueued_at;
+RETURNING j.id, j.task, j.queue, j.priority,
+          -- empty arguments and headers come back as NULL: no JSON decoding in the worker
+          nullif(j.args, '{{}}'::jsonb) AS args, nullif(j.headers, '{{}}'::jsonb) AS headers,
+          j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late;
 
 -- name: job_finish
 -- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is

@@ -47,11 +47,9 @@ class JobStore:
             return await cur.fetchall()
 
     async def finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish]) -> int:
-        rows = [
-            (o.id, o.token, o.state, o.result, o.error, o.traceback, o.dead_reason, o.keep) for o in outcomes
-        ]
         params: dict[str, Any] = {
-            "outcomes": json.dumps(rows, separators=(",", ":")),
+            # A Finish is a tuple in job_finish's row order: it serialises as that array.
+            "outcomes": json.dumps(outcomes, separators=(",", ":")),
             "result_ttl": self.result_ttl,
             "channel": self.q.channels.done,
         }

@@ -127,5 +127,4 @@ def _as_job(message: ClaimedBroadcast) -> ClaimedJob:
         expires_at=message.expires_at,
         visibility_timeout=None,
         acks_late=message.delivery == "at-least-once",
-        enqueued_at=message.published_at,
     )

@@ -25,7 +25,7 @@ class TaskRevoked(StemError):
     """Raised at a checkpoint once the task was revoked with ``terminate``."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Inflight:
     """A leased job inside the worker, from claim until its outcome is flushed."""
 

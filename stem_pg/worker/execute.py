@@ -87,7 +87,7 @@ class Executor:
 
     async def _call(self, definition: TaskDefinition, entry: Inflight) -> Any:
         options = definition.options
-        kwargs = dict(entry.job.args)
+        kwargs = dict(entry.job.args) if entry.job.args else {}
         if definition.context_param is not None:
             kwargs[definition.context_param] = TaskContext(entry, self.worker_id, self.wake_leases)
         if options.soft_time_limit is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 from typing import Any
 
 from stem_pg.store.rows import ClaimedJob
@@ -25,7 +24,6 @@ def _entry(n: int) -> Inflight:
         expires_at=None,
         visibility_timeout=None,
         acks_late=True,
-        enqueued_at=datetime.now(UTC),
     )
     return Inflight(job, "token", 30.0)
 
