@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -28,6 +29,10 @@ def run_worker(
 ) -> Worker:
     """Run one worker in this process until one of ``signals`` (or a shutdown command)."""
     worker = Worker(app, settings)
+    # The application and its libraries are loaded for good: move them out of the
+    # collector's reach, so a full collection no longer walks them (a 50+ ms pause).
+    gc.collect()
+    gc.freeze()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
