@@ -353,13 +353,15 @@ class Stem:
         specs: list[JobSpec] = []
         planned = _recorded(map(self.plan, queued), specs)
         if connection is None:
-            with self.pool.connection() as conn:
+            with self.waker.solo() as solo, self.pool.connection() as conn:
                 ids = insert_planned_sync(conn, self.queries, planned, len(queued))
-        elif isinstance(connection, psycopg.Connection):
-            ids = insert_planned_sync(connection, self.queries, planned, len(queued))
+                self.wake(specs, conn if solo else None)
         else:
-            ids = insert_sync(connection, self.queries, list(planned))
-        self.wake(specs, connection)
+            if isinstance(connection, psycopg.Connection):
+                ids = insert_planned_sync(connection, self.queries, planned, len(queued))
+            else:
+                ids = insert_sync(connection, self.queries, list(planned))
+            self.wake(specs, connection)
         published = publish_broadcasts(self, routed, connection)
         return merge_results(self, ids, published)
 
@@ -376,10 +378,12 @@ class Stem:
         published = await publish_broadcasts_async(self, routed, connection)
         if connection is not None:
             ids = await insert_async(connection, self.queries, specs)
+            await self.awake(specs, connection)
         else:
-            async with (await self.apool()).connection() as conn:
-                ids = await insert_async(conn, self.queries, specs)
-        await self.awake(specs, connection)
+            with self.waker.solo() as solo:
+                async with (await self.apool()).connection() as conn:
+                    ids = await insert_async(conn, self.queries, specs)
+                    await self.awake(specs, conn if solo else None)
         return merge_results(self, ids, published)
 
     # -- canvas and workflows (stem_pg.canvas, stem_pg.workflows) -------------------------

@@ -3,19 +3,21 @@
 The application's pool connections insert with ``stem.client_notifies`` on, so
 the insert trigger sends no NOTIFY (migration 0005): a NOTIFY would hold a
 database-wide lock through the inserting transaction's WAL flush and make
-concurrent enqueues commit one at a time. Instead ``request()`` hands the queues
-to one background thread, which sends one NOTIFY per queue for every commit that
-asked since its last one. A wake-up that cannot be sent is only latency lost:
-workers also poll.
+concurrent enqueues commit one at a time. Instead an enqueue that runs alone in
+its process (``solo()``) sends the NOTIFY itself right after its commit, and
+concurrent ones hand their queues to ``request()``: one background thread sends
+one NOTIFY per queue for every commit that asked since its last one. A wake-up
+that cannot be sent is only latency lost: workers also poll.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import psycopg
 
@@ -32,11 +34,27 @@ class Waker:
         self.url = url
         self.queries = queries
         self._pending: set[str] = set()
+        self._busy = 0  # pool enqueues under way in this process
         self._lock = threading.Lock()
         self._wanted = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pid = 0
+
+    @contextlib.contextmanager
+    def solo(self) -> Iterator[bool]:
+        """Around a pool enqueue: True when no other enqueue of this process is under way
+        and nothing waits to be sent. Such an enqueue announces its own commit on its
+        connection (one round trip, the lowest latency); under concurrent enqueues the
+        thread's coalescing is worth more."""
+        with self._lock:
+            self._busy += 1
+            alone = self._busy == 1 and not self._pending
+        try:
+            yield alone
+        finally:
+            with self._lock:
+                self._busy -= 1
 
     def request(self, queues: Iterable[str]) -> None:
         """Wake the workers of ``queues`` soon (call it after the inserting commit)."""

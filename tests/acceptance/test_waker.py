@@ -1,4 +1,4 @@
-"""The waker announces committed enqueues even when the program exits right after them."""
+"""The waker thread announces committed enqueues even when the program exits right after them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ SCRIPT = textwrap.dedent(
     import sys
     from stem_pg import Stem, StemConfig
     app = Stem(sys.argv[1], namespace=sys.argv[2], config=StemConfig())
-    app.enqueue("t", {}, queue="from-a-script")
+    with app.waker.solo():  # as if another thread were enqueueing: the waker thread sends
+        app.enqueue("t", {}, queue="from-a-script")
     # no app.close(): the interpreter's exit must still send the wake-up
     """
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime, timedelta
 
 import psycopg
@@ -158,6 +159,36 @@ def test_a_bad_request_in_a_large_batch_inserts_nothing(
         conn.commit()
     assert [h.id for h in handles][1::2] == [f"given-{i}" for i in range(1, 400, 2)]
     assert db.execute(count).fetchone() == (400,)
+
+
+def test_a_lone_enqueue_announces_itself_and_concurrent_ones_share_the_waker(
+    app: Stem, database_url: str
+) -> None:
+    """An enqueue with no other under way in the process sends its wake-up on its own
+    connection before it returns (no thread hop); while another is under way, the
+    waker thread sends them, one NOTIFY per queue for the commits that asked."""
+    channel = sql.Identifier(f"{app.namespace}:jobs")
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(sql.SQL("LISTEN {}").format(channel))
+        app.enqueue("t", queue="alone")
+        assert app.waker._thread is None  # sent inline: the thread never started
+        assert [n.payload for n in listener.notifies(timeout=1, stop_after=1)] == ["alone"]
+
+        with app.waker.solo():  # another enqueue under way in this process
+            gate = threading.Event()
+            release = app.waker._wanted.wait
+
+            def held(timeout: float | None = None) -> bool:
+                gate.wait(5)  # keep the thread from sending until both commits asked
+                return release(timeout)
+
+            app.waker._wanted.wait = held  # type: ignore[method-assign]
+            app.enqueue("t", queue="busy")
+            app.enqueue("t", queue="busy")
+            assert app.waker._thread is not None
+            gate.set()
+        notes = [n.payload for n in listener.notifies(timeout=1)]
+    assert notes == ["busy"]
 
 
 def test_wake_ups_come_at_commit_from_every_kind_of_writer(app: Stem, database_url: str) -> None:
