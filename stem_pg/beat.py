@@ -19,10 +19,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg.sql import SQL, Identifier
 
@@ -32,7 +32,7 @@ from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
 from stem_pg.locks import default_owner
 from stem_pg.store.beat import BeatStore, DueEntry, Shot
 from stem_pg.store.locks import AsyncLockStore, LockLease
-from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
+from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
 
 if TYPE_CHECKING:
     from stem_pg.app import Stem
@@ -237,22 +237,10 @@ class Beat:
         except CONNECTION_ERRORS as exc:
             log.warning("beat %s: could not release the leader lease: %s", self.id, exc)
 
-    async def _guarded(
+    def _guarded(
         self, name: str, managed: ManagedConnection, step: Callable[[AsyncConn], Awaitable[None]]
-    ) -> None:
-        backoff = Backoff()
-        while True:
-            try:
-                await step(await managed.get())
-                backoff.reset()
-            except CONNECTION_ERRORS as exc:
-                await managed.discard(exc)
-                await backoff.sleep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("beat %s: %s loop failed; retrying", self.id, name)
-                await backoff.sleep()
+    ) -> Coroutine[Any, Any, None]:
+        return run_guarded(f"beat {self.id}: {name}", managed, step)
 
     async def _lease_step(self, conn: AsyncConn) -> None:
         leading = await self.lead_once(conn)

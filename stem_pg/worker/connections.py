@@ -69,3 +69,28 @@ class ManagedConnection:
     @property
     def backend_pid(self) -> int | None:
         return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid
+
+
+async def run_guarded(
+    label: str,
+    managed: ManagedConnection,
+    once: Callable[[AsyncConn], Awaitable[None]],
+    *,
+    until: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run ``once`` on ``managed``'s connection over and over, until cancelled or until
+    ``until()``: a lost connection is discarded and reopened after a backoff, any other
+    error is logged (as ``<label> loop failed``) and the loop goes on."""
+    backoff = Backoff()
+    while not until():
+        try:
+            await once(await managed.get())
+            backoff.reset()
+        except CONNECTION_ERRORS as exc:
+            await managed.discard(exc)
+            await backoff.sleep()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s loop failed; retrying", label)
+            await backoff.sleep()

@@ -15,9 +15,9 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg.sql import SQL, Identifier
 
@@ -28,7 +28,13 @@ from stem_pg.store.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
 from stem_pg.store.workers import WorkerStore
 from stem_pg.store.workflows import WorkflowStore
 from stem_pg.worker.broadcasts import BroadcastConsumer
-from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
+from stem_pg.worker.connections import (
+    CONNECTION_ERRORS,
+    AsyncConn,
+    Backoff,
+    ManagedConnection,
+    run_guarded,
+)
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
@@ -238,29 +244,17 @@ class Worker:
 
     # -- loops ---------------------------------------------------------------------
 
-    async def _guarded(
+    def _guarded(
         self,
         name: str,
         managed: ManagedConnection,
         once: Callable[[AsyncConn], Awaitable[None]],
         *,
         until_stop: bool = False,
-    ) -> None:
-        """Run ``once`` on ``managed``'s connection until cancelled (or until the worker
-        stops, with ``until_stop``), reconnecting after failures."""
-        backoff = Backoff()
-        while not (until_stop and self._stopping):
-            try:
-                await once(await managed.get())
-                backoff.reset()
-            except CONNECTION_ERRORS as exc:
-                await managed.discard(exc)
-                await backoff.sleep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("worker %s: %s loop failed; retrying", self.id, name)
-                await backoff.sleep()
+    ) -> Coroutine[Any, Any, None]:
+        """``once`` in a reconnecting loop until cancelled (or until the worker stops)."""
+        until = (lambda: self._stopping) if until_stop else (lambda: False)
+        return run_guarded(f"worker {self.id}: {name}", managed, once, until=until)
 
     async def _on_listen_connect(self, conn: AsyncConn) -> None:
         channels = self.app.queries.channels
