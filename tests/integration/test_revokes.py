@@ -120,7 +120,13 @@ def test_terminate_cancels_a_running_async_task_promptly(app: Stem, database_url
         started.set()
         await asyncio.sleep(60)
 
-    with running_worker(app) as worker:
+    @app.task(name="after")
+    async def after() -> str:
+        await asyncio.sleep(0.01)
+        return "ran"
+
+    # One slot: the runner that was cancelled inside "forever" must serve the next job.
+    with running_worker(app, concurrency=1) as worker:
         job = app.enqueue("forever")
         assert started.wait(10)
         revoked = time.monotonic()
@@ -130,7 +136,11 @@ def test_terminate_cancels_a_running_async_task_promptly(app: Stem, database_url
         assert time.monotonic() - revoked < 1.0
         assert result.replies[worker.id].data["terminated"] == [job.id]
         assert worker.counts["cancelled"] == 1
-    assert _rows(db, app.namespace, "SELECT state, attempts FROM {ns}.results") == [("cancelled", 1)]
+        assert app.enqueue("after").get(timeout=5) == "ran"
+    assert sorted(_rows(db, app.namespace, "SELECT state, attempts FROM {ns}.results")) == [
+        ("cancelled", 1),
+        ("succeeded", 1),
+    ]
     assert _rows(db, app.namespace, "SELECT count(*) FROM {ns}.dead_letters") == [(0,)]
 
 
