@@ -355,7 +355,10 @@ class Stem:
         if connection is None:
             with self.waker.solo() as solo, self.pool.connection() as conn:
                 ids = insert_planned_sync(conn, self.queries, planned, len(queued))
-                self.wake(specs, conn if solo else None)
+                try:  # the jobs are committed: a failed wake-up must not fail the enqueue
+                    self.wake(specs, conn if solo else None)
+                except psycopg.Error:
+                    self.wake(specs)
         else:
             if isinstance(connection, psycopg.Connection):
                 ids = insert_planned_sync(connection, self.queries, planned, len(queued))
@@ -383,7 +386,10 @@ class Stem:
             with self.waker.solo() as solo:
                 async with (await self.apool()).connection() as conn:
                     ids = await insert_async(conn, self.queries, specs)
-                    await self.awake(specs, conn if solo else None)
+                    try:  # as in enqueue_many
+                        await self.awake(specs, conn if solo else None)
+                    except psycopg.Error:
+                        await self.awake(specs)
         return merge_results(self, ids, published)
 
     # -- canvas and workflows (stem_pg.canvas, stem_pg.workflows) -------------------------

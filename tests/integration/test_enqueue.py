@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -189,6 +190,32 @@ def test_a_lone_enqueue_announces_itself_and_concurrent_ones_share_the_waker(
             gate.set()
         notes = [n.payload for n in listener.notifies(timeout=1)]
     assert notes == ["busy"]
+
+
+def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_and_wakes(
+    app: Stem, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job is committed before the wake-up is sent: if the connection is killed in
+    between, enqueue() still returns the job and the waker thread sends the wake-up."""
+    import stem_pg.app as app_module
+
+    insert = app_module.insert_planned_sync
+
+    def insert_then_lose_the_connection(conn: psycopg.Connection[Any], *args: Any) -> list[str]:
+        ids = insert(conn, *args)
+        with psycopg.connect(database_url, autocommit=True) as killer:
+            killer.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        return ids
+
+    monkeypatch.setattr(app_module, "insert_planned_sync", insert_then_lose_the_connection)
+    channel = sql.Identifier(f"{app.namespace}:jobs")
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(sql.SQL("LISTEN {}").format(channel))
+        handle = app.enqueue("t", queue="survivor")
+        assert [n.payload for n in listener.notifies(timeout=2, stop_after=1)] == ["survivor"]
+        query = sql.SQL("SELECT queue FROM {}.jobs WHERE id = %s").format(sql.Identifier(app.namespace))
+        assert listener.execute(query, (handle.id,)).fetchall() == [("survivor",)]
+    assert app.waker._thread is not None  # the fallback went through the thread
 
 
 def test_wake_ups_come_at_commit_from_every_kind_of_writer(app: Stem, database_url: str) -> None:
