@@ -272,9 +272,11 @@ class Worker:
             if note.channel == channels.jobs:
                 if note.payload in self._queue_set:
                     self._wake.set()
+                    await asyncio.sleep(0)  # the claim goes out before this wait is set up again
             elif note.channel == channels.broadcasts:
                 if note.payload in self.broadcasts.channels:
                     self._wake.set()
+                    await asyncio.sleep(0)
             else:
                 self.control.receive(note.payload)
 
