@@ -39,7 +39,6 @@ class Slots:
         self._busy = 0
         self._drained: list[asyncio.Future[None]] = []
         self._runners: list[asyncio.Task[None]] = []
-        self._closed = False
 
     def start(self) -> None:
         self._runners = [asyncio.create_task(self._runner()) for _ in range(self.size)]
@@ -63,8 +62,7 @@ class Slots:
             await waiter
 
     async def close(self) -> None:
-        """Stop the runners (call once no work is running)."""
-        self._closed = True
+        """Stop the runners (call once no work is running: idle runners end at their wait)."""
         for runner in self._runners:
             runner.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
@@ -84,7 +82,7 @@ class Slots:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-        while not self._closed:
+        while True:
             if not self._ready:
                 waiter = loop.create_future()
                 self._idle.append(waiter)
