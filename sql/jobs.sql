@@ -240,6 +240,21 @@ SET state = excluded.state, error = excluded.error, finished_at = excluded.finis
     expires_at = excluded.expires_at
 RETURNING id, pg_notify(%(channel)s, id);
 
+-- name: job_dead_rows
+-- Dead row versions in the jobs table, and whether they call for a vacuum (see JobStore.vacuum).
+-- Only the table's owner (a member of its role) may vacuum it: for anyone else it is never due.
+SELECT s.n_dead_tup,
+       s.n_dead_tup >= %(base)s + %(scale)s * s.n_live_tup AND pg_has_role(c.relowner, 'USAGE')
+FROM pg_stat_all_tables AS s
+JOIN pg_class AS c ON c.oid = s.relid
+WHERE s.schemaname = %(schema)s AND s.relname = 'jobs';
+
+-- name: job_vacuum
+-- Remove the dead rows of claimed and finished jobs, index entries included (INDEX_CLEANUP ON:
+-- the claim index must lose them even when they are few pages of a large table); skipped
+-- when another vacuum (autovacuum, another worker) holds the table.
+VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) {ns}.jobs;
+
 -- name: result_prune
 -- Retention: delete results past their expiry, a bounded batch at a time.
 DELETE FROM {ns}.results

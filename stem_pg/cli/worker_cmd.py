@@ -81,6 +81,14 @@ def run_command(
         float,
         typer.Option("--poll-interval", min=0.05, help="Seconds between polls when no wake-up arrives."),
     ] = 1.0,
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--vacuum/--no-vacuum",
+            help="Vacuum the jobs table when claimed and finished jobs leave many dead rows"
+            " (claims slow down until a vacuum removes them; needs table ownership).",
+        ),
+    ] = True,
     namespace: common.WorkerNamespaceOption = None,
 ) -> None:
     """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop)."""
@@ -104,6 +112,7 @@ def run_command(
         lease_seconds=lease,
         shutdown_grace=grace,
         poll_interval=poll_interval,
+        vacuum=vacuum,
     )
     supervise(stem, settings, processes)
 

@@ -1,5 +1,6 @@
-"""Housekeeping every worker runs: rescue expired leases, cancel expired jobs, prune results
-(and, at the same pace, whatever else the worker hands in: revokes, replies, broadcasts)."""
+"""Housekeeping every worker runs: rescue expired leases, cancel expired jobs, vacuum the
+jobs table when dead rows pile up, prune results (and, at the same pace as pruning, whatever
+else the worker hands in: revokes, replies, broadcasts)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class MaintenanceReport:
     requeued: int = 0
     lease_failed: int = 0
     cancelled: int = 0
+    vacuumed: int = 0  # dead rows the jobs table had when this pass vacuumed it
     pruned: int = 0
 
 
@@ -55,6 +57,10 @@ class Maintenance:
         if rescued.requeued:
             self.on_requeued()
         report.cancelled = await self.jobs.cancel_expired(conn)
+        if self.settings.vacuum:
+            report.vacuumed = await self.jobs.vacuum_if_due(conn)
+            if report.vacuumed:
+                log.debug("vacuumed the jobs table (%d dead rows)", report.vacuumed)
         now = self.clock()
         if now - self._last_prune >= self.settings.prune_interval:
             self._last_prune = now

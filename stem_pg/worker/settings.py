@@ -32,6 +32,8 @@ class WorkerSettings:
     shutdown_grace: float = 30.0
     maintenance_interval: float = 5.0
     prune_interval: float = 60.0
+    #: Vacuum the jobs table from the maintenance pass when dead rows pile up (JobStore.vacuum_if_due).
+    vacuum: bool = True
     worker_id: str = field(default_factory=default_worker_id)
 
     def __post_init__(self) -> None:

@@ -102,3 +102,85 @@ async def test_short_visibility_timeout_is_heartbeated(app: Stem, vt: int) -> No
         status = handle.status()
         assert status is not None and status.attempts == 1
     await app.aclose()
+
+
+def _vacuum_count(db: psycopg.Connection, namespace: str) -> int:  # type: ignore[type-arg]
+    row = db.execute(
+        "SELECT vacuum_count FROM pg_stat_all_tables WHERE schemaname = %s AND relname = 'jobs'",
+        (namespace,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _leave_dead_rows(db: psycopg.Connection, namespace: str, jobs: int) -> None:  # type: ignore[type-arg]
+    """Insert, update and delete ``jobs`` rows (two dead versions each), then publish the counts."""
+    db.execute(
+        _q(
+            "INSERT INTO {ns}.jobs (id, task, queue) SELECT 'dead-' || n, 't', 'default'"
+            " FROM generate_series(1, %s) AS n",
+            namespace,
+        ),
+        (jobs,),
+    )
+    db.execute(_q("UPDATE {ns}.jobs SET state = 'running'", namespace))
+    db.execute(_q("DELETE FROM {ns}.jobs", namespace))
+    db.execute("SELECT pg_stat_force_next_flush()")  # statistics go out at the end of this statement
+
+
+async def test_jobs_table_is_vacuumed_once_dead_rows_pile_up(
+    app: Stem,
+    database_url: str,
+    db: psycopg.Connection,  # type: ignore[type-arg]
+) -> None:
+    store = JobStore(app.queries, result_ttl=60)
+    _leave_dead_rows(db, app.namespace, 50)
+    before = _vacuum_count(db, app.namespace)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        assert await store.vacuum_if_due(conn, base=1000, scale=0) == 0  # 100 dead rows: not yet
+        assert _vacuum_count(db, app.namespace) == before
+        assert await store.vacuum_if_due(conn, base=100, scale=0) == 100
+        assert _vacuum_count(db, app.namespace) == before + 1
+        assert await store.vacuum_if_due(conn, base=1, scale=0) == 0  # the vacuum cleared them
+
+
+async def test_maintenance_vacuums_the_jobs_table_unless_told_not_to(
+    app: Stem,
+    database_url: str,
+    db: psycopg.Connection,  # type: ignore[type-arg]
+) -> None:
+    store = JobStore(app.queries, result_ttl=60)
+    _leave_dead_rows(db, app.namespace, 10_500)  # 21,000 dead rows: past the default threshold
+    before = _vacuum_count(db, app.namespace)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        off = WorkerSettings(queues=("default",), vacuum=False)
+        assert (await Maintenance(store, off).run_once(conn)).vacuumed == 0
+        assert _vacuum_count(db, app.namespace) == before
+        report = await Maintenance(store, WorkerSettings(queues=("default",))).run_once(conn)
+        assert report.vacuumed == 21_000
+        assert _vacuum_count(db, app.namespace) == before + 1
+
+
+async def test_only_the_table_owner_vacuums(
+    app: Stem,
+    database_url: str,
+    db: psycopg.Connection,  # type: ignore[type-arg]
+) -> None:
+    superuser = db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not superuser or not superuser[0]:
+        pytest.skip("needs a superuser to create a role")
+    role = f"stem_guest_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        grant = sql.SQL("GRANT USAGE ON SCHEMA {} TO {}")
+        db.execute(grant.format(sql.Identifier(app.namespace), sql.Identifier(role)))
+        _leave_dead_rows(db, app.namespace, 50)
+        before = _vacuum_count(db, app.namespace)
+        store = JobStore(app.queries, result_ttl=60)
+        guest = psycopg.conninfo.make_conninfo(database_url, user=role)
+        async with await psycopg.AsyncConnection.connect(guest, autocommit=True) as conn:
+            assert await store.vacuum_if_due(conn, base=1, scale=0) == 0
+        assert _vacuum_count(db, app.namespace) == before
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
