@@ -108,6 +108,14 @@ def _jobs(metadata: MetaData) -> Table:
         postgresql_where=text(_in("state", TaskState, LIVE_STATES - {TaskState.RUNNING})),
     )
     Index("jobs_lease_idx", jobs.c.lease_expires_at, postgresql_where=text("state = 'running'"))
+    # The expiry sweep (job_cancel_expired) reads waiting jobs with an expiry, and only those.
+    Index(
+        "jobs_expires_idx",
+        jobs.c.expires_at,
+        postgresql_where=text(
+            _in("state", TaskState, LIVE_STATES - {TaskState.RUNNING}) + " AND expires_at IS NOT NULL"
+        ),
+    )
     Index(
         "jobs_unique_idx",
         jobs.c.unique_key,

@@ -184,3 +184,12 @@ async def test_only_the_table_owner_vacuums(
     finally:
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_expiry_sweep_reads_the_expiry_index(app: Stem, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    """The sweep runs in every maintenance pass: it must not scan the whole jobs table."""
+    with db.transaction(force_rollback=True):
+        db.execute("SET LOCAL enable_seqscan = off")
+        params = {"limit": 1000, "result_ttl": 60, "channel": app.queries.channels.done}
+        plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + app.queries["job_cancel_expired"], params))
+    assert "jobs_expires_idx" in plan, plan
