@@ -106,6 +106,17 @@ def wait_empty(dsn: str, namespace: str, timeout: float, tick: Callable[[], None
     return left
 
 
+def vacuum_count(dsn: str, namespace: str, table: str) -> int:
+    """VACUUMs of a table since its schema was made (manual ones and autovacuum's)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT vacuum_count + autovacuum_count FROM pg_stat_all_tables"
+            " WHERE schemaname = %s AND relname = %s",
+            (namespace, table),
+        ).fetchone()
+        return int(row[0]) if row else -1
+
+
 def make_app(dsn: str, namespace: str) -> Any:
     from stem_pg.app import Stem
     from stem_pg.config import StemConfig
@@ -240,6 +251,7 @@ def throughput(
             time.sleep(0.3)  # the last outcomes' flush
             results = count_rows(dsn, namespace, "results")
             dead = count_rows(dsn, namespace, "dead_letters")
+            jobs_vacuums = vacuum_count(dsn, namespace, "jobs")
     log(f"{label}: {drain['jobs_per_s']:,.0f} jobs/s, {drain.get('cpu_total_us_per_job', 0):.0f} us CPU/job")
     return {
         "system": "stem_pg",
@@ -252,6 +264,7 @@ def throughput(
         "left_in_queue": left,
         "results_rows": results,
         "dead_letters": dead,
+        "jobs_vacuums": jobs_vacuums,  # by the workers' maintenance pass and the emulated autovacuum
         "wall_seconds_incl_startup": drained - spawned,
         "enqueue_seconds": enqueue_seconds,
         "enqueue_jobs_per_s": jobs / enqueue_seconds,

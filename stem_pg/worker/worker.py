@@ -52,6 +52,9 @@ LEASE_WAKE_THROTTLE = 0.5
 #: The workers-table heartbeat runs at least this often, whatever the lease: broadcast
 #: fan-out and ``stem worker status`` judge liveness by it.
 HEARTBEAT_MAX_INTERVAL = 10.0
+#: After this many claimed jobs the maintenance pass runs early: a fast drain piles up
+#: dead rows in the jobs table much sooner than the maintenance interval comes round.
+MAINTAIN_EVERY_CLAIMED = 20_000
 
 
 class Worker:
@@ -75,6 +78,7 @@ class Worker:
         self.stopped_by_command = False
         self._queue_set = frozenset(settings.queues)
         self._rotation = 0
+        self._claimed_since_maintenance = 0
         self._stopping = False
         self._forced = False
         self._grace = settings.shutdown_grace
@@ -100,6 +104,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._wake_leases = asyncio.Event()
+        self._maintain_soon = asyncio.Event()
         self._stop = asyncio.Event()
         self.slots = Slots(self.settings.concurrency)
         url = self.app.url
@@ -307,6 +312,10 @@ class Worker:
             for job in jobs:
                 self._start(job, token)
             free -= len(jobs)
+            self._claimed_since_maintenance += len(jobs)
+            if self._claimed_since_maintenance >= MAINTAIN_EVERY_CLAIMED:
+                self._claimed_since_maintenance = 0
+                self._maintain_soon.set()
             if free <= 0:
                 return
 
@@ -386,7 +395,10 @@ class Worker:
                     entry.task.cancel()
 
     async def _maintain_once(self, conn: AsyncConn) -> None:
-        await asyncio.sleep(self.settings.maintenance_interval * random.uniform(0.8, 1.2))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.maintenance_interval * random.uniform(0.8, 1.2)):
+                await self._maintain_soon.wait()
+        self._maintain_soon.clear()
         await self.maintenance.run_once(conn)
 
 

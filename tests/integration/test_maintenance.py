@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import psycopg
@@ -193,3 +194,33 @@ def test_expiry_sweep_reads_the_expiry_index(app: Stem, db: psycopg.Connection) 
         params = {"limit": 1000, "result_ttl": 60, "channel": app.queries.channels.done}
         plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + app.queries["job_cancel_expired"], params))
     assert "jobs_expires_idx" in plan, plan
+
+
+def test_a_fast_drain_runs_the_maintenance_pass_early(
+    app: Stem,
+    database_url: str,
+    db: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+) -> None:
+    """Claimed jobs, not only the clock, bring the next pass (and its vacuum check) forward:
+    here a lease that expired is rescued long before the 60 s interval comes round."""
+    from stem_pg.worker import worker as worker_module
+    from tests.helpers import running_worker, wait_until
+
+    @app.task(name="quick")
+    def quick() -> None: ...
+
+    app.enqueue("quick", task_id="stranded")
+    db.execute(
+        _q(
+            "UPDATE {ns}.jobs SET state = 'running', attempts = 1, lease_token = gen_random_uuid(),"
+            " lease_expires_at = now() - interval '1 second' WHERE id = 'stranded'",
+            app.namespace,
+        )
+    )
+    monkeypatch.setattr(worker_module, "MAINTAIN_EVERY_CLAIMED", 5)
+    with running_worker(app, maintenance_interval=60.0):
+        time.sleep(0.5)  # past the worker's start, when no pass is due for a minute
+        handles = [app.enqueue("quick") for _ in range(6)]
+        wait_until(lambda: all(h.status() and h.status().state == "succeeded" for h in handles))
+        wait_until(lambda: (s := app.result("stranded").status()) is not None and s.state == "succeeded")
