@@ -2,14 +2,20 @@
 
 -- name: job_enqueue
 -- Insert one job; an id that is already live is left alone (idempotent enqueue).
-INSERT INTO {ns}.jobs (id, task, queue, priority, args, headers, max_retries,
-                       not_before, expires_at, visibility_timeout, acks_late)
-VALUES (%(id)s, %(task)s, %(queue)s, %(priority)s, %(args)s::jsonb, %(headers)s::jsonb,
-        %(max_retries)s,
-        coalesce(%(eta)s::timestamptz, now() + make_interval(secs => coalesce(%(countdown)s::float8, 0))),
-        coalesce(%(expires_at)s::timestamptz, now() + make_interval(secs => %(expires_in)s::float8)),
-        %(visibility_timeout)s, %(acks_late)s)
-ON CONFLICT (id) DO NOTHING;
+-- With a %(channel)s, a job that may run now also wakes its queue's workers from this
+-- statement, so they hear of it as it commits (stem_pg.waker: a lone, idle enqueue).
+WITH job AS (
+    INSERT INTO {ns}.jobs (id, task, queue, priority, args, headers, max_retries,
+                           not_before, expires_at, visibility_timeout, acks_late)
+    VALUES (%(id)s, %(task)s, %(queue)s, %(priority)s, %(args)s::jsonb, %(headers)s::jsonb,
+            %(max_retries)s,
+            coalesce(%(eta)s::timestamptz, now() + make_interval(secs => coalesce(%(countdown)s::float8, 0))),
+            coalesce(%(expires_at)s::timestamptz, now() + make_interval(secs => %(expires_in)s::float8)),
+            %(visibility_timeout)s, %(acks_late)s)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING queue, not_before
+)
+SELECT pg_notify(%(channel)s, queue) FROM job WHERE %(channel)s::text IS NOT NULL AND not_before <= now();
 
 -- name: job_enqueue_many
 -- Insert many jobs from parallel arrays in one statement (one NOTIFY per queue via the trigger).

@@ -35,10 +35,16 @@ from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.tasks import TaskDefinition, TaskOptions, TaskRegistry
 from stem_pg.dsn import validate_url
-from stem_pg.producer import due_queues, insert_async, insert_planned_sync, insert_sync
+from stem_pg.producer import (
+    announced_by_insert,
+    due_queues,
+    insert_async,
+    insert_planned_sync,
+    insert_sync,
+)
 from stem_pg.queries import Queries, queries_for, query_text
 from stem_pg.results import TaskResult
-from stem_pg.waker import Waker
+from stem_pg.waker import Announce, Waker
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -353,12 +359,14 @@ class Stem:
         specs: list[JobSpec] = []
         planned = _recorded(map(self.plan, queued), specs)
         if connection is None:
-            with self.waker.solo() as solo, self.pool.connection() as conn:
-                ids = insert_planned_sync(conn, self.queries, planned, len(queued))
-                try:  # the jobs are committed: a failed wake-up must not fail the enqueue
-                    self.wake(specs, conn if solo else None)
-                except psycopg.Error:
-                    self.wake(specs)
+            with self.waker.enqueueing() as how, self.pool.connection() as conn:
+                announce = self.queries.channels.jobs if how is Announce.WITH_INSERT else None
+                ids = insert_planned_sync(conn, self.queries, planned, len(queued), announce=announce)
+                if not (announce and announced_by_insert(specs)):
+                    try:  # the jobs are committed: a failed wake-up must not fail the enqueue
+                        self.wake(specs, conn if how is not Announce.BY_WAKER else None)
+                    except psycopg.Error:
+                        self.wake(specs)
         else:
             if isinstance(connection, psycopg.Connection):
                 ids = insert_planned_sync(connection, self.queries, planned, len(queued))
@@ -383,13 +391,15 @@ class Stem:
             ids = await insert_async(connection, self.queries, specs)
             await self.awake(specs, connection)
         else:
-            with self.waker.solo() as solo:
+            with self.waker.enqueueing() as how:
                 async with (await self.apool()).connection() as conn:
-                    ids = await insert_async(conn, self.queries, specs)
-                    try:  # as in enqueue_many
-                        await self.awake(specs, conn if solo else None)
-                    except psycopg.Error:
-                        await self.awake(specs)
+                    announce = self.queries.channels.jobs if how is Announce.WITH_INSERT else None
+                    ids = await insert_async(conn, self.queries, specs, announce=announce)
+                    if not (announce and announced_by_insert(specs)):
+                        try:  # as in enqueue_many
+                            await self.awake(specs, conn if how is not Announce.BY_WAKER else None)
+                        except psycopg.Error:
+                            await self.awake(specs)
         return merge_results(self, ids, published)
 
     # -- canvas and workflows (stem_pg.canvas, stem_pg.workflows) -------------------------

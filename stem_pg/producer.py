@@ -71,7 +71,12 @@ def insert_sync(conn: Any, queries: Queries, specs: Sequence[JobSpec]) -> list[s
 
 
 def insert_planned_sync(
-    conn: psycopg.Connection[Any], queries: Queries, planned: Iterable[JobSpec], count: int
+    conn: psycopg.Connection[Any],
+    queries: Queries,
+    planned: Iterable[JobSpec],
+    count: int,
+    *,
+    announce: str | None = None,
 ) -> list[str]:
     """Insert ``count`` specs on a psycopg connection as ``planned`` yields them; ids as ``insert_sync``.
 
@@ -79,9 +84,11 @@ def insert_planned_sync(
     the rest are still being planned, so the Python work overlaps the server's
     (a bad request raises inside the COPY, which then inserts nothing). Other
     specs (given ids, times, unique keys) follow in the same transaction.
+    With ``announce`` (the jobs channel), specs that ``announced_by_insert`` accepts
+    wake their workers from the inserting statement.
     """
     if count < COPY_THRESHOLD:
-        return _insert_statements(conn, queries, list(planned))
+        return _insert_statements(conn, queries, list(planned), announce)
     ids: list[str] = []
     rest: list[tuple[int, JobSpec]] = []
     with conn.transaction(), conn.cursor() as cur:
@@ -105,26 +112,39 @@ def due_queues(specs: Iterable[JobSpec]) -> set[str]:
     return {s.queue for s in specs if (s.eta is None and not s.countdown) or (s.eta and s.eta <= now)}
 
 
-def _insert_statements(conn: psycopg.Connection[Any], queries: Queries, specs: list[JobSpec]) -> list[str]:
+def announced_by_insert(specs: Sequence[JobSpec]) -> bool:
+    """Whether an insert asked to ``announce`` wakes the workers itself: one job without
+    a unique key, inserted by one statement (the caller wakes them for anything else)."""
+    return len(specs) == 1 and specs[0].unique_key is None
+
+
+def _insert_statements(
+    conn: psycopg.Connection[Any], queries: Queries, specs: list[JobSpec], announce: str | None = None
+) -> list[str]:
     """INSERT statements: one for the plain specs, the unique-key steps for the others."""
     plain, unique = _split(specs)
     if plain:
-        name, params = _statement(plain)
+        name, params = _statement(plain, announce if announced_by_insert(specs) else None)
         conn.execute(queries[name], params)
     return _ids(specs, unique, lambda q, p: conn.execute(queries[q], p).fetchall())
 
 
 async def insert_async(
-    conn: psycopg.AsyncConnection[TupleRow], queries: Queries, specs: Sequence[JobSpec]
+    conn: psycopg.AsyncConnection[TupleRow],
+    queries: Queries,
+    specs: Sequence[JobSpec],
+    *,
+    announce: str | None = None,
 ) -> list[str]:
-    """Insert on a psycopg async connection; the caller owns the transaction. Ids as ``insert_sync``."""
+    """Insert on a psycopg async connection; the caller owns the transaction. Ids as
+    ``insert_sync``, ``announce`` as in ``insert_planned_sync``."""
     if not specs:
         return []
     if not isinstance(conn, psycopg.AsyncConnection):
         raise TaskError(f"connection must be a psycopg.AsyncConnection, got {type(conn).__name__}")
     plain, unique = _split(specs)
     if plain:
-        name, params = _statement(plain)
+        name, params = _statement(plain, announce if announced_by_insert(specs) else None)
         await conn.execute(queries[name], params)
     found: dict[int, str] = {}
     if unique:
@@ -204,9 +224,11 @@ def _unique_steps(specs: Sequence[JobSpec]) -> Generator[Step, Rows, list[str]]:
     return [found.get(i, spec.id) for i, spec in enumerate(specs)]
 
 
-def _statement(specs: Sequence[JobSpec]) -> tuple[str, dict[str, Any]]:
+def _statement(specs: Sequence[JobSpec], announce: str | None = None) -> tuple[str, dict[str, Any]]:
     if len(specs) == 1:
-        return "job_enqueue", specs[0].params()
+        params = specs[0].params()
+        params["channel"] = announce
+        return "job_enqueue", params
     return "job_enqueue_many", many_params(specs)
 
 

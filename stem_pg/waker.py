@@ -1,22 +1,32 @@
-"""Job wake-ups sent by the application after its inserts commit, coalesced.
+"""Job wake-ups sent by the application for its inserts, coalesced when they are many.
 
 The application's pool connections insert with ``stem.client_notifies`` on, so
-the insert trigger sends no NOTIFY (migration 0005): a NOTIFY would hold a
-database-wide lock through the inserting transaction's WAL flush and make
-concurrent enqueues commit one at a time. Instead an enqueue that runs alone in
-its process (``solo()``) sends the NOTIFY itself right after its commit, and
-concurrent ones hand their queues to ``request()``: one background thread sends
-one NOTIFY per queue for every commit that asked since its last one. A wake-up
-that cannot be sent is only latency lost: workers also poll.
+the insert trigger sends no NOTIFY (migration 0005): a NOTIFY holds a
+database-wide lock from its commit through the WAL flush, and every enqueue
+committing under it would make concurrent enqueues commit one at a time. So an
+enqueue announces itself in one of three ways (``enqueueing()`` picks):
+
+* alone in its process and after a quiet spell (``IDLE_GAP``), the inserting
+  statement sends the NOTIFY itself: one round trip, and the workers hear of
+  the job as the insert commits (the lowest latency);
+* alone but right after another enqueue of its process (a loop of enqueues),
+  it sends the NOTIFY on its connection right after its commit, outside the lock;
+* while other enqueues of its process are under way, it hands its queues to
+  ``request()``: one background thread sends one NOTIFY per queue for every
+  commit that asked since its last one.
+
+A wake-up that cannot be sent is only latency lost: workers also poll.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import enum
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 
 import psycopg
@@ -25,6 +35,19 @@ from stem_pg.dsn import redact
 from stem_pg.queries import Queries
 
 log = logging.getLogger(__name__)
+
+#: An enqueue this long after the last one of its process ended may NOTIFY inside its own
+#: commit. Back-to-back enqueues from several processes would queue up for the notify
+#: lock through each other's WAL flushes (8 processes in a loop: -19 % enqueues/s).
+IDLE_GAP = 0.002
+
+
+class Announce(enum.Enum):
+    """How a pool enqueue wakes the workers (see the module docstring)."""
+
+    WITH_INSERT = "in the inserting statement"
+    AFTER_COMMIT = "on its connection after the commit"
+    BY_WAKER = "through the waker thread"
 
 
 class Waker:
@@ -35,6 +58,7 @@ class Waker:
         self.queries = queries
         self._pending: set[str] = set()
         self._busy = 0  # pool enqueues under way in this process
+        self._last_end = 0.0  # when the last one ended (time.monotonic)
         self._lock = threading.Lock()
         self._wanted = threading.Event()
         self._stopping = False
@@ -42,19 +66,22 @@ class Waker:
         self._pid = 0
 
     @contextlib.contextmanager
-    def solo(self) -> Iterator[bool]:
-        """Around a pool enqueue: True when no other enqueue of this process is under way
-        and nothing waits to be sent. Such an enqueue announces its own commit on its
-        connection (one round trip, the lowest latency); under concurrent enqueues the
-        thread's coalescing is worth more."""
+    def enqueueing(self) -> Iterator[Announce]:
+        """Around a pool enqueue: how it should announce its jobs, from what else this
+        process is enqueueing (the module docstring tells the three ways)."""
         with self._lock:
             self._busy += 1
             alone = self._busy == 1 and not self._pending
+            if alone and time.monotonic() - self._last_end >= IDLE_GAP:
+                how = Announce.WITH_INSERT
+            else:
+                how = Announce.AFTER_COMMIT if alone else Announce.BY_WAKER
         try:
-            yield alone
+            yield how
         finally:
             with self._lock:
                 self._busy -= 1
+                self._last_end = time.monotonic()
 
     def request(self, queues: Iterable[str]) -> None:
         """Wake the workers of ``queues`` soon (call it after the inserting commit)."""

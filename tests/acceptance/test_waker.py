@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     import sys
     from stem_pg import Stem, StemConfig
     app = Stem(sys.argv[1], namespace=sys.argv[2], config=StemConfig())
-    with app.waker.solo():  # as if another thread were enqueueing: the waker thread sends
+    with app.waker.enqueueing():  # as if another thread were enqueueing: the waker thread sends
         app.enqueue("t", {}, queue="from-a-script")
     # no app.close(): the interpreter's exit must still send the wake-up
     """

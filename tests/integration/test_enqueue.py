@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,10 +14,12 @@ from psycopg import sql
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from stem_pg import waker as waker_module
 from stem_pg.app import EnqueueRequest, Stem
 from stem_pg.config import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
 from stem_pg.core.routing import RoutingConfig
+from stem_pg.waker import IDLE_GAP, Announce
 from tests.helpers import running_worker, wait_until
 
 
@@ -162,20 +165,66 @@ def test_a_bad_request_in_a_large_batch_inserts_nothing(
     assert db.execute(count).fetchone() == (400,)
 
 
-def test_a_lone_enqueue_announces_itself_and_concurrent_ones_share_the_waker(
-    app: Stem, database_url: str
+def _listening(database_url: str, app: Stem) -> psycopg.Connection[Any]:
+    listener = psycopg.connect(database_url, autocommit=True)
+    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(app.queries.channels.jobs)))
+    return listener
+
+
+def _heard(listener: psycopg.Connection[Any], timeout: float = 0.5) -> list[str]:
+    return [n.payload for n in listener.notifies(timeout=timeout)]
+
+
+def test_a_lone_idle_enqueue_wakes_the_workers_from_its_insert(
+    app: Stem, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An enqueue with no other under way in the process sends its wake-up on its own
-    connection before it returns (no thread hop); while another is under way, the
-    waker thread sends them, one NOTIFY per queue for the commits that asked."""
-    channel = sql.Identifier(f"{app.namespace}:jobs")
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute(sql.SQL("LISTEN {}").format(channel))
+    """Alone in its process after a quiet spell, an enqueue's INSERT statement sends the
+    NOTIFY itself: no wake-up step after the commit, no thread. Delayed jobs and ids
+    that are already live wake nobody."""
+
+    def no_wake_after_commit(*args: Any) -> None:
+        raise AssertionError("the insert should have announced the job")
+
+    monkeypatch.setattr(app, "wake", no_wake_after_commit)
+    with _listening(database_url, app) as listener:
+        handle = app.enqueue("t", queue="alone")
+        assert _heard(listener) == ["alone"]
+        time.sleep(IDLE_GAP)
+        app.enqueue("t", queue="later", countdown=60)
+        time.sleep(IDLE_GAP)
+        app.enqueue("t", queue="alone", task_id=handle.id)  # live already: left alone
+        assert _heard(listener) == []
+    assert app.waker._thread is None
+
+
+async def test_a_lone_idle_async_enqueue_wakes_the_workers_from_its_insert(
+    app: Stem, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_wake_after_commit(*args: Any) -> None:
+        raise AssertionError("the insert should have announced the job")
+
+    monkeypatch.setattr(app, "awake", no_wake_after_commit)
+    with _listening(database_url, app) as listener:
+        await app.aenqueue("t", queue="async-alone")
+        assert _heard(listener) == ["async-alone"]
+    await app.aclose()
+
+
+def test_back_to_back_and_concurrent_enqueues_announce_after_their_commits(
+    app: Stem, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after another enqueue of its process, a lone enqueue sends its wake-up on
+    its own connection after the commit (no thread hop); while another is under way,
+    the waker thread sends them, one NOTIFY per queue for the commits that asked."""
+    monkeypatch.setattr(waker_module, "IDLE_GAP", float("inf"))  # never a quiet spell
+    with _listening(database_url, app) as listener:
+        with app.waker.enqueueing() as how:
+            assert how is Announce.AFTER_COMMIT
         app.enqueue("t", queue="alone")
         assert app.waker._thread is None  # sent inline: the thread never started
-        assert [n.payload for n in listener.notifies(timeout=1, stop_after=1)] == ["alone"]
+        assert _heard(listener) == ["alone"]
 
-        with app.waker.solo():  # another enqueue under way in this process
+        with app.waker.enqueueing():  # another enqueue under way in this process
             gate = threading.Event()
             release = app.waker._wanted.wait
 
@@ -188,8 +237,7 @@ def test_a_lone_enqueue_announces_itself_and_concurrent_ones_share_the_waker(
             app.enqueue("t", queue="busy")
             assert app.waker._thread is not None
             gate.set()
-        notes = [n.payload for n in listener.notifies(timeout=1)]
-    assert notes == ["busy"]
+        assert _heard(listener, timeout=1) == ["busy"]
 
 
 def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_and_wakes(
@@ -201,18 +249,17 @@ def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_an
 
     insert = app_module.insert_planned_sync
 
-    def insert_then_lose_the_connection(conn: psycopg.Connection[Any], *args: Any) -> list[str]:
-        ids = insert(conn, *args)
+    def insert_then_lose_the_connection(conn: psycopg.Connection[Any], *args: Any, **kw: Any) -> list[str]:
+        ids = insert(conn, *args, **kw)
         with psycopg.connect(database_url, autocommit=True) as killer:
             killer.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
         return ids
 
     monkeypatch.setattr(app_module, "insert_planned_sync", insert_then_lose_the_connection)
-    channel = sql.Identifier(f"{app.namespace}:jobs")
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute(sql.SQL("LISTEN {}").format(channel))
+    monkeypatch.setattr(waker_module, "IDLE_GAP", float("inf"))  # the wake-up comes after the commit
+    with _listening(database_url, app) as listener:
         handle = app.enqueue("t", queue="survivor")
-        assert [n.payload for n in listener.notifies(timeout=2, stop_after=1)] == ["survivor"]
+        assert _heard(listener, timeout=2) == ["survivor"]
         query = sql.SQL("SELECT queue FROM {}.jobs WHERE id = %s").format(sql.Identifier(app.namespace))
         assert listener.execute(query, (handle.id,)).fetchall() == [("survivor",)]
     assert app.waker._thread is not None  # the fallback went through the thread
