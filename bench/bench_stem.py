@@ -322,8 +322,7 @@ def enqueue(
             counts[i] += 1
 
     workers = [threading.Thread(target=producer, args=(i,), daemon=True) for i in range(threads)]
-    # Open the pool here: Stem.pool is created lazily without a lock, so 8 threads making
-    # their first enqueue at once each build a pool and 7 leak (reported to the lead).
+    # Open the pool (and its first connection) before the threads start.
     app.enqueue("noop", {})
     try:
         for w in workers:
