@@ -247,7 +247,7 @@ SET state = excluded.state, error = excluded.error, finished_at = excluded.finis
 RETURNING id, pg_notify(%(channel)s, id);
 
 -- name: job_dead_rows
--- Dead row versions in the jobs table, and whether they call for a vacuum (see JobStore.vacuum).
+-- Dead row versions in the jobs table, and whether they call for a vacuum (JobStore.vacuum_if_due).
 -- Only the table's owner (a member of its role) may vacuum it: for anyone else it is never due.
 SELECT s.n_dead_tup,
        s.n_dead_tup >= %(base)s + %(scale)s * s.n_live_tup AND pg_has_role(c.relowner, 'USAGE')

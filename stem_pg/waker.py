@@ -10,7 +10,8 @@ enqueue announces itself in one of three ways (``enqueueing()`` picks):
   statement sends the NOTIFY itself: one round trip, and the workers hear of
   the job as the insert commits (the lowest latency);
 * alone but right after another enqueue of its process (a loop of enqueues),
-  it sends the NOTIFY on its connection right after its commit, outside the lock;
+  it sends the NOTIFY on its connection right after its commit, in a short
+  transaction of its own that holds the lock only briefly;
 * while other enqueues of its process are under way, it hands its queues to
   ``request()``: one background thread sends one NOTIFY per queue for every
   commit that asked since its last one.
