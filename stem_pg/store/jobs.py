@@ -129,11 +129,16 @@ class JobStore:
         looks at a table at most once a minute, too seldom for a queue that drains tens
         of thousands of jobs a second. The statistics lag by about a second.
         """
-        cur = await conn.execute(
-            self.q["job_dead_rows"], {"schema": self.q.namespace, "base": base, "scale": scale}
-        )
+        schema = {"schema": self.q.namespace}
+        cur = await conn.execute(self.q["job_dead_rows"], {**schema, "base": base, "scale": scale})
         row = await cur.fetchone()
         if row is None or not row[1]:
             return 0
-        await conn.execute(self.q["job_vacuum"], prepare=False)
+        locked = await (await conn.execute(self.q["job_vacuum_lock"], schema)).fetchone()
+        if not locked or not locked[0]:
+            return 0  # another worker is vacuuming it
+        try:
+            await conn.execute(self.q["job_vacuum"], prepare=False)
+        finally:
+            await conn.execute(self.q["job_vacuum_unlock"], schema)
         return int(row[0])

@@ -140,8 +140,16 @@ async def test_jobs_table_is_vacuumed_once_dead_rows_pile_up(
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         assert await store.vacuum_if_due(conn, base=1000, scale=0) == 0  # 100 dead rows: not yet
         assert _vacuum_count(db, app.namespace) == before
+        lock = "SELECT pg_advisory_lock(hashtextextended('stem_pg:vacuum:' || %s, 0))"
+        db.execute(lock, (app.namespace,))  # another worker is vacuuming it
+        assert await store.vacuum_if_due(conn, base=100, scale=0) == 0
+        assert _vacuum_count(db, app.namespace) == before
+        db.execute(lock.replace("pg_advisory_lock", "pg_advisory_unlock"), (app.namespace,))
         assert await store.vacuum_if_due(conn, base=100, scale=0) == 100
         assert _vacuum_count(db, app.namespace) == before + 1
+        try_lock = lock.replace("pg_advisory_lock", "pg_try_advisory_lock")
+        assert db.execute(try_lock, (app.namespace,)).fetchone() == (True,)  # it let go
+        db.execute(lock.replace("pg_advisory_lock", "pg_advisory_unlock"), (app.namespace,))
         assert await store.vacuum_if_due(conn, base=1, scale=0) == 0  # the vacuum cleared them
 
 
