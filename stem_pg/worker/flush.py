@@ -69,17 +69,18 @@ class OutcomeFlusher:
                 self._forget(batch)
                 batch = []
             await self.broadcasts.flush(conn)
+        except TRANSIENT_ERRORS as exc:  # before CONNECTION_ERRORS: they are OperationalErrors too
+            # Two flushes finishing members of the same canvases in different orders can
+            # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries
+            # on the same connection.
+            log.info("worker %s: flush retried after %s", self.worker_id, type(exc).__name__)
+            self.outcomes[:0] = batch
+            await Backoff(0.05, 0.05).sleep()
+            self.wanted.set()
         except CONNECTION_ERRORS as exc:
             self.outcomes[:0] = batch
             await self.managed.discard(exc)
             await Backoff(0.2, 0.2).sleep()
-            self.wanted.set()
-        except TRANSIENT_ERRORS as exc:
-            # Two flushes finishing members of the same canvases in different orders can
-            # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries.
-            log.info("worker %s: flush retried after %s", self.worker_id, type(exc).__name__)
-            self.outcomes[:0] = batch
-            await Backoff(0.05, 0.05).sleep()
             self.wanted.set()
         except Exception:
             log.exception("worker %s: dropping %d outcomes that failed to flush", self.worker_id, len(batch))

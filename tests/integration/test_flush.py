@@ -1,0 +1,65 @@
+"""The worker's outcome flush against real lock conflicts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from stem_pg.app import Stem
+from stem_pg.store.jobs import JobStore
+from stem_pg.store.rows import Finish
+from stem_pg.worker.broadcasts import BroadcastConsumer
+from stem_pg.worker.connections import ManagedConnection
+from stem_pg.worker.context import Inflight
+from stem_pg.worker.flush import OutcomeFlusher
+from stem_pg.worker.settings import WorkerSettings
+from stem_pg.worker.worker import Worker
+
+
+async def test_a_flush_that_loses_a_deadlock_keeps_its_outcomes_and_writes_them_next_time(
+    app: Stem, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Postgres aborts one side of a deadlock: when it is the flush, nothing is lost; the
+    outcomes stay buffered and the next flush writes them."""
+    app.enqueue("t", task_id="job-a")
+    app.enqueue("t", task_id="job-b")
+    store = JobStore(app.queries, result_ttl=60)
+    token = str(uuid.uuid4())
+    lock_one = sql.SQL("SELECT 1 FROM {}.jobs WHERE id = %s FOR UPDATE").format(sql.Identifier(app.namespace))
+    async with (
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
+        await psycopg.AsyncConnection.connect(database_url) as other,
+    ):
+        claimed = await store.claim(
+            conn, queue="default", limit=10, worker_id="w1", token=token, lease_seconds=60
+        )
+        worker = Worker(app, WorkerSettings(queues=("default",), worker_id="w1"))
+        flusher = OutcomeFlusher(
+            store, BroadcastConsumer(worker), ManagedConnection(database_url, "test-flush"), worker_id="w1"
+        )
+        for job in claimed:
+            flusher.add(Inflight(job, token, 60.0), Finish(job.id, token, "succeeded", result="1"))
+
+        connection = await flusher.managed.get()
+        await other.execute(lock_one, ("job-b",))  # the other transaction holds b ...
+        flush = asyncio.create_task(flusher.flush_once())  # ... the flush locks a, waits for b
+        await asyncio.sleep(0.3)
+        with caplog.at_level(logging.INFO, logger="stem_pg.worker.flush"):
+            await other.execute(lock_one, ("job-a",))  # ... and now the other waits for a
+            await flush  # the flush waited first: its deadlock check fires first and aborts it
+        await other.commit()
+        assert "flush retried after DeadlockDetected" in caplog.text
+        assert await flusher.managed.get() is connection  # a deadlock is no reason to reconnect
+        assert sorted(o.id for o in flusher.outcomes) == ["job-a", "job-b"]  # kept, not dropped
+
+        await flusher.flush_once()
+        assert flusher.outcomes == [] and flusher.unflushed == {}
+        states = sql.SQL("SELECT id, state FROM {}.results ORDER BY id").format(sql.Identifier(app.namespace))
+        rows = await (await conn.execute(states)).fetchall()
+        assert rows == [("job-a", "succeeded"), ("job-b", "succeeded")]
+        await flusher.managed.discard()
