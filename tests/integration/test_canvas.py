@@ -10,7 +10,7 @@ import pytest
 from stem_pg import TaskCancelled, chain, chord, group
 from stem_pg.app import Stem
 from stem_pg.core.errors import TaskError
-from tests.helpers import running_worker
+from tests.helpers import running_worker, wait_until
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
@@ -129,3 +129,84 @@ def test_bad_canvas_input_is_refused(app: Stem) -> None:
         group(["c.add"])
     with pytest.raises(TaskError, match="result_arg must be a parameter name"):
         t["add"].s(x=1).set(result_arg="not a name")
+
+
+def _replay(app: Stem, task_id: str) -> list[str]:
+    from stem_pg.store.dead_letters import DeadLetterFilter, DeadLetterStore
+
+    with app.pool.connection() as conn:
+        return DeadLetterStore(app.queries).replay(conn, where=DeadLetterFilter(), key=task_id)
+
+
+def _canvas(db: Db, app: Stem, canvas_id: str) -> tuple[Any, ...] | None:
+    query = f'SELECT state, pending, failed, error FROM "{app.namespace}".canvases WHERE id = %s'
+    return db.execute(query, [canvas_id]).fetchone()
+
+
+def test_replaying_a_dead_chain_link_runs_the_rest_of_the_chain(app: Stem, db: Db) -> None:
+    t = _tasks(app)
+    ready: list[bool] = []
+
+    @app.task(name="c.flaky", max_retries=0)
+    def flaky(result: int = 0) -> int:
+        if not ready:
+            raise RuntimeError("not yet")
+        return result * 2
+
+    with running_worker(app):
+        result = chain(t["add"].s(x=1), flaky.s(), t["add"].s(x=5)).delay()
+        with pytest.raises(TaskCancelled, match=r"link 1 \(c.flaky\) failed: RuntimeError: not yet"):
+            result.get(timeout=15)
+        ready.append(True)
+        flaky_id = result.members[1].id
+        assert _replay(app, flaky_id) == [flaky_id]
+        assert _canvas(db, app, result.id) == ("running", 2, 0, None)
+        assert result.get(timeout=15) == 7  # (1 * 2) + 5: the cancelled last link ran too
+    assert _canvas(db, app, result.id) == ("succeeded", 0, 0, None)
+    states = db.execute(
+        f'SELECT state FROM "{app.namespace}".canvas_members WHERE canvas_id = %s ORDER BY position',
+        [result.id],
+    ).fetchall()
+    assert states == [("succeeded",), ("succeeded",), ("succeeded",)]
+
+
+def test_replaying_a_dead_chord_member_runs_the_callback_once_it_succeeds(app: Stem, db: Db) -> None:
+    t = _tasks(app)
+    ready: list[bool] = []
+
+    @app.task(name="c.flaky_square", max_retries=0)
+    def flaky_square(x: int) -> int:
+        if x == 3 and not ready:
+            raise RuntimeError("three is not ready")
+        return x * x
+
+    with running_worker(app):
+        result = chord([flaky_square.s(x=x) for x in (1, 2, 3)], t["total"].s()).delay()
+        with pytest.raises(TaskCancelled, match="chord member 2"):
+            result.get(timeout=15)
+        ready.append(True)
+        assert _replay(app, result.members[2].id) == [result.members[2].id]
+        assert result.get(timeout=15) == 14
+    assert _canvas(db, app, result.id) == ("succeeded", 0, 0, None)
+
+
+def test_a_group_with_two_dead_members_fails_again_until_both_are_replayed(app: Stem, db: Db) -> None:
+    ready: list[bool] = []
+
+    @app.task(name="c.picky", max_retries=0)
+    def picky(x: int) -> int:
+        if x > 1 and not ready:
+            raise RuntimeError(f"{x} is too big")
+        return x
+
+    with running_worker(app):
+        result = group([picky.s(x=x) for x in (1, 2, 3)]).delay()
+        wait_until(lambda: (_canvas(db, app, result.id) or ("",))[0] == "failed")
+        ready.append(True)
+        _replay(app, result.members[1].id)
+        wait_until(lambda: (_canvas(db, app, result.id) or ("",))[0] == "failed")  # member 2 still failed
+        _, _, failed, error = _canvas(db, app, result.id)  # type: ignore[misc]
+        assert (failed, "member 2 (c.picky) failed" in error) == (1, True)
+        _replay(app, result.members[2].id)
+        assert result.get(timeout=15) == [1, 2, 3]
+    assert _canvas(db, app, result.id) == ("succeeded", 0, 0, None)
