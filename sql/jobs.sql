@@ -264,8 +264,14 @@ WHERE s.schemaname = %(schema)s AND s.relname = 'jobs';
 SELECT pg_try_advisory_lock(hashtextextended('stem_pg:vacuum:' || %(schema)s, 0));
 
 -- name: job_vacuum_unlock
--- Release job_vacuum_lock.
-SELECT pg_advisory_unlock(hashtextextended('stem_pg:vacuum:' || %(schema)s, 0));
+-- Release job_vacuum_lock, and give the session back its statement_timeout (job_vacuum_untimed).
+SELECT pg_advisory_unlock(hashtextextended('stem_pg:vacuum:' || %(schema)s, 0)),
+       set_config('statement_timeout', %(statement_timeout)s, false);
+
+-- name: job_vacuum_untimed
+-- The vacuum is not cut short by a statement_timeout set for the role or database (autovacuum
+-- ignores it too); returns the session's value for job_vacuum_unlock to restore.
+SELECT current_setting('statement_timeout'), set_config('statement_timeout', '0', false);
 
 -- name: job_vacuum
 -- Remove the dead rows of claimed and finished jobs, index entries included (INDEX_CLEANUP ON:

@@ -121,7 +121,7 @@ class JobStore:
     async def vacuum_if_due(
         self, conn: AsyncConn, *, base: int = VACUUM_BASE, scale: float = VACUUM_SCALE
     ) -> int:
-        """VACUUM the jobs table when enough dead rows piled up; returns their number (0: not due).
+        """VACUUM the jobs table when enough dead rows piled up; returns their number (0: no vacuum).
 
         Every claimed job leaves a dead entry at the front of the claim index, and every
         claim steps over all of them until a vacuum removes them: claims slow down with
@@ -134,11 +134,20 @@ class JobStore:
         row = await cur.fetchone()
         if row is None or not row[1]:
             return 0
+        return int(row[0]) if await self.vacuum(conn) else 0
+
+    async def vacuum(self, conn: AsyncConn) -> bool:
+        """VACUUM the jobs table unless another worker is at it (then False). A
+        statement_timeout of the role or database does not cut it short."""
+        schema = {"schema": self.q.namespace}
         locked = await (await conn.execute(self.q["job_vacuum_lock"], schema)).fetchone()
         if not locked or not locked[0]:
-            return 0  # another worker is vacuuming it
+            return False
+        timeout = "0"
         try:
+            untimed = await (await conn.execute(self.q["job_vacuum_untimed"])).fetchone()
+            timeout = untimed[0] if untimed else "0"
             await conn.execute(self.q["job_vacuum"], prepare=False)
         finally:
-            await conn.execute(self.q["job_vacuum_unlock"], schema)
-        return int(row[0])
+            await conn.execute(self.q["job_vacuum_unlock"], {**schema, "statement_timeout": timeout})
+        return True
