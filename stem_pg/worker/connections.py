@@ -66,6 +66,15 @@ class ManagedConnection:
             with contextlib.suppress(Exception):
                 await conn.close()
 
+    async def recover(self, error: BaseException) -> None:
+        """After ``error`` from a query: keep the connection if it still works (a cancelled
+        statement, a statement or lock timeout, a deadlock), else discard it."""
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            log.warning("%s query failed, connection kept: %s", self.role, str(error).strip())
+            return
+        await self.discard(error)
+
     @property
     def backend_pid(self) -> int | None:
         return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid
@@ -79,15 +88,16 @@ async def run_guarded(
     until: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run ``once`` on ``managed``'s connection over and over, until cancelled or until
-    ``until()``: a lost connection is discarded and reopened after a backoff, any other
-    error is logged (as ``<label> loop failed``) and the loop goes on."""
+    ``until()``: a lost connection is discarded and reopened after a backoff (one that
+    only had a statement cancelled is kept), any other error is logged (as ``<label>
+    loop failed``) and the loop goes on."""
     backoff = Backoff()
     while not until():
         try:
             await once(await managed.get())
             backoff.reset()
         except CONNECTION_ERRORS as exc:
-            await managed.discard(exc)
+            await managed.recover(exc)
             await backoff.sleep()
         except asyncio.CancelledError:
             raise

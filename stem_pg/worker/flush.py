@@ -79,7 +79,7 @@ class OutcomeFlusher:
             self.wanted.set()
         except CONNECTION_ERRORS as exc:
             self.outcomes[:0] = batch
-            await self.managed.discard(exc)
+            await self.managed.recover(exc)
             await Backoff(0.2, 0.2).sleep()
             self.wanted.set()
         except Exception:
