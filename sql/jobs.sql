@@ -266,7 +266,8 @@ SELECT pg_try_advisory_lock(hashtextextended('stem_pg:vacuum:' || %(schema)s, 0)
 -- name: job_vacuum_unlock
 -- Release job_vacuum_lock, and give the session back its statement_timeout (job_vacuum_untimed).
 SELECT pg_advisory_unlock(hashtextextended('stem_pg:vacuum:' || %(schema)s, 0)),
-       set_config('statement_timeout', %(statement_timeout)s, false);
+       set_config('statement_timeout',
+                  coalesce(%(statement_timeout)s::text, current_setting('statement_timeout')), false);
 
 -- name: job_vacuum_untimed
 -- The vacuum is not cut short by a statement_timeout set for the role or database (autovacuum

@@ -143,10 +143,10 @@ class JobStore:
         locked = await (await conn.execute(self.q["job_vacuum_lock"], schema)).fetchone()
         if not locked or not locked[0]:
             return False
-        timeout = "0"
+        timeout: str | None = None  # the session's own, once it is lifted
         try:
             untimed = await (await conn.execute(self.q["job_vacuum_untimed"])).fetchone()
-            timeout = untimed[0] if untimed else "0"
+            timeout = untimed[0] if untimed else None
             await conn.execute(self.q["job_vacuum"], prepare=False)
         finally:
             await conn.execute(self.q["job_vacuum_unlock"], {**schema, "statement_timeout": timeout})
