@@ -4,9 +4,7 @@ replayed (and runs again), then purged; bad input is refused clearly."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from typing import Any
 
 import psycopg
@@ -14,9 +12,9 @@ import pytest
 
 from stem_pg.app import Stem
 from tests.acceptance.workerapp import (
-    REPO_ROOT,
     Workers,
     query,
+    run_stem,
     scalar,
     stem_fixture,  # noqa: F401 - fixture
     wait_for,
@@ -25,12 +23,7 @@ from tests.acceptance.workerapp import (
 
 
 def stem_dlq(database_url: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-    env["STEM_BROKER_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", "dlq", *args, "--namespace", namespace],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return run_stem(database_url, "dlq", *args, "--namespace", namespace)
 
 
 def started(db: psycopg.Connection[Any], namespace: str, task_id: str) -> int:

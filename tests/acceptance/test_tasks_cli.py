@@ -4,9 +4,7 @@ result from a real worker, show its state; bad input is refused clearly."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from typing import Any
 
 import psycopg
@@ -14,8 +12,8 @@ import pytest
 
 from stem_pg.app import Stem
 from tests.acceptance.workerapp import (
-    REPO_ROOT,
     Workers,
+    run_stem,
     scalar,
     stem_fixture,  # noqa: F401 - fixture
     workers_fixture,  # noqa: F401 - fixture
@@ -25,12 +23,7 @@ WORKER_APP = "tests.acceptance.workerapp:app"
 
 
 def stem_tasks(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-    env["STEM_BROKER_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", "tasks", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return run_stem(database_url, "tasks", *args)
 
 
 @pytest.mark.timeout(120)

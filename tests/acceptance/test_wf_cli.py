@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from typing import Any
 
 import psycopg
@@ -13,18 +11,13 @@ import pytest
 
 from stem_pg.app import Stem
 from tests.acceptance.test_workflow_processes import stem_fixture  # noqa: F401 - fixture
-from tests.acceptance.workerapp import REPO_ROOT, Workers, wait_for, workers_fixture  # noqa: F401
+from tests.acceptance.workerapp import Workers, run_stem, wait_for, workers_fixture  # noqa: F401
 
 WF_APP = "tests.acceptance.wfapp:app"
 
 
 def stem_cli(database_url: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-    env.update(STEM_BROKER_URL=database_url, STEM_WORKFLOW_NAMESPACE=namespace, STEM_NAMESPACE=namespace)
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", "wf", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return run_stem(database_url, "wf", *args, STEM_WORKFLOW_NAMESPACE=namespace, STEM_NAMESPACE=namespace)
 
 
 @pytest.mark.timeout(120)

@@ -266,6 +266,17 @@ class Workers:
             proc.kill_group()
 
 
+def run_stem(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m stem_pg *args`` from the repository root, with the database in
+    ``STEM_BROKER_URL``, ``env`` added and no other ``STEM_*`` variable of ours."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
+    clean.update(STEM_BROKER_URL=database_url, **env)
+    return subprocess.run(
+        [sys.executable, "-m", "stem_pg", *args],
+        cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
 def registered_pids(db: psycopg.Connection[Any], namespace: str) -> set[int]:
     """Pids of workers registered and not stopped."""
     rows = query(db, namespace, "SELECT pid FROM {ns}.workers WHERE stopped_at IS NULL")
