@@ -28,6 +28,16 @@ def _jobs(db: psycopg.Connection, ns: str) -> list[tuple]:  # type: ignore[type-
     return db.execute(query).fetchall()
 
 
+def _listening(database_url: str, app: Stem) -> psycopg.Connection[Any]:
+    listener = psycopg.connect(database_url, autocommit=True)
+    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(app.queries.channels.jobs)))
+    return listener
+
+
+def _heard(listener: psycopg.Connection[Any], timeout: float = 0.5) -> list[str]:
+    return [n.payload for n in listener.notifies(timeout=timeout)]
+
+
 def test_psycopg_transactional_enqueue(app: Stem, database_url: str, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
     with psycopg.connect(database_url) as conn:
         app.enqueue("t", {}, task_id="rolled-back", connection=conn)
@@ -53,14 +63,13 @@ def test_sqlalchemy_session_and_connection(app: Stem, database_url: str, db: psy
 
 
 def test_enqueue_many_sends_one_notify_per_queue(app: Stem, database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(f"{app.namespace}:jobs")))
+    with _listening(database_url, app) as listener:
         app.enqueue_many(
             [EnqueueRequest("t", queue="a") for _ in range(500)]
             + [EnqueueRequest("t", queue="b") for _ in range(500)]
         )
-        notes = list(listener.notifies(timeout=0.5))
-    assert sorted(n.payload for n in notes) == ["a", "b"]
+        notes = _heard(listener)
+    assert sorted(notes) == ["a", "b"]
 
 
 def test_task_id_makes_enqueue_idempotent(app: Stem, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
@@ -165,16 +174,6 @@ def test_a_bad_request_in_a_large_batch_inserts_nothing(
     assert db.execute(count).fetchone() == (400,)
 
 
-def _listening(database_url: str, app: Stem) -> psycopg.Connection[Any]:
-    listener = psycopg.connect(database_url, autocommit=True)
-    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(app.queries.channels.jobs)))
-    return listener
-
-
-def _heard(listener: psycopg.Connection[Any], timeout: float = 0.5) -> list[str]:
-    return [n.payload for n in listener.notifies(timeout=timeout)]
-
-
 def test_a_lone_idle_enqueue_wakes_the_workers_from_its_insert(
     app: Stem, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -270,12 +269,10 @@ def test_wake_ups_come_at_commit_from_every_kind_of_writer(app: Stem, database_u
     stem.client_notifies on and the waker announces the commit), a caller's transaction at
     its commit (none on rollback), also on one of the app's own pool connections, and plain
     SQL (the insert trigger); delayed jobs wake nobody."""
-    channel = sql.Identifier(f"{app.namespace}:jobs")
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute(sql.SQL("LISTEN {}").format(channel))
+    with _listening(database_url, app) as listener:
 
         def payloads() -> list[str]:
-            return sorted(n.payload for n in listener.notifies(timeout=0.3))
+            return sorted(_heard(listener, timeout=0.3))
 
         app.enqueue("t", queue="pool")
         app.enqueue("t", queue="later", countdown=60)
