@@ -73,7 +73,7 @@ TARGETS = {
 
 def reset(dsn: str, namespace: str) -> None:
     """Drop the namespace schema and migrate it again: empty tables, fresh statistics."""
-    from stem_pg.migrate import migrate
+    from stem_pg.schema.migrate import migrate
 
     ensure_database(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -118,15 +118,15 @@ def vacuum_count(dsn: str, namespace: str, table: str) -> int:
 
 
 def make_app(dsn: str, namespace: str) -> Any:
-    from stem_pg.app import Stem
-    from stem_pg.config import StemConfig
+    from stem_pg.client.app import Stem
+    from stem_pg.config.settings import StemConfig
 
     return Stem(dsn, namespace=namespace, config=StemConfig())
 
 
 def enqueue_backlog(dsn: str, namespace: str, jobs: int, batch: int, task: str = "noop") -> float:
     """``enqueue_many`` ``jobs`` jobs in batches of ``batch``; returns the seconds taken."""
-    from stem_pg.app import EnqueueRequest
+    from stem_pg.client.app import EnqueueRequest
 
     app = make_app(dsn, namespace)
     try:
@@ -288,7 +288,7 @@ def enqueue(
 ) -> dict[str, Any]:
     """``enqueue_many`` of ``jobs`` jobs per batch size into an empty table, and single
     ``enqueue`` calls from ``threads`` threads sharing one app (its pool) for ``seconds``."""
-    from stem_pg.app import EnqueueRequest
+    from stem_pg.client.app import EnqueueRequest
 
     result: dict[str, Any] = {"system": "stem_pg", "many": []}
     for batch in batches:

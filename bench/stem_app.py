@@ -9,8 +9,8 @@ import os
 import time
 
 from bench.common import DEFAULT_DSN, PROBE
-from stem_pg.app import Stem
-from stem_pg.config import StemConfig
+from stem_pg.client.app import Stem
+from stem_pg.config.settings import StemConfig
 
 DSN = os.environ.get("BENCH_DSN", DEFAULT_DSN)
 NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench")

@@ -14,10 +14,10 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import Connection
 
+from stem_pg.core.dsn import validate_url
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
-from stem_pg.dsn import validate_url
-from stem_pg.migration_ops import NAMESPACE_OPTION, render
+from stem_pg.schema.migration_ops import NAMESPACE_OPTION, render
 
 VERSION_TABLE = "alembic_version"
 LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended('stem_pg:migrate:' || :ns, 0))"

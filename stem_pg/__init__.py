@@ -10,9 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stem_pg.app import EnqueueRequest, Stem
-    from stem_pg.canvas import CanvasResult
-    from stem_pg.config import StemConfig
+    from stem_pg.client.app import EnqueueRequest, Stem
+    from stem_pg.client.canvas import CanvasResult
+    from stem_pg.client.results import TaskResult
+    from stem_pg.client.workflows import WorkflowCancelled, WorkflowError, WorkflowFailed, WorkflowRun
+    from stem_pg.config.settings import StemConfig
     from stem_pg.core.canvas import Signature, chain, chord, group
     from stem_pg.core.errors import (
         ConfigError,
@@ -28,16 +30,14 @@ if TYPE_CHECKING:
     from stem_pg.core.routing import RoutingConfig
     from stem_pg.core.routing_registry import RoutingRegistry, RoutingSubscription
     from stem_pg.core.tasks import Reject, Retry
-    from stem_pg.results import TaskResult
     from stem_pg.worker.context import TaskContext
-    from stem_pg.workflow_runtime import ChildWorkflowFailed, EventTimeout, WorkflowContext
-    from stem_pg.workflows import WorkflowCancelled, WorkflowError, WorkflowFailed, WorkflowRun
+    from stem_pg.worker.workflows import ChildWorkflowFailed, EventTimeout, WorkflowContext
 
 _EXPORTS = {
-    "Stem": "stem_pg.app",
-    "EnqueueRequest": "stem_pg.app",
-    "StemConfig": "stem_pg.config",
-    "TaskResult": "stem_pg.results",
+    "Stem": "stem_pg.client.app",
+    "EnqueueRequest": "stem_pg.client.app",
+    "StemConfig": "stem_pg.config.settings",
+    "TaskResult": "stem_pg.client.results",
     "TaskContext": "stem_pg.worker.context",
     "Retry": "stem_pg.core.tasks",
     "Reject": "stem_pg.core.tasks",
@@ -48,14 +48,14 @@ _EXPORTS = {
     "chain": "stem_pg.core.canvas",
     "group": "stem_pg.core.canvas",
     "chord": "stem_pg.core.canvas",
-    "CanvasResult": "stem_pg.canvas",
-    "WorkflowContext": "stem_pg.workflow_runtime",
-    "EventTimeout": "stem_pg.workflow_runtime",
-    "ChildWorkflowFailed": "stem_pg.workflow_runtime",
-    "WorkflowRun": "stem_pg.workflows",
-    "WorkflowError": "stem_pg.workflows",
-    "WorkflowFailed": "stem_pg.workflows",
-    "WorkflowCancelled": "stem_pg.workflows",
+    "CanvasResult": "stem_pg.client.canvas",
+    "WorkflowContext": "stem_pg.worker.workflows",
+    "EventTimeout": "stem_pg.worker.workflows",
+    "ChildWorkflowFailed": "stem_pg.worker.workflows",
+    "WorkflowRun": "stem_pg.client.workflows",
+    "WorkflowError": "stem_pg.client.workflows",
+    "WorkflowFailed": "stem_pg.client.workflows",
+    "WorkflowCancelled": "stem_pg.client.workflows",
     **{
         name: "stem_pg.core.errors"
         for name in (

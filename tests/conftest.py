@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import Stem
-from stem_pg.config import StemConfig
-from stem_pg.migrate import migrate
+from stem_pg.client.app import Stem
+from stem_pg.config.settings import StemConfig
+from stem_pg.schema.migrate import migrate
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def database_url() -> str:
     url = os.environ.get("STEM_TEST_DATABASE_URL")
     if url:
         return url
-    from stem_pg.embedded import embedded_url
+    from stem_pg.dev.embedded import embedded_url
 
     return embedded_url()
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from stem_pg.worker import Worker, WorkerSettings
 
 

@@ -6,7 +6,7 @@ Revises:
 
 from __future__ import annotations
 
-from stem_pg.migration_ops import run_sql
+from stem_pg.schema.migration_ops import run_sql
 
 revision = "0001"
 down_revision = None

@@ -13,7 +13,7 @@ exactly once, atomically with the job's own result row.
 
 from __future__ import annotations
 
-from stem_pg.migration_ops import run_sql
+from stem_pg.schema.migration_ops import run_sql
 
 revision = "0004"
 down_revision = "0003"

@@ -15,7 +15,7 @@ before.
 
 from __future__ import annotations
 
-from stem_pg.migration_ops import run_sql
+from stem_pg.schema.migration_ops import run_sql
 
 revision = "0005"
 down_revision = "0004"

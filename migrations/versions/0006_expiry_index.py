@@ -11,7 +11,7 @@ holds only waiting jobs with an expiry, so jobs without one cost nothing more.
 
 from __future__ import annotations
 
-from stem_pg.migration_ops import run_sql
+from stem_pg.schema.migration_ops import run_sql
 
 revision = "0006"
 down_revision = "0005"

@@ -11,8 +11,8 @@ from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd,
 from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
+from stem_pg.core.dsn import redact
 from stem_pg.core.errors import StemError
-from stem_pg.dsn import redact
 
 app = typer.Typer(
     name="stem",

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from stem_pg.cli import common
-from stem_pg.loading import load_app
+from stem_pg.cli.loading import load_app
 
 
 def beat_command(
@@ -31,7 +31,7 @@ def beat_command(
     namespace: common.NamespaceOption = None,
 ) -> None:
     """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs."""
-    from stem_pg.beat import Beat, BeatSettings, check_single_database
+    from stem_pg.beat.scheduler import Beat, BeatSettings, check_single_database
 
     stem = load_app(app_spec)
     stem.namespace = common.namespace(namespace)

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stem_pg.config import StemConfig
+from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
 
 if TYPE_CHECKING:
-    from stem_pg.app import Stem
+    from stem_pg.client.app import Stem
 
 
 def _check_namespace(value: str | None) -> str | None:
@@ -76,7 +76,7 @@ def config() -> StemConfig:
 def database_url(url: str | None) -> str:
     """``--url`` if given, else STEM_BROKER_URL, else a ConfigError explaining both."""
     if url:
-        from stem_pg.dsn import validate_url
+        from stem_pg.core.dsn import validate_url
 
         return validate_url(url, source="--url")
     return config().require_broker_url()
@@ -113,8 +113,8 @@ def stem_app(
 ) -> Stem:
     """The user's app (for its routing, task and workflow options) or a bare one; flags override,
     and without ``--namespace`` the app's namespace, else ``default(None)``, applies."""
-    from stem_pg.app import Stem
-    from stem_pg.loading import load_app
+    from stem_pg.cli.loading import load_app
+    from stem_pg.client.app import Stem
 
     base = load_app(app_spec) if app_spec else None
     stem = Stem(

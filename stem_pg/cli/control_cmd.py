@@ -1,7 +1,7 @@
 """``stem worker ping|stats|inspect|shutdown|pause|resume|revoke``: the control plane, thin.
 
 Registered on the ``stem worker`` group by ``worker_cmd``; the logic is in
-``stem_pg.control``.
+``stem_pg.client.control``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from stem_pg.cli import common
-from stem_pg.control import DEFAULT_TIMEOUT, Control, ControlResult
+from stem_pg.client.control import DEFAULT_TIMEOUT, Control, ControlResult
 from stem_pg.core.control import SHUTDOWN_MODES, ShutdownMode
 from stem_pg.core.durations import parse_duration
 

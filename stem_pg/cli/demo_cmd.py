@@ -15,12 +15,12 @@ def demo_command(url: common.UrlOption = None, namespace: common.NamespaceOption
     Without --url or STEM_BROKER_URL a private embedded PostgreSQL is started
     (and left running for the next run).
     """
-    from stem_pg.demo import DEMO_NAMESPACE, run_demo
+    from stem_pg.dev.demo import DEMO_NAMESPACE, run_demo
 
     if url or os.environ.get("STEM_BROKER_URL"):
         database = common.database_url(url)
     else:
-        from stem_pg.embedded import embedded_url
+        from stem_pg.dev.embedded import embedded_url
 
         typer.echo("STEM_BROKER_URL is not set: starting an embedded PostgreSQL ...")
         database = embedded_url()

@@ -10,9 +10,9 @@ import typer
 
 from stem_pg.cli import common
 from stem_pg.core.durations import parse_since
-from stem_pg.db import connection
-from stem_pg.queries import queries_for
-from stem_pg.store.dead_letters import DeadLetterFilter, DeadLetterStore
+from stem_pg.db.connect import connection
+from stem_pg.db.queries import queries_for
+from stem_pg.db.stores.dead_letters import DeadLetterFilter, DeadLetterStore
 
 app = typer.Typer(
     help="Inspect, replay and purge dead letters (jobs that failed for good).", no_args_is_help=True

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from stem_pg.cli import common
-from stem_pg.health import check_health
-from stem_pg.migrate import head_revision
+from stem_pg.schema.health import check_health
+from stem_pg.schema.migrate import head_revision
 
 
 def health_command(url: common.UrlOption = None, json: common.JsonOption = False) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from stem_pg.cli import common
-from stem_pg.migrate import Action, current_revision, head_revision, migrate, migration_sql
+from stem_pg.schema.migrate import Action, current_revision, head_revision, migrate, migration_sql
 
 
 class MigrateAction(StrEnum):

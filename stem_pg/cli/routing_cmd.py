@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from stem_pg.cli import common
+from stem_pg.config.routing_file import load_routing_file
 from stem_pg.core.routing import RouteDefinition, RoutingConfig, RoutingRegistry
-from stem_pg.routing_file import load_routing_file
 
 app = typer.Typer(
     help="Validate and inspect the routing file (STEM_ROUTING_CONFIG).",

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from stem_pg.cli import common
+from stem_pg.client.schedules import Schedules
+from stem_pg.config.schedule_file import load_schedule_file, parse_spec_text
 from stem_pg.core.errors import ScheduleError
 from stem_pg.core.schedule_specs import next_fires, spec_from_json
 from stem_pg.core.schedules import entry_from_row
-from stem_pg.schedule_api import Schedules
-from stem_pg.schedule_file import load_schedule_file, parse_spec_text
-from stem_pg.store.schedules import ScheduleRow
+from stem_pg.db.stores.schedules import ScheduleRow
 
 app = typer.Typer(
     help="Manage beat's schedule entries (changes reach running beats at once).", no_args_is_help=True

@@ -10,9 +10,9 @@ import typer
 
 from stem_pg.cli import common
 from stem_pg.core.durations import parse_duration
-from stem_pg.db import connection
-from stem_pg.queries import queries_for
-from stem_pg.store.tasks import show_task
+from stem_pg.db.connect import connection
+from stem_pg.db.queries import queries_for
+from stem_pg.db.stores.tasks import show_task
 
 app = typer.Typer(help="List registered tasks, show a task's state, enqueue tasks.", no_args_is_help=True)
 
@@ -24,7 +24,7 @@ AppOption = Annotated[
 @app.command("ls")
 def list_command(app_spec: AppOption, json: common.JsonOption = False) -> None:
     """List the tasks your application registers, with their options."""
-    from stem_pg.loading import load_app
+    from stem_pg.cli.loading import load_app
 
     stem = load_app(app_spec)
     rows = []

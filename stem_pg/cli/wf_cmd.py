@@ -10,8 +10,8 @@ from psycopg.rows import dict_row
 
 from stem_pg.cli import common
 from stem_pg.core.workflows import RunStatus
-from stem_pg.db import connection
-from stem_pg.queries import queries_for
+from stem_pg.db.connect import connection
+from stem_pg.db.queries import queries_for
 
 app = typer.Typer(
     help="Start and inspect durable workflow runs, emit the events they wait for.", no_args_is_help=True

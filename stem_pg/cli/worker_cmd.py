@@ -10,11 +10,11 @@ from typing import Annotated
 import typer
 
 from stem_pg.cli import common, control_cmd
+from stem_pg.cli.loading import load_app
 from stem_pg.core.routing_registry import RoutingSubscription
-from stem_pg.db import connection
-from stem_pg.loading import load_app
-from stem_pg.queries import queries_for
-from stem_pg.store.workers import WorkerStore
+from stem_pg.db.connect import connection
+from stem_pg.db.queries import queries_for
+from stem_pg.db.stores.workers import WorkerStore
 
 app = typer.Typer(help="Run, list and control workers.", no_args_is_help=True)
 

@@ -1,6 +1,6 @@
 """The control plane's vocabulary: commands, their NOTIFY payloads, reply envelopes, fan-out states.
 
-Pure: the client (``stem_pg.control``) and the worker (``stem_pg.worker.control``)
+Pure: the client (``stem_pg.client.control``) and the worker (``stem_pg.worker.control``)
 speak through these types, so the wire format lives in one place.
 """
 

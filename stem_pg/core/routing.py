@@ -1,7 +1,7 @@
 """Routing configuration: which queue or broadcast channel a task is sent to.
 
 Pure data and rules (standard library only), so producers, workers and the CLI
-share one validated model; YAML parsing lives in ``stem_pg.routing_file`` and
+share one validated model; YAML parsing lives in ``stem_pg.config.routing_file`` and
 resolution (RoutingRegistry) in ``routing_registry``, re-exported here.
 """
 
@@ -300,14 +300,14 @@ class RoutingConfig:
     @classmethod
     def from_yaml(cls, text: str, *, source: str | None = None) -> RoutingConfig:
         """Parse YAML text (safe loading only); an empty document is legacy."""
-        from stem_pg import routing_file  # lazy: keeps yaml out of the core
+        from stem_pg.config import routing_file  # lazy: keeps yaml out of the core
 
         return routing_file.load_routing_yaml(text, source=source)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> RoutingConfig:
         """Read and parse a routing file; raises RoutingConfigError if missing."""
-        from stem_pg import routing_file  # lazy: keeps yaml out of the core
+        from stem_pg.config import routing_file  # lazy: keeps yaml out of the core
 
         return routing_file.load_routing_file(path)
 

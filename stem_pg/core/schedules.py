@@ -1,6 +1,6 @@
 """Schedule entries: validating them (errors name the file, entry and key) and the misfire policy.
 
-Pure: the YAML reader (``stem_pg.schedule_file``) hands plain data and a line
+Pure: the YAML reader (``stem_pg.config.schedule_file``) hands plain data and a line
 lookup to ``parse_entries``; the database rows come back through
 ``entry_from_row``. Nothing here touches a connection.
 """

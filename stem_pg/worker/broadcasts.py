@@ -15,9 +15,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from stem_pg.store.broadcasts import BroadcastAck, BroadcastStore, ClaimedBroadcast
-from stem_pg.store.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
-from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn
+from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn
+from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore, ClaimedBroadcast
+from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
 from stem_pg.worker.context import Inflight
 
 if TYPE_CHECKING:

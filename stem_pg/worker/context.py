@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 from stem_pg.core.envelope import encode_json
 from stem_pg.core.errors import StemError
 from stem_pg.core.tasks import Retry
-from stem_pg.store.rows import ClaimedJob
+from stem_pg.db.stores.rows import ClaimedJob
 
 
 class SoftTimeLimitExceeded(StemError):

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from stem_pg.core.control import SHUTDOWN_MODES, Command, ControlError, Reply
-from stem_pg.store.control import ControlStore
-from stem_pg.worker.connections import AsyncConn
+from stem_pg.db.managed import AsyncConn
+from stem_pg.db.stores.control import ControlStore
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.revokes import RevokeSet, describe
 

@@ -17,7 +17,7 @@ from stem_pg.core.errors import TaskError
 from stem_pg.core.states import DeadLetterReason, TaskState
 from stem_pg.core.tasks import Reject, Retry, TaskDefinition, TaskRegistry
 from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
-from stem_pg.store.rows import Finish, Outcome, RetryLater
+from stem_pg.db.stores.rows import Finish, Outcome, RetryLater
 from stem_pg.worker.context import Inflight, TaskContext
 
 ADVANCING_HEADERS = frozenset({CANVAS_HEADER, WORKFLOW_HEADER})

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from stem_pg.store.jobs import JobStore
-from stem_pg.store.rows import Finish, Outcome, Release, RetryLater
+from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
+from stem_pg.db.stores.jobs import JobStore
+from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
 from stem_pg.worker.broadcasts import BroadcastConsumer
-from stem_pg.worker.connections import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
 from stem_pg.worker.context import Inflight
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from stem_pg.store.jobs import AsyncConn, JobStore
+from stem_pg.db.stores.jobs import AsyncConn, JobStore
 from stem_pg.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from stem_pg.store.control import RevokeRow
+from stem_pg.db.stores.control import RevokeRow
 
 
 class RevokeSet:

@@ -17,7 +17,7 @@ from stem_pg.worker.settings import WorkerSettings, default_worker_id
 from stem_pg.worker.worker import Worker
 
 if TYPE_CHECKING:
-    from stem_pg.app import Stem
+    from stem_pg.client.app import Stem
 
 log = logging.getLogger(__name__)
 

@@ -23,18 +23,18 @@ from psycopg.sql import SQL, Identifier
 
 from stem_pg.core.control import ShutdownMode, worker_key
 from stem_pg.core.states import TaskState
-from stem_pg.store.jobs import JobStore
-from stem_pg.store.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
-from stem_pg.store.workers import WorkerStore
-from stem_pg.store.workflows import WorkflowStore
-from stem_pg.worker.broadcasts import BroadcastConsumer
-from stem_pg.worker.connections import (
+from stem_pg.db.managed import (
     CONNECTION_ERRORS,
     AsyncConn,
     Backoff,
     ManagedConnection,
     run_guarded,
 )
+from stem_pg.db.stores.jobs import JobStore
+from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
+from stem_pg.db.stores.workers import WorkerStore
+from stem_pg.db.stores.workflows import WorkflowStore
+from stem_pg.worker.broadcasts import BroadcastConsumer
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
@@ -44,7 +44,7 @@ from stem_pg.worker.settings import WorkerSettings
 from stem_pg.worker.slots import Slots
 
 if TYPE_CHECKING:
-    from stem_pg.app import Stem
+    from stem_pg.client.app import Stem
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from stem_pg.app import Stem
-from stem_pg.config import StemConfig
+from stem_pg.client.app import Stem
+from stem_pg.config.settings import StemConfig
 
 app = Stem(os.environ["STEM_BROKER_URL"], config=StemConfig())

@@ -10,8 +10,8 @@ import asyncio
 import os
 import time
 
-from stem_pg.app import Stem
-from stem_pg.config import StemConfig
+from stem_pg.client.app import Stem
+from stem_pg.config.settings import StemConfig
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.worker.context import TaskContext
 from tests.acceptance.workerapp import _log

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.schedule_api import Schedules
-from stem_pg.schedule_file import load_schedule_yaml
+from stem_pg.client.schedules import Schedules
+from stem_pg.config.schedule_file import load_schedule_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LEASE = 2.0

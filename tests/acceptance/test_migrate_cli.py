@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stem_pg.migrate import current_revision, head_revision
+from stem_pg.schema.migrate import current_revision, head_revision
 from tests.conftest import drop_schema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from tests.acceptance.test_workflow_processes import stem_fixture  # noqa: F401 - fixture
 from tests.acceptance.workerapp import Workers, run_stem, wait_for, workers_fixture  # noqa: F401
 

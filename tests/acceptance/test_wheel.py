@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from stem_pg.migrate import current_revision, head_revision
+from stem_pg.schema.migrate import current_revision, head_revision
 from tests.conftest import drop_schema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def test_wheel_ships_sql_and_migrations(installed: Installed) -> None:
 
 def test_installed_package_comes_from_the_wheel(installed: Installed, tmp_path: Path) -> None:
     code = (
-        "import stem_pg, stem_pg.resources as r;"
+        "import stem_pg, stem_pg.db.resources as r;"
         "print(stem_pg.__file__); print(r.migrations_dir()); print(r.sql_dir())"
     )
     out = _run(installed.python, "-c", code, cwd=tmp_path, env=_clean_env()).stdout.split()

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from tests.acceptance.controlapp import APP, make_control_app
 from tests.acceptance.workerapp import (
     Workers,

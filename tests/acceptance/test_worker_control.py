@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from stem_pg.app import Stem
-from stem_pg.migrate import migrate
+from stem_pg.client.app import Stem
+from stem_pg.schema.migrate import migrate
 from tests.acceptance.controlapp import APP, make_control_app
 from tests.acceptance.workerapp import (
     REPO_ROOT,

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import EnqueueRequest
-from stem_pg.migrate import migrate
+from stem_pg.client.app import EnqueueRequest
+from stem_pg.schema.migrate import migrate
 from tests.acceptance.workerapp import (
     Workers,
     create_tables,

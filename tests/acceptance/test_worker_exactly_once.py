@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from stem_pg.app import EnqueueRequest, Stem
+from stem_pg.client.app import EnqueueRequest, Stem
 from tests.acceptance.workerapp import (
     Workers,
     query,

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from tests.acceptance.workerapp import (
     Workers,
     query,

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from stem_pg import chord
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from tests.acceptance.wfapp import make_app
 from tests.acceptance.workerapp import (
     REPO_ROOT,

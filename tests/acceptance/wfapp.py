@@ -15,10 +15,10 @@ from typing import Any
 
 from psycopg import sql
 
-from stem_pg.app import Stem
-from stem_pg.config import StemConfig
+from stem_pg.client.app import Stem
+from stem_pg.config.settings import StemConfig
 from stem_pg.worker.context import TaskContext
-from stem_pg.workflow_runtime import EventTimeout, WorkflowContext
+from stem_pg.worker.workflows import EventTimeout, WorkflowContext
 from tests.acceptance.workerapp import _ledger_conn, _table
 
 

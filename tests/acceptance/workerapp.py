@@ -31,8 +31,8 @@ import pytest
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from stem_pg.app import Stem
-from stem_pg.config import StemConfig
+from stem_pg.client.app import Stem
+from stem_pg.config.settings import StemConfig
 from stem_pg.worker.context import TaskContext
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import Stem
-from stem_pg.beat import FIRE_TIME_HEADER, LEADER_KEY, SCHEDULE_HEADER, Beat, BeatSettings
+from stem_pg.beat.scheduler import FIRE_TIME_HEADER, LEADER_KEY, SCHEDULE_HEADER, Beat, BeatSettings
+from stem_pg.client.app import Stem
+from stem_pg.client.schedules import Schedules
 from stem_pg.core.schedules import parse_entry
-from stem_pg.schedule_api import Schedules
 
 Db = psycopg.Connection[tuple[Any, ...]]
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]

@@ -13,13 +13,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import EnqueueRequest, Stem
-from stem_pg.broadcasts import BroadcastResult
-from stem_pg.config import StemConfig
+from stem_pg.client.app import EnqueueRequest, Stem
+from stem_pg.client.broadcasts import BroadcastResult
+from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
 from stem_pg.core.routing import RoutingConfig
-from stem_pg.store.broadcasts import BroadcastAck, BroadcastStore
-from stem_pg.store.workers import WorkerStore
+from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore
+from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.worker.context import TaskContext
 from tests.helpers import running_worker, wait_until
 

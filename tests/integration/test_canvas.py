@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from stem_pg import TaskCancelled, chain, chord, group
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from stem_pg.core.errors import TaskError
 from tests.helpers import running_worker, wait_until
 
@@ -132,7 +132,7 @@ def test_bad_canvas_input_is_refused(app: Stem) -> None:
 
 
 def _replay(app: Stem, task_id: str) -> list[str]:
-    from stem_pg.store.dead_letters import DeadLetterFilter, DeadLetterStore
+    from stem_pg.db.stores.dead_letters import DeadLetterFilter, DeadLetterStore
 
     with app.pool.connection() as conn:
         return DeadLetterStore(app.queries).replay(conn, where=DeadLetterFilter(), key=task_id)

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import Stem
-from stem_pg.config import StemConfig
-from stem_pg.control import Control
+from stem_pg.client.app import Stem
+from stem_pg.client.control import Control
+from stem_pg.config.settings import StemConfig
 from stem_pg.core.control import NOTIFY_LIMIT, Command, ControlError
 from stem_pg.core.namespaces import Channels
-from stem_pg.migrate import migrate
+from stem_pg.schema.migrate import migrate
 from stem_pg.worker import Worker
 from tests.conftest import drop_schema
 from tests.helpers import running_worker as _running_worker

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stem_pg import embedded
 from stem_pg.core.errors import ConfigError
-from stem_pg.embedded import EmbeddedPostgres
+from stem_pg.dev import embedded
+from stem_pg.dev.embedded import EmbeddedPostgres
 
 
 def _postmaster_pid(server: EmbeddedPostgres) -> int:

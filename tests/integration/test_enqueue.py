@@ -14,12 +14,12 @@ from psycopg import sql
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from stem_pg import waker as waker_module
-from stem_pg.app import EnqueueRequest, Stem
-from stem_pg.config import StemConfig
+from stem_pg.client import waker as waker_module
+from stem_pg.client.app import EnqueueRequest, Stem
+from stem_pg.client.waker import IDLE_GAP, Announce
+from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
 from stem_pg.core.routing import RoutingConfig
-from stem_pg.waker import IDLE_GAP, Announce
 from tests.helpers import running_worker, wait_until
 
 
@@ -244,7 +244,7 @@ def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_an
 ) -> None:
     """The job is committed before the wake-up is sent: if the connection is killed in
     between, enqueue() still returns the job and the waker thread sends the wake-up."""
-    import stem_pg.app as app_module
+    import stem_pg.client.app as app_module
 
     insert = app_module.insert_planned_sync
 

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import Stem
-from stem_pg.store.jobs import JobStore
-from stem_pg.store.rows import Finish
+from stem_pg.client.app import Stem
+from stem_pg.db.managed import ManagedConnection
+from stem_pg.db.stores.jobs import JobStore
+from stem_pg.db.stores.rows import Finish
 from stem_pg.worker.broadcasts import BroadcastConsumer
-from stem_pg.worker.connections import ManagedConnection
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.settings import WorkerSettings

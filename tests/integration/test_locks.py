@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from stem_pg.core.errors import LockNotAcquired
-from stem_pg.store.locks import LockStore
+from stem_pg.db.stores.locks import LockStore
 
 Db = psycopg.Connection[tuple[Any, ...]]
 

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import Stem
-from stem_pg.store.jobs import JobStore
-from stem_pg.store.rows import Finish
+from stem_pg.client.app import Stem
+from stem_pg.db.stores.jobs import JobStore
+from stem_pg.db.stores.rows import Finish
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.settings import WorkerSettings
 

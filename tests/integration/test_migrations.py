@@ -16,12 +16,12 @@ from sqlalchemy import create_engine, pool
 from sqlalchemy import text as sa_text
 from sqlalchemy.engine import Engine
 
-from stem_pg.app import Stem
-from stem_pg.config import StemConfig
+from stem_pg.client.app import Stem
+from stem_pg.config.settings import StemConfig
 from stem_pg.core.namespaces import Channels
 from stem_pg.core.states import LIVE_STATES, TERMINAL_STATES, DeadLetterReason, TaskState
-from stem_pg.migrate import current_revision, head_revision, migrate
-from stem_pg.schema import metadata_for
+from stem_pg.schema.migrate import current_revision, head_revision, migrate
+from stem_pg.schema.tables import metadata_for
 from tests.conftest import drop_schema
 
 Db = psycopg.Connection[tuple[Any, ...]]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from stem_pg.core.errors import TaskFailed
 from tests.helpers import running_worker
 

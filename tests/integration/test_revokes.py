@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import Stem
-from stem_pg.control import Control
+from stem_pg.client.app import Stem
+from stem_pg.client.control import Control
 from stem_pg.core.errors import TaskCancelled, TaskError
-from stem_pg.store.control import RevokeRow
-from stem_pg.store.jobs import JobStore
+from stem_pg.db.stores.control import RevokeRow
+from stem_pg.db.stores.jobs import JobStore
 from stem_pg.worker.context import TaskContext
 from stem_pg.worker.revokes import RevokeSet
 from tests.helpers import running_worker

@@ -9,12 +9,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
+from stem_pg.client.schedules import Schedules
+from stem_pg.config.schedule_file import load_schedule_yaml
 from stem_pg.core.errors import ScheduleConflict, ScheduleError
 from stem_pg.core.namespaces import Channels
 from stem_pg.core.schedules import parse_entry
-from stem_pg.schedule_api import Schedules
-from stem_pg.schedule_file import load_schedule_yaml
 
 Db = psycopg.Connection[tuple[Any, ...]]
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

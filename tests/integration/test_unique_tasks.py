@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stem_pg.app import EnqueueRequest, Stem
-from stem_pg.config import StemConfig
+from stem_pg.client.app import EnqueueRequest, Stem
+from stem_pg.config.settings import StemConfig
 from stem_pg.core.envelope import unique_key
 from stem_pg.core.errors import TaskError
 from tests.helpers import running_worker, wait_until

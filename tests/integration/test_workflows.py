@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from stem_pg import EventTimeout, WorkflowCancelled, WorkflowContext, WorkflowError, WorkflowFailed
-from stem_pg.app import Stem
+from stem_pg.client.app import Stem
 from tests.helpers import running_worker, wait_until
 
 Db = psycopg.Connection[tuple[Any, ...]]
@@ -138,7 +138,7 @@ def test_cancel_stops_a_run_and_its_children(app: Stem, db: Db) -> None:
 
 
 def test_a_failing_workflow_fails_after_its_retries_and_a_replay_resumes_it(app: Stem) -> None:
-    from stem_pg.store.dead_letters import DeadLetterFilter, DeadLetterStore
+    from stem_pg.db.stores.dead_letters import DeadLetterFilter, DeadLetterStore
 
     stock: list[int] = []
     calls: list[str] = []
@@ -217,7 +217,7 @@ def test_bad_workflow_input_is_refused(app: Stem) -> None:
 
 async def test_ended_canvases_and_runs_are_pruned_after_their_retention(app: Stem, database_url: str) -> None:
     from stem_pg import group
-    from stem_pg.store.workflows import WorkflowStore
+    from stem_pg.db.stores.workflows import WorkflowStore
 
     @app.workflow(name="wf.done")
     async def done(ctx: WorkflowContext) -> None: ...

@@ -59,5 +59,5 @@ def test_commands_exist_in_the_cli() -> None:
         for token in rest:
             if token.startswith("--"):
                 assert token in known, f"{name}: unknown option {token}"
-        ctx = command.make_context("stem", [t.replace("$STEM_APP", "stem_pg.demo_app:app") for t in rest])
+        ctx = command.make_context("stem", [t.replace("$STEM_APP", "stem_pg.dev.demo_app:app") for t in rest])
         assert ctx.params is not None

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from stem_pg.config import DEFAULT_MAX_RETRIES, DEFAULT_PREFETCH_MULTIPLIER, StemConfig
+from stem_pg.config.settings import DEFAULT_MAX_RETRIES, DEFAULT_PREFETCH_MULTIPLIER, StemConfig
+from stem_pg.core.dsn import redact, validate_url
 from stem_pg.core.errors import ConfigError, NamespaceError
-from stem_pg.dsn import redact, validate_url
 
 BROKER = "postgresql://stem@db:5432/app"
 STORE_VARIABLES = {

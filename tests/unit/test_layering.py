@@ -51,4 +51,4 @@ def test_core_imports_nothing_heavy() -> None:
 
 
 def test_the_probe_sees_heavy_imports() -> None:
-    assert "psycopg" in heavy(modules_after_importing(["stem_pg.queries"]))
+    assert "psycopg" in heavy(modules_after_importing(["stem_pg.db.queries"]))

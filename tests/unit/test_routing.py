@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from stem_pg.config.routing_file import load_routing, load_routing_file
 from stem_pg.core.errors import RoutingConfigError
 from stem_pg.core.routing import (
     BroadcastDefinition,
@@ -22,7 +23,6 @@ from stem_pg.core.routing import (
     RoutingRegistry,
     RoutingSubscription,
 )
-from stem_pg.routing_file import load_routing, load_routing_file
 
 # The example from Stem's "Routing Configuration" page.
 EXAMPLE = """\

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from stem_pg.config.schedule_file import load_schedule_file, load_schedule_yaml, parse_spec_text
 from stem_pg.core.errors import ScheduleError
 from stem_pg.core.schedule_specs import CronSpec, IntervalSpec, SolarSpec
 from stem_pg.core.schedules import parse_entry
-from stem_pg.schedule_file import load_schedule_file, load_schedule_yaml, parse_spec_text
 
 GOOD = """\
 cleanup-temp-files:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from stem_pg.store.rows import ClaimedJob
+from stem_pg.db.stores.rows import ClaimedJob
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.slots import Slots
 

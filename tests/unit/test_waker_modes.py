@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from stem_pg import waker as waker_module
-from stem_pg.queries import Queries
-from stem_pg.waker import Announce, Waker
+from stem_pg.client import waker as waker_module
+from stem_pg.client.waker import Announce, Waker
+from stem_pg.db.queries import Queries
 
 
 def test_announce_mode_follows_the_process_enqueues(monkeypatch: pytest.MonkeyPatch) -> None:

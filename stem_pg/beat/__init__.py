@@ -1,0 +1,1 @@
+"""The beat process: turns due schedule entries into jobs."""

@@ -1,0 +1,1 @@
+"""What an application process uses: the Stem facade, its Backend, and the features it composes."""

@@ -1,0 +1,138 @@
+"""Job wake-ups sent by the application for its inserts, coalesced when they are many.
+
+The application's pool connections insert with ``stem.client_notifies`` on, so
+the insert trigger sends no NOTIFY (migration 0005): a NOTIFY holds a
+database-wide lock from its commit through the WAL flush, and every enqueue
+committing under it would make concurrent enqueues commit one at a time. So an
+enqueue announces itself in one of three ways (``enqueueing()`` picks):
+
+* alone in its process and after a quiet spell (``IDLE_GAP``), the inserting
+  statement sends the NOTIFY itself: one round trip, and the workers hear of
+  the job as the insert commits (the lowest latency);
+* alone but right after another enqueue of its process (a loop of enqueues),
+  it sends the NOTIFY on its connection right after its commit, in a short
+  transaction of its own that holds the lock only briefly;
+* while other enqueues of its process are under way, it hands its queues to
+  ``request()``: one background thread sends one NOTIFY per queue for every
+  commit that asked since its last one.
+
+A wake-up that cannot be sent is only latency lost: workers also poll.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+import psycopg
+
+from stem_pg.core.dsn import redact
+from stem_pg.db.queries import Queries
+
+log = logging.getLogger(__name__)
+
+#: An enqueue this long after the last one of its process ended may NOTIFY inside its own
+#: commit. Back-to-back enqueues from several processes would queue up for the notify
+#: lock through each other's WAL flushes (8 processes in a loop: -19 % enqueues/s).
+IDLE_GAP = 0.002
+
+
+class Announce(enum.Enum):
+    """How a pool enqueue wakes the workers (see the module docstring)."""
+
+    WITH_INSERT = "in the inserting statement"
+    AFTER_COMMIT = "on its connection after the commit"
+    BY_WAKER = "through the waker thread"
+
+
+class Waker:
+    """One sender thread and connection per process, started on the first request."""
+
+    def __init__(self, url: str, queries: Queries) -> None:
+        self.url = url
+        self.queries = queries
+        self._pending: set[str] = set()
+        self._busy = 0  # pool enqueues under way in this process
+        self._last_end = 0.0  # when the last one ended (time.monotonic)
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @contextlib.contextmanager
+    def enqueueing(self) -> Iterator[Announce]:
+        """Around a pool enqueue: how it should announce its jobs, from what else this
+        process is enqueueing (the module docstring tells the three ways)."""
+        with self._lock:
+            self._busy += 1
+            alone = self._busy == 1 and not self._pending
+            if alone and time.monotonic() - self._last_end >= IDLE_GAP:
+                how = Announce.WITH_INSERT
+            else:
+                how = Announce.AFTER_COMMIT if alone else Announce.BY_WAKER
+        try:
+            yield how
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._last_end = time.monotonic()
+
+    def request(self, queues: Iterable[str]) -> None:
+        """Wake the workers of ``queues`` soon (call it after the inserting commit)."""
+        queues = set(queues)
+        if not queues:
+            return
+        with self._lock:
+            self._pending |= queues
+            if self._thread is None or self._pid != os.getpid():  # first use, or a forked child
+                self._pid = os.getpid()
+                self._stopping = False
+                self._thread = threading.Thread(target=self._run, name="stem-waker", daemon=True)
+                self._thread.start()
+                atexit.register(self.close)  # a script that exits right after enqueueing still wakes
+        self._wanted.set()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is pending and stop the thread."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._stopping = True
+        self._wanted.set()
+        thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[tuple[object, ...]] | None = None
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            with self._lock:
+                queues, self._pending = sorted(self._pending), set()
+            if queues:
+                conn = self._send(conn, queues)
+            if self._stopping and not self._pending:
+                break
+        if conn is not None:
+            conn.close()
+
+    def _send(
+        self, conn: psycopg.Connection[tuple[object, ...]] | None, queues: list[str]
+    ) -> psycopg.Connection[tuple[object, ...]] | None:
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(self.url, autocommit=True, application_name="stem_pg:waker")
+            conn.execute(self.queries["job_wake"], {"channel": self.queries.channels.jobs, "queues": queues})
+            return conn
+        except psycopg.Error as exc:
+            log.warning("could not wake workers of %s (they will poll): %s", queues, redact(str(exc)))
+            if conn is not None:
+                conn.close()
+            return None

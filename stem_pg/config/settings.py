@@ -1,0 +1,123 @@
+"""StemConfig: the Stem environment variables, read and checked once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stem_pg.core.dsn import validate_url
+from stem_pg.core.errors import ConfigError
+from stem_pg.core.namespaces import DEFAULT_NAMESPACE, validate_namespace
+
+DEFAULT_PREFETCH_MULTIPLIER = 2
+DEFAULT_MAX_RETRIES = 3
+
+_STORE_URL_VARIABLES = {
+    "result_backend_url": "STEM_RESULT_BACKEND_URL",
+    "schedule_store_url": "STEM_SCHEDULE_STORE_URL",
+    "lock_store_url": "STEM_LOCK_STORE_URL",
+    "revoke_store_url": "STEM_REVOKE_STORE_URL",
+    "workflow_store_url": "STEM_WORKFLOW_STORE_URL",
+}
+
+
+@dataclass(frozen=True)
+class StemConfig:
+    """Everything stem_pg reads from the environment.
+
+    ``broker_url`` is None when no database is configured; the CLI then falls
+    back to the embedded server where that makes sense (``stem demo``).
+    """
+
+    broker_url: str | None = None
+    result_backend_url: str | None = None
+    schedule_store_url: str | None = None
+    lock_store_url: str | None = None
+    revoke_store_url: str | None = None
+    workflow_store_url: str | None = None
+    default_queue: str = "default"
+    routing_config: str | None = None
+    worker_queues: tuple[str, ...] = ()
+    worker_broadcasts: tuple[str, ...] = ()
+    prefetch_multiplier: int = DEFAULT_PREFETCH_MULTIPLIER
+    default_max_retries: int = DEFAULT_MAX_RETRIES
+    namespace: str = DEFAULT_NAMESPACE
+    worker_namespace: str = DEFAULT_NAMESPACE
+    workflow_namespace: str = DEFAULT_NAMESPACE
+    dashboard_namespace: str = DEFAULT_NAMESPACE
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> StemConfig:
+        """Read the STEM_* variables; raise ConfigError naming a bad variable and value."""
+        env = os.environ if env is None else env
+        broker = _url(env, "STEM_BROKER_URL")
+        stores = {attr: _url(env, var) or broker for attr, var in _STORE_URL_VARIABLES.items()}
+        namespace = _namespace(env, "STEM_NAMESPACE", DEFAULT_NAMESPACE)
+        return cls(
+            broker_url=broker,
+            **stores,
+            default_queue=_name(env, "STEM_DEFAULT_QUEUE", "default"),
+            routing_config=env.get("STEM_ROUTING_CONFIG") or None,
+            worker_queues=_names(env, "STEM_WORKER_QUEUES"),
+            worker_broadcasts=_names(env, "STEM_WORKER_BROADCASTS"),
+            prefetch_multiplier=_int(env, "STEM_PREFETCH_MULTIPLIER", DEFAULT_PREFETCH_MULTIPLIER, 1),
+            default_max_retries=_int(env, "STEM_DEFAULT_MAX_RETRIES", DEFAULT_MAX_RETRIES, 0),
+            namespace=namespace,
+            worker_namespace=_namespace(env, "STEM_WORKER_NAMESPACE", namespace),
+            workflow_namespace=_namespace(env, "STEM_WORKFLOW_NAMESPACE", namespace),
+            dashboard_namespace=_namespace(env, "STEM_DASHBOARD_NAMESPACE", namespace),
+        )
+
+    def require_broker_url(self) -> str:
+        """The broker URL, or a ConfigError telling the user how to set one."""
+        if self.broker_url is None:
+            raise ConfigError(
+                "STEM_BROKER_URL is not set: point it at your database,"
+                " e.g. postgresql://user@localhost:5432/app"
+            )
+        return self.broker_url
+
+
+def _url(env: Mapping[str, str], variable: str) -> str | None:
+    value = env.get(variable)
+    if value is None or value == "":
+        return None
+    return validate_url(value, source=variable)
+
+
+def _namespace(env: Mapping[str, str], variable: str, default: str) -> str:
+    value = env.get(variable)
+    if value is None or value == "":
+        return default
+    return validate_namespace(value, source=variable)
+
+
+def _name(env: Mapping[str, str], variable: str, default: str) -> str:
+    value = env.get(variable, "").strip()
+    if not value:
+        return default
+    if any(c.isspace() or c == "," for c in value):
+        raise ConfigError(f"{variable}: {value!r} is not a single queue name")
+    return value
+
+
+def _names(env: Mapping[str, str], variable: str) -> tuple[str, ...]:
+    raw = env.get(variable, "")
+    names = tuple(part.strip() for part in raw.split(","))
+    if raw.strip() and not all(names):
+        raise ConfigError(f"{variable}: {raw!r} has an empty entry; use a comma-separated list")
+    return tuple(n for n in names if n)
+
+
+def _int(env: Mapping[str, str], variable: str, default: int, minimum: int) -> int:
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}: {raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{variable}: {raw!r} must be at least {minimum}")
+    return value

@@ -1,0 +1,1 @@
+"""Database plumbing: connections, the reconnecting connection, LISTEN helpers, named queries, stores."""

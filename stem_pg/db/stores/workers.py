@@ -1,0 +1,60 @@
+"""The workers table: registration, heartbeats, listing."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import TupleRow, class_row
+
+from stem_pg.db.queries import Queries
+
+AsyncConn = psycopg.AsyncConnection[TupleRow]
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    stopped_at: datetime | None
+    status: str
+
+
+class WorkerStore:
+    def __init__(self, queries: Queries) -> None:
+        self.q = queries
+
+    async def register(
+        self, conn: AsyncConn, *, worker_id: str, queues: Sequence[str], concurrency: int
+    ) -> None:
+        await conn.execute(
+            self.q["worker_register"],
+            {
+                "id": worker_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": list(queues),
+                "concurrency": concurrency,
+            },
+        )
+
+    async def heartbeat(self, conn: AsyncConn, *, worker_id: str) -> None:
+        await conn.execute(self.q["worker_heartbeat"], {"id": worker_id})
+
+    async def stopped(self, conn: AsyncConn, *, worker_id: str) -> None:
+        await conn.execute(self.q["worker_stopped"], {"id": worker_id})
+
+    def list(self, conn: psycopg.Connection[TupleRow], *, stale_after: float) -> builtins.list[WorkerRow]:
+        with conn.cursor(row_factory=class_row(WorkerRow)) as cur:
+            cur.execute(self.q["worker_list"], {"stale_after": stale_after})
+            return cur.fetchall()

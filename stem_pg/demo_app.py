@@ -1,8 +1,0 @@
-"""The demo tasks as an importable app (``--app stem_pg.demo_app:app``), for compose and trials.
-
-The URL and namespace come from STEM_BROKER_URL and STEM_NAMESPACE.
-"""
-
-from stem_pg.demo import build_demo_app
-
-app = build_demo_app()

@@ -1,0 +1,1 @@
+"""Developer tools: the embedded Postgres server and the demo."""

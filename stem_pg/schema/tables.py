@@ -1,0 +1,259 @@
+"""The tables of one namespace as SQLAlchemy metadata: the code's expectation of the schema.
+
+This is what the code expects the migrations to have built; a test compares
+it with the migrated database (``alembic.autogenerate.compare_metadata``, plus a
+catalog comparison for what autogenerate ignores) so the two cannot drift apart
+silently. stem_pg never migrates from it: the DDL stays explicit SQL in
+``migrations/``, where a DBA reviews it. Views, the NOTIFY trigger and its
+function are not tables and are not described here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Sequence,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, UUID
+
+from stem_pg.core.namespaces import validate_namespace
+from stem_pg.core.states import LIVE_STATES, TERMINAL_STATES, DeadLetterReason, TaskState
+from stem_pg.schema.control_tables import _moment, add_control_tables
+from stem_pg.schema.workflow_tables import add_workflow_tables
+
+
+def metadata_for(namespace: str) -> MetaData:
+    """The tables of ``namespace`` (schema ``namespace``); raises NamespaceError on a bad name."""
+    metadata = MetaData(schema=validate_namespace(namespace))
+    _jobs(metadata)
+    _results(metadata)
+    _dead_letters(metadata)
+    _workers(metadata)
+    _schedules(metadata)
+    _schedule_fires(metadata)
+    _locks(metadata)
+    add_control_tables(metadata)
+    add_workflow_tables(metadata)
+    return metadata
+
+
+def _in(column: str, allowed: Iterable[StrEnum], members: Iterable[StrEnum]) -> str:
+    """``column IN (...)`` over ``members`` in the declaration order of ``allowed``.
+
+    Literal SQL (not ``column.in_()``) so the expression carries no bind
+    parameters; declaration order matches the migration's text.
+    """
+    chosen = set(members)
+    return f"{column} IN ({', '.join(repr(v.value) for v in allowed if v in chosen)})"
+
+
+def _jobs(metadata: MetaData) -> Table:
+    """Live jobs only (queued, running, retried); terminal ones move to ``results``."""
+    jobs = Table(
+        "jobs",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("seq", BigInteger, Identity(always=True), nullable=False),
+        Column("task", Text, nullable=False),
+        Column("queue", Text, nullable=False),
+        Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+        Column("state", Text, nullable=False, server_default=text("'queued'::text")),
+        Column("args", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("max_retries", Integer, nullable=False, server_default=text("3")),
+        Column("visibility_timeout", Integer, nullable=True),
+        Column("acks_late", Boolean, nullable=False, server_default=text("true")),
+        _moment("not_before", nullable=False, now=True),
+        _moment("expires_at"),
+        _moment("enqueued_at", nullable=False, now=True),
+        _moment("started_at"),
+        Column("lease_token", UUID(as_uuid=True), nullable=True),
+        _moment("lease_expires_at"),
+        Column("worker_id", Text, nullable=True),
+        Column("progress", JSONB, nullable=True),
+        Column("errors", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        # Unique tasks (migration 0002): the key is held while the job is live.
+        Column("unique_key", Text, nullable=True),
+        _moment("unique_until"),
+        CheckConstraint(_in("state", TaskState, LIVE_STATES), name="jobs_state_check"),
+        postgresql_with={
+            "fillfactor": "80",
+            "autovacuum_vacuum_scale_factor": "0.01",
+            "autovacuum_vacuum_threshold": "1000",
+            "autovacuum_analyze_scale_factor": "0.02",
+        },
+    )
+    # The claim index holds only claimable rows: highest priority first, FIFO inside a bucket.
+    Index(
+        "jobs_claim_idx",
+        jobs.c.queue,
+        jobs.c.priority.desc(),
+        jobs.c.seq,
+        postgresql_where=text(_in("state", TaskState, LIVE_STATES - {TaskState.RUNNING})),
+    )
+    Index("jobs_lease_idx", jobs.c.lease_expires_at, postgresql_where=text("state = 'running'"))
+    # The expiry sweep (job_cancel_expired) reads waiting jobs with an expiry, and only those.
+    Index(
+        "jobs_expires_idx",
+        jobs.c.expires_at,
+        postgresql_where=text(
+            _in("state", TaskState, LIVE_STATES - {TaskState.RUNNING}) + " AND expires_at IS NOT NULL"
+        ),
+    )
+    Index(
+        "jobs_unique_idx",
+        jobs.c.unique_key,
+        unique=True,
+        postgresql_where=text("unique_key IS NOT NULL"),
+    )
+    return jobs
+
+
+def _results(metadata: MetaData) -> Table:
+    """One row per finished task: its terminal state, result or error."""
+    results = Table(
+        "results",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("task", Text, nullable=False),
+        Column("queue", Text, nullable=False),
+        Column("priority", SmallInteger, nullable=False),
+        Column("state", Text, nullable=False),
+        Column("result", JSONB, nullable=True),
+        Column("error", Text, nullable=True),
+        Column("traceback", Text, nullable=True),
+        Column("attempts", Integer, nullable=False),
+        _moment("enqueued_at", nullable=False),
+        _moment("started_at"),
+        _moment("finished_at", nullable=False, now=True),
+        Column("worker_id", Text, nullable=True),
+        _moment("expires_at"),
+        CheckConstraint(_in("state", TaskState, TERMINAL_STATES), name="results_state_check"),
+        postgresql_with={"autovacuum_vacuum_scale_factor": "0.02"},
+    )
+    Index("results_finished_idx", results.c.finished_at)
+    Index("results_expires_idx", results.c.expires_at, postgresql_where=text("expires_at IS NOT NULL"))
+    return results
+
+
+def _dead_letters(metadata: MetaData) -> Table:
+    """Jobs that failed for good, kept with their arguments for inspection and replay."""
+    dead_letters = Table(
+        "dead_letters",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("task_id", Text, nullable=False),
+        Column("task", Text, nullable=False),
+        Column("queue", Text, nullable=False),
+        Column("priority", SmallInteger, nullable=False),
+        Column("args", JSONB, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("max_retries", Integer, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("error", Text, nullable=True),
+        Column("errors", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        Column("attempts", Integer, nullable=False),
+        _moment("enqueued_at", nullable=False),
+        _moment("dead_at", nullable=False, now=True),
+        _moment("replayed_at"),
+        CheckConstraint(_in("reason", DeadLetterReason, DeadLetterReason), name="dead_letters_reason_check"),
+    )
+    Index("dead_letters_queue_idx", dead_letters.c.queue, dead_letters.c.dead_at)
+    Index("dead_letters_task_id_idx", dead_letters.c.task_id)
+    return dead_letters
+
+
+def _workers(metadata: MetaData) -> Table:
+    """The worker heartbeat table behind ``stem worker status``."""
+    return Table(
+        "workers",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("host", Text, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("queues", ARRAY(Text), nullable=False),
+        Column("concurrency", Integer, nullable=False),
+        _moment("started_at", nullable=False, now=True),
+        _moment("last_heartbeat_at", nullable=False, now=True),
+        _moment("stopped_at"),
+    )
+
+
+def _schedules(metadata: MetaData) -> Table:
+    """Beat's schedule entries (migration 0002); ``version`` is the optimistic lock of edits."""
+    schedules = Table(
+        "schedules",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("task", Text, nullable=False),
+        Column("spec", JSONB, nullable=False),
+        Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("queue", Text, nullable=True),
+        Column("priority", SmallInteger, nullable=True),
+        Column("jitter", DOUBLE_PRECISION, nullable=False, server_default=text("0")),
+        Column("enabled", Boolean, nullable=False, server_default=text("true")),
+        _moment("expires_at"),
+        Column("misfire", Text, nullable=False, server_default=text("'run_once'::text")),
+        Column("misfire_grace", DOUBLE_PRECISION, nullable=False, server_default=text("60")),
+        Column("description", Text, nullable=True),
+        _moment("next_run_at"),
+        _moment("last_run_at"),
+        Column("total_runs", BigInteger, nullable=False, server_default=text("0")),
+        _moment("last_success_at"),
+        Column("last_error", Text, nullable=True),
+        _moment("last_error_at"),
+        Column("drift", DOUBLE_PRECISION, nullable=True),
+        Column("version", Integer, nullable=False, server_default=text("1")),
+        _moment("created_at", nullable=False, now=True),
+        _moment("updated_at", nullable=False, now=True),
+        CheckConstraint("misfire IN ('run_once', 'skip')", name="schedules_misfire_check"),
+    )
+    Index("schedules_due_idx", schedules.c.next_run_at, postgresql_where=text("enabled"))
+    return schedules
+
+
+def _schedule_fires(metadata: MetaData) -> Table:
+    """One row per (schedule, fire time): the unique key behind "fires at most once"."""
+    fires = Table(
+        "schedule_fires",
+        metadata,
+        Column("schedule", Text, nullable=False),
+        _moment("fire_time", nullable=False),
+        Column("task_id", Text, nullable=False),
+        _moment("fired_at", nullable=False, now=True),
+        Column("beat_id", Text, nullable=True),
+        Column("fence", BigInteger, nullable=True),
+        PrimaryKeyConstraint("schedule", "fire_time", name="schedule_fires_pkey"),
+    )
+    Index("schedule_fires_fired_idx", fires.c.fired_at)
+    return fires
+
+
+def _locks(metadata: MetaData) -> Table:
+    """The lock store: owner-checked, expiring leases with fencing tokens from ``lock_tokens``."""
+    Sequence("lock_tokens", metadata=metadata)
+    return Table(
+        "locks",
+        metadata,
+        Column("key", Text, primary_key=True),
+        Column("owner", Text, nullable=False),
+        Column("token", BigInteger, nullable=False),
+        _moment("acquired_at", nullable=False, now=True),
+        _moment("expires_at", nullable=False),
+    )
