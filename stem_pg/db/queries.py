@@ -54,6 +54,8 @@ def query_text(name: str) -> LiteralString:
 
 def _parse(text: str, file: str) -> list[NamedQuery]:
     starts = list(_BLOCK_START.finditer(text))
+    if not starts:  # plain DDL, such as schema.sql
+        return []
     queries = []
     for here, after in zip(starts, [*starts[1:], None], strict=True):
         body = text[here.end() : after.start() if after else len(text)].strip()

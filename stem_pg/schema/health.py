@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg import sql
-
 from stem_pg.db.connect import connection
-from stem_pg.db.queries import query_text
+from stem_pg.db.stores.catalog import CatalogStore
 
 
 @dataclass(frozen=True)
@@ -17,13 +15,15 @@ class HealthReport:
 
 
 def check_health(url: str) -> HealthReport:
-    """Connect, read the server version and the revision of every stem_pg namespace."""
+    """Connect, read the server version and the revision of every stem_pg namespace.
+
+    Raises DatabaseUnavailable when the database cannot be reached.
+    """
+    store = CatalogStore()
     with connection(url, role="health") as conn:
-        version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-        schemas = [row[0] for row in conn.execute(query_text("migrated_schemas"))]
+        version = store.server_version(conn).server_version
         namespaces: dict[str, str | None] = {}
-        for schema in schemas:
-            query = sql.SQL("SELECT version_num FROM {}.alembic_version").format(sql.Identifier(schema))
-            row = conn.execute(query).fetchone()
-            namespaces[schema] = row[0] if row else None
+        for found in store.migrated_schemas(conn):
+            revision = store.revision(conn, schema=found.schema)
+            namespaces[found.schema] = revision.revision if revision else None
     return HealthReport(version, namespaces)

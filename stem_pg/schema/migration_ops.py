@@ -1,7 +1,8 @@
 """Helpers the alembic scripts in ``migrations/`` share.
 
 Migrations are raw SQL with ``{ns}`` standing for the namespace schema, so the
-DDL stays explicit and reviewable (``stem migrate --sql`` prints it as is).
+DDL stays explicit and reviewable (``stem migrate --sql`` prints it as is). What
+they build, all migrations applied, is ``sql/schema.sql``; a test keeps the two equal.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ This is what the code expects the migrations to have built; a test compares
 it with the migrated database (``alembic.autogenerate.compare_metadata``, plus a
 catalog comparison for what autogenerate ignores) so the two cannot drift apart
 silently. stem_pg never migrates from it: the DDL stays explicit SQL in
-``migrations/``, where a DBA reviews it. Views, the NOTIFY trigger and its
-function are not tables and are not described here.
+``migrations/``, where a DBA reviews it. It serves Python code that queries with
+SQLAlchemy; views, functions and triggers are not described here, and
+``sql/schema.sql`` holds the current text of everything the migrations build.
 """
 
 from __future__ import annotations

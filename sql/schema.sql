@@ -1,0 +1,746 @@
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0006.
+--
+-- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
+-- SQL, so it stands for nothing else: generating this file checks that the dump held none.
+--
+-- Generated, not written: the pg_dump --schema-only (PostgreSQL 15) of a freshly
+-- migrated namespace, without owners, privileges, SET lines, pg_dump's comments and
+-- alembic's version table. stem_pg never runs this file: migrations build the schema,
+-- and tests/integration/test_schema_snapshot.py fails when they build something else.
+-- After changing a migration, regenerate it and review the diff:
+--
+--     STEM_SCHEMA_SNAPSHOT=update pytest tests/integration/test_schema_snapshot.py
+
+CREATE SCHEMA @NAMESPACE@;
+
+CREATE FUNCTION @NAMESPACE@.canvas_enqueue(canvas text, member_position integer, value jsonb) RETURNS void
+    LANGUAGE sql
+    AS $$
+    WITH member AS (
+        UPDATE @NAMESPACE@.canvas_members
+        SET enqueued_at = now()
+        WHERE canvas_id = canvas AND position = member_position AND enqueued_at IS NULL
+        RETURNING task_id, task, job, result_arg
+    )
+    INSERT INTO @NAMESPACE@.jobs (id, task, queue, priority, args, headers, max_retries, not_before,
+                           expires_at, visibility_timeout, acks_late)
+    SELECT task_id, task, job ->> 'queue', (job ->> 'priority')::smallint,
+           CASE WHEN result_arg IS NULL THEN job -> 'args'
+                ELSE (job -> 'args') || jsonb_build_object(result_arg, value) END,
+           job -> 'headers', (job ->> 'max_retries')::integer,
+           coalesce((job ->> 'eta')::timestamptz,
+                    now() + make_interval(secs => coalesce((job ->> 'countdown')::float8, 0))),
+           coalesce((job ->> 'expires_at')::timestamptz,
+                    now() + make_interval(secs => (job ->> 'expires_in')::float8)),
+           (job ->> 'visibility_timeout')::integer, coalesce((job ->> 'acks_late')::boolean, true)
+    FROM member
+    ON CONFLICT (id) DO NOTHING;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.canvas_member_done(ns text, finished_id text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    outcome record;
+    member record;
+    canvas record;
+    failure record;
+BEGIN
+    SELECT * INTO outcome FROM @NAMESPACE@.job_outcome(finished_id);
+    UPDATE @NAMESPACE@.canvas_members AS m
+    SET state = outcome.state, result = outcome.result, error = outcome.error, finished_at = now()
+    WHERE m.task_id = finished_id AND m.state = 'pending'
+    RETURNING m.canvas_id, m.position, m.task INTO member;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- The row lock taken here serialises racing members: exactly one sees pending = 0.
+    UPDATE @NAMESPACE@.canvases AS c
+    SET pending = c.pending - CASE WHEN member.position < c.size THEN 1 ELSE 0 END,
+        failed = c.failed + CASE WHEN outcome.state <> 'succeeded' THEN 1 ELSE 0 END
+    WHERE c.id = member.canvas_id
+    RETURNING c.* INTO canvas;
+
+    IF canvas.kind = 'chain' THEN
+        IF outcome.state <> 'succeeded' THEN
+            PERFORM @NAMESPACE@.canvas_stop(ns, canvas.id,
+                'chain stopped: link ' || member.position || ' (' || member.task || ') '
+                || outcome.state || ': ' || coalesce(outcome.error, 'no error recorded'));
+        ELSIF canvas.pending > 0 THEN
+            PERFORM @NAMESPACE@.canvas_enqueue(canvas.id, member.position + 1, outcome.result);
+        ELSE
+            UPDATE @NAMESPACE@.canvases SET state = 'succeeded', finished_at = now() WHERE id = canvas.id;
+        END IF;
+    ELSIF member.position = canvas.size THEN
+        UPDATE @NAMESPACE@.canvases
+        SET state = CASE WHEN outcome.state = 'succeeded' THEN 'succeeded' ELSE 'failed' END,
+            error = CASE WHEN outcome.state <> 'succeeded'
+                         THEN 'callback (' || member.task || ') ' || outcome.state || ': '
+                              || coalesce(outcome.error, 'no error recorded') END,
+            finished_at = now()
+        WHERE id = canvas.id;
+    ELSIF canvas.pending = 0 THEN
+        IF canvas.failed > 0 THEN
+            SELECT m.position, m.task, m.state, m.error INTO failure
+            FROM @NAMESPACE@.canvas_members AS m
+            WHERE m.canvas_id = canvas.id AND m.position < canvas.size AND m.state <> 'succeeded'
+            ORDER BY m.position
+            LIMIT 1;
+            PERFORM @NAMESPACE@.canvas_stop(ns, canvas.id,
+                canvas.kind || ' member ' || failure.position || ' (' || failure.task || ') '
+                || failure.state || ': ' || coalesce(failure.error, 'no error recorded'));
+        ELSIF canvas.kind = 'chord' THEN
+            PERFORM @NAMESPACE@.canvas_enqueue(canvas.id, canvas.size,
+                (SELECT coalesce(jsonb_agg(m.result ORDER BY m.position), '[]'::jsonb)
+                 FROM @NAMESPACE@.canvas_members AS m
+                 WHERE m.canvas_id = canvas.id AND m.position < canvas.size));
+        ELSE
+            UPDATE @NAMESPACE@.canvases SET state = 'succeeded', finished_at = now() WHERE id = canvas.id;
+        END IF;
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.canvas_stop(ns text, canvas text, reason text) RETURNS void
+    LANGUAGE sql
+    AS $$
+    UPDATE @NAMESPACE@.canvases SET state = 'failed', error = reason, finished_at = now()
+    WHERE id = canvas AND state = 'running';
+    WITH stopped AS (
+        UPDATE @NAMESPACE@.canvas_members
+        SET state = 'cancelled', error = reason, finished_at = now()
+        WHERE canvas_id = canvas AND state = 'pending' AND enqueued_at IS NULL
+        RETURNING task_id, task, job
+    ),
+    stored AS (
+        INSERT INTO @NAMESPACE@.results (id, task, queue, priority, state, error, attempts, enqueued_at,
+                                  finished_at, expires_at)
+        SELECT s.task_id, s.task, s.job ->> 'queue', (s.job ->> 'priority')::smallint, 'cancelled',
+               reason, 0, now(), now(), now() + make_interval(secs => c.result_ttl)
+        FROM stopped AS s, @NAMESPACE@.canvases AS c
+        WHERE c.id = canvas
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    )
+    SELECT pg_notify(ns || ':done', string_agg(id, ',')) FROM stored HAVING count(*) > 0;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.job_done() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF OLD.headers ? 'stem-canvas' THEN
+        PERFORM @NAMESPACE@.canvas_member_done(TG_TABLE_SCHEMA, OLD.id);
+    END IF;
+    IF OLD.headers ? 'stem-workflow' THEN
+        PERFORM @NAMESPACE@.wf_job_done(TG_TABLE_SCHEMA, OLD.headers ->> 'stem-workflow', OLD.id);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.job_outcome(finished_id text) RETURNS TABLE(state text, result jsonb, error text)
+    LANGUAGE sql
+    AS $$
+    SELECT coalesce(r.state, 'failed'), r.result,
+           CASE WHEN r.id IS NULL THEN 'finished without a result' ELSE r.error END
+    FROM (SELECT finished_id AS id) AS wanted
+    LEFT JOIN @NAMESPACE@.results AS r ON r.id = wanted.id;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.notify_jobs() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF current_setting('stem.client_notifies', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_notify(TG_TABLE_SCHEMA || ':jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM new_jobs WHERE not_before <= now()) AS q;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.notify_schedules() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || ':schedules', TG_OP);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.wf_job_done(ns text, run text, finished_id text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    outcome record;
+    ended record;
+BEGIN
+    SELECT * INTO outcome FROM @NAMESPACE@.job_outcome(finished_id);
+    UPDATE @NAMESPACE@.wf_runs AS r
+    SET status = CASE outcome.state WHEN 'succeeded' THEN 'completed'
+                                    WHEN 'failed' THEN 'failed' ELSE 'cancelled' END,
+        result = CASE WHEN outcome.state = 'succeeded' THEN outcome.result END,
+        error = CASE WHEN outcome.state <> 'succeeded' THEN outcome.error END,
+        waiting_for = NULL, wake_at = NULL, finished_at = now(), updated_at = now()
+    WHERE r.id = run AND r.job_id = finished_id AND r.status IN ('running', 'suspended')
+    RETURNING r.id, r.parent_run_id INTO ended;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    DELETE FROM @NAMESPACE@.wf_waiters WHERE run_id = ended.id;
+    PERFORM pg_notify(ns || ':done', ended.id);
+    IF ended.parent_run_id IS NOT NULL THEN
+        PERFORM @NAMESPACE@.wf_wake(ns, ARRAY[ended.parent_run_id]);
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.wf_wake(ns text, run_ids text[]) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    woken integer := 0;
+    queue_name text;
+BEGIN
+    FOR queue_name IN
+        WITH runs AS (
+            UPDATE @NAMESPACE@.wf_runs AS r
+            SET updated_at = now()
+            WHERE r.id = ANY(run_ids) AND r.status = 'suspended'
+            RETURNING r.*
+        ),
+        resumed AS (
+            INSERT INTO @NAMESPACE@.jobs AS j (id, task, queue, priority, args, headers, max_retries)
+            SELECT r.job_id, r.workflow, r.queue, r.priority, jsonb_build_object('run_id', r.id),
+                   jsonb_build_object('stem-workflow', r.id), r.max_retries
+            FROM runs AS r
+            ON CONFLICT (id) DO UPDATE SET not_before = now()
+            WHERE j.state IN ('queued', 'retried') AND j.not_before > now()
+            RETURNING j.queue
+        )
+        SELECT queue FROM resumed
+    LOOP
+        woken := woken + 1;
+        PERFORM pg_notify(ns || ':jobs', queue_name);
+    END LOOP;
+    RETURN woken;
+END;
+$$;
+
+CREATE TABLE @NAMESPACE@.broadcast_fanout (
+    message_id bigint NOT NULL,
+    subscriber text NOT NULL,
+    state text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    not_before timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    result jsonb,
+    error text,
+    CONSTRAINT broadcast_fanout_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'running'::text, 'delivered'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text])))
+)
+WITH (autovacuum_vacuum_scale_factor='0.02');
+
+CREATE TABLE @NAMESPACE@.broadcast_messages (
+    id bigint NOT NULL,
+    task_id text NOT NULL,
+    channel text NOT NULL,
+    task text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    delivery text DEFAULT 'at-least-once'::text NOT NULL,
+    durable boolean DEFAULT false NOT NULL,
+    max_retries integer DEFAULT 0 NOT NULL,
+    not_before timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone,
+    published_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT broadcast_messages_delivery_check CHECK ((delivery = ANY (ARRAY['at-least-once'::text, 'at-most-once'::text])))
+);
+
+CREATE VIEW @NAMESPACE@.broadcast_deliveries AS
+ SELECT m.id AS message_id,
+    m.task_id,
+    m.channel,
+    m.task,
+    m.delivery,
+    f.subscriber AS worker_id,
+    f.state,
+    f.attempts,
+    m.published_at,
+    f.started_at,
+    f.finished_at,
+    f.error,
+    f.result
+   FROM (@NAMESPACE@.broadcast_fanout f
+     JOIN @NAMESPACE@.broadcast_messages m ON ((m.id = f.message_id)));
+
+ALTER TABLE @NAMESPACE@.broadcast_messages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME @NAMESPACE@.broadcast_messages_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE @NAMESPACE@.broadcast_subscriptions (
+    channel text NOT NULL,
+    worker_id text NOT NULL,
+    subscribed_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE @NAMESPACE@.canvas_members (
+    canvas_id text NOT NULL,
+    "position" integer NOT NULL,
+    task_id text NOT NULL,
+    task text NOT NULL,
+    job jsonb,
+    result_arg text,
+    state text DEFAULT 'pending'::text NOT NULL,
+    result jsonb,
+    error text,
+    enqueued_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    CONSTRAINT canvas_members_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+CREATE TABLE @NAMESPACE@.canvases (
+    id text NOT NULL,
+    kind text NOT NULL,
+    size integer NOT NULL,
+    pending integer NOT NULL,
+    failed integer DEFAULT 0 NOT NULL,
+    state text DEFAULT 'running'::text NOT NULL,
+    error text,
+    result_ttl double precision DEFAULT 86400 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT canvases_kind_check CHECK ((kind = ANY (ARRAY['chain'::text, 'group'::text, 'chord'::text]))),
+    CONSTRAINT canvases_state_check CHECK ((state = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text])))
+);
+
+CREATE TABLE @NAMESPACE@.control_replies (
+    request_id text NOT NULL,
+    worker_id text NOT NULL,
+    payload jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE @NAMESPACE@.dead_letters (
+    id bigint NOT NULL,
+    task_id text NOT NULL,
+    task text NOT NULL,
+    queue text NOT NULL,
+    priority smallint NOT NULL,
+    args jsonb NOT NULL,
+    headers jsonb NOT NULL,
+    max_retries integer NOT NULL,
+    reason text NOT NULL,
+    error text,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    attempts integer NOT NULL,
+    enqueued_at timestamp with time zone NOT NULL,
+    dead_at timestamp with time zone DEFAULT now() NOT NULL,
+    replayed_at timestamp with time zone,
+    CONSTRAINT dead_letters_reason_check CHECK ((reason = ANY (ARRAY['max_retries_exceeded'::text, 'unregistered_task'::text, 'rejected'::text, 'lease_expired'::text])))
+);
+
+ALTER TABLE @NAMESPACE@.dead_letters ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME @NAMESPACE@.dead_letters_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE @NAMESPACE@.jobs (
+    id text NOT NULL,
+    seq bigint NOT NULL,
+    task text NOT NULL,
+    queue text NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
+    state text DEFAULT 'queued'::text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_retries integer DEFAULT 3 NOT NULL,
+    visibility_timeout integer,
+    acks_late boolean DEFAULT true NOT NULL,
+    not_before timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone,
+    enqueued_at timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
+    lease_token uuid,
+    lease_expires_at timestamp with time zone,
+    worker_id text,
+    progress jsonb,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    unique_key text,
+    unique_until timestamp with time zone,
+    CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'retried'::text])))
+)
+WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_threshold='1000', autovacuum_analyze_scale_factor='0.02');
+
+ALTER TABLE @NAMESPACE@.jobs ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME @NAMESPACE@.jobs_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE SEQUENCE @NAMESPACE@.lock_tokens
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+CREATE TABLE @NAMESPACE@.locks (
+    key text NOT NULL,
+    owner text NOT NULL,
+    token bigint NOT NULL,
+    acquired_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE @NAMESPACE@.paused_queues (
+    queue text NOT NULL,
+    paused_at timestamp with time zone DEFAULT now() NOT NULL,
+    paused_by text,
+    reason text
+);
+
+CREATE VIEW @NAMESPACE@.queue_depths AS
+ SELECT jobs.queue,
+    jobs.priority,
+    count(*) FILTER (WHERE ((jobs.state <> 'running'::text) AND (jobs.not_before <= now()))) AS ready,
+    count(*) FILTER (WHERE ((jobs.state <> 'running'::text) AND (jobs.not_before > now()))) AS scheduled,
+    count(*) FILTER (WHERE (jobs.state = 'running'::text)) AS running
+   FROM @NAMESPACE@.jobs
+  GROUP BY jobs.queue, jobs.priority;
+
+CREATE TABLE @NAMESPACE@.results (
+    id text NOT NULL,
+    task text NOT NULL,
+    queue text NOT NULL,
+    priority smallint NOT NULL,
+    state text NOT NULL,
+    result jsonb,
+    error text,
+    traceback text,
+    attempts integer NOT NULL,
+    enqueued_at timestamp with time zone NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone DEFAULT now() NOT NULL,
+    worker_id text,
+    expires_at timestamp with time zone,
+    CONSTRAINT results_state_check CHECK ((state = ANY (ARRAY['succeeded'::text, 'failed'::text, 'cancelled'::text])))
+)
+WITH (autovacuum_vacuum_scale_factor='0.02');
+
+CREATE TABLE @NAMESPACE@.revokes (
+    version bigint NOT NULL,
+    task_id text NOT NULL,
+    reason text,
+    terminate boolean DEFAULT false NOT NULL,
+    revoked_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+ALTER TABLE @NAMESPACE@.revokes ALTER COLUMN version ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME @NAMESPACE@.revokes_version_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE @NAMESPACE@.schedule_fires (
+    schedule text NOT NULL,
+    fire_time timestamp with time zone NOT NULL,
+    task_id text NOT NULL,
+    fired_at timestamp with time zone DEFAULT now() NOT NULL,
+    beat_id text,
+    fence bigint
+);
+
+CREATE TABLE @NAMESPACE@.schedules (
+    name text NOT NULL,
+    task text NOT NULL,
+    spec jsonb NOT NULL,
+    kwargs jsonb DEFAULT '{}'::jsonb NOT NULL,
+    queue text,
+    priority smallint,
+    jitter double precision DEFAULT 0 NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    expires_at timestamp with time zone,
+    misfire text DEFAULT 'run_once'::text NOT NULL,
+    misfire_grace double precision DEFAULT 60 NOT NULL,
+    description text,
+    next_run_at timestamp with time zone,
+    last_run_at timestamp with time zone,
+    total_runs bigint DEFAULT 0 NOT NULL,
+    last_success_at timestamp with time zone,
+    last_error text,
+    last_error_at timestamp with time zone,
+    drift double precision,
+    version integer DEFAULT 1 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schedules_misfire_check CHECK ((misfire = ANY (ARRAY['run_once'::text, 'skip'::text])))
+);
+
+CREATE VIEW @NAMESPACE@.task_states AS
+ SELECT jobs.id,
+    jobs.task,
+    jobs.queue,
+    jobs.priority,
+    jobs.state,
+    jobs.attempts,
+    jobs.enqueued_at,
+    jobs.started_at,
+    NULL::timestamp with time zone AS finished_at,
+    jobs.worker_id,
+    ((jobs.errors -> '-1'::integer) ->> 'error'::text) AS error,
+    jobs.not_before
+   FROM @NAMESPACE@.jobs
+UNION ALL
+ SELECT results.id,
+    results.task,
+    results.queue,
+    results.priority,
+    results.state,
+    results.attempts,
+    results.enqueued_at,
+    results.started_at,
+    results.finished_at,
+    results.worker_id,
+    results.error,
+    NULL::timestamp with time zone AS not_before
+   FROM @NAMESPACE@.results;
+
+CREATE TABLE @NAMESPACE@.wf_runs (
+    id text NOT NULL,
+    workflow text NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    status text DEFAULT 'running'::text NOT NULL,
+    queue text NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
+    max_retries integer DEFAULT 3 NOT NULL,
+    job_id text NOT NULL,
+    resumes integer DEFAULT 0 NOT NULL,
+    result jsonb,
+    error text,
+    parent_run_id text,
+    parent_step text,
+    waiting_for text,
+    wake_at timestamp with time zone,
+    suspended_at timestamp with time zone,
+    deadline_at timestamp with time zone,
+    max_suspended double precision,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT wf_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'suspended'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+CREATE TABLE @NAMESPACE@.wf_steps (
+    run_id text NOT NULL,
+    step text NOT NULL,
+    seq bigint NOT NULL,
+    kind text NOT NULL,
+    output jsonb,
+    error text,
+    job_id text,
+    attempt integer,
+    finished_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT wf_steps_kind_check CHECK ((kind = ANY (ARRAY['step'::text, 'sleep'::text, 'event'::text, 'child'::text])))
+);
+
+ALTER TABLE @NAMESPACE@.wf_steps ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME @NAMESPACE@.wf_steps_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE @NAMESPACE@.wf_waiters (
+    run_id text NOT NULL,
+    step text NOT NULL,
+    topic text NOT NULL,
+    deadline_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE @NAMESPACE@.workers (
+    id text NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    queues text[] NOT NULL,
+    concurrency integer NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
+    stopped_at timestamp with time zone
+);
+
+CREATE VIEW @NAMESPACE@.workflow_runs AS
+ SELECT r.id,
+    r.workflow,
+    r.status,
+    r.params,
+    r.result,
+    r.error,
+    r.parent_run_id,
+    r.parent_step,
+    r.waiting_for,
+    r.wake_at,
+    r.job_id,
+    r.resumes,
+    ( SELECT count(*) AS count
+           FROM @NAMESPACE@.wf_steps s
+          WHERE (s.run_id = r.id)) AS steps_done,
+    r.created_at,
+    r.updated_at,
+    r.finished_at
+   FROM @NAMESPACE@.wf_runs r;
+
+CREATE VIEW @NAMESPACE@.workflow_steps AS
+ SELECT wf_steps.run_id,
+    wf_steps.step,
+    wf_steps.kind,
+    wf_steps.seq,
+    wf_steps.output,
+    wf_steps.error,
+    wf_steps.job_id,
+    wf_steps.attempt,
+    wf_steps.finished_at
+   FROM @NAMESPACE@.wf_steps;
+
+ALTER TABLE ONLY @NAMESPACE@.broadcast_fanout
+    ADD CONSTRAINT broadcast_fanout_pkey PRIMARY KEY (message_id, subscriber);
+
+ALTER TABLE ONLY @NAMESPACE@.broadcast_messages
+    ADD CONSTRAINT broadcast_messages_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY @NAMESPACE@.broadcast_subscriptions
+    ADD CONSTRAINT broadcast_subscriptions_pkey PRIMARY KEY (channel, worker_id);
+
+ALTER TABLE ONLY @NAMESPACE@.canvas_members
+    ADD CONSTRAINT canvas_members_pkey PRIMARY KEY (canvas_id, "position");
+
+ALTER TABLE ONLY @NAMESPACE@.canvases
+    ADD CONSTRAINT canvases_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY @NAMESPACE@.control_replies
+    ADD CONSTRAINT control_replies_pkey PRIMARY KEY (request_id, worker_id);
+
+ALTER TABLE ONLY @NAMESPACE@.dead_letters
+    ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY @NAMESPACE@.jobs
+    ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY @NAMESPACE@.locks
+    ADD CONSTRAINT locks_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY @NAMESPACE@.paused_queues
+    ADD CONSTRAINT paused_queues_pkey PRIMARY KEY (queue);
+
+ALTER TABLE ONLY @NAMESPACE@.results
+    ADD CONSTRAINT results_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY @NAMESPACE@.revokes
+    ADD CONSTRAINT revokes_pkey PRIMARY KEY (version);
+
+ALTER TABLE ONLY @NAMESPACE@.schedule_fires
+    ADD CONSTRAINT schedule_fires_pkey PRIMARY KEY (schedule, fire_time);
+
+ALTER TABLE ONLY @NAMESPACE@.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY @NAMESPACE@.wf_runs
+    ADD CONSTRAINT wf_runs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY @NAMESPACE@.wf_steps
+    ADD CONSTRAINT wf_steps_pkey PRIMARY KEY (run_id, step);
+
+ALTER TABLE ONLY @NAMESPACE@.wf_waiters
+    ADD CONSTRAINT wf_waiters_pkey PRIMARY KEY (run_id, step);
+
+ALTER TABLE ONLY @NAMESPACE@.workers
+    ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
+
+CREATE INDEX broadcast_fanout_claim_idx ON @NAMESPACE@.broadcast_fanout USING btree (subscriber, message_id) WHERE (state = 'pending'::text);
+
+CREATE INDEX broadcast_fanout_subscriber_idx ON @NAMESPACE@.broadcast_fanout USING btree (subscriber, state);
+
+CREATE INDEX broadcast_messages_channel_idx ON @NAMESPACE@.broadcast_messages USING btree (channel, id);
+
+CREATE UNIQUE INDEX broadcast_messages_task_id_idx ON @NAMESPACE@.broadcast_messages USING btree (task_id);
+
+CREATE INDEX broadcast_subscriptions_worker_idx ON @NAMESPACE@.broadcast_subscriptions USING btree (worker_id);
+
+CREATE UNIQUE INDEX canvas_members_task_id_idx ON @NAMESPACE@.canvas_members USING btree (task_id);
+
+CREATE INDEX canvases_created_idx ON @NAMESPACE@.canvases USING btree (created_at);
+
+CREATE INDEX control_replies_created_idx ON @NAMESPACE@.control_replies USING btree (created_at);
+
+CREATE INDEX dead_letters_queue_idx ON @NAMESPACE@.dead_letters USING btree (queue, dead_at);
+
+CREATE INDEX dead_letters_task_id_idx ON @NAMESPACE@.dead_letters USING btree (task_id);
+
+CREATE INDEX jobs_claim_idx ON @NAMESPACE@.jobs USING btree (queue, priority DESC, seq) WHERE (state = ANY (ARRAY['queued'::text, 'retried'::text]));
+
+CREATE INDEX jobs_expires_idx ON @NAMESPACE@.jobs USING btree (expires_at) WHERE ((state = ANY (ARRAY['queued'::text, 'retried'::text])) AND (expires_at IS NOT NULL));
+
+CREATE INDEX jobs_lease_idx ON @NAMESPACE@.jobs USING btree (lease_expires_at) WHERE (state = 'running'::text);
+
+CREATE UNIQUE INDEX jobs_unique_idx ON @NAMESPACE@.jobs USING btree (unique_key) WHERE (unique_key IS NOT NULL);
+
+CREATE INDEX results_expires_idx ON @NAMESPACE@.results USING btree (expires_at) WHERE (expires_at IS NOT NULL);
+
+CREATE INDEX results_finished_idx ON @NAMESPACE@.results USING btree (finished_at);
+
+CREATE INDEX revokes_expires_idx ON @NAMESPACE@.revokes USING btree (expires_at);
+
+CREATE INDEX revokes_task_id_idx ON @NAMESPACE@.revokes USING btree (task_id);
+
+CREATE INDEX schedule_fires_fired_idx ON @NAMESPACE@.schedule_fires USING btree (fired_at);
+
+CREATE INDEX schedules_due_idx ON @NAMESPACE@.schedules USING btree (next_run_at) WHERE enabled;
+
+CREATE INDEX wf_runs_parent_idx ON @NAMESPACE@.wf_runs USING btree (parent_run_id) WHERE (parent_run_id IS NOT NULL);
+
+CREATE INDEX wf_runs_status_idx ON @NAMESPACE@.wf_runs USING btree (status, created_at);
+
+CREATE INDEX wf_waiters_topic_idx ON @NAMESPACE@.wf_waiters USING btree (topic);
+
+CREATE TRIGGER jobs_done AFTER DELETE ON @NAMESPACE@.jobs FOR EACH ROW WHEN ((old.headers ?| ARRAY['stem-canvas'::text, 'stem-workflow'::text])) EXECUTE FUNCTION @NAMESPACE@.job_done();
+
+CREATE TRIGGER jobs_notify AFTER INSERT ON @NAMESPACE@.jobs REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION @NAMESPACE@.notify_jobs();
+
+CREATE TRIGGER schedules_notify AFTER INSERT OR DELETE OR UPDATE OF task, spec, kwargs, queue, priority, jitter, enabled, expires_at, misfire, misfire_grace, version ON @NAMESPACE@.schedules FOR EACH STATEMENT EXECUTE FUNCTION @NAMESPACE@.notify_schedules();
+
+ALTER TABLE ONLY @NAMESPACE@.broadcast_fanout
+    ADD CONSTRAINT broadcast_fanout_message_id_fkey FOREIGN KEY (message_id) REFERENCES @NAMESPACE@.broadcast_messages(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY @NAMESPACE@.canvas_members
+    ADD CONSTRAINT canvas_members_canvas_id_fkey FOREIGN KEY (canvas_id) REFERENCES @NAMESPACE@.canvases(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY @NAMESPACE@.wf_runs
+    ADD CONSTRAINT wf_runs_parent_run_id_fkey FOREIGN KEY (parent_run_id) REFERENCES @NAMESPACE@.wf_runs(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY @NAMESPACE@.wf_steps
+    ADD CONSTRAINT wf_steps_run_id_fkey FOREIGN KEY (run_id) REFERENCES @NAMESPACE@.wf_runs(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY @NAMESPACE@.wf_waiters
+    ADD CONSTRAINT wf_waiters_run_id_fkey FOREIGN KEY (run_id) REFERENCES @NAMESPACE@.wf_runs(id) ON DELETE CASCADE;
