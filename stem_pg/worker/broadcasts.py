@@ -9,41 +9,80 @@ starts again; at-most-once rows were marked ``delivered`` before they ran.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn
 from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore, ClaimedBroadcast
-from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
+from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, RetryLater
 from stem_pg.worker.context import Inflight
-
-if TYPE_CHECKING:
-    from stem_pg.worker.worker import Worker
+from stem_pg.worker.outcomes import count_as
+from stem_pg.worker.slots import Run
+from stem_pg.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
 
 
-class BroadcastConsumer:
-    """Runs the broadcast messages fanned out to one worker."""
+class BroadcastAcks:
+    """The fan-out row updates waiting for the next flush (the flusher writes them)."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.channels = frozenset(worker.settings.broadcasts)
-        self.store = BroadcastStore(worker.app.queries)
-        self.acks: list[BroadcastAck] = []
+    def __init__(self, store: BroadcastStore, *, worker_id: str) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.pending: list[BroadcastAck] = []
+
+    def add(self, message_id: int, outcome: Outcome) -> None:
+        self.pending.append(to_ack(message_id, outcome))
+
+    async def flush(self, conn: AsyncConn) -> None:
+        """Write the buffered acks; on a lost connection they wait for the next flush."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        try:
+            await self.store.ack(conn, worker_id=self.worker_id, acks=batch)
+        except CONNECTION_ERRORS:
+            self.pending[:0] = batch
+            raise
+
+
+class BroadcastConsumer:
+    """Runs the broadcast messages fanned out to one worker.
+
+    It claims into the worker's slots (``submit``), runs each message with the
+    job executor (``run``), and records its ack for the flusher (``recorded`` asks
+    for a flush).
+    """
+
+    def __init__(
+        self,
+        store: BroadcastStore,
+        state: WorkerState,
+        acks: BroadcastAcks,
+        *,
+        submit: Callable[[Inflight, Run], None],
+        run: Callable[[Inflight, str], Awaitable[Outcome]],
+        recorded: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.acks = acks
+        self.submit = submit
+        self.run = run
+        self.recorded = recorded
+        self.channels = frozenset(state.settings.broadcasts)
 
     async def start(self, conn: AsyncConn) -> None:
         """Subscribe (exactly to this worker's channels) and take back what an earlier
         run of this worker id left unacked."""
-        joined = await self.store.subscribe(conn, worker_id=self.worker.id, channels=sorted(self.channels))
-        recovered = await self.store.recover(conn, worker_id=self.worker.id)
+        worker_id = self.state.id
+        joined = await self.store.subscribe(conn, worker_id=worker_id, channels=sorted(self.channels))
+        recovered = await self.store.recover(conn, worker_id=worker_id)
         if recovered or joined.replayed:
             log.warning(
                 "worker %s: %d broadcast messages left unacked by an earlier run; %d replayed",
-                self.worker.id,
+                worker_id,
                 len(recovered),
                 joined.replayed,
             )
@@ -52,45 +91,19 @@ class BroadcastConsumer:
         """Claim and start up to ``free`` messages; returns how many."""
         if not self.channels or free <= 0:
             return 0
-        claimed = await self.store.claim(conn, worker_id=self.worker.id, limit=free)
+        claimed = await self.store.claim(conn, worker_id=self.state.id, limit=free)
         for message in claimed:
-            entry = Inflight(_as_job(message), "", self.worker.settings.lease_seconds)
-            self.worker.broadcast_inflight[message.message_id] = entry
-            self.worker.slots.submit(entry, functools.partial(self._run, message.message_id))
+            entry = Inflight(_as_job(message), "", self.state.settings.lease_seconds)
+            self.state.broadcast_inflight[message.message_id] = entry
+            self.submit(entry, functools.partial(self._run, message.message_id))
         return len(claimed)
 
     async def _run(self, message_id: int, entry: Inflight) -> None:
-        worker = self.worker
-        outcome: Outcome
-        try:
-            if worker.stopping:
-                outcome = Release(entry.job.id, "")
-            else:
-                entry.started, entry.started_at = True, time.monotonic()
-                outcome = await worker.executor.run(entry)
-        except Exception as exc:
-            log.exception("worker %s: internal error running broadcast %s", worker.id, message_id)
-            outcome = RetryLater(entry.job.id, "", 1.0, f"internal worker error: {exc!r}")
-        except asyncio.CancelledError:
-            stopped = f"worker {worker.id} stopped while the message was running"
-            outcome = (
-                RetryLater(entry.job.id, "", 0.0, stopped) if entry.started else Release(entry.job.id, "")
-            )
-        worker.broadcast_inflight.pop(message_id, None)
-        worker.counts[_count_as(outcome)] += 1
-        self.acks.append(to_ack(message_id, outcome))
-        worker.flush_soon()
-
-    async def flush(self, conn: AsyncConn) -> None:
-        """Write the buffered acks; on a lost connection they wait for the next flush."""
-        batch, self.acks = self.acks, []
-        if not batch:
-            return
-        try:
-            await self.store.ack(conn, worker_id=self.worker.id, acks=batch)
-        except CONNECTION_ERRORS:
-            self.acks[:0] = batch
-            raise
+        outcome = await self.run(entry, "message")
+        self.state.broadcast_inflight.pop(message_id, None)
+        self.state.counts[count_as(outcome)] += 1
+        self.acks.add(message_id, outcome)
+        self.recorded()
 
     async def maintain(self, conn: AsyncConn) -> None:
         """Forget gone subscribers, prune fully delivered messages (any worker may run it)."""
@@ -105,12 +118,6 @@ def to_ack(message_id: int, outcome: Outcome) -> BroadcastAck:
     if isinstance(outcome, RetryLater):
         return BroadcastAck(message_id, "pending", error=outcome.error, delay=outcome.delay)
     return BroadcastAck(message_id, "pending", released=True)
-
-
-def _count_as(outcome: Outcome) -> str:
-    if isinstance(outcome, Finish):
-        return outcome.state
-    return "retried" if isinstance(outcome, RetryLater) else "released"
 
 
 def _as_job(message: ClaimedBroadcast) -> ClaimedJob:

@@ -17,16 +17,15 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stem_pg.core.control import SHUTDOWN_MODES, Command, ControlError, Reply
+from stem_pg.core.control import SHUTDOWN_MODES, Command, ControlError, Reply, ShutdownMode
+from stem_pg.core.tasks import TaskRegistry
 from stem_pg.db.managed import AsyncConn
 from stem_pg.db.stores.control import ControlStore
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.revokes import RevokeSet, describe
-
-if TYPE_CHECKING:
-    from stem_pg.worker.worker import Worker
+from stem_pg.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +33,28 @@ _RESYNC = None  # queued instead of a command: "read revokes and paused queues n
 
 
 class WorkerControl:
-    """Answers control commands and applies revokes and pauses for one worker."""
+    """Answers control commands and applies revokes and pauses for one worker.
+
+    It reads the worker's ``state`` (what it holds and counted), the ``registry``
+    (what it can run) and stops the worker through ``request_stop``.
+    """
 
     def __init__(
-        self, worker: Worker, *, interval: float, clock: Callable[[], float] = time.monotonic
+        self,
+        store: ControlStore,
+        state: WorkerState,
+        registry: TaskRegistry,
+        *,
+        namespace: str,
+        request_stop: Callable[[ShutdownMode], None],
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.worker = worker
-        self.store = ControlStore(worker.app.queries)
+        self.store = store
+        self.state = state
+        self.registry = registry
+        self.namespace = namespace
+        self.request_stop = request_stop
         self.revokes = RevokeSet()
         self.paused: frozenset[str] = frozenset()
         self.interval = interval
@@ -55,9 +69,9 @@ class WorkerControl:
         try:
             command = Command.decode(payload)
         except ControlError as exc:
-            log.warning("worker %s: ignoring control message: %s", self.worker.id, exc)
+            log.warning("worker %s: ignoring control message: %s", self.state.id, exc)
             return
-        if command.addressed_to(self.worker.id):
+        if command.addressed_to(self.state.id):
             self._inbox.put_nowait(command)
 
     def request_sync(self) -> None:
@@ -95,29 +109,29 @@ class WorkerControl:
     def terminate(self, task_id: str, reason: str) -> bool:
         """Stop a job this worker holds: async handlers are cancelled now, sync ones stop
         at their next checkpoint, unstarted ones never start. False if not held."""
-        entry = self.worker.inflight.get(task_id)
+        entry = self.state.inflight.get(task_id)
         if entry is None or entry.revoked is not None:
             return False
         entry.revoked = reason
-        log.warning("worker %s: terminating task %s (%s)", self.worker.id, task_id, reason)
+        log.warning("worker %s: terminating task %s (%s)", self.state.id, task_id, reason)
         if entry.task is not None and self._is_async(entry):  # running now
             entry.task.cancel()
         return True
 
     def _is_async(self, entry: Inflight) -> bool:
-        definition = self.worker.app.registry.get(entry.job.task)
+        definition = self.registry.get(entry.job.task)
         return definition is not None and definition.is_async
 
     async def handle(self, conn: AsyncConn, command: Command) -> None:
         """Run one command and send its reply (if the sender asked for one)."""
         try:
-            reply = Reply(command.id, self.worker.id, data=await self._dispatch(conn, command))
+            reply = Reply(command.id, self.state.id, data=await self._dispatch(conn, command))
         except Exception as exc:  # a bad command must not stop the control loop
-            log.warning("worker %s: control command %s failed: %s", self.worker.id, command.command, exc)
-            reply = Reply(command.id, self.worker.id, ok=False, error=f"{type(exc).__name__}: {exc}")
+            log.warning("worker %s: control command %s failed: %s", self.state.id, command.command, exc)
+            reply = Reply(command.id, self.state.id, ok=False, error=f"{type(exc).__name__}: {exc}")
         await self.send(conn, command, reply)
         if command.command == "shutdown" and reply.ok:
-            self.worker.request_stop(command.args.get("mode", "warm"))
+            self.request_stop(command.args.get("mode", "warm"))
 
     async def send(self, conn: AsyncConn, command: Command, reply: Reply) -> None:
         if command.reply is None:
@@ -150,33 +164,33 @@ class WorkerControl:
         terminated = await self.sync(conn)
         if name == "revoke":
             asked = [str(i) for i in command.args.get("ids", [])]
-            held = [i for i in asked if i in self.worker.inflight]
+            held = [i for i in asked if i in self.state.inflight]
             return {"terminated": terminated, "held": held}
         queue = str(command.args.get("queue", ""))
         return {
             "queue": queue,
             "paused": sorted(self.paused),
-            "consumes": queue in self.worker.settings.queues,
+            "consumes": queue in self.state.settings.queues,
         }
 
     # -- what stats and inspect report -----------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        worker, settings = self.worker, self.worker.settings
-        counts = worker.counts
-        active = [e for e in worker.inflight.values() if e.started]
+        state, settings = self.state, self.state.settings
+        counts = state.counts
+        active = [e for e in state.inflight.values() if e.started]
         return {
-            "worker": worker.id,
+            "worker": state.id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "namespace": worker.app.namespace,
-            "uptime": round(time.monotonic() - worker.started_monotonic, 3),
+            "namespace": self.namespace,
+            "uptime": round(time.monotonic() - state.started_monotonic, 3),
             "concurrency": settings.concurrency,
             "prefetch_multiplier": settings.prefetch_multiplier,
             "prefetch_limit": settings.capacity,
-            "inflight": len(worker.inflight) + len(worker.broadcast_inflight),
-            "active": len(active) + len(worker.broadcast_inflight),
-            "reserved": len(worker.inflight) - len(active),
+            "inflight": len(state.inflight) + len(state.broadcast_inflight),
+            "active": len(active) + len(state.broadcast_inflight),
+            "reserved": len(state.inflight) - len(active),
             "processed": sum(counts[k] for k in ("succeeded", "failed", "cancelled")),
             "succeeded": counts["succeeded"],
             "failed": counts["failed"],
@@ -185,20 +199,20 @@ class WorkerControl:
             "queues": list(settings.queues),
             "paused": sorted(self.paused & set(settings.queues)),
             "broadcasts": list(settings.broadcasts),
-            "last_heartbeat": _iso(worker.last_heartbeat_at),
+            "last_heartbeat": _iso(state.last_heartbeat_at),
         }
 
     def inspect(self) -> dict[str, Any]:
-        worker = self.worker
+        state = self.state
         now = time.monotonic()
         return {
-            "worker": worker.id,
-            "active": [_describe(e, now) for e in worker.inflight.values() if e.started],
-            "reserved": [_describe(e, None) for e in worker.inflight.values() if not e.started],
-            "broadcasts": [_describe(e, now) for e in worker.broadcast_inflight.values()],
-            "registered": [d.name for d in worker.app.registry],
+            "worker": state.id,
+            "active": [_describe(e, now) for e in state.inflight.values() if e.started],
+            "reserved": [_describe(e, None) for e in state.inflight.values() if not e.started],
+            "broadcasts": [_describe(e, now) for e in state.broadcast_inflight.values()],
+            "registered": [d.name for d in self.registry],
             "revoked": self.revokes.ids(),
-            "queues": list(worker.settings.queues),
+            "queues": list(state.settings.queues),
             "paused": sorted(self.paused),
         }
 

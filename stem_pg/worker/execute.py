@@ -1,12 +1,13 @@
-"""Running one handler and turning what happened into an outcome to flush."""
+"""Running one handler, for a job or a broadcast message, and turning what happened into an
+outcome to flush."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import functools
+import logging
 import time
-import traceback as tb
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -15,10 +16,14 @@ from typing import Any
 from stem_pg.core.envelope import encode_json
 from stem_pg.core.errors import TaskError
 from stem_pg.core.states import DeadLetterReason, TaskState
-from stem_pg.core.tasks import Reject, Retry, TaskDefinition, TaskRegistry
+from stem_pg.core.tasks import TaskDefinition, TaskRegistry
 from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
-from stem_pg.db.stores.rows import Finish, Outcome, RetryLater
+from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
 from stem_pg.worker.context import Inflight, TaskContext
+from stem_pg.worker.outcomes import dead_letter, outcome_of
+from stem_pg.worker.state import WorkerState
+
+log = logging.getLogger(__name__)
 
 ADVANCING_HEADERS = frozenset({CANVAS_HEADER, WORKFLOW_HEADER})
 
@@ -33,56 +38,64 @@ class Executor:
     def __init__(
         self,
         registry: TaskRegistry,
+        state: WorkerState,
         *,
-        worker_id: str,
         threads: int,
         wake_leases: Callable[[], None],
         revoked: Callable[[str], str | None] = lambda task_id: None,
     ) -> None:
+        #: Task name -> handler: what the worker runs is looked up here, in ``run``.
         self.registry = registry
-        self.worker_id = worker_id
+        self.state = state
+        self.worker_id = state.id
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stem-task")
         self.wake_leases = wake_leases
         self.revoked = revoked
         #: Sync handlers still running in threads (also those the worker stopped waiting for).
         self.running_threads = 0
 
-    async def run(self, entry: Inflight) -> Outcome:
-        """Run the job of ``entry`` once; never raises except CancelledError."""
+    async def run(self, entry: Inflight, what: str = "task") -> Outcome:
+        """Run the job of ``entry`` once (unless the worker is stopping) and say how it
+        ended; never raises. ``what`` names it in errors: "task", or "message" for a broadcast."""
         job = entry.job
-        revoked = entry.revoked or self.revoked(job.id)
-        if revoked is not None:  # a revoke the claim could not see: rescued job, offline worker
-            return Finish(job.id, entry.token, TaskState.CANCELLED, error=revoked)
-        definition = self.registry.get(job.task)
-        if definition is None:
-            return _dead(
-                entry,
-                f"task {job.task!r} is not registered on worker {self.worker_id}",
-                DeadLetterReason.UNREGISTERED_TASK,
-            )
-        if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
-            return Finish(job.id, entry.token, TaskState.CANCELLED, error="expired before it started")
+        definition: TaskDefinition | None = None
         try:
-            value = await self._call(definition, entry)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if entry.revoked is not None:
+            if self.state.stopping:  # claimed, but no runner had started it: hand it back
+                return Release(job.id, entry.token)
+            entry.started = True
+            entry.started_at = time.monotonic()
+            revoked = entry.revoked or self.revoked(job.id)
+            if revoked is not None:  # a revoke the claim could not see: rescued job, offline worker
+                return Finish(job.id, entry.token, TaskState.CANCELLED, error=revoked)
+            definition = self.registry.get(job.task)
+            if definition is None:
+                return self._unregistered(entry)
+            if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
+                return Finish(job.id, entry.token, TaskState.CANCELLED, error="expired before it started")
+            try:
+                value = await self._call(definition, entry)
+            except Exception as exc:  # the handler's own failure
+                return outcome_of(entry, exc, definition, worker_id=self.worker_id, what=what)
+            if entry.revoked is not None:  # revoked with terminate, but it ran to its end first
                 return Finish(job.id, entry.token, TaskState.CANCELLED, error=entry.revoked)
-            return failure(entry, definition, exc)
-        if entry.revoked is not None:  # revoked with terminate, but it ran to its end first
-            return Finish(job.id, entry.token, TaskState.CANCELLED, error=entry.revoked)
-        try:
-            result = encode_json(value, what=f"{job.task}: return value")
-        except TaskError as exc:
-            return _dead(entry, str(exc), DeadLetterReason.REJECTED)
-        return Finish(
-            job.id,
-            entry.token,
-            TaskState.SUCCEEDED,
-            result=result,
+            try:
+                result = encode_json(value, what=f"{job.task}: return value")
+            except TaskError as exc:
+                return dead_letter(entry, str(exc), DeadLetterReason.REJECTED)
             # Canvas and workflow jobs always keep theirs: the jobs_done trigger reads it.
-            keep=not definition.options.ignore_result or not ADVANCING_HEADERS.isdisjoint(job.headers or ()),
+            keep = not definition.options.ignore_result or not ADVANCING_HEADERS.isdisjoint(job.headers or ())
+            return Finish(job.id, entry.token, TaskState.SUCCEEDED, result=result, keep=keep)
+        except asyncio.CancelledError as exc:  # terminated, lease lost, or the worker stopping
+            return outcome_of(entry, exc, definition, worker_id=self.worker_id, what=what)
+        except Exception as exc:  # a bug in stem_pg, not in the handler: retry, never leak the slot
+            log.exception("worker %s: internal error running %s %s", self.worker_id, what, job.id)
+            return RetryLater(job.id, entry.token, 1.0, f"internal worker error: {exc!r}")
+
+    def _unregistered(self, entry: Inflight) -> Outcome:
+        return dead_letter(
+            entry,
+            f"task {entry.job.task!r} is not registered on worker {self.worker_id}",
+            DeadLetterReason.UNREGISTERED_TASK,
         )
 
     async def _call(self, definition: TaskDefinition, entry: Inflight) -> Any:
@@ -120,38 +133,6 @@ class Executor:
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def failure(entry: Inflight, definition: TaskDefinition | None, exc: BaseException) -> Outcome:
-    """Retry the job if its policy allows, else fail it into the dead letters."""
-    job = entry.job
-    cause = exc.exc if isinstance(exc, Retry) and exc.exc is not None else exc
-    error = f"{type(cause).__name__}: {cause}"
-    if isinstance(exc, Reject):
-        return _dead(entry, error, DeadLetterReason.REJECTED, exc)
-    options = definition.options if definition else None
-    countdown = exc.countdown if isinstance(exc, Retry) else None
-    retryable = isinstance(exc, Retry) or (options is not None and isinstance(exc, options.autoretry_for))
-    if not retryable:
-        return _dead(entry, error, DeadLetterReason.REJECTED, exc)
-    if job.attempts > job.max_retries:
-        return _dead(entry, error, DeadLetterReason.MAX_RETRIES_EXCEEDED, exc)
-    if countdown is None:
-        assert options is not None
-        countdown = options.retry_policy(job.max_retries).delay(job.attempts)
-    return RetryLater(job.id, entry.token, countdown, error)
-
-
-def _dead(entry: Inflight, error: str, reason: DeadLetterReason, exc: BaseException | None = None) -> Finish:
-    trace = "".join(tb.format_exception(exc)) if exc is not None else None
-    return Finish(
-        entry.job.id,
-        entry.token,
-        TaskState.FAILED,
-        error=error,
-        traceback=trace,
-        dead_reason=reason,
-    )
 
 
 def _smallest(*limits: float | None) -> float | None:

@@ -16,7 +16,7 @@ import psycopg
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
-from stem_pg.worker.broadcasts import BroadcastConsumer
+from stem_pg.worker.broadcasts import BroadcastAcks
 from stem_pg.worker.context import Inflight
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,13 @@ class OutcomeFlusher:
     def __init__(
         self,
         jobs: JobStore,
-        broadcasts: BroadcastConsumer,
+        acks: BroadcastAcks,
         managed: ManagedConnection,
         *,
         worker_id: str,
     ) -> None:
         self.jobs = jobs
-        self.broadcasts = broadcasts
+        self.acks = acks
         self.managed = managed
         self.worker_id = worker_id
         self.outcomes: list[Outcome] = []
@@ -50,7 +50,7 @@ class OutcomeFlusher:
 
     @property
     def pending(self) -> bool:
-        return bool(self.outcomes or self.broadcasts.acks)
+        return bool(self.outcomes or self.acks.pending)
 
     async def loop(self) -> None:
         while True:
@@ -60,7 +60,7 @@ class OutcomeFlusher:
 
     async def flush_once(self) -> None:
         batch, self.outcomes = self.outcomes, []
-        if not batch and not self.broadcasts.acks:
+        if not batch and not self.acks.pending:
             return
         try:
             conn = await self.managed.get()
@@ -68,7 +68,7 @@ class OutcomeFlusher:
                 await self._write(conn, batch)
                 self._forget(batch)
                 batch = []
-            await self.broadcasts.flush(conn)
+            await self.acks.flush(conn)
         except TRANSIENT_ERRORS as exc:  # before CONNECTION_ERRORS: they are OperationalErrors too
             # Two flushes finishing members of the same canvases in different orders can
             # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries
@@ -121,5 +121,5 @@ class OutcomeFlusher:
                 " the rescuer will retry the jobs, unacked at-least-once messages run again on restart",
                 self.worker_id,
                 len(self.outcomes),
-                len(self.broadcasts.acks),
+                len(self.acks.pending),
             )

@@ -14,7 +14,6 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from psycopg.sql import SQL, Identifier
 
 from stem_pg.core.control import ShutdownMode, worker_key
-from stem_pg.core.states import TaskState
 from stem_pg.db.managed import (
     CONNECTION_ERRORS,
     AsyncConn,
@@ -30,28 +28,29 @@ from stem_pg.db.managed import (
     ManagedConnection,
     run_guarded,
 )
+from stem_pg.db.stores.broadcasts import BroadcastStore
+from stem_pg.db.stores.control import ControlStore
 from stem_pg.db.stores.jobs import JobStore
-from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
+from stem_pg.db.stores.rows import ClaimedJob, Outcome
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.db.stores.workflows import WorkflowStore
-from stem_pg.worker.broadcasts import BroadcastConsumer
+from stem_pg.worker.broadcasts import BroadcastAcks, BroadcastConsumer
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
 from stem_pg.worker.flush import OutcomeFlusher
+from stem_pg.worker.heartbeat import Heartbeat
 from stem_pg.worker.maintenance import Maintenance
+from stem_pg.worker.outcomes import count_as
 from stem_pg.worker.settings import WorkerSettings
 from stem_pg.worker.slots import Slots
+from stem_pg.worker.state import WorkerState
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
 
 log = logging.getLogger(__name__)
 
-LEASE_WAKE_THROTTLE = 0.5
-#: The workers-table heartbeat runs at least this often, whatever the lease: broadcast
-#: fan-out and ``stem worker status`` judge liveness by it.
-HEARTBEAT_MAX_INTERVAL = 10.0
 #: After this many claimed jobs the maintenance pass runs early: a fast drain piles up
 #: dead rows in the jobs table much sooner than the maintenance interval comes round.
 MAINTAIN_EVERY_CLAIMED = 20_000
@@ -60,32 +59,39 @@ MAINTAIN_EVERY_CLAIMED = 20_000
 class Worker:
     """One worker process's runtime. ``await run()``; ``request_stop()`` twice forces.
 
-    After ``run()`` returns, ``exit_code`` and ``abandoned_threads`` tell the
-    process how to end.
+    The Worker composes the parts (executor, flusher, heartbeat, control, broadcasts,
+    maintenance) and runs the claim loop; each part gets only what it uses, and what
+    several of them read lives in one ``WorkerState``. After ``run()`` returns,
+    ``exit_code`` and ``abandoned_threads`` tell the process how to end.
     """
 
     def __init__(self, app: Stem, settings: WorkerSettings) -> None:
         self.app = app
         self.settings = settings
         self.id = settings.worker_id
+        self.state = WorkerState(settings)
+        #: Task name -> handler: what the executor runs and what control reports.
+        self.registry = app.registry
         self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
         self.workers = WorkerStore(app.queries)
-        self.inflight: dict[str, Inflight] = {}
-        self.broadcast_inflight: dict[int, Inflight] = {}
-        self.counts: Counter[str] = Counter()
-        self.started_monotonic = time.monotonic()
-        self.last_heartbeat_at: datetime | None = None
+        # The claim loop's own handles on the shared dicts (the same objects as the state's).
+        self.inflight = self.state.inflight
+        self.broadcast_inflight = self.state.broadcast_inflight
+        self.counts = self.state.counts
         self.stopped_by_command = False
         self._queue_set = frozenset(settings.queues)
         self._rotation = 0
         self._claimed_since_maintenance = 0
-        self._stopping = False
         self._forced = False
         self._grace = settings.shutdown_grace
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        return self.state.stopping
+
+    @property
+    def last_heartbeat_at(self) -> datetime | None:
+        return self.state.last_heartbeat_at
 
     @property
     def exit_code(self) -> int:
@@ -101,39 +107,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until ``request_stop()``; then drain gracefully (or not, when forced)."""
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._wake_leases = asyncio.Event()
-        self._maintain_soon = asyncio.Event()
-        self._stop = asyncio.Event()
-        self.slots = Slots(self.settings.concurrency)
-        url = self.app.url
-        self._claim_conn = ManagedConnection(url, "worker-claim")
-        self._flush_conn = ManagedConnection(url, "worker-flush")
-        self._house_conn = ManagedConnection(url, "worker-leases")
-        self._maint_conn = ManagedConnection(url, "worker-maintenance")
-        self._control_conn = ManagedConnection(url, "worker-control")
-        self._listen_conn = ManagedConnection(url, "worker-listen", self._on_listen_connect)
-        self.control = WorkerControl(self, interval=self.settings.maintenance_interval)
-        self.broadcasts = BroadcastConsumer(self)
-        self.flusher = OutcomeFlusher(self.jobs, self.broadcasts, self._flush_conn, worker_id=self.id)
-        self.executor = Executor(
-            self.app.registry,
-            worker_id=self.id,
-            threads=self.settings.concurrency,
-            wake_leases=self._wake_leases_threadsafe,
-            revoked=self.control.revokes.reason,
-        )
-        self.maintenance = Maintenance(
-            self.jobs,
-            self.settings,
-            on_requeued=self._wake.set,
-            housekeeping=(
-                self.control.maintain,
-                self.broadcasts.maintain,
-                WorkflowStore(self.app.queries, retention=self.app.result_ttl).prune,
-            ),
-        )
+        self._assemble()
         if not await self._register():
             return
         self.slots.start()
@@ -144,7 +118,7 @@ class Worker:
             ),
             asyncio.create_task(self.flusher.loop()),
             asyncio.create_task(self._guarded("control", self._control_conn, self.control.run_once)),
-            asyncio.create_task(self._guarded("leases", self._house_conn, self._leases_once)),
+            asyncio.create_task(self._guarded("leases", self._house_conn, self.heartbeat.run_once)),
             asyncio.create_task(
                 self._guarded("maintenance", self._maint_conn, self._maintain_once, until_stop=True)
             ),
@@ -159,8 +133,61 @@ class Worker:
         await self._stop.wait()
         await self._drain(loops)
 
-    def _wake_leases_threadsafe(self) -> None:
-        self._loop.call_soon_threadsafe(self._wake_leases.set)
+    def _assemble(self) -> None:
+        """Make the connections (opened on first use) and the parts, inside the running loop.
+
+        Each part gets only what it uses: its store, the shared ``WorkerState``, and
+        callbacks into the others (none of them holds the Worker).
+        """
+        self._wake = asyncio.Event()
+        self._maintain_soon = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.slots = Slots(self.settings.concurrency)
+        url, queries = self.app.url, self.app.queries
+        self._claim_conn = ManagedConnection(url, "worker-claim")
+        self._flush_conn = ManagedConnection(url, "worker-flush")
+        self._house_conn = ManagedConnection(url, "worker-leases")
+        self._maint_conn = ManagedConnection(url, "worker-maintenance")
+        self._control_conn = ManagedConnection(url, "worker-control")
+        self._listen_conn = ManagedConnection(url, "worker-listen", self._on_listen_connect)
+        self.control = WorkerControl(
+            ControlStore(queries),
+            self.state,
+            self.registry,
+            namespace=self.app.namespace,
+            request_stop=self.request_stop,
+            interval=self.settings.maintenance_interval,
+        )
+        broadcast_store = BroadcastStore(queries)
+        acks = BroadcastAcks(broadcast_store, worker_id=self.id)
+        self.flusher = OutcomeFlusher(self.jobs, acks, self._flush_conn, worker_id=self.id)
+        self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
+        self._wake_leases = self.heartbeat.wanted
+        self.executor = Executor(
+            self.registry,
+            self.state,
+            threads=self.settings.concurrency,
+            wake_leases=self.heartbeat.wake_threadsafe,
+            revoked=self.control.revokes.reason,
+        )
+        self.broadcasts = BroadcastConsumer(
+            broadcast_store,
+            self.state,
+            acks,
+            submit=self.slots.submit,
+            run=self.executor.run,
+            recorded=self.flush_soon,
+        )
+        self.maintenance = Maintenance(
+            self.jobs,
+            self.settings,
+            on_requeued=self._wake.set,
+            housekeeping=(
+                self.control.maintain,
+                self.broadcasts.maintain,
+                WorkflowStore(queries, retention=self.app.result_ttl).prune,
+            ),
+        )
 
     def flush_soon(self) -> None:
         """An outcome is buffered: flush it, and claim into the freed slot."""
@@ -178,19 +205,19 @@ class Worker:
             self.stopped_by_command = True
         if mode == "soft":
             self._grace = 0.0
-        if mode == "hard" or (mode is None and self._stopping):
+        if mode == "hard" or (mode is None and self.state.stopping):
             self._forced = True
             log.warning("worker %s: forced shutdown", self.id)
         else:
             log.info("worker %s: shutting down (%s)", self.id, mode or "gracefully; signal again to force")
-        self._stopping = True
+        self.state.stopping = True
         if hasattr(self, "_stop"):
             self._stop.set()
             self._wake.set()
 
     async def _register(self) -> bool:
         backoff = Backoff()
-        while not self._stopping:
+        while not self.state.stopping:
             try:
                 await self._listen_conn.get()  # registered means listening: commands reach us
                 conn = await self._house_conn.get()
@@ -202,7 +229,7 @@ class Worker:
                 )
                 await self.control.sync(conn)  # revokes and pauses before the first claim
                 await self.broadcasts.start(conn)
-                self.last_heartbeat_at = datetime.now(UTC)
+                self.state.last_heartbeat_at = datetime.now(UTC)
                 return True
             except CONNECTION_ERRORS as exc:
                 await self._house_conn.discard(exc)
@@ -258,7 +285,8 @@ class Worker:
         until_stop: bool = False,
     ) -> Coroutine[Any, Any, None]:
         """``once`` in a reconnecting loop until cancelled (or until the worker stops)."""
-        until = (lambda: self._stopping) if until_stop else (lambda: False)
+        state = self.state
+        until = (lambda: state.stopping) if until_stop else (lambda: False)
         return run_guarded(f"worker {self.id}: {name}", managed, once, until=until)
 
     async def _on_listen_connect(self, conn: AsyncConn) -> None:
@@ -292,7 +320,7 @@ class Worker:
                 await self._wake.wait()
         self._wake.clear()
         free = self.settings.capacity - len(self.inflight) - len(self.broadcast_inflight)
-        if self._stopping or free <= 0:
+        if self.state.stopping or free <= 0:
             return
         free -= await self.broadcasts.claim(conn, free)
         if free <= 0:
@@ -324,75 +352,18 @@ class Worker:
         self.inflight[job.id] = entry
         self.slots.submit(entry, self._run)
         if entry.lease_seconds < self.settings.lease_seconds:
-            self._wake_leases.set()  # the lease loop may be sleeping for a longer lease
+            self._wake_leases.set()  # the heartbeat may be sleeping for a longer lease
 
     async def _run(self, entry: Inflight) -> None:
-        outcome: Outcome
-        try:
-            if self._stopping:
-                outcome = Release(entry.job.id, entry.token)
-            else:
-                entry.started = True
-                entry.started_at = time.monotonic()
-                outcome = await self.executor.run(entry)
-        except Exception as exc:  # a bug in stem_pg, not in the handler: retry, never leak the slot
-            log.exception("worker %s: internal error running task %s", self.id, entry.job.id)
-            outcome = RetryLater(entry.job.id, entry.token, 1.0, f"internal worker error: {exc!r}")
-        except asyncio.CancelledError:
-            if entry.revoked is not None:  # revoked with terminate
-                outcome = Finish(entry.job.id, entry.token, TaskState.CANCELLED, error=entry.revoked)
-            elif entry.started:
-                outcome = RetryLater(
-                    entry.job.id,
-                    entry.token,
-                    0.0,
-                    f"worker {self.id} stopped while the task was running",
-                )
-            else:
-                outcome = Release(entry.job.id, entry.token)
-        self._record(entry, outcome)
+        self._record(entry, await self.executor.run(entry))
 
     def _record(self, entry: Inflight, outcome: Outcome) -> None:
         self.inflight.pop(entry.job.id, None)
         if entry.lost:
             return
         self.flusher.add(entry, outcome)
-        self.counts[_kind(outcome)] += 1
+        self.counts[count_as(outcome)] += 1
         self._wake.set()
-
-    async def _leases_once(self, conn: AsyncConn) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake_leases.wait(), self._heartbeat_interval())
-        self._wake_leases.clear()
-        held = [*self.inflight.values(), *self.flusher.unflushed.values()]
-        if held:
-            alive = await self.jobs.extend_leases(
-                conn,
-                ids=[e.job.id for e in held],
-                tokens=[e.token for e in held],
-                seconds=[e.lease_seconds for e in held],
-                progress=[e.progress for e in held],
-            )
-            self._mark_lost(held, alive)
-        await self.workers.heartbeat(conn, worker_id=self.id)
-        self.last_heartbeat_at = datetime.now(UTC)
-        await asyncio.sleep(min(LEASE_WAKE_THROTTLE, self._heartbeat_interval() / 2))
-
-    def _heartbeat_interval(self) -> float:
-        """A third of the shortest lease held (a task may set a short visibility_timeout)."""
-        shortest = min((e.lease_seconds for e in self.inflight.values()), default=self.settings.lease_seconds)
-        return max(0.2, min(self.settings.lease_seconds, shortest, 3 * HEARTBEAT_MAX_INTERVAL) / 3)
-
-    def _mark_lost(self, asked: list[Inflight], alive: set[str]) -> None:
-        """Stop jobs whose lease the heartbeat could not extend. Only the jobs it asked
-        about count: jobs claimed while it ran were not part of the question."""
-        for entry in asked:
-            job_id = entry.job.id
-            if job_id not in alive and not entry.lost and self.inflight.get(job_id) is entry:
-                log.warning("worker %s: lost the lease of task %s; stopping it", self.id, job_id)
-                entry.lost = True
-                if entry.task is not None and entry.started:
-                    entry.task.cancel()
 
     async def _maintain_once(self, conn: AsyncConn) -> None:
         with contextlib.suppress(TimeoutError):
@@ -400,9 +371,3 @@ class Worker:
                 await self._maintain_soon.wait()
         self._maintain_soon.clear()
         await self.maintenance.run_once(conn)
-
-
-def _kind(outcome: Outcome) -> str:
-    if isinstance(outcome, Finish):
-        return outcome.state
-    return "retried" if isinstance(outcome, RetryLater) else "released"

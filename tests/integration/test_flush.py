@@ -12,13 +12,12 @@ from psycopg import sql
 
 from stem_pg.client.app import Stem
 from stem_pg.db.managed import ManagedConnection
+from stem_pg.db.stores.broadcasts import BroadcastStore
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rows import Finish
-from stem_pg.worker.broadcasts import BroadcastConsumer
+from stem_pg.worker.broadcasts import BroadcastAcks
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.flush import OutcomeFlusher
-from stem_pg.worker.settings import WorkerSettings
-from stem_pg.worker.worker import Worker
 
 
 async def test_a_flush_that_loses_a_deadlock_keeps_its_outcomes_and_writes_them_next_time(
@@ -38,10 +37,8 @@ async def test_a_flush_that_loses_a_deadlock_keeps_its_outcomes_and_writes_them_
         claimed = await store.claim(
             conn, queue="default", limit=10, worker_id="w1", token=token, lease_seconds=60
         )
-        worker = Worker(app, WorkerSettings(queues=("default",), worker_id="w1"))
-        flusher = OutcomeFlusher(
-            store, BroadcastConsumer(worker), ManagedConnection(database_url, "test-flush"), worker_id="w1"
-        )
+        acks = BroadcastAcks(BroadcastStore(app.queries), worker_id="w1")
+        flusher = OutcomeFlusher(store, acks, ManagedConnection(database_url, "test-flush"), worker_id="w1")
         for job in claimed:
             flusher.add(Inflight(job, token, 60.0), Finish(job.id, token, "succeeded", result="1"))
 

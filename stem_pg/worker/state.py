@@ -1,0 +1,32 @@
+"""What the parts of one worker share: its settings, the work it holds, what it counted,
+and whether it is stopping. The Worker makes one and hands it to the parts that read it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from stem_pg.worker.context import Inflight
+from stem_pg.worker.settings import WorkerSettings
+
+
+@dataclass(slots=True, eq=False)
+class WorkerState:
+    """One worker's shared state. ``inflight`` holds leased jobs from claim until their
+    outcome is recorded, ``broadcast_inflight`` claimed broadcast messages by message id."""
+
+    settings: WorkerSettings
+    inflight: dict[str, Inflight] = field(default_factory=dict)
+    broadcast_inflight: dict[int, Inflight] = field(default_factory=dict)
+    #: Outcomes recorded, by kind (a final state, ``retried`` or ``released``).
+    counts: Counter[str] = field(default_factory=Counter)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    last_heartbeat_at: datetime | None = None
+    #: Set once a stop was asked for: nothing new is claimed, waiting work is released.
+    stopping: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.settings.worker_id
