@@ -15,9 +15,9 @@ from psycopg import sql
 
 from stem_pg.client.app import EnqueueRequest, Stem
 from stem_pg.client.broadcasts import BroadcastResult
+from stem_pg.config.routing_file import load_routing_yaml
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
-from stem_pg.core.routing import RoutingConfig
 from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.worker.context import TaskContext
@@ -39,9 +39,7 @@ routes:
 
 @pytest.fixture
 def bapp(database_url: str, namespace: str) -> Iterator[Stem]:
-    stem = Stem(
-        database_url, namespace=namespace, routing=RoutingConfig.from_yaml(ROUTING), config=StemConfig()
-    )
+    stem = Stem(database_url, namespace=namespace, routing=load_routing_yaml(ROUTING), config=StemConfig())
     yield stem
     stem.close()
 

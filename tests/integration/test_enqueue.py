@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from stem_pg.client import waker as waker_module
 from stem_pg.client.app import EnqueueRequest, Stem
 from stem_pg.client.waker import IDLE_GAP, Announce
+from stem_pg.config.routing_file import load_routing_yaml
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
-from stem_pg.core.routing import RoutingConfig
 from tests.helpers import running_worker, wait_until
 
 
@@ -82,7 +82,7 @@ def test_task_id_makes_enqueue_idempotent(app: Stem, db: psycopg.Connection) -> 
 def test_routing_decides_queue_and_clamps_priority(
     database_url: str, namespace: str, db: psycopg.Connection
 ) -> None:  # type: ignore[type-arg]
-    routing = RoutingConfig.from_yaml(
+    routing = load_routing_yaml(
         """
 default_queue: {alias: default, queue: primary}
 queues:
