@@ -11,7 +11,8 @@ import pytest
 
 from stem_pg.client.app import Stem
 from tests.acceptance.test_workflow_processes import stem_fixture  # noqa: F401 - fixture
-from tests.acceptance.workerapp import Workers, run_stem, wait_for, workers_fixture  # noqa: F401
+from tests.acceptance.workerapp import Workers
+from tests.helpers import run_stem, wait_for
 
 WF_APP = "tests.acceptance.wfapp:app"
 

@@ -14,15 +14,8 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import EnqueueRequest, Stem
-from tests.acceptance.workerapp import (
-    Workers,
-    query,
-    registered_pids,
-    scalar,
-    stem_fixture,  # noqa: F401 - fixture
-    wait_for,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, query, registered_pids, scalar
+from tests.helpers import wait_for
 
 JOBS = 20_000
 

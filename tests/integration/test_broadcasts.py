@@ -21,7 +21,7 @@ from stem_pg.core.errors import RoutingConfigError, TaskError
 from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.worker.context import TaskContext
-from tests.helpers import running_worker, wait_until
+from tests.helpers import running_worker, wait_for
 
 Db = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
@@ -178,7 +178,7 @@ def test_workers_run_broadcasts_through_the_task_registry(bapp: Stem, db: Db) ->
         return "queued"
 
     with running_worker(bapp, broadcasts=("ctl",)) as one, running_worker(bapp, broadcasts=("ctl",)) as two:
-        wait_until(lambda: len(_sql(db, bapp.namespace, "SELECT 1 FROM {ns}.broadcast_subscriptions")) == 2)
+        wait_for(lambda: len(_sql(db, bapp.namespace, "SELECT 1 FROM {ns}.broadcast_subscriptions")) == 2)
         mixed = bapp.enqueue_many([EnqueueRequest("plain"), ("ctl.hello", {"who": "all"})])
         assert isinstance(mixed[1], BroadcastResult)
         assert mixed[1].get(timeout=10) == {one.id: "hello all", two.id: "hello all"}

@@ -10,7 +10,7 @@ import pytest
 from stem_pg import TaskCancelled, chain, chord, group
 from stem_pg.client.app import Stem
 from stem_pg.core.errors import TaskError
-from tests.helpers import running_worker, wait_until
+from tests.helpers import running_worker, wait_for
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
@@ -201,10 +201,10 @@ def test_a_group_with_two_dead_members_fails_again_until_both_are_replayed(app: 
 
     with running_worker(app):
         result = group([picky.s(x=x) for x in (1, 2, 3)]).delay()
-        wait_until(lambda: (_canvas(db, app, result.id) or ("",))[0] == "failed")
+        wait_for(lambda: (_canvas(db, app, result.id) or ("",))[0] == "failed")
         ready.append(True)
         _replay(app, result.members[1].id)
-        wait_until(lambda: (_canvas(db, app, result.id) or ("",))[0] == "failed")  # member 2 still failed
+        wait_for(lambda: (_canvas(db, app, result.id) or ("",))[0] == "failed")  # member 2 still failed
         _, _, failed, error = _canvas(db, app, result.id)  # type: ignore[misc]
         assert (failed, "member 2 (c.picky) failed" in error) == (1, True)
         _replay(app, result.members[2].id)

@@ -20,7 +20,7 @@ from stem_pg.client.waker import IDLE_GAP, Announce
 from stem_pg.config.routing_file import load_routing_yaml
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
-from tests.helpers import running_worker, wait_until
+from tests.helpers import running_worker, wait_for
 
 
 def _jobs(db: psycopg.Connection, ns: str) -> list[tuple]:  # type: ignore[type-arg]
@@ -132,7 +132,7 @@ def test_delayed_and_expired_jobs(app: Stem) -> None:
         expired = app.enqueue("t", {"label": "expired"}, countdown=0.5, expires=timedelta(seconds=0.2))
         delayed = app.enqueue("t", {"label": "delayed"}, countdown=0.5)
         assert delayed.get(timeout=10) is None
-        wait_until(lambda: expired.state == "cancelled")
+        wait_for(lambda: expired.state == "cancelled")
     assert ran == ["delayed"]
 
 

@@ -221,7 +221,7 @@ def test_a_fast_drain_runs_the_maintenance_pass_early(
     """Claimed jobs, not only the clock, bring the next pass (and its vacuum check) forward:
     here a lease that expired is rescued long before the 60 s interval comes round."""
     from stem_pg.worker import worker as worker_module
-    from tests.helpers import running_worker, wait_until
+    from tests.helpers import running_worker, wait_for
 
     @app.task(name="quick")
     def quick() -> None: ...
@@ -238,5 +238,5 @@ def test_a_fast_drain_runs_the_maintenance_pass_early(
     with running_worker(app, maintenance_interval=60.0):
         time.sleep(0.5)  # past the worker's start, when no pass is due for a minute
         handles = [app.enqueue("quick") for _ in range(6)]
-        wait_until(lambda: all(h.status() and h.status().state == "succeeded" for h in handles))
-        wait_until(lambda: (s := app.result("stranded").status()) is not None and s.state == "succeeded")
+        wait_for(lambda: all(h.status() and h.status().state == "succeeded" for h in handles))
+        wait_for(lambda: (s := app.result("stranded").status()) is not None and s.state == "succeeded")

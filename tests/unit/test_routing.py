@@ -22,37 +22,7 @@ from stem_pg.core.routing import (
     RoutingConfig,
 )
 from stem_pg.core.routing_registry import RoutingRegistry, RoutingSubscription
-
-# The example from Stem's "Routing Configuration" page.
-EXAMPLE = """\
-default_queue:
-  alias: default
-  queue: primary
-  fallbacks:
-    - secondary
-queues:
-  primary:
-    exchange: jobs
-    routing_key: jobs.default
-    priority_range: [0, 9]
-  secondary: {}
-broadcasts:
-  control:
-    delivery: at-least-once
-  updates:
-    delivery: at-most-once
-routes:
-  - match:
-      task: reports.*
-    target:
-      type: queue
-      name: primary
-  - match:
-      task: control.*
-    target:
-      type: broadcast
-      name: control
-"""
+from tests.helpers import ROUTING_EXAMPLE
 
 SMALL_RANGE = """\
 default_queue: priority
@@ -64,7 +34,7 @@ queues:
 
 @pytest.fixture
 def registry() -> RoutingRegistry:
-    return RoutingRegistry(load_routing_yaml(EXAMPLE, source="routing.yaml"))
+    return RoutingRegistry(load_routing_yaml(ROUTING_EXAMPLE, source="routing.yaml"))
 
 
 def load_error(text: str) -> str:
@@ -77,7 +47,7 @@ def load_error(text: str) -> str:
 
 
 def test_example_loads_into_typed_config() -> None:
-    config = load_routing_yaml(EXAMPLE, source="routing.yaml")
+    config = load_routing_yaml(ROUTING_EXAMPLE, source="routing.yaml")
     assert config.source == "routing.yaml"
     assert config.default_queue == DefaultQueue("default", "primary", ("secondary",))
     assert config.queues["primary"] == QueueDefinition("primary", "jobs", "jobs.default", PriorityRange(0, 9))
@@ -133,7 +103,7 @@ def test_registry_accessors(registry: RoutingRegistry) -> None:
 
 
 def test_to_dict_is_json_and_round_trips() -> None:
-    config = load_routing_yaml(EXAMPLE)
+    config = load_routing_yaml(ROUTING_EXAMPLE)
     data = json.loads(json.dumps(config.to_dict()))
     assert data["queues"]["primary"]["priority_range"] == {"min": 0, "max": 9}
     assert RoutingConfig.from_mapping(data) == config
@@ -276,7 +246,7 @@ def test_empty_document_is_legacy(text: str) -> None:
 
 def test_load_routing_from_file(tmp_path: Path) -> None:
     path = tmp_path / "routing.yaml"
-    path.write_text(EXAMPLE)
+    path.write_text(ROUTING_EXAMPLE)
     assert load_routing(path) == load_routing_file(str(path))
     assert load_routing(None) == RoutingConfig.legacy()
     assert load_routing("") == RoutingConfig.legacy()
