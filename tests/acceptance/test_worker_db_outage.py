@@ -81,7 +81,7 @@ def test_workers_survive_terminated_connections(private_database: str, tmp_path:
             ids = [r.id for r in stem.enqueue_many(requests)]
             wait_for(lambda: scalar(db, ns, "SELECT count(*) FROM {ns}.results") > 0, 20, "the first results")
 
-            killed = []
+            killed: list[int] = []
             for _ in range(KILL_ROUNDS):
                 done = scalar(db, ns, "SELECT count(*) FROM {ns}.results")
                 assert done < JOBS, f"all jobs finished after only {len(killed)} kill rounds"

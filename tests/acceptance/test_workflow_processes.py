@@ -29,7 +29,8 @@ def stem_fixture(database_url: str, namespace: str, db: psycopg.Connection[Any])
 
 
 def run_status(db: psycopg.Connection[Any], ns: str, run_id: str) -> str | None:
-    return scalar(db, ns, "SELECT status FROM {ns}.workflow_runs WHERE id = %s", [run_id])
+    status: str | None = scalar(db, ns, "SELECT status FROM {ns}.workflow_runs WHERE id = %s", [run_id])
+    return status
 
 
 def ledger(db: psycopg.Connection[Any], ns: str, key: str) -> list[tuple[Any, ...]]:

@@ -161,7 +161,7 @@ def query(
     db: psycopg.Connection[Any], namespace: str, text: str, params: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:
     """Run ``text`` with ``{ns}`` replaced by the quoted namespace; all rows."""
-    statement = sql.SQL(text).format(ns=sql.Identifier(namespace))  # type: ignore[arg-type]
+    statement = sql.SQL(text).format(ns=sql.Identifier(namespace))
     cur = db.execute(statement, params)
     return cur.fetchall() if cur.description else []
 

@@ -25,7 +25,11 @@ def test_steps_checkpoint_and_the_run_completes(app: Stem, db: Db) -> None:
 
     @app.workflow(name="wf.order")
     async def order(ctx: WorkflowContext, order_id: int) -> dict[str, Any]:
-        total = await ctx.step("price", lambda: calls.append("price") or 40 + order_id)
+        def price() -> int:
+            calls.append("price")
+            return 40 + order_id
+
+        total = await ctx.step("price", price)
         for _ in range(2):
             await ctx.step("ping", lambda: calls.append("ping"))
         charged = await ctx.step("charge", _charge, total)
@@ -95,7 +99,8 @@ def test_child_workflow_result_reaches_its_parent(app: Stem) -> None:
     @app.workflow(name="wf.child")
     async def child(ctx: WorkflowContext, n: int) -> int:
         await ctx.sleep(0.2)
-        return await ctx.step("double", lambda: n * 2)
+        doubled: int = await ctx.step("double", lambda: n * 2)
+        return doubled
 
     @app.workflow(name="wf.parent")
     async def parent(ctx: WorkflowContext) -> list[int]:
@@ -148,7 +153,8 @@ def test_a_failing_workflow_fails_after_its_retries_and_a_replay_resumes_it(app:
         await ctx.step("ok", lambda: calls.append("ok"))
         if not stock:
             raise RuntimeError("out of stock")
-        return await ctx.step("ship", lambda: stock.pop())
+        shipped: int = await ctx.step("ship", lambda: stock.pop())
+        return shipped
 
     with running_worker(app):
         run = app.start_workflow("wf.broken")
