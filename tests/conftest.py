@@ -4,16 +4,15 @@ fresh, migrated namespace per test."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 from stem_pg.schema.migrate import migrate
+from tests.helpers import drop_schema, unique_namespace
 
 
 @pytest.fixture(scope="session")
@@ -26,15 +25,10 @@ def database_url() -> str:
     return embedded_url()
 
 
-def drop_schema(url: str, name: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-
-
 @pytest.fixture
 def fresh_namespace(database_url: str) -> Iterator[str]:
     """A unique namespace name, not migrated; dropped afterwards."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
+    name = unique_namespace()
     yield name
     drop_schema(database_url, name)
 

@@ -1,15 +1,74 @@
-"""Test helpers: run a worker in a background thread, wait for conditions."""
+"""Test helpers shared across the suites: a worker in a thread, waiting, the CLI as a subprocess,
+extra namespaces, and the data several test modules read."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
 
 from stem_pg.client.app import Stem
+from stem_pg.schema.migrate import migrate
 from stem_pg.worker import Worker, WorkerSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: The tables a migrated namespace holds (besides alembic's version table), by migration.
+MIGRATED_TABLES = frozenset(
+    {"jobs", "results", "dead_letters", "workers"}  # 0001: the queue engine
+    | {"schedules", "schedule_fires", "locks"}  # 0002: beat
+    | {  # 0003: the control plane
+        "broadcast_messages",
+        "broadcast_subscriptions",
+        "broadcast_fanout",
+        "revokes",
+        "paused_queues",
+        "control_replies",
+    }
+    | {"canvases", "canvas_members", "wf_runs", "wf_steps", "wf_waiters"}  # 0004: workflows
+)
+
+# The example from Stem's "Routing Configuration" page.
+ROUTING_EXAMPLE = """\
+default_queue:
+  alias: default
+  queue: primary
+  fallbacks:
+    - secondary
+queues:
+  primary:
+    exchange: jobs
+    routing_key: jobs.default
+    priority_range: [0, 9]
+  secondary: {}
+broadcasts:
+  control:
+    delivery: at-least-once
+  updates:
+    delivery: at-most-once
+routes:
+  - match:
+      task: reports.*
+    target:
+      type: queue
+      name: primary
+  - match:
+      task: control.*
+    target:
+      type: broadcast
+      name: control
+"""
 
 
 @contextmanager
@@ -33,10 +92,64 @@ def running_worker(app: Stem, **settings: object) -> Iterator[Worker]:
         assert not thread.is_alive(), "worker did not stop"
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> None:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "the condition", interval: float = 0.02
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail naming ``what``."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def stem_env(**variables: str | None) -> dict[str, str]:
+    """This process's environment without any STEM_* variable, plus ``variables`` (None: leave unset).
+
+    A developer's own STEM_NAMESPACE or STEM_BROKER_URL must never reach a process a test starts.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("STEM_")}
+    env.update({key: value for key, value in variables.items() if value is not None})
+    return env
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str], cwd: Path | str = REPO_ROOT, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m stem_pg *args`` as a real process; a failing exit code is the test's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", "stem_pg", *args],
+        cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def run_stem(
+    database_url: str, *args: str, cwd: Path | str = REPO_ROOT, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m stem_pg *args`` from the repository root, with the database in
+    ``STEM_BROKER_URL``, ``env`` added and no other ``STEM_*`` variable of ours."""
+    return run_cli(*args, env=stem_env(STEM_BROKER_URL=database_url, **env), cwd=cwd, timeout=timeout)
+
+
+def drop_schema(url: str, name: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def unique_namespace(prefix: str = "t") -> str:
+    """A namespace name no other test uses (``prefix-<10 hex digits>``); nothing is created."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def migrated_namespace(database_url: str, prefix: str = "t") -> Iterator[str]:
+    """A second unique namespace (``prefix-<hex>``), migrated; dropped afterwards."""
+    name = unique_namespace(prefix)
+    migrate(database_url, name)
+    try:
+        yield name
+    finally:
+        drop_schema(database_url, name)

@@ -31,8 +31,9 @@ from stem_pg.core.envelope import JobSpec, encode_json
 from stem_pg.core.errors import ConfigError, StemError
 from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
-from stem_pg.db.stores.beat import BeatStore, DueEntry, Shot
+from stem_pg.db.stores.beat import BeatStore, Shot
 from stem_pg.db.stores.locks import AsyncLockStore, LockLease
+from stem_pg.db.stores.schedules import ScheduleRow
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
@@ -161,14 +162,13 @@ class Beat:
         """True while this beat holds a lease that, by its own clock, has not expired."""
         return self.lease is not None and self.monotonic() < self._lease_until
 
-    def _shot(self, row: DueEntry, now: datetime) -> Shot:
+    def _shot(self, row: ScheduleRow, now: datetime) -> Shot:
+        due = _due(row)
         try:
             entry = entry_from_row(asdict(row))
-            decision = decide(
-                entry.spec, due=row.next_run_at, now=now, misfire=entry.misfire, grace=entry.misfire_grace
-            )
+            decision = decide(entry.spec, due=due, now=now, misfire=entry.misfire, grace=entry.misfire_grace)
         except (StemError, ValueError, ArithmeticError) as exc:  # a spec broken by hand in SQL
-            return _shot(row, False, row.next_run_at, None, error=str(exc))
+            return _shot(row, False, due, None, error=str(exc))
         if not decision.fire:
             return _shot(row, False, decision.fire_time, decision.next_run_at)
         try:
@@ -277,8 +277,15 @@ class Beat:
         self._wake.clear()
 
 
+def _due(row: ScheduleRow) -> datetime:
+    """The fire time a due entry waits for (beat_due returns only entries that have one)."""
+    if row.next_run_at is None:
+        raise RuntimeError(f"schedule {row.name!r} was read as due without a next fire time")
+    return row.next_run_at
+
+
 def _shot(
-    row: DueEntry,
+    row: ScheduleRow,
     fire: bool,
     fire_time: datetime,
     next_run_at: datetime | None,
@@ -286,7 +293,7 @@ def _shot(
     job: JobSpec | None = None,
     error: str | None = None,
 ) -> Shot:
-    return Shot(row.name, row.next_run_at, row.version, fire, fire_time, next_run_at, job, error)
+    return Shot(row.name, _due(row), row.version, fire, fire_time, next_run_at, job, error)
 
 
 def check_single_database(config: StemConfig) -> None:

@@ -8,7 +8,8 @@ import typer
 
 from stem_pg.cli import common
 from stem_pg.config.routing_file import load_routing_file
-from stem_pg.core.routing import RouteDefinition, RoutingConfig, RoutingRegistry
+from stem_pg.core.routing import RouteDefinition, RoutingConfig
+from stem_pg.core.routing_registry import RoutingRegistry
 
 app = typer.Typer(
     help="Validate and inspect the routing file (STEM_ROUTING_CONFIG).",

@@ -12,7 +12,8 @@ from stem_pg.cli import common
 from stem_pg.client.schedules import Schedules
 from stem_pg.config.schedule_file import load_schedule_file, parse_spec_text
 from stem_pg.core.errors import ScheduleError
-from stem_pg.core.schedule_specs import next_fires, spec_from_json
+from stem_pg.core.schedule_spec_parse import spec_from_json
+from stem_pg.core.schedule_specs import next_fires
 from stem_pg.core.schedules import entry_from_row
 from stem_pg.db.stores.schedules import ScheduleRow
 

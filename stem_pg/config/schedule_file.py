@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from stem_pg.core.errors import ScheduleError
-from stem_pg.core.schedule_specs import Spec, SpecError, parse_spec
+from stem_pg.core.schedule_spec_parse import parse_spec
+from stem_pg.core.schedule_specs import Spec, SpecError
 from stem_pg.core.schedules import KeyPath, ScheduleEntry, parse_entries
 
 _ONE_KEY = re.compile(r"^\s*(every|cron|clocked|solar)\s*:\s+(?P<value>.+?)\s*$")

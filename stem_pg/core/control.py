@@ -22,9 +22,8 @@ ShutdownMode = Literal["warm", "soft", "hard"]
 SHUTDOWN_MODES: tuple[ShutdownMode, ...] = ("warm", "soft", "hard")
 
 DELIVERY_MODES = ("at-least-once", "at-most-once")
-#: Broadcast fan-out row states; the first three are unfinished.
+#: Broadcast fan-out row states (mirrored by a CHECK constraint); the first three are unfinished.
 FANOUT_STATES = ("pending", "running", "delivered", "succeeded", "failed", "cancelled")
-UNFINISHED_FANOUT_STATES = frozenset(FANOUT_STATES[:3])
 
 
 class ControlError(StemError):

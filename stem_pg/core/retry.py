@@ -34,10 +34,6 @@ class RetryPolicy:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"retry {name} must be a finite number >= 0, got {value!r}")
 
-    def can_retry(self, attempt: int) -> bool:
-        """Whether a job that failed on ``attempt`` may run again."""
-        return attempt <= self.max_retries
-
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``attempt`` failed."""
         seconds = self.base if not self.backoff else min(self.maximum, self.base * 2 ** max(0, attempt - 1))

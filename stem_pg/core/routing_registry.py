@@ -1,7 +1,7 @@
 """Routing decisions: where a task goes and which queues a worker may consume.
 
-Pure standard library like the model it reads (``stem_pg.core.routing``), which
-also re-exports these names so callers keep one import path.
+Pure standard library like the model it reads (``stem_pg.core.routing``); build
+one from a file with ``stem_pg.config.routing_file``.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from stem_pg.core.errors import RoutingConfigError
-from stem_pg.core.routing import (
+from stem_pg.core.routing import RoutingConfig
+from stem_pg.core.routing_model import (
     DEFAULT_PRIORITY_RANGE,
     BroadcastDefinition,
+    PathError,
     QueueDefinition,
     RouteDefinition,
-    RoutingConfig,
     TargetType,
-    _known,
-    _PathError,
+    known_names,
 )
 
 
@@ -37,11 +37,6 @@ class RoutingRegistry:
 
     def __init__(self, config: RoutingConfig | None = None) -> None:
         self.config = config if config is not None else RoutingConfig.legacy()
-
-    @classmethod
-    def from_yaml(cls, text: str, source: str | None = None) -> RoutingRegistry:
-        """Build from YAML text; raises RoutingConfigError like RoutingConfig.from_yaml."""
-        return cls(RoutingConfig.from_yaml(text, source=source))
 
     @property
     def default_queue(self) -> str:
@@ -71,10 +66,10 @@ class RoutingRegistry:
             return queues[name]
         if queues:
             alias = self.config.default_queue.alias
-            raise self._error(f"unknown queue {name!r}; known: {_known(queues)} (alias {alias!r})")
+            raise self._error(f"unknown queue {name!r}; known: {known_names(queues)} (alias {alias!r})")
         try:
             return QueueDefinition(name)
-        except _PathError as exc:
+        except PathError as exc:
             raise self._error(exc.reason) from None
 
     def broadcast(self, name: str) -> BroadcastDefinition:
@@ -82,7 +77,7 @@ class RoutingRegistry:
         try:
             return self.config.broadcasts[name]
         except KeyError:
-            known = _known(self.config.broadcasts)
+            known = known_names(self.config.broadcasts)
             raise self._error(f"unknown broadcast {name!r}; known: {known}") from None
 
     def match(self, task_name: str, headers: Mapping[str, str] | None = None) -> RouteDefinition | None:

@@ -16,15 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from stem_pg.core.errors import ScheduleError
-from stem_pg.core.schedule_specs import (
-    Spec,
-    SpecError,
+from stem_pg.core.schedule_spec_parse import (
     check_timezone,
     parse_moment,
     parse_seconds,
     parse_spec,
     spec_from_json,
 )
+from stem_pg.core.schedule_specs import Spec, SpecError
 
 MISFIRE_POLICIES = ("run_once", "skip")
 DEFAULT_MISFIRE_GRACE = 60.0

@@ -1,15 +1,23 @@
 """Task states and the transitions between them: the state machine as data.
 
 Live states are rows of ``jobs``; terminal states are rows of ``results``.
-Who moves a task out of each state:
+``TRANSITIONS`` is exactly what the SQL does: tests/unit/test_state_transitions.py
+reads every statement that changes a job's state (sql/*.sql and the migrations)
+and fails when one makes a move the table lacks or the table holds a move no
+statement makes. Who moves a task out of each state (query names in sql/jobs.sql
+and sql/control.sql):
 
-* ``queued``   - a worker's claim (→ running); expiry or revoke (→ cancelled).
-* ``retried``  - a worker's claim once ``not_before`` passes (→ running); revoke (→ cancelled).
-* ``running``  - the worker that holds the lease (→ succeeded, failed, retried,
-  cancelled); the rescuer when the lease expires (→ retried, failed); a worker
-  shutting down releases jobs it never started (→ queued).
+* ``queued``   - a worker's claim, ``job_claim`` (→ running); a revoke, ``revoke_apply``
+  (→ cancelled); a worker's expiry sweep, ``job_cancel_expired`` (→ cancelled).
+* ``retried``  - the same moves as ``queued`` (the claim waits for ``not_before`` in both).
+* ``running``  - the worker that holds the lease: ``job_finish`` (→ succeeded, failed,
+  cancelled), ``job_retry`` (→ retried), ``job_release`` at shutdown for jobs it never
+  started (→ queued, or retried if an earlier attempt ran); any worker's rescuer,
+  ``job_rescue_expired``, when the lease expires (→ retried, failed).
 * ``succeeded``, ``failed``, ``cancelled`` - nobody: terminal. A dead-letter
   replay enqueues the task again as a new ``queued`` row.
+
+New jobs start ``queued`` (enqueue, beat, canvases, workflows, dead-letter replay).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ class TaskState(StrEnum):
 LIVE_STATES = frozenset({TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRIED})
 TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
 
+#: For each state, the states a job may move to from it (checked against the SQL).
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
     TaskState.RETRIED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
@@ -49,11 +58,6 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.FAILED: frozenset(),
     TaskState.CANCELLED: frozenset(),
 }
-
-
-def can_transition(source: TaskState, target: TaskState) -> bool:
-    """Whether the state machine allows ``source`` → ``target``."""
-    return target in TRANSITIONS[source]
 
 
 class DeadLetterReason(StrEnum):

@@ -11,8 +11,6 @@ from typing import Any
 from stem_pg.core.errors import TaskError, UnknownTaskError
 from stem_pg.core.retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, RetryPolicy
 
-DEFAULT_VISIBILITY_TIMEOUT = 30.0
-
 
 class Retry(Exception):
     """Raised (usually via ``ctx.retry()``) to run the task again later."""

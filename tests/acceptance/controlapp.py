@@ -11,8 +11,8 @@ import os
 import time
 
 from stem_pg.client.app import Stem
+from stem_pg.config.routing_file import load_routing_yaml
 from stem_pg.config.settings import StemConfig
-from stem_pg.core.routing import RoutingConfig
 from stem_pg.worker.context import TaskContext
 from tests.acceptance.workerapp import _log
 
@@ -31,7 +31,7 @@ routes:
 
 
 def make_control_app(url: str | None, namespace: str | None) -> Stem:
-    stem = Stem(url, namespace=namespace, routing=RoutingConfig.from_yaml(ROUTING), config=StemConfig())
+    stem = Stem(url, namespace=namespace, routing=load_routing_yaml(ROUTING), config=StemConfig())
 
     def refresh(ctx: TaskContext, sleep: float = 0.0) -> int:
         """Ledger 'started', sleep, ledger 'finished'; returns the pid."""

@@ -19,8 +19,8 @@ from psycopg import sql
 
 from stem_pg.client.schedules import Schedules
 from stem_pg.config.schedule_file import load_schedule_yaml
+from tests.helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LEASE = 2.0
 #: A killed or frozen leader is replaced after the lease (2 s) + an acquire attempt (0.5 s)
 #: + a tick; 5 s leaves room for a loaded machine.

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.helpers import run_stem
 
 
 @pytest.mark.timeout(120)
 def test_demo_runs_the_whole_loop(database_url: str, fresh_namespace: str, tmp_path: object) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-    env["STEM_BROKER_URL"] = database_url
-    result = subprocess.run(
-        [sys.executable, "-m", "stem_pg", "demo", "--namespace", fresh_namespace],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=100,
-    )  # fmt: skip
+    result = run_stem(database_url, "demo", "--namespace", fresh_namespace, cwd=str(tmp_path), timeout=100)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "demo.add(2, 3)       -> 5" in out

@@ -11,15 +11,8 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import Stem
-from tests.acceptance.workerapp import (
-    Workers,
-    query,
-    run_stem,
-    scalar,
-    stem_fixture,  # noqa: F401 - fixture
-    wait_for,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, query, scalar
+from tests.helpers import run_stem, wait_for
 
 
 def stem_dlq(database_url: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:

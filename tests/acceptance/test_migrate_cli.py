@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,41 +15,15 @@ import psycopg
 import pytest
 
 from stem_pg.schema.migrate import current_revision, head_revision
-from tests.conftest import drop_schema
+from tests.helpers import MIGRATED_TABLES, REPO_ROOT, drop_schema, run_cli, stem_env, unique_namespace
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"jobs", "results", "dead_letters", "workers", "alembic_version"}
-TABLES |= {"schedules", "schedule_fires", "locks"}  # 0002: beat
-TABLES |= {  # 0003: the control plane
-    "broadcast_messages",
-    "broadcast_subscriptions",
-    "broadcast_fanout",
-    "revokes",
-    "paused_queues",
-    "control_replies",
-}
-TABLES |= {"canvases", "canvas_members", "wf_runs", "wf_steps", "wf_waiters"}  # 0004
+TABLES = MIGRATED_TABLES | {"alembic_version"}
 UNREACHABLE_URL = "postgresql://postgres:secret@127.0.0.1:1/test"
 EVIL_NAMESPACE = 'a"; drop schema stem; --'
 
 
-def stem_env(**variables: str | None) -> dict[str, str]:
-    """The test's environment without any STEM_* variable, plus ``variables`` (None: leave unset)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("STEM_")}
-    env.update({key: value for key, value in variables.items() if value is not None})
-    return env
-
-
 def stem(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=90,
-        check=False,
-    )
+    return run_cli(*args, cwd=cwd, env=env, timeout=90)
 
 
 def flat(text: str) -> str:
@@ -133,7 +106,7 @@ def test_sql_needs_no_database(tmp_path: Path) -> None:
 
 
 def test_concurrent_migrations_take_turns(tmp_path: Path, env: dict[str, str], database_url: str) -> None:
-    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ns = unique_namespace()
     command = [sys.executable, "-m", "stem_pg", "migrate", "--namespace", ns]
     lock_key = "SELECT hashtextextended('stem_pg:migrate:' || %s, 0)"
     try:
@@ -169,7 +142,7 @@ def test_concurrent_migrations_take_turns(tmp_path: Path, env: dict[str, str], d
 
 
 def test_plain_alembic_from_the_repository(tmp_path: Path, database_url: str) -> None:
-    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ns = unique_namespace()
     alembic = str(Path(sys.executable).with_name("alembic"))
     url_flag = ["-x", f"url={database_url}"]
     try:

@@ -3,65 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-# The example from Stem's "Routing Configuration" page.
-EXAMPLE = """\
-default_queue:
-  alias: default
-  queue: primary
-  fallbacks:
-    - secondary
-queues:
-  primary:
-    exchange: jobs
-    routing_key: jobs.default
-    priority_range: [0, 9]
-  secondary: {}
-broadcasts:
-  control:
-    delivery: at-least-once
-  updates:
-    delivery: at-most-once
-routes:
-  - match:
-      task: reports.*
-    target:
-      type: queue
-      name: primary
-  - match:
-      task: control.*
-    target:
-      type: broadcast
-      name: control
-"""
+from tests.helpers import ROUTING_EXAMPLE, run_cli, stem_env
 
 
 def stem(*args: str, cwd: Path, routing_config: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m stem_pg`` with STEM_ROUTING_CONFIG only when the test sets it."""
-    env = {key: value for key, value in os.environ.items() if key != "STEM_ROUTING_CONFIG"}
-    if routing_config is not None:
-        env["STEM_ROUTING_CONFIG"] = routing_config
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, cwd=cwd, env=stem_env(STEM_ROUTING_CONFIG=routing_config))
 
 
 @pytest.fixture
 def example(tmp_path: Path) -> Path:
     path = tmp_path / "routing.yaml"
-    path.write_text(EXAMPLE)
+    path.write_text(ROUTING_EXAMPLE)
     return path
 
 
@@ -123,7 +81,7 @@ def test_env_var_names_the_file(example: Path) -> None:
     ("text", "expected"),
     [
         (
-            EXAMPLE.replace("priority_range: [0, 9]", "priorty_range: [0, 9]"),
+            ROUTING_EXAMPLE.replace("priority_range: [0, 9]", "priorty_range: [0, 9]"),
             "bad.yaml:10: queues.primary.priorty_range: unknown key 'priorty_range'",
         ),
         (

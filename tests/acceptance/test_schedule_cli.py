@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from tests.helpers import run_stem
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
@@ -25,17 +24,6 @@ tick:
 """
 
 
-def stem(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "STEM_BROKER_URL": url},
-        timeout=60,
-        check=False,
-    )
-
-
 def rows(db: Db, ns: str) -> list[tuple[Any, ...]]:
     return db.execute(
         sql.SQL("SELECT * FROM {}.schedules ORDER BY name").format(sql.Identifier(ns))
@@ -47,33 +35,34 @@ def test_apply_dry_run_changes_nothing_then_apply(
 ) -> None:
     path = tmp_path / "schedules.yaml"
     path.write_text(FILE)
-    dry = stem(database_url, "schedule", "apply", "--file", str(path), "--dry-run", "-n", namespace)
+    dry = run_stem(database_url, "schedule", "apply", "--file", str(path), "--dry-run", "-n", namespace)
     assert dry.returncode == 0, dry.stderr
     assert "would create nightly" in dry.stdout and "dry run: nothing changed" in dry.stdout
     assert rows(db, namespace) == []
 
-    done = stem(database_url, "schedule", "apply", "--file", str(path), "-n", namespace)
+    done = run_stem(database_url, "schedule", "apply", "--file", str(path), "-n", namespace)
     assert done.returncode == 0, done.stderr
     assert "2 create" in done.stdout
     before = rows(db, namespace)
     path.write_text(FILE.replace("every:1m", "every:2m"))
-    dry = stem(database_url, "schedule", "apply", "--file", str(path), "--dry-run", "-n", namespace)
+    dry = run_stem(database_url, "schedule", "apply", "--file", str(path), "--dry-run", "-n", namespace)
     assert "would update tick (spec)" in dry.stdout
     assert rows(db, namespace) == before
 
-    listed = stem(database_url, "schedule", "list", "-n", namespace, "--json")
+    listed = run_stem(database_url, "schedule", "list", "-n", namespace, "--json")
     assert [e["name"] for e in json.loads(listed.stdout)] == ["nightly", "tick"]
-    table = stem(database_url, "schedule", "list", "-n", namespace).stdout
+    table = run_stem(database_url, "schedule", "list", "-n", namespace).stdout
     assert "cron 0 2 * * * (Europe/Berlin)" in table and "every 1m" in table
 
-    assert stem(database_url, "schedule", "disable", "tick", "-n", namespace).returncode == 0
-    shown = json.loads(stem(database_url, "schedule", "show", "tick", "-n", namespace).stdout)
+    assert run_stem(database_url, "schedule", "disable", "tick", "-n", namespace).returncode == 0
+    shown = json.loads(run_stem(database_url, "schedule", "show", "tick", "-n", namespace).stdout)
     assert (shown["enabled"], shown["state"], shown["version"]) == (False, "disabled", 2)
-    stale = stem(database_url, "schedule", "enable", "tick", "--version", "1", "-n", namespace)
+    stale = run_stem(database_url, "schedule", "enable", "tick", "--version", "1", "-n", namespace)
     assert stale.returncode == 1 and "changed since it was read (version 1)" in stale.stderr
-    assert stem(database_url, "schedule", "enable", "tick", "--version", "2", "-n", namespace).returncode == 0
-    assert stem(database_url, "schedule", "delete", "tick", "-n", namespace).returncode == 0
-    missing = stem(database_url, "schedule", "show", "tick", "-n", namespace)
+    enabled = run_stem(database_url, "schedule", "enable", "tick", "--version", "2", "-n", namespace)
+    assert enabled.returncode == 0
+    assert run_stem(database_url, "schedule", "delete", "tick", "-n", namespace).returncode == 0
+    missing = run_stem(database_url, "schedule", "show", "tick", "-n", namespace)
     assert missing.returncode == 1 and "no schedule entry 'tick'" in missing.stderr
 
 
@@ -87,7 +76,7 @@ def test_bad_specs_are_refused_naming_the_entry(
         "minute:\n  task: t\n  spec: {cron: 61 * * * *}\n"
         "zone:\n  task: t\n  spec: {cron: '0 9 * * *', timezone: Mars/Olympus}\n"
     )
-    result = stem(database_url, "schedule", "apply", "--file", str(path), "-n", namespace)
+    result = run_stem(database_url, "schedule", "apply", "--file", str(path), "-n", namespace)
     assert result.returncode == 1
     assert f"{path}:6: entry 'interval': spec.every: '5x' is not a duration" in result.stderr
     assert (
@@ -98,7 +87,7 @@ def test_bad_specs_are_refused_naming_the_entry(
 
 
 def test_dry_run_of_a_spec(database_url: str) -> None:
-    result = stem(
+    result = run_stem(
         database_url,
         "schedule",
         "dry-run",
@@ -117,5 +106,5 @@ def test_dry_run_of_a_spec(database_url: str) -> None:
         "2026-03-28T01:30:00+00:00  (2026-03-28T02:30:00+01:00 Europe/Berlin)",
         "2026-03-29T01:00:00+00:00  (2026-03-29T03:00:00+02:00 Europe/Berlin)",
     ]
-    bad = stem(database_url, "schedule", "dry-run", "--spec", "every 5x")
+    bad = run_stem(database_url, "schedule", "dry-run", "--spec", "every 5x")
     assert bad.returncode == 1 and "error: --spec: '5x' is not a duration" in bad.stderr

@@ -11,13 +11,8 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import Stem
-from tests.acceptance.workerapp import (
-    Workers,
-    run_stem,
-    scalar,
-    stem_fixture,  # noqa: F401 - fixture
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, scalar
+from tests.helpers import run_stem
 
 WORKER_APP = "tests.acceptance.workerapp:app"
 

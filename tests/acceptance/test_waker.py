@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,7 +9,7 @@ import textwrap
 import psycopg
 from psycopg import sql
 
-from tests.acceptance.workerapp import REPO_ROOT
+from tests.helpers import REPO_ROOT, stem_env
 
 SCRIPT = textwrap.dedent(
     """
@@ -29,10 +28,9 @@ def test_a_script_that_exits_right_after_enqueue_still_wakes_workers(
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(f"{namespace}:jobs")))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
         done = subprocess.run(
             [sys.executable, "-c", SCRIPT, database_url, namespace],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+            cwd=REPO_ROOT, env=stem_env(), capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         notes = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]

@@ -11,7 +11,8 @@ import pytest
 
 from stem_pg.client.app import Stem
 from tests.acceptance.test_workflow_processes import stem_fixture  # noqa: F401 - fixture
-from tests.acceptance.workerapp import Workers, run_stem, wait_for, workers_fixture  # noqa: F401
+from tests.acceptance.workerapp import Workers
+from tests.helpers import run_stem, wait_for
 
 WF_APP = "tests.acceptance.wfapp:app"
 
@@ -53,8 +54,10 @@ def test_wf_commands_drive_and_show_runs(
     assert rewound.returncode == 0, rewound.stderr
     assert "1 checkpoint(s) dropped" in rewound.stdout
     wait_for(
-        lambda: stem.workflow_run(run_id).status()["status"] == "completed", 20, "the rewound run to end"
-    )  # type: ignore[index]
+        lambda: stem.workflow_run(run_id).status()["status"] == "completed",  # type: ignore[index]
+        20,
+        "the rewound run to end",
+    )
 
     waiting = stem.start_workflow("acc.approval", {"timeout": 60})
     wait_for(lambda: waiting.id in stem_cli(database_url, namespace, "waiters").stdout, 20, "a waiter")

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import sysconfig
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from stem_pg.schema.migrate import current_revision, head_revision
-from tests.conftest import drop_schema
+from tests.helpers import REPO_ROOT, drop_schema, unique_namespace
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (
     "stem_pg/py.typed",
     "stem_pg/_data/sql/jobs.sql",
@@ -96,7 +94,7 @@ def test_installed_package_comes_from_the_wheel(installed: Installed, tmp_path: 
 def test_installed_stem_migrates_from_anywhere(
     installed: Installed, tmp_path: Path, database_url: str
 ) -> None:
-    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ns = unique_namespace()
     offline = _run(installed.stem, "migrate", "--namespace", ns, "--sql", cwd=tmp_path, env=_clean_env())
     assert f'CREATE TABLE "{ns}".jobs' in offline.stdout
     try:

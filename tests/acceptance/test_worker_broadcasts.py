@@ -6,33 +6,17 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
 from stem_pg.client.app import Stem
-from tests.acceptance.controlapp import APP, make_control_app
-from tests.acceptance.workerapp import (
-    Workers,
-    create_tables,
-    query,
-    scalar,
-    wait_for,
-    wait_registered,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.controlapp import APP
+from tests.acceptance.workerapp import Workers, query, scalar, wait_registered
+from tests.helpers import wait_for
 
 Db = psycopg.Connection[Any]
-
-
-@pytest.fixture
-def capp(database_url: str, namespace: str, db: Db) -> Iterator[Stem]:
-    create_tables(db, namespace)
-    stem = make_control_app(database_url, namespace)
-    yield stem
-    stem.close()
 
 
 def runs(db: Db, ns: str, task_id: str, event: str = "started") -> list[int]:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,51 +15,30 @@ import pytest
 
 from stem_pg.client.app import Stem
 from stem_pg.schema.migrate import migrate
-from tests.acceptance.controlapp import APP, make_control_app
-from tests.acceptance.workerapp import (
+from tests.acceptance.controlapp import APP
+from tests.acceptance.workerapp import Workers, query, scalar, wait_registered
+from tests.helpers import (
     REPO_ROOT,
-    Workers,
-    create_tables,
-    query,
-    scalar,
+    drop_schema,
+    migrated_namespace,
+    run_stem,
+    stem_env,
+    unique_namespace,
     wait_for,
-    wait_registered,
-    workers_fixture,  # noqa: F401 - fixture
 )
-from tests.conftest import drop_schema
 
 Db = psycopg.Connection[Any]
 
 
 @pytest.fixture
-def capp(database_url: str, namespace: str, db: Db) -> Iterator[Stem]:
-    create_tables(db, namespace)
-    stem = make_control_app(database_url, namespace)
-    yield stem
-    stem.close()
-
-
-@pytest.fixture
 def staging(database_url: str) -> Iterator[str]:
     """A second migrated namespace in the style of the docs' ``staging``."""
-    name = f"staging-{uuid.uuid4().hex[:6]}"
-    migrate(database_url, name)
-    yield name
-    drop_schema(database_url, name)
+    with migrated_namespace(database_url, "staging") as name:
+        yield name
 
 
 def stem_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-    env["STEM_BROKER_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", "worker", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_stem(database_url, "worker", *args)
 
 
 def cli_json(database_url: str, *args: str) -> dict[str, Any]:
@@ -97,7 +74,7 @@ def test_ping_answers_from_exactly_the_workers_of_the_namespace(
 
     text = stem_cli(database_url, "ping", "--namespace", staging, "--timeout", "2s")
     assert text.returncode == 0 and text.stdout.count("pong") == 2
-    empty = f"t-{uuid.uuid4().hex[:10]}"
+    empty = unique_namespace()
     migrate(database_url, empty)
     try:
         silent = stem_cli(database_url, "ping", "--namespace", empty, "--timeout", "0.5s")
@@ -224,8 +201,7 @@ def test_status_follow_prints_the_table_again_and_again(
 ) -> None:
     proc = workers.start()
     wait_registered(db, namespace, {proc.pid})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-    env["STEM_BROKER_URL"] = database_url
+    env = stem_env(STEM_BROKER_URL=database_url)
     follow = subprocess.Popen(
         [
             sys.executable,

@@ -11,16 +11,8 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import Stem
-from tests.acceptance.workerapp import (
-    Workers,
-    query,
-    scalar,
-    stem_fixture,  # noqa: F401 - fixture
-    wait_for,
-    wait_registered,
-    worker_pid,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, query, scalar, wait_registered, worker_pid
+from tests.helpers import wait_for
 
 LEASE = 2.0
 # The rescuer runs every maintenance_interval (5 s, +-20 %) after the lease expires.

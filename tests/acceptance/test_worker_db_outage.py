@@ -24,9 +24,9 @@ from tests.acceptance.workerapp import (
     query,
     registered_pids,
     scalar,
-    wait_for,
     wait_registered,
 )
+from tests.helpers import unique_namespace, wait_for
 
 JOBS = 2000
 KILL_ROUNDS = 5
@@ -66,7 +66,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.timeout(120)
 def test_workers_survive_terminated_connections(private_database: str, tmp_path: Path) -> None:
     url = private_database
-    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ns = unique_namespace()
     migrate(url, ns)
     stem = make_app(url, ns)
     workers = Workers(url, ns, tmp_path)
@@ -81,7 +81,7 @@ def test_workers_survive_terminated_connections(private_database: str, tmp_path:
             ids = [r.id for r in stem.enqueue_many(requests)]
             wait_for(lambda: scalar(db, ns, "SELECT count(*) FROM {ns}.results") > 0, 20, "the first results")
 
-            killed = []
+            killed: list[int] = []
             for _ in range(KILL_ROUNDS):
                 done = scalar(db, ns, "SELECT count(*) FROM {ns}.results")
                 assert done < JOBS, f"all jobs finished after only {len(killed)} kill rounds"

@@ -14,15 +14,8 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import EnqueueRequest, Stem
-from tests.acceptance.workerapp import (
-    Workers,
-    query,
-    registered_pids,
-    scalar,
-    stem_fixture,  # noqa: F401 - fixture
-    wait_for,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, query, registered_pids, scalar
+from tests.helpers import wait_for
 
 JOBS = 20_000
 
@@ -40,7 +33,7 @@ def test_every_job_commits_exactly_once_across_processes(
     wait_for(lambda: len(registered_pids(db, namespace)) == 4, 20, f"four processes\n{workers.logs()}")
 
     def settled() -> bool:
-        return scalar(db, namespace, "SELECT count(*) FROM {ns}.jobs") == 0
+        return bool(scalar(db, namespace, "SELECT count(*) FROM {ns}.jobs") == 0)
 
     wait_for(settled, 90, f"the queue to drain\n{workers.logs()}", interval=0.5)
     elapsed = time.monotonic() - began

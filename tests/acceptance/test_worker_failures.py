@@ -10,14 +10,8 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import Stem
-from tests.acceptance.workerapp import (
-    Workers,
-    query,
-    scalar,
-    stem_fixture,  # noqa: F401 - fixture
-    wait_for,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, query, scalar
+from tests.helpers import wait_for
 
 
 def result_of(db: psycopg.Connection[Any], ns: str, task_id: str) -> tuple[Any, ...] | None:

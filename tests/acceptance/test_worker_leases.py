@@ -9,14 +9,8 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import Stem
-from tests.acceptance.workerapp import (
-    Workers,
-    query,
-    stem_fixture,  # noqa: F401 - fixture
-    wait_for,
-    wait_registered,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, query, wait_registered
+from tests.helpers import wait_for
 
 RUN_SECONDS = 8.0  # longer than one maintenance interval (5 s +- 20 %), so the rescuer looks
 

@@ -12,16 +12,8 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import EnqueueRequest, Stem
-from tests.acceptance.workerapp import (
-    Workers,
-    query,
-    scalar,
-    stem_fixture,  # noqa: F401 - fixture
-    wait_for,
-    wait_registered,
-    worker_pid,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, query, scalar, wait_registered, worker_pid
+from tests.helpers import wait_for
 
 
 def events(db: psycopg.Connection[Any], ns: str, task_id: str) -> list[tuple[Any, ...]]:

@@ -3,10 +3,7 @@ worker restart during a durable sleep, events from the CLI, racing chord members
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,16 +14,8 @@ import pytest
 from stem_pg import chord
 from stem_pg.client.app import Stem
 from tests.acceptance.wfapp import make_app
-from tests.acceptance.workerapp import (
-    REPO_ROOT,
-    Workers,
-    create_tables,
-    query,
-    scalar,
-    wait_for,
-    wait_registered,
-    workers_fixture,  # noqa: F401 - fixture
-)
+from tests.acceptance.workerapp import Workers, ledger_app, query, scalar, wait_registered
+from tests.helpers import run_stem, wait_for
 
 WF_APP = "tests.acceptance.wfapp:app"
 RESCUE_WAIT = 30.0
@@ -34,16 +23,14 @@ RESCUE_WAIT = 30.0
 
 @pytest.fixture(name="stem")
 def stem_fixture(database_url: str, namespace: str, db: psycopg.Connection[Any]) -> Iterator[Stem]:
-    create_tables(db, namespace)
-    application = make_app(database_url, namespace)
-    try:
+    """The workflow app (tests.acceptance.wfapp) in place of the ledger app (test_wf_cli uses it too)."""
+    with ledger_app(make_app, database_url, namespace, db) as application:
         yield application
-    finally:
-        application.close()
 
 
 def run_status(db: psycopg.Connection[Any], ns: str, run_id: str) -> str | None:
-    return scalar(db, ns, "SELECT status FROM {ns}.workflow_runs WHERE id = %s", [run_id])
+    status: str | None = scalar(db, ns, "SELECT status FROM {ns}.workflow_runs WHERE id = %s", [run_id])
+    return status
 
 
 def ledger(db: psycopg.Connection[Any], ns: str, key: str) -> list[tuple[Any, ...]]:
@@ -110,19 +97,15 @@ def test_await_event_resumes_on_cli_emit_and_times_out_on_its_deadline(
     assert short.get(timeout=20) == "timed out"
     wait_for(lambda: run_status(db, namespace, waiting.id) == "suspended", 15, "the run to wait")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-    env["STEM_BROKER_URL"] = database_url
-    env["STEM_WORKFLOW_NAMESPACE"] = namespace
-    listed = subprocess.run(
-        [sys.executable, "-m", "stem_pg", "wf", "waiters", "--topic", "approvals", "--json"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    listed = run_stem(
+        database_url, "wf", "waiters", "--topic", "approvals", "--json", STEM_WORKFLOW_NAMESPACE=namespace
+    )
     assert listed.returncode == 0, listed.stderr
     assert waiting.id in listed.stdout and short.id not in listed.stdout
-    emitted = subprocess.run(
-        [sys.executable, "-m", "stem_pg", "wf", "emit", "approvals", "--payload", '{"by": "ann"}'],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    payload = '{"by": "ann"}'
+    emitted = run_stem(
+        database_url, "wf", "emit", "approvals", "--payload", payload, STEM_WORKFLOW_NAMESPACE=namespace
+    )
     assert emitted.returncode == 0, emitted.stderr
     assert "delivered to 1 run(s)" in emitted.stdout
     assert waiting.get(timeout=20) == {"by": "ann"}

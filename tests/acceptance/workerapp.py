@@ -8,8 +8,9 @@ so that connection-killing tests leave them alone):
 * ``ledger (task_id, n, pid, attempt, event, at)`` - what handlers did and when;
 * ``dupes (task_id, pid, attempt)`` - ``acc.once`` found its ledger row already there.
 
-The tests enqueue through ``make_app(url, namespace)`` so that per-task options
-(max_retries, ...), which are fixed at enqueue time, match the worker's.
+The tests enqueue through ``make_app(url, namespace)`` (the ``stem`` fixture of
+tests/acceptance/conftest.py) so that per-task options (max_retries, ...), which are
+fixed at enqueue time, match the worker's.
 """
 
 from __future__ import annotations
@@ -27,15 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg import errors as pg_errors
 from psycopg import sql
 
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 from stem_pg.worker.context import TaskContext
+from tests.helpers import REPO_ROOT, stem_env, wait_for
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LEDGER_APP_NAME = "stem_test:ledger"
 
 # -- the application ----------------------------------------------------------------
@@ -144,11 +144,24 @@ def create_tables(db: psycopg.Connection[Any], namespace: str, *, unique: bool =
     )
 
 
+@contextlib.contextmanager
+def ledger_app(
+    make: Callable[[str, str], Stem], url: str, namespace: str, db: psycopg.Connection[Any]
+) -> Iterator[Stem]:
+    """The application ``make`` builds on ``namespace``, with the ledger tables created; closed after."""
+    create_tables(db, namespace)
+    application = make(url, namespace)
+    try:
+        yield application
+    finally:
+        application.close()
+
+
 def query(
     db: psycopg.Connection[Any], namespace: str, text: str, params: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:
     """Run ``text`` with ``{ns}`` replaced by the quoted namespace; all rows."""
-    statement = sql.SQL(text).format(ns=sql.Identifier(namespace))  # type: ignore[arg-type]
+    statement = sql.SQL(text).format(ns=sql.Identifier(namespace))
     cur = db.execute(statement, params)
     return cur.fetchall() if cur.description else []
 
@@ -156,18 +169,6 @@ def query(
 def scalar(db: psycopg.Connection[Any], namespace: str, text: str, params: Sequence[Any] = ()) -> Any:
     rows = query(db, namespace, text, params)
     return rows[0][0] if rows else None
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def worker_pid(worker_id: str | None) -> int | None:
@@ -236,9 +237,7 @@ class Workers:
         app: str = "tests.acceptance.workerapp:app",
         namespace: str | None = None,
     ) -> WorkerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-        env["STEM_BROKER_URL"] = self.url
-        env["PYTHONUNBUFFERED"] = "1"
+        env = stem_env(STEM_BROKER_URL=self.url, PYTHONUNBUFFERED="1")
         log_path = self.log_dir / f"worker-{len(self.started)}.log"
         args = [
             sys.executable, "-m", "stem_pg", "worker", "run",
@@ -266,17 +265,6 @@ class Workers:
             proc.kill_group()
 
 
-def run_stem(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m stem_pg *args`` from the repository root, with the database in
-    ``STEM_BROKER_URL``, ``env`` added and no other ``STEM_*`` variable of ours."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("STEM_")}
-    clean.update(STEM_BROKER_URL=database_url, **env)
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", *args],
-        cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-
-
 def registered_pids(db: psycopg.Connection[Any], namespace: str) -> set[int]:
     """Pids of workers registered and not stopped."""
     rows = query(db, namespace, "SELECT pid FROM {ns}.workers WHERE stopped_at IS NULL")
@@ -287,27 +275,3 @@ def wait_registered(
     db: psycopg.Connection[Any], namespace: str, pids: set[int], timeout: float = 15.0
 ) -> None:
     wait_for(lambda: pids <= registered_pids(db, namespace), timeout, f"workers {sorted(pids)} to register")
-
-
-# -- fixtures (import them into a test module under these names) --------------------
-
-
-@pytest.fixture(name="workers")
-def workers_fixture(database_url: str, namespace: str, tmp_path: Path) -> Iterator[Workers]:
-    """Start worker processes with ``workers.start()``; all are SIGKILLed afterwards."""
-    spawner = Workers(database_url, namespace, tmp_path)
-    try:
-        yield spawner
-    finally:
-        spawner.cleanup()
-
-
-@pytest.fixture(name="stem")
-def stem_fixture(database_url: str, namespace: str, db: psycopg.Connection[Any]) -> Iterator[Stem]:
-    """The acceptance app on the test namespace, with the ledger and dupes tables created."""
-    create_tables(db, namespace)
-    application = make_app(database_url, namespace)
-    try:
-        yield application
-    finally:
-        application.close()

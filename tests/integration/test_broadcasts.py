@@ -15,13 +15,13 @@ from psycopg import sql
 
 from stem_pg.client.app import EnqueueRequest, Stem
 from stem_pg.client.broadcasts import BroadcastResult
+from stem_pg.config.routing_file import load_routing_yaml
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
-from stem_pg.core.routing import RoutingConfig
 from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.worker.context import TaskContext
-from tests.helpers import running_worker, wait_until
+from tests.helpers import running_worker, wait_for
 
 Db = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
@@ -39,15 +39,13 @@ routes:
 
 @pytest.fixture
 def bapp(database_url: str, namespace: str) -> Iterator[Stem]:
-    stem = Stem(
-        database_url, namespace=namespace, routing=RoutingConfig.from_yaml(ROUTING), config=StemConfig()
-    )
+    stem = Stem(database_url, namespace=namespace, routing=load_routing_yaml(ROUTING), config=StemConfig())
     yield stem
     stem.close()
 
 
 def _sql(db: Db, ns: str, text: str, *params: Any) -> list[tuple[Any, ...]]:
-    cur = db.execute(sql.SQL(text).format(ns=sql.Identifier(ns)), params)  # type: ignore[arg-type]
+    cur = db.execute(sql.SQL(text).format(ns=sql.Identifier(ns)), params)
     return cur.fetchall() if cur.description else []
 
 
@@ -180,7 +178,7 @@ def test_workers_run_broadcasts_through_the_task_registry(bapp: Stem, db: Db) ->
         return "queued"
 
     with running_worker(bapp, broadcasts=("ctl",)) as one, running_worker(bapp, broadcasts=("ctl",)) as two:
-        wait_until(lambda: len(_sql(db, bapp.namespace, "SELECT 1 FROM {ns}.broadcast_subscriptions")) == 2)
+        wait_for(lambda: len(_sql(db, bapp.namespace, "SELECT 1 FROM {ns}.broadcast_subscriptions")) == 2)
         mixed = bapp.enqueue_many([EnqueueRequest("plain"), ("ctl.hello", {"who": "all"})])
         assert isinstance(mixed[1], BroadcastResult)
         assert mixed[1].get(timeout=10) == {one.id: "hello all", two.id: "hello all"}

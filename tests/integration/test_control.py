@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,17 +18,15 @@ from stem_pg.client.control import Control
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.control import NOTIFY_LIMIT, Command, ControlError
 from stem_pg.core.namespaces import Channels
-from stem_pg.schema.migrate import migrate
 from stem_pg.worker import Worker
-from tests.conftest import drop_schema
+from tests.helpers import migrated_namespace, wait_for
 from tests.helpers import running_worker as _running_worker
-from tests.helpers import wait_until
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
 
 def _sql(db: Db, ns: str, text: str, *params: Any) -> list[tuple[Any, ...]]:
-    cur = db.execute(sql.SQL(text).format(ns=sql.Identifier(ns)), params)  # type: ignore[arg-type]
+    cur = db.execute(sql.SQL(text).format(ns=sql.Identifier(ns)), params)
     return cur.fetchall() if cur.description else []
 
 
@@ -37,7 +34,7 @@ def _sql(db: Db, ns: str, text: str, *params: Any) -> list[tuple[Any, ...]]:
 def running_worker(app: Stem, **settings: Any) -> Iterator[Worker]:
     """A worker in a thread, yielded once it is registered (and so listening)."""
     with _running_worker(app, **settings) as worker:
-        wait_until(lambda: worker.last_heartbeat_at is not None)
+        wait_for(lambda: worker.last_heartbeat_at is not None)
         yield worker
 
 
@@ -49,12 +46,10 @@ def control(database_url: str, namespace: str) -> Control:
 @pytest.fixture
 def other(database_url: str) -> Iterator[Stem]:
     """An application on a second migrated namespace."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    migrate(database_url, name)
-    stem = Stem(database_url, namespace=name, config=StemConfig())
-    yield stem
-    stem.close()
-    drop_schema(database_url, name)
+    with migrated_namespace(database_url) as name:
+        stem = Stem(database_url, namespace=name, config=StemConfig())
+        yield stem
+        stem.close()
 
 
 def test_ping_stats_and_inspect_answer_from_each_worker(app: Stem, control: Control) -> None:
@@ -129,7 +124,7 @@ def test_shutdown_command_stops_the_worker(app: Stem, control: Control, db: Db) 
     with running_worker(app) as worker:
         result = control.shutdown("warm", timeout=5)
         assert result.replies[worker.id].data == {"shutdown": "warm"}
-        wait_until(lambda: worker.stopping and worker.stopped_by_command, 5)
+        wait_for(lambda: worker.stopping and worker.stopped_by_command, 5)
     assert worker.exit_code == 0
     assert _sql(db, app.namespace, "SELECT stopped_at IS NOT NULL FROM {ns}.workers") == [(True,)]
 

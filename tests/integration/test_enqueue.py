@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from stem_pg.client import waker as waker_module
 from stem_pg.client.app import EnqueueRequest, Stem
 from stem_pg.client.waker import IDLE_GAP, Announce
+from stem_pg.config.routing_file import load_routing_yaml
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
-from stem_pg.core.routing import RoutingConfig
-from tests.helpers import running_worker, wait_until
+from tests.helpers import running_worker, wait_for
 
 
 def _jobs(db: psycopg.Connection, ns: str) -> list[tuple]:  # type: ignore[type-arg]
@@ -38,7 +38,7 @@ def _heard(listener: psycopg.Connection[Any], timeout: float = 0.5) -> list[str]
     return [n.payload for n in listener.notifies(timeout=timeout)]
 
 
-def test_psycopg_transactional_enqueue(app: Stem, database_url: str, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def test_psycopg_transactional_enqueue(app: Stem, database_url: str, db: psycopg.Connection) -> None:
     with psycopg.connect(database_url) as conn:
         app.enqueue("t", {}, task_id="rolled-back", connection=conn)
         conn.rollback()
@@ -48,7 +48,7 @@ def test_psycopg_transactional_enqueue(app: Stem, database_url: str, db: psycopg
     assert [row[0] for row in _jobs(db, app.namespace)] == ["committed"]
 
 
-def test_sqlalchemy_session_and_connection(app: Stem, database_url: str, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def test_sqlalchemy_session_and_connection(app: Stem, database_url: str, db: psycopg.Connection) -> None:
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with Session(engine) as session:
         app.enqueue("t", {"n": 1}, task_id="session-rolled-back", connection=session)
@@ -72,7 +72,7 @@ def test_enqueue_many_sends_one_notify_per_queue(app: Stem, database_url: str) -
     assert sorted(notes) == ["a", "b"]
 
 
-def test_task_id_makes_enqueue_idempotent(app: Stem, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def test_task_id_makes_enqueue_idempotent(app: Stem, db: psycopg.Connection) -> None:
     first = app.enqueue("t", {"v": 1}, task_id="same")
     second = app.enqueue("t", {"v": 2}, task_id="same")
     assert first.id == second.id == "same"
@@ -81,8 +81,8 @@ def test_task_id_makes_enqueue_idempotent(app: Stem, db: psycopg.Connection) -> 
 
 def test_routing_decides_queue_and_clamps_priority(
     database_url: str, namespace: str, db: psycopg.Connection
-) -> None:  # type: ignore[type-arg]
-    routing = RoutingConfig.from_yaml(
+) -> None:
+    routing = load_routing_yaml(
         """
 default_queue: {alias: default, queue: primary}
 queues:
@@ -132,7 +132,7 @@ def test_delayed_and_expired_jobs(app: Stem) -> None:
         expired = app.enqueue("t", {"label": "expired"}, countdown=0.5, expires=timedelta(seconds=0.2))
         delayed = app.enqueue("t", {"label": "delayed"}, countdown=0.5)
         assert delayed.get(timeout=10) is None
-        wait_until(lambda: expired.state == "cancelled")
+        wait_for(lambda: expired.state == "cancelled")
     assert ran == ["delayed"]
 
 
@@ -153,7 +153,7 @@ async def test_async_enqueue_and_wait(app: Stem) -> None:
 def test_a_bad_request_in_a_large_batch_inserts_nothing(
     app: Stem,
     database_url: str,
-    db: psycopg.Connection,  # type: ignore[type-arg]
+    db: psycopg.Connection,
 ) -> None:
     """enqueue_many streams big batches into COPY while it plans them: a bad request found
     midway must still fail the whole batch with its clear error, on the pool and inside
@@ -246,7 +246,7 @@ def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_an
     between, enqueue() still returns the job and the waker thread sends the wake-up."""
     import stem_pg.client.app as app_module
 
-    insert = app_module.insert_planned_sync
+    insert = app_module.insert_planned_sync  # type: ignore[attr-defined]  # the name app.py calls
 
     def insert_then_lose_the_connection(conn: psycopg.Connection[Any], *args: Any, **kw: Any) -> list[str]:
         ids = insert(conn, *args, **kw)

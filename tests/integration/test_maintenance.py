@@ -18,10 +18,10 @@ from stem_pg.worker.settings import WorkerSettings
 
 
 def _q(text: str, ns: str) -> sql.Composed:
-    return sql.SQL(text).format(ns=sql.Identifier(ns))  # type: ignore[arg-type]
+    return sql.SQL(text).format(ns=sql.Identifier(ns))
 
 
-async def _claim(app: Stem, store: JobStore, conn: psycopg.AsyncConnection, limit: int = 10) -> str:  # type: ignore[type-arg]
+async def _claim(app: Stem, store: JobStore, conn: psycopg.AsyncConnection, limit: int = 10) -> str:
     token = str(uuid.uuid4())
     jobs = await store.claim(
         conn, queue="default", limit=limit, worker_id="w1", token=token, lease_seconds=30
@@ -105,7 +105,7 @@ async def test_short_visibility_timeout_is_heartbeated(app: Stem, vt: int) -> No
     await app.aclose()
 
 
-def _vacuum_count(db: psycopg.Connection, namespace: str) -> int:  # type: ignore[type-arg]
+def _vacuum_count(db: psycopg.Connection, namespace: str) -> int:
     row = db.execute(
         "SELECT vacuum_count FROM pg_stat_all_tables WHERE schemaname = %s AND relname = 'jobs'",
         (namespace,),
@@ -114,7 +114,7 @@ def _vacuum_count(db: psycopg.Connection, namespace: str) -> int:  # type: ignor
     return int(row[0])
 
 
-def _leave_dead_rows(db: psycopg.Connection, namespace: str, jobs: int) -> None:  # type: ignore[type-arg]
+def _leave_dead_rows(db: psycopg.Connection, namespace: str, jobs: int) -> None:
     """Insert, update and delete ``jobs`` rows (two dead versions each), then publish the counts."""
     db.execute(
         _q(
@@ -132,7 +132,7 @@ def _leave_dead_rows(db: psycopg.Connection, namespace: str, jobs: int) -> None:
 async def test_jobs_table_is_vacuumed_once_dead_rows_pile_up(
     app: Stem,
     database_url: str,
-    db: psycopg.Connection,  # type: ignore[type-arg]
+    db: psycopg.Connection,
 ) -> None:
     store = JobStore(app.queries, result_ttl=60)
     _leave_dead_rows(db, app.namespace, 50)
@@ -164,7 +164,7 @@ async def test_jobs_table_is_vacuumed_once_dead_rows_pile_up(
 async def test_maintenance_vacuums_the_jobs_table_unless_told_not_to(
     app: Stem,
     database_url: str,
-    db: psycopg.Connection,  # type: ignore[type-arg]
+    db: psycopg.Connection,
 ) -> None:
     store = JobStore(app.queries, result_ttl=60)
     _leave_dead_rows(db, app.namespace, 10_500)  # 21,000 dead rows: past the default threshold
@@ -181,7 +181,7 @@ async def test_maintenance_vacuums_the_jobs_table_unless_told_not_to(
 async def test_only_the_table_owner_vacuums(
     app: Stem,
     database_url: str,
-    db: psycopg.Connection,  # type: ignore[type-arg]
+    db: psycopg.Connection,
 ) -> None:
     superuser = db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
     if not superuser or not superuser[0]:
@@ -203,7 +203,7 @@ async def test_only_the_table_owner_vacuums(
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def test_expiry_sweep_reads_the_expiry_index(app: Stem, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def test_expiry_sweep_reads_the_expiry_index(app: Stem, db: psycopg.Connection) -> None:
     """The sweep runs in every maintenance pass: it must not scan the whole jobs table."""
     with db.transaction(force_rollback=True):
         db.execute("SET LOCAL enable_seqscan = off")
@@ -216,12 +216,12 @@ def test_a_fast_drain_runs_the_maintenance_pass_early(
     app: Stem,
     database_url: str,
     db: psycopg.Connection,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Claimed jobs, not only the clock, bring the next pass (and its vacuum check) forward:
     here a lease that expired is rescued long before the 60 s interval comes round."""
     from stem_pg.worker import worker as worker_module
-    from tests.helpers import running_worker, wait_until
+    from tests.helpers import running_worker, wait_for
 
     @app.task(name="quick")
     def quick() -> None: ...
@@ -238,5 +238,5 @@ def test_a_fast_drain_runs_the_maintenance_pass_early(
     with running_worker(app, maintenance_interval=60.0):
         time.sleep(0.5)  # past the worker's start, when no pass is due for a minute
         handles = [app.enqueue("quick") for _ in range(6)]
-        wait_until(lambda: all(h.status() and h.status().state == "succeeded" for h in handles))
-        wait_until(lambda: (s := app.result("stranded").status()) is not None and s.state == "succeeded")
+        wait_for(lambda: all((s := h.status()) is not None and s.state == "succeeded" for h in handles))
+        wait_for(lambda: (s := app.result("stranded").status()) is not None and s.state == "succeeded")

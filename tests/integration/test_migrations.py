@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,20 +21,11 @@ from stem_pg.core.namespaces import Channels
 from stem_pg.core.states import LIVE_STATES, TERMINAL_STATES, DeadLetterReason, TaskState
 from stem_pg.schema.migrate import current_revision, head_revision, migrate
 from stem_pg.schema.tables import metadata_for
-from tests.conftest import drop_schema
+from tests.helpers import MIGRATED_TABLES, migrated_namespace, unique_namespace
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
-TABLES = {"jobs", "results", "dead_letters", "workers", "schedules", "schedule_fires", "locks"}
-TABLES |= {  # 0003: the control plane
-    "broadcast_messages",
-    "broadcast_subscriptions",
-    "broadcast_fanout",
-    "revokes",
-    "paused_queues",
-    "control_replies",
-}
-TABLES |= {"canvases", "canvas_members", "wf_runs", "wf_steps", "wf_waiters"}  # 0004
+TABLES = MIGRATED_TABLES
 VIEWS = {"task_states", "queue_depths", "broadcast_deliveries", "workflow_runs", "workflow_steps"}
 VERSION_TABLE = "alembic_version"
 
@@ -51,10 +41,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def other_namespace(database_url: str) -> Iterator[str]:
     """A second unique namespace, migrated; dropped afterwards."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    migrate(database_url, name)
-    yield name
-    drop_schema(database_url, name)
+    with migrated_namespace(database_url) as name:
+        yield name
 
 
 def _relations(db: Db, schema: str) -> set[str]:
@@ -160,7 +148,7 @@ def _catalog(db: Db, schema: str) -> dict[str, set[tuple[Any, ...]]]:
 
 
 def test_catalog_matches_metadata(engine: Engine, namespace: str, db: Db) -> None:
-    scratch = f"t-{uuid.uuid4().hex[:10]}"
+    scratch = unique_namespace()
     with engine.connect() as connection:
         connection.execute(sa_text(f'CREATE SCHEMA "{scratch}"'))
         metadata_for(scratch).create_all(connection)

@@ -54,19 +54,19 @@ def test_a_cancelled_claim_keeps_its_connection(app: Stem, database_url: str) ->
     import psycopg
     from psycopg import sql
 
-    from tests.helpers import running_worker, wait_until
+    from tests.helpers import running_worker, wait_for
 
     @app.task(name="after_cancel")
     def after_cancel() -> str:
         return "ran"
 
     with running_worker(app, poll_interval=0.05) as worker, psycopg.connect(database_url) as blocker:
-        wait_until(lambda: worker._claim_conn.backend_pid is not None)
+        wait_for(lambda: worker._claim_conn.backend_pid is not None)
         pid = worker._claim_conn.backend_pid
         blocker.execute(sql.SQL("LOCK TABLE {}.jobs").format(sql.Identifier(app.namespace)))
         waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s"
         with psycopg.connect(database_url, autocommit=True) as admin:
-            wait_until(lambda: admin.execute(waiting, (pid,)).fetchone() == (True,))
+            wait_for(lambda: admin.execute(waiting, (pid,)).fetchone() == (True,))
             admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
             blocker.rollback()
         assert app.enqueue("after_cancel").get(timeout=10) == "ran"

@@ -27,7 +27,7 @@ Db = psycopg.Connection[tuple[Any, ...]]
 
 
 def _rows(db: Db, ns: str, text: str, *params: Any) -> list[tuple[Any, ...]]:
-    cur = db.execute(sql.SQL(text).format(ns=sql.Identifier(ns)), params)  # type: ignore[arg-type]
+    cur = db.execute(sql.SQL(text).format(ns=sql.Identifier(ns)), params)
     return cur.fetchall() if cur.description else []
 
 

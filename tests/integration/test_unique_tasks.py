@@ -15,7 +15,7 @@ from stem_pg.client.app import EnqueueRequest, Stem
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.envelope import unique_key
 from stem_pg.core.errors import TaskError
-from tests.helpers import running_worker, wait_until
+from tests.helpers import running_worker, wait_for
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
@@ -151,4 +151,4 @@ def test_two_processes_enqueueing_at_once_give_one_job(database_url: str, app: S
     for proc in procs:
         proc.join(timeout=30)
     assert ids[0] == ids[1]
-    wait_until(lambda: len(jobs(db, app.namespace)) == 1)
+    wait_for(lambda: len(jobs(db, app.namespace)) == 1)

@@ -10,7 +10,7 @@ import pytest
 
 from stem_pg import EventTimeout, WorkflowCancelled, WorkflowContext, WorkflowError, WorkflowFailed
 from stem_pg.client.app import Stem
-from tests.helpers import running_worker, wait_until
+from tests.helpers import running_worker, wait_for
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
@@ -25,7 +25,11 @@ def test_steps_checkpoint_and_the_run_completes(app: Stem, db: Db) -> None:
 
     @app.workflow(name="wf.order")
     async def order(ctx: WorkflowContext, order_id: int) -> dict[str, Any]:
-        total = await ctx.step("price", lambda: calls.append("price") or 40 + order_id)
+        def price() -> int:
+            calls.append("price")
+            return 40 + order_id
+
+        total = await ctx.step("price", price)
         for _ in range(2):
             await ctx.step("ping", lambda: calls.append("ping"))
         charged = await ctx.step("charge", _charge, total)
@@ -64,7 +68,7 @@ def test_sleep_suspends_without_holding_a_worker_slot(app: Stem) -> None:
 
     with running_worker(app, concurrency=1):
         run = app.start_workflow("wf.nap")
-        wait_until(lambda: _status(app, run.id) == "suspended")
+        wait_for(lambda: _status(app, run.id) == "suspended")
         started = time.monotonic()
         assert app.enqueue("wf.other").get(timeout=5) == "ran"  # the only slot is free
         assert time.monotonic() - started < 1.0
@@ -84,7 +88,7 @@ def test_await_event_resumes_on_emit_and_times_out_on_its_deadline(app: Stem) ->
     with running_worker(app):
         waiting = app.start_workflow("wf.approve", {"timeout": 30})
         late = app.start_workflow("wf.approve", {"timeout": 1})
-        wait_until(lambda: _status(app, waiting.id) == "suspended" and _status(app, late.id) == "suspended")
+        wait_for(lambda: _status(app, waiting.id) == "suspended" and _status(app, late.id) == "suspended")
         assert late.get(timeout=10) == "timed out"
         assert app.emit("approvals", {"by": "ann"}) == 1
         assert waiting.get(timeout=10) == {"by": "ann"}
@@ -95,7 +99,8 @@ def test_child_workflow_result_reaches_its_parent(app: Stem) -> None:
     @app.workflow(name="wf.child")
     async def child(ctx: WorkflowContext, n: int) -> int:
         await ctx.sleep(0.2)
-        return await ctx.step("double", lambda: n * 2)
+        doubled: int = await ctx.step("double", lambda: n * 2)
+        return doubled
 
     @app.workflow(name="wf.parent")
     async def parent(ctx: WorkflowContext) -> list[int]:
@@ -121,7 +126,7 @@ def test_cancel_stops_a_run_and_its_children(app: Stem, db: Db) -> None:
 
     with running_worker(app):
         run = app.start_workflow("wf.holder")
-        wait_until(
+        wait_for(
             lambda: (
                 db.execute(
                     f'SELECT count(*) FROM "{app.namespace}".wf_waiters WHERE topic = %s', ["never"]
@@ -148,7 +153,8 @@ def test_a_failing_workflow_fails_after_its_retries_and_a_replay_resumes_it(app:
         await ctx.step("ok", lambda: calls.append("ok"))
         if not stock:
             raise RuntimeError("out of stock")
-        return await ctx.step("ship", lambda: stock.pop())
+        shipped: int = await ctx.step("ship", lambda: stock.pop())
+        return shipped
 
     with running_worker(app):
         run = app.start_workflow("wf.broken")
@@ -176,7 +182,7 @@ def test_rewind_runs_again_from_a_step(app: Stem) -> None:
         run = app.start_workflow("wf.redo")
         assert run.get(timeout=10) == 2
         assert app.rewind_workflow(run.id, "b") == 1
-        wait_until(lambda: _status(app, run.id) == "completed" and len(calls) == 3)
+        wait_for(lambda: _status(app, run.id) == "completed" and len(calls) == 3)
     assert calls == ["a", "b", "b"]
     with pytest.raises(WorkflowError, match="no checkpoint 'zz'"):
         app.rewind_workflow(run.id, "zz")

@@ -16,7 +16,8 @@ COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
 
 
 def _stem_argv(service: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stem_pg.config.routing_file import load_routing, load_routing_file
+from stem_pg.config.routing_file import load_routing, load_routing_file, load_routing_yaml
 from stem_pg.core.errors import RoutingConfigError
 from stem_pg.core.routing import (
     BroadcastDefinition,
@@ -20,40 +20,9 @@ from stem_pg.core.routing import (
     RouteMatch,
     RouteTarget,
     RoutingConfig,
-    RoutingRegistry,
-    RoutingSubscription,
 )
-
-# The example from Stem's "Routing Configuration" page.
-EXAMPLE = """\
-default_queue:
-  alias: default
-  queue: primary
-  fallbacks:
-    - secondary
-queues:
-  primary:
-    exchange: jobs
-    routing_key: jobs.default
-    priority_range: [0, 9]
-  secondary: {}
-broadcasts:
-  control:
-    delivery: at-least-once
-  updates:
-    delivery: at-most-once
-routes:
-  - match:
-      task: reports.*
-    target:
-      type: queue
-      name: primary
-  - match:
-      task: control.*
-    target:
-      type: broadcast
-      name: control
-"""
+from stem_pg.core.routing_registry import RoutingRegistry, RoutingSubscription
+from tests.helpers import ROUTING_EXAMPLE
 
 SMALL_RANGE = """\
 default_queue: priority
@@ -65,12 +34,12 @@ queues:
 
 @pytest.fixture
 def registry() -> RoutingRegistry:
-    return RoutingRegistry.from_yaml(EXAMPLE, source="routing.yaml")
+    return RoutingRegistry(load_routing_yaml(ROUTING_EXAMPLE, source="routing.yaml"))
 
 
 def load_error(text: str) -> str:
     with pytest.raises(RoutingConfigError) as info:
-        RoutingConfig.from_yaml(text, source="routing.yaml")
+        load_routing_yaml(text, source="routing.yaml")
     return str(info.value)
 
 
@@ -78,7 +47,7 @@ def load_error(text: str) -> str:
 
 
 def test_example_loads_into_typed_config() -> None:
-    config = RoutingConfig.from_yaml(EXAMPLE, source="routing.yaml")
+    config = load_routing_yaml(ROUTING_EXAMPLE, source="routing.yaml")
     assert config.source == "routing.yaml"
     assert config.default_queue == DefaultQueue("default", "primary", ("secondary",))
     assert config.queues["primary"] == QueueDefinition("primary", "jobs", "jobs.default", PriorityRange(0, 9))
@@ -134,7 +103,7 @@ def test_registry_accessors(registry: RoutingRegistry) -> None:
 
 
 def test_to_dict_is_json_and_round_trips() -> None:
-    config = RoutingConfig.from_yaml(EXAMPLE)
+    config = load_routing_yaml(ROUTING_EXAMPLE)
     data = json.loads(json.dumps(config.to_dict()))
     assert data["queues"]["primary"]["priority_range"] == {"min": 0, "max": 9}
     assert RoutingConfig.from_mapping(data) == config
@@ -144,7 +113,7 @@ def test_to_dict_is_json_and_round_trips() -> None:
 
 
 def test_priority_is_clamped_into_queue_range() -> None:
-    registry = RoutingRegistry.from_yaml(SMALL_RANGE)
+    registry = RoutingRegistry(load_routing_yaml(SMALL_RANGE))
     assert registry.resolve("any", priority=8).priority == 5
     assert registry.resolve("any", priority=-3).priority == 0
     assert registry.resolve("any", priority=4).priority == 4
@@ -153,12 +122,12 @@ def test_priority_is_clamped_into_queue_range() -> None:
 
 def test_default_priority_is_queue_minimum_when_above_zero() -> None:
     text = "default_queue: q\nqueues:\n  q:\n    priority_range: [3, 7]\n"
-    assert RoutingRegistry.from_yaml(text).resolve("any").priority == 3
+    assert RoutingRegistry(load_routing_yaml(text)).resolve("any").priority == 3
 
 
 def test_both_priority_range_forms_are_equal() -> None:
-    as_list = RoutingConfig.from_yaml("queues:\n  default:\n    priority_range: [2, 4]\n")
-    as_map = RoutingConfig.from_yaml("queues:\n  default:\n    priority_range:\n      min: 2\n      max: 4\n")
+    as_list = load_routing_yaml("queues:\n  default:\n    priority_range: [2, 4]\n")
+    as_map = load_routing_yaml("queues:\n  default:\n    priority_range:\n      min: 2\n      max: 4\n")
     assert as_list.queues["default"].priority_range == PriorityRange(2, 4)
     assert as_map.queues == as_list.queues
 
@@ -174,7 +143,7 @@ routes:
     target: {type: queue, name: fast}
     priority: 9
 """
-    registry = RoutingRegistry.from_yaml(text)
+    registry = RoutingRegistry(load_routing_yaml(text))
     assert registry.resolve("urgent.page").priority == 5  # clamped route priority
     assert registry.resolve("urgent.page", priority=2).priority == 2
 
@@ -207,7 +176,7 @@ routes:
 
 
 def test_headers_and_task_must_both_match() -> None:
-    registry = RoutingRegistry.from_yaml(HEADERS)
+    registry = RoutingRegistry(load_routing_yaml(HEADERS))
     assert registry.resolve("billing.run", headers={"tenant": "acme"}).name == "acme"
     assert registry.resolve("billing.run", headers={"tenant": "other"}).name == "default"
     assert registry.resolve("billing.run").name == "default"
@@ -218,13 +187,13 @@ def test_headers_and_task_must_both_match() -> None:
 
 
 def test_null_queue_entry_and_default_queue_shorthand() -> None:
-    config = RoutingConfig.from_yaml("default_queue: work\nqueues:\n  work:\n  other: {}\n")
+    config = load_routing_yaml("default_queue: work\nqueues:\n  work:\n  other: {}\n")
     assert config.default_queue == DefaultQueue(queue="work")
     assert config.queues["work"] == QueueDefinition("work")
 
 
 def test_default_queue_is_implicit_without_queues() -> None:
-    registry = RoutingRegistry.from_yaml("default_queue:\n  queue: jobs\n")
+    registry = RoutingRegistry(load_routing_yaml("default_queue:\n  queue: jobs\n"))
     assert registry.queue_names() == ("jobs",)
     assert registry.resolve("any").name == "jobs"
     assert registry.resolve("any", queue="adhoc").name == "adhoc"  # open topology
@@ -269,7 +238,7 @@ def test_legacy_config_accepts_any_queue() -> None:
 
 @pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
 def test_empty_document_is_legacy(text: str) -> None:
-    config = RoutingConfig.from_yaml(text, source="routing.yaml")
+    config = load_routing_yaml(text, source="routing.yaml")
     assert config.queues == {}
     assert config.default_queue == DefaultQueue()
     assert config.source == "routing.yaml"
@@ -277,8 +246,8 @@ def test_empty_document_is_legacy(text: str) -> None:
 
 def test_load_routing_from_file(tmp_path: Path) -> None:
     path = tmp_path / "routing.yaml"
-    path.write_text(EXAMPLE)
-    assert load_routing(path) == RoutingConfig.from_file(str(path))
+    path.write_text(ROUTING_EXAMPLE)
+    assert load_routing(path) == load_routing_file(str(path))
     assert load_routing(None) == RoutingConfig.legacy()
     assert load_routing("") == RoutingConfig.legacy()
 
@@ -493,7 +462,7 @@ def test_unsafe_or_malformed_yaml_is_refused(text: str, line: int, reason: str) 
 def test_python_tag_is_never_executed(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     with pytest.raises(RoutingConfigError):
-        RoutingConfig.from_yaml(f'x: !!python/object/apply:os.system ["touch {marker}"]\n')
+        load_routing_yaml(f'x: !!python/object/apply:os.system ["touch {marker}"]\n')
     assert not marker.exists()
 
 
@@ -504,7 +473,7 @@ def test_absurd_nesting_is_a_config_error() -> None:
 
 def test_string_source_defaults_to_placeholder() -> None:
     with pytest.raises(RoutingConfigError, match=r"^<string>:1: queus: unknown key"):
-        RoutingConfig.from_yaml("queus: {}\n")
+        load_routing_yaml("queus: {}\n")
 
 
 # --- subscriptions ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from stem_pg.core.schedule_spec_parse import parse_spec, spec_from_json
 from stem_pg.core.schedule_specs import (
     CalendarSpec,
     ClockedSpec,
@@ -17,8 +18,6 @@ from stem_pg.core.schedule_specs import (
     SpecError,
     first_fire,
     next_fires,
-    parse_spec,
-    spec_from_json,
 )
 from stem_pg.core.schedules import decide
 

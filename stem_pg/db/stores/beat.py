@@ -12,28 +12,9 @@ from psycopg.rows import TupleRow, class_row
 
 from stem_pg.core.envelope import JobSpec
 from stem_pg.db.queries import Queries
+from stem_pg.db.stores.schedules import ScheduleRow
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
-
-
-@dataclass(frozen=True)
-class DueEntry:
-    """An entry whose next fire time has come, as beat read it."""
-
-    name: str
-    task: str
-    spec: dict[str, Any]
-    kwargs: dict[str, Any]
-    queue: str | None
-    priority: int | None
-    jitter: float
-    enabled: bool
-    expires_at: datetime | None
-    misfire: str
-    misfire_grace: float
-    description: str | None
-    next_run_at: datetime
-    version: int
 
 
 @dataclass(frozen=True)
@@ -102,8 +83,9 @@ class BeatStore:
     def __init__(self, queries: Queries) -> None:
         self.q = queries
 
-    async def due(self, conn: AsyncConn, *, now: datetime, limit: int) -> list[DueEntry]:
-        async with conn.cursor(row_factory=class_row(DueEntry)) as cur:
+    async def due(self, conn: AsyncConn, *, now: datetime, limit: int) -> list[ScheduleRow]:
+        """Entries whose next fire time has come (so ``next_run_at`` is never None), oldest first."""
+        async with conn.cursor(row_factory=class_row(ScheduleRow)) as cur:
             await cur.execute(self.q["beat_due"], {"now": now, "limit": limit})
             return await cur.fetchall()
 

@@ -29,6 +29,13 @@ class ClaimedJob(NamedTuple):
 
 @dataclass(frozen=True)
 class TaskStatus:
+    """A task's state, live or finished (the ``task_states`` view), and its details.
+
+    ``task_status`` (what applications poll) reads the view's columns only, so the
+    details from ``result`` on stay None; ``task_show`` (``stem tasks show``) fills
+    them from the result row and the live job.
+    """
+
     id: str
     task: str
     queue: str
@@ -40,6 +47,14 @@ class TaskStatus:
     finished_at: datetime | None
     worker_id: str | None
     error: str | None
+    result: Any = None
+    traceback: str | None = None
+    args: dict[str, Any] | None = None
+    headers: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] | None = None
+    not_before: datetime | None = None
+    lease_expires_at: datetime | None = None
+    progress: Any = None
 
 
 @dataclass(frozen=True)

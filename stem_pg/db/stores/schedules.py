@@ -23,7 +23,10 @@ Conn = psycopg.Connection[TupleRow]
 
 @dataclass(frozen=True)
 class ScheduleRow:
-    """One stored entry: its definition, its version and beat's bookkeeping."""
+    """One stored entry: its definition, its version and beat's bookkeeping.
+
+    What people list and edit, and what beat reads when an entry is due.
+    """
 
     name: str
     task: str
