@@ -13,12 +13,11 @@ import inspect
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
 from stem_pg.client.results import await_mention, wait_for_mention
@@ -26,6 +25,8 @@ from stem_pg.core.durations import parse_duration
 from stem_pg.core.envelope import JobSpec, check_task_id, encode_json
 from stem_pg.core.errors import StemError
 from stem_pg.core.workflows import WORKFLOW_HEADER, RunStatus
+from stem_pg.db.stores.workflow_rows import CancelledRun, NewRun, RunOutcome
+from stem_pg.db.stores.workflow_runs import AsyncWorkflowRunStore, WorkflowRunStore
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
@@ -109,8 +110,8 @@ def plan_run(
     run_id: str | None = None,
     parent_run_id: str | None = None,
     parent_step: str | None = None,
-) -> tuple[dict[str, Any], JobSpec]:
-    """The ``wf_run_create`` parameters and the first job of a new run of ``name``."""
+) -> tuple[NewRun, JobSpec]:
+    """The new run of ``name`` and its first job."""
     from stem_pg.client.app import EnqueueRequest
 
     definition = app.workflows.get(name)
@@ -134,19 +135,19 @@ def plan_run(
             headers={WORKFLOW_HEADER: run_id},
         )
     )
-    run = {
-        "id": run_id,
-        "workflow": name,
-        "params": encoded,
-        "queue": spec.queue,
-        "priority": spec.priority,
-        "max_retries": spec.max_retries,
-        "job_id": spec.id,
-        "parent_run_id": parent_run_id,
-        "parent_step": parent_step,
-        "max_run_time": options.max_run_time,
-        "max_suspended": options.max_suspended_time,
-    }
+    run = NewRun(
+        id=run_id,
+        workflow=name,
+        params=encoded,
+        queue=spec.queue,
+        priority=spec.priority,
+        max_retries=spec.max_retries,
+        job_id=spec.id,
+        parent_run_id=parent_run_id,
+        parent_step=parent_step,
+        max_run_time=options.max_run_time,
+        max_suspended=options.max_suspended_time,
+    )
     return run, spec
 
 
@@ -166,7 +167,7 @@ def start_run(
     run, spec = plan_run(app, name, params, run_id=run_id)
 
     def write(conn: psycopg.Connection[Any]) -> None:
-        if conn.execute(app.queries["wf_run_create"], run).fetchone() is not None:
+        if WorkflowRunStore(app.queries).create_run(conn, run=run):
             insert_sync(conn, app.queries, [spec])
 
     if connection is not None:
@@ -175,7 +176,7 @@ def start_run(
         with app.pool.connection() as conn, conn.transaction():
             write(conn)
     app.wake([spec], connection)
-    return WorkflowRun(app, run["id"])
+    return WorkflowRun(app, run.id)
 
 
 def emit(app: Stem, topic: str, payload: Any = None) -> int:
@@ -183,11 +184,11 @@ def emit(app: Stem, topic: str, payload: Any = None) -> int:
     if not isinstance(topic, str) or not topic:
         raise WorkflowError(f"an event topic must be a non-empty string, got {topic!r}")
     encoded = encode_json(payload, what=f"event {topic!r}: payload")
+    store = WorkflowRunStore(app.queries)
     with app.pool.connection() as conn, conn.transaction():
-        row = conn.execute(app.queries["wf_emit"], {"topic": topic, "payload": encoded}).fetchone()
-        run_ids = (row[0] if row else None) or []
+        run_ids = store.emit(conn, topic=topic, payload=encoded)
         if run_ids:
-            conn.execute(app.queries["wf_wake"], {"ns": app.namespace, "run_ids": run_ids})
+            store.wake(conn, run_ids=run_ids)
     return len(run_ids)
 
 
@@ -200,21 +201,24 @@ def cancel(app: Stem, run_id: str, reason: str | None = None) -> list[str]:
     from stem_pg.client.control import Control
 
     why = reason or "cancelled"
+    store = WorkflowRunStore(app.queries)
     with app.pool.connection() as conn, conn.transaction():
-        rows = conn.execute(
-            app.queries["wf_cancel"],
-            {"run_id": run_id, "reason": why, "done_channel": app.queries.channels.done},
-        ).fetchall()
-        cancelled = {row[0] for row in rows}
-        parents = sorted({row[2] for row in rows if row[2] and row[2] not in cancelled})
+        runs = store.cancel(conn, run_id=run_id, reason=why)
+        parents = parents_to_wake(runs)
         if parents:
-            conn.execute(app.queries["wf_wake"], {"ns": app.namespace, "run_ids": parents})
-    jobs = [row[1] for row in rows]
+            store.wake(conn, run_ids=parents)
+    jobs = [run.job_id for run in runs]
     if jobs:
         Control(app.url, app.namespace, result_ttl=app.result_ttl).revoke(
             jobs, terminate=True, reason=f"workflow run cancelled: {why}", timeout=None
         )
-    return sorted(cancelled)
+    return sorted({run.id for run in runs})
+
+
+def parents_to_wake(cancelled: list[CancelledRun]) -> list[str]:
+    """The parents of cancelled runs that were not cancelled with them: they wait for a child."""
+    ids = {run.id for run in cancelled}
+    return sorted({r.parent_run_id for r in cancelled if r.parent_run_id and r.parent_run_id not in ids})
 
 
 def rewind(app: Stem, run_id: str, step: str) -> int:
@@ -222,23 +226,22 @@ def rewind(app: Stem, run_id: str, step: str) -> int:
 
     Refused while a job is executing the run. Returns how many checkpoints were dropped.
     """
+    store = WorkflowRunStore(app.queries)
     with app.pool.connection() as conn, conn.transaction():
-        run = conn.execute(app.queries["wf_run_load"], {"run_id": run_id}).fetchone()
+        run = store.load_run(conn, run_id=run_id)
         if run is None:
             raise WorkflowError(f"no workflow run {run_id!r} in namespace {app.namespace!r}")
-        steps = conn.execute(app.queries["wf_step_list"], {"run_id": run_id}).fetchall()
-        seq = {row[1]: row[3] for row in steps}.get(step)
+        steps = store.list_steps(conn, run_id=run_id)
+        seq = {s.step: s.seq for s in steps}.get(step)
         if seq is None:
-            known = ", ".join(row[1] for row in steps) or "none yet"
+            known = ", ".join(s.step for s in steps) or "none yet"
             raise WorkflowError(f"run {run_id} has no checkpoint {step!r} (it has: {known})")
-        next_job = job_id_for(run_id, int(run[5]) + 1)
-        rewound, dropped = conn.execute(
-            app.queries["wf_rewind"], {"run_id": run_id, "seq": seq, "next_job_id": next_job}
-        ).fetchone() or (0, 0)
-    if not rewound:
+        next_job = job_id_for(run_id, run.resumes + 1)
+        rewound = store.rewind(conn, run_id=run_id, seq=seq, next_job_id=next_job)
+    if not rewound.rewound:
         raise WorkflowError(f"run {run_id} is executing right now; cancel it or wait, then rewind")
-    app.waker.request([run[-1]])  # the run's queue: its new job is due now
-    return int(dropped)
+    app.waker.request([run.queue])  # its new job is due now
+    return rewound.dropped
 
 
 class WorkflowRun:
@@ -253,15 +256,15 @@ class WorkflowRun:
 
     def status(self) -> dict[str, Any] | None:
         """The run's row of the ``workflow_runs`` view, or None if there is no such run."""
-        with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.app.queries["wf_run_show"], {"run_id": self.id})
-            return cur.fetchone()
+        with self.app.pool.connection() as conn:
+            run = WorkflowRunStore(self.app.queries).show_run(conn, run_id=self.id)
+        return None if run is None else asdict(run)
 
     def steps(self) -> list[dict[str, Any]]:
         """The run's checkpoints (``workflow_steps``), in order."""
-        with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.app.queries["wf_step_list"], {"run_id": self.id})
-            return cur.fetchall()
+        with self.app.pool.connection() as conn:
+            steps = WorkflowRunStore(self.app.queries).list_steps(conn, run_id=self.id)
+        return [asdict(step) for step in steps]
 
     def get(self, timeout: float | None = None) -> Any:
         """Block until the run ends; its result, or WorkflowFailed / WorkflowCancelled.
@@ -274,7 +277,7 @@ class WorkflowRun:
             conn.execute(SQL("LISTEN {}").format(channel))
             try:
                 while True:
-                    row = conn.execute(self.app.queries["wf_child_get"], {"run_id": self.id}).fetchone()
+                    row = WorkflowRunStore(self.app.queries).outcome(conn, run_id=self.id)
                     if self._ended(row):
                         return _outcome(self.id, row)
                     wait_for_mention(conn, self.id, deadline, late=self._late, recheck=RECHECK)
@@ -289,28 +292,26 @@ class WorkflowRun:
             await conn.execute(SQL("LISTEN {}").format(channel))
             try:
                 while True:
-                    cur = await conn.execute(self.app.queries["wf_child_get"], {"run_id": self.id})
-                    row = await cur.fetchone()
+                    row = await AsyncWorkflowRunStore(self.app.queries).outcome(conn, run_id=self.id)
                     if self._ended(row):
                         return _outcome(self.id, row)
                     await await_mention(conn, self.id, deadline, late=self._late, recheck=RECHECK)
             finally:
                 await conn.execute(SQL("UNLISTEN {}").format(channel))
 
-    def _ended(self, row: Any) -> bool:
+    def _ended(self, row: RunOutcome | None) -> TypeGuard[RunOutcome]:
         if row is None:
             raise WorkflowError(f"no workflow run {self.id!r} in namespace {self.app.namespace!r}")
-        return RunStatus(row[0]).is_final
+        return RunStatus(row.status).is_final
 
     @property
     def _late(self) -> str:
         return f"workflow run {self.id} did not end in time"
 
 
-def _outcome(run_id: str, row: Any) -> Any:
-    status, result, error = row
-    if status == RunStatus.COMPLETED:
-        return result
-    if status == RunStatus.CANCELLED:
-        raise WorkflowCancelled(f"workflow run {run_id} was cancelled: {error}")
-    raise WorkflowFailed(run_id, error)
+def _outcome(run_id: str, row: RunOutcome) -> Any:
+    if row.status == RunStatus.COMPLETED:
+        return row.result
+    if row.status == RunStatus.CANCELLED:
+        raise WorkflowCancelled(f"workflow run {run_id} was cancelled: {row.error}")
+    raise WorkflowFailed(run_id, row.error)

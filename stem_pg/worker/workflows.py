@@ -18,12 +18,12 @@ import inspect
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.rows import TupleRow, dict_row
+from psycopg.rows import TupleRow
 
 from stem_pg.client.enqueue import insert_async
 from stem_pg.client.workflows import (
@@ -32,6 +32,7 @@ from stem_pg.client.workflows import (
     WorkflowError,
     child_run_id,
     job_id_for,
+    parents_to_wake,
     plan_run,
     seconds,
 )
@@ -39,6 +40,8 @@ from stem_pg.core.envelope import JobSpec, encode_json
 from stem_pg.core.errors import StemError
 from stem_pg.core.tasks import Reject
 from stem_pg.core.workflows import RunStatus, StepKind
+from stem_pg.db.stores.workflow_rows import Checkpoint, RunLease, RunRecord
+from stem_pg.db.stores.workflow_runs import AsyncWorkflowRunStore
 from stem_pg.worker.context import TaskContext
 
 if TYPE_CHECKING:
@@ -70,13 +73,6 @@ class RunStopped(BaseException):
     """This job no longer runs the run (cancelled, rewound, or its lease was taken over)."""
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    kind: str
-    output: Any
-    error: str | None
-
-
 def workflow_handler(app: Stem, definition: WorkflowDefinition) -> Callable[..., Any]:
     """The task handler registered under the workflow's name."""
 
@@ -91,34 +87,29 @@ def workflow_handler(app: Stem, definition: WorkflowDefinition) -> Callable[...,
 class _Runner:
     def __init__(self, app: Stem, definition: WorkflowDefinition, run_id: str, task: TaskContext) -> None:
         self.app = app
-        self.q = app.queries
+        self.store = AsyncWorkflowRunStore(app.queries)
         self.definition = definition
         self.run_id = run_id
         self.task = task
-        self.guard = {"run_id": run_id, "job_id": task.task_id, "token": task.lease_token}
+        self.lease = RunLease(run_id=run_id, job_id=task.task_id, token=task.lease_token)
 
     async def run(self) -> Any:
         async with self.connection() as conn:
-            cur = await conn.cursor(row_factory=dict_row).execute(
-                self.q["wf_run_load"], {"run_id": self.run_id}
-            )
-            run = await cur.fetchone()
+            run = await self.store.load_run(conn, run_id=self.run_id)
             if run is None:
                 raise Reject(f"workflow run {self.run_id} does not exist")
-            if run["job_id"] != self.task.task_id or run["status"] in ("completed", "cancelled"):
+            if run.job_id != self.task.task_id or run.status in ("completed", "cancelled"):
                 return None  # a superseded job (the run moved on): nothing to do
             reason = _limit_passed(run, datetime.now(UTC))
             if reason is not None:
                 await cancel_async(self.app, conn, self.run_id, reason)
                 return None
-            began = await (await conn.execute(self.q["wf_run_begin"], self.guard)).fetchone()
-            if began is None:
+            if not await self.store.begin(conn, lease=self.lease):
                 return None
-            rows = await (await conn.execute(self.q["wf_steps_load"], {"run_id": self.run_id})).fetchall()
-        ledger = {step: Checkpoint(kind, output, error) for step, kind, output, error in rows}
+            ledger = {c.step: c for c in await self.store.load_steps(conn, run_id=self.run_id)}
         ctx = WorkflowContext(self, run, ledger)
         try:
-            return await self.definition.fn(ctx, **run["params"])
+            return await self.definition.fn(ctx, **run.params)
         except (Suspended, RunStopped):
             return None
 
@@ -129,42 +120,39 @@ class _Runner:
 
     async def lock(self, conn: AsyncConn) -> None:
         """Lock the run row for a suspend-or-continue decision; RunStopped if not ours any more."""
-        row = await (await conn.execute(self.q["wf_run_lock"], self.guard)).fetchone()
-        if row is None or row[0] != RunStatus.RUNNING:
+        if await self.store.lock_run(conn, lease=self.lease) != RunStatus.RUNNING:
             raise RunStopped
 
     async def record(
         self, conn: AsyncConn, step: str, kind: StepKind, output: str | None, error: str | None
     ) -> Checkpoint:
         """Write a checkpoint; if one exists already (an emit got there first) that one counts."""
-        params = {**self.guard, "step": step, "kind": kind.value, "output": output, "error": error}
-        written = await (await conn.execute(self.q["wf_step_record"], params)).fetchone()
-        if written is not None:
-            return Checkpoint(kind.value, None if output is None else json.loads(output), error)
+        written = await self.store.record_step(
+            conn, lease=self.lease, step=step, kind=kind.value, output=output, error=error
+        )
+        if written:
+            return Checkpoint(step, kind.value, None if output is None else json.loads(output), error)
         found = await self.checkpoint(conn, step)
         if found is None:
             raise RunStopped
         return found
 
     async def checkpoint(self, conn: AsyncConn, step: str) -> Checkpoint | None:
-        cur = await conn.execute(self.q["wf_step_get"], {"run_id": self.run_id, "step": step})
-        row = await cur.fetchone()
-        return None if row is None else Checkpoint(row[1], row[2], row[3])
+        return await self.store.get_step(conn, run_id=self.run_id, step=step)
 
     async def suspend(
-        self, conn: AsyncConn, run: Mapping[str, Any], *, waiting_for: str, wake_at: datetime | None
+        self, conn: AsyncConn, run: RunRecord, *, waiting_for: str, wake_at: datetime | None
     ) -> None:
         """Hand the run to its next job, due at ``wake_at`` capped by the run's time limits."""
-        resume_at = _capped(run, wake_at, datetime.now(UTC))
-        params = {
-            **self.guard,
-            "next_job_id": job_id_for(self.run_id, int(run["resumes"]) + 1),
-            "waiting_for": waiting_for,
-            "wake_at": wake_at,
-            "resume_at": resume_at,
-        }
-        row = await (await conn.execute(self.q["wf_suspend"], params)).fetchone()
-        if not row or not row[0]:
+        suspended = await self.store.suspend(
+            conn,
+            lease=self.lease,
+            next_job_id=job_id_for(self.run_id, run.resumes + 1),
+            waiting_for=waiting_for,
+            wake_at=wake_at,
+            resume_at=_capped(run, wake_at, datetime.now(UTC)),
+        )
+        if not suspended:
             raise RunStopped
 
 
@@ -178,7 +166,7 @@ class WorkflowContext:
     the same run (a loop) is numbered ``name#2``, ``name#3``...
     """
 
-    def __init__(self, runner: _Runner, run: Mapping[str, Any], ledger: dict[str, Checkpoint]) -> None:
+    def __init__(self, runner: _Runner, run: RunRecord, ledger: dict[str, Checkpoint]) -> None:
         self._runner = runner
         self._run = run
         self._ledger = ledger
@@ -194,7 +182,7 @@ class WorkflowContext:
 
     @property
     def params(self) -> dict[str, Any]:
-        return dict(self._run["params"])
+        return dict(self._run.params)
 
     @property
     def task(self) -> TaskContext:
@@ -280,27 +268,21 @@ class WorkflowContext:
             if delivered is not None:
                 return delivered
             now = datetime.now(UTC)
-            row = await (
-                await conn.execute(runner.q["wf_waiter_get"], {"run_id": self.run_id, "step": key})
-            ).fetchone()
-            if row is None:
+            waiter = await runner.store.get_waiter(conn, run_id=self.run_id, step=key)
+            if waiter is None:
                 deadline = None if limit is None else now + timedelta(seconds=limit)
-                await conn.execute(
-                    runner.q["wf_waiter_add"],
-                    {"run_id": self.run_id, "step": key, "topic": topic, "deadline_at": deadline},
+                await runner.store.add_waiter(
+                    conn, run_id=self.run_id, step=key, topic=topic, deadline_at=deadline
                 )
-            elif row[0] is not None and row[0] <= now:
-                taken = await (
-                    await conn.execute(runner.q["wf_waiter_take"], {"run_id": self.run_id, "step": key})
-                ).fetchone()
-                if taken is None:  # an emit took it between our read and now
-                    found = await runner.checkpoint(conn, key)
+            elif waiter.deadline_at is not None and waiter.deadline_at <= now:
+                if not await runner.store.take_waiter(conn, run_id=self.run_id, step=key):
+                    found = await runner.checkpoint(conn, key)  # an emit took it between our read and now
                     if found is not None:
                         return found
-                error = f"no event on topic {topic!r} before {row[0].isoformat()}"
+                error = f"no event on topic {topic!r} before {waiter.deadline_at.isoformat()}"
                 return await runner.record(conn, key, StepKind.EVENT, None, error)
             else:
-                deadline = row[0]
+                deadline = waiter.deadline_at
             await runner.suspend(conn, self._run, waiting_for=f"event {topic}", wake_at=deadline)
         raise Suspended
 
@@ -327,8 +309,8 @@ class WorkflowContext:
         started: JobSpec | None = None
         async with runner.connection() as conn, conn.transaction():
             await runner.lock(conn)
-            row = await (await conn.execute(runner.q["wf_child_get"], {"run_id": child_id})).fetchone()
-            if row is None:
+            child = await runner.store.outcome(conn, run_id=child_id)
+            if child is None:
                 if runner.app.workflows.get(workflow) is None:
                     raise WorkflowError(
                         f"workflow {self.workflow}: child workflow {workflow!r} is not registered"
@@ -336,16 +318,14 @@ class WorkflowContext:
                 run, spec = plan_run(
                     runner.app, workflow, params, run_id=child_id, parent_run_id=self.run_id, parent_step=key
                 )
-                await conn.execute(runner.q["wf_run_create"], run)
-                await insert_async(conn, runner.q, [spec])
+                await runner.store.create_run(conn, run=run)
+                await insert_async(conn, runner.app.queries, [spec])
                 started = spec
-            elif RunStatus(row[0]).is_final:
-                status, result, error = row
-                if status == RunStatus.COMPLETED:
-                    return await runner.record(
-                        conn, key, StepKind.CHILD, encode_json(result, what="child result"), None
-                    )
-                return await runner.record(conn, key, StepKind.CHILD, None, f"{status}: {error}")
+            elif RunStatus(child.status).is_final:
+                if child.status == RunStatus.COMPLETED:
+                    output = encode_json(child.result, what="child result")
+                    return await runner.record(conn, key, StepKind.CHILD, output, None)
+                return await runner.record(conn, key, StepKind.CHILD, None, f"{child.status}: {child.error}")
             await runner.suspend(conn, self._run, waiting_for=f"child {child_id}", wake_at=None)
         if started is not None:  # the child's first job is committed now
             await runner.app.awake([started])
@@ -362,41 +342,37 @@ class WorkflowContext:
 
     async def _check_time_limit(self) -> None:
         """Past max_run_time, the run is cancelled before another step starts."""
-        reason = _limit_passed({**self._run, "status": RunStatus.RUNNING}, datetime.now(UTC))
+        reason = _limit_passed(replace(self._run, status=RunStatus.RUNNING), datetime.now(UTC))
         if reason is not None:
             async with self._runner.connection() as conn:
                 await cancel_async(self._runner.app, conn, self.run_id, reason)
             raise RunStopped
 
 
-def _limit_passed(run: Mapping[str, Any], now: datetime) -> str | None:
-    deadline = run["deadline_at"]
+def _limit_passed(run: RunRecord, now: datetime) -> str | None:
+    deadline = run.deadline_at
     if deadline is not None and now >= deadline:
         return f"max_run_time exceeded (deadline {deadline.isoformat()})"
-    limit, since = run["max_suspended"], run["suspended_at"]
-    suspended = run["status"] == RunStatus.SUSPENDED and limit is not None and since is not None
-    if suspended and now >= since + timedelta(seconds=limit):
+    limit, since = run.max_suspended, run.suspended_at
+    if run.status != RunStatus.SUSPENDED or limit is None or since is None:
+        return None
+    if now >= since + timedelta(seconds=limit):
         return f"max_suspended_time of {limit:g}s exceeded"
     return None
 
 
-def _capped(run: Mapping[str, Any], wake_at: datetime | None, now: datetime) -> datetime | None:
+def _capped(run: RunRecord, wake_at: datetime | None, now: datetime) -> datetime | None:
     """When the next job must run: the wake-up, or earlier if a time limit falls first."""
-    candidates = [t for t in (wake_at, run["deadline_at"]) if t is not None]
-    if run["max_suspended"] is not None:
-        candidates.append(now + timedelta(seconds=run["max_suspended"]))
+    candidates = [t for t in (wake_at, run.deadline_at) if t is not None]
+    if run.max_suspended is not None:
+        candidates.append(now + timedelta(seconds=run.max_suspended))
     return min(candidates) if candidates else None
 
 
 async def cancel_async(app: Stem, conn: AsyncConn, run_id: str, reason: str) -> None:
     """Cancel a run (and its children) from inside a worker; parents waiting on it wake."""
-    q = app.queries
+    store = AsyncWorkflowRunStore(app.queries)
     async with conn.transaction():
-        cur = await conn.execute(
-            q["wf_cancel"], {"run_id": run_id, "reason": reason, "done_channel": q.channels.done}
-        )
-        rows = await cur.fetchall()
-        cancelled = {row[0] for row in rows}
-        parents = sorted({row[2] for row in rows if row[2] and row[2] not in cancelled})
+        parents = parents_to_wake(await store.cancel(conn, run_id=run_id, reason=reason))
         if parents:
-            await conn.execute(q["wf_wake"], {"ns": app.namespace, "run_ids": parents})
+            await store.wake(conn, run_ids=parents)
