@@ -8,10 +8,16 @@ Who moves a run out of each status:
   and the run's own time limits (to ``cancelled``).
 * ``suspended`` - a wake-up: its resume job comes due (sleep over, event
   deadline, time limit), ``emit`` delivers its event, its child run ends
-  (to ``running``, when the resume job starts); cancel (to ``cancelled``).
+  (to ``running``, when the resume job starts); cancel (to ``cancelled``); its
+  resume job ends without starting it (revoked or expired: ``cancelled``;
+  dead-lettered: ``failed``). The ``jobs_done`` guard admits ``completed`` too,
+  though a resume job can only succeed after it made the run ``running``.
 * ``failed``    - a dead-letter replay of its job runs it again (to ``running``);
   ``stem wf rewind`` (to ``running``).
 * ``completed``, ``cancelled`` - ``stem wf rewind`` only (to ``running``).
+
+``RUN_TRANSITIONS`` is exactly what the guards of those statements allow: a test
+reads them from ``sql/*.sql`` and the migrated database functions.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.RUNNING: frozenset(
         {RunStatus.SUSPENDED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
     ),
-    RunStatus.SUSPENDED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
+    RunStatus.SUSPENDED: frozenset(
+        {RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+    ),
     RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
     RunStatus.COMPLETED: frozenset({RunStatus.RUNNING}),
     RunStatus.CANCELLED: frozenset({RunStatus.RUNNING}),
