@@ -185,9 +185,11 @@ class Stem:
         ``max_suspended_time`` one suspended that long at a time (seconds, timedelta or
         ``"5m"``). Other options (``queue``, ``priority``, ``max_retries``, ...) are the
         task options of the jobs that run it. The function gains ``.start(**params)``.
+        The app records the definition and those options; a worker binds the handler
+        that replays runs (``stem_pg.worker.workflows``).
         """
-        from stem_pg.client.workflows import WorkflowOptions, build_definition, seconds
-        from stem_pg.worker.workflows import workflow_handler
+        from stem_pg.client.workflows import workflow_task
+        from stem_pg.core.workflows import WorkflowOptions, build_definition, seconds
 
         def register(func: F) -> F:
             wf_name = name or f"{func.__module__}.{func.__qualname__}"
@@ -196,7 +198,7 @@ class Stem:
                 seconds(max_suspended_time, what=f"workflow {wf_name!r}: max_suspended_time"),
             )
             definition = build_definition(wf_name, func, limits)
-            self.task(name=wf_name, **options)(workflow_handler(self, definition))
+            self.task(name=wf_name, **options)(workflow_task(definition))
             self.workflows[wf_name] = definition
             func.workflow_name = wf_name  # type: ignore[attr-defined]
             func.start = functools.partial(self._start_kwargs, wf_name)  # type: ignore[attr-defined]
@@ -304,31 +306,33 @@ class Stem:
         """Start a run of workflow ``name``; an existing ``run_id`` is left alone (idempotent)."""
         from stem_pg.client.workflows import start_run
 
-        return start_run(self, name, params, run_id=run_id, connection=connection)
+        return start_run(
+            self.backend, self.planner, self.workflows, name, params, run_id=run_id, connection=connection
+        )
 
     def workflow_run(self, run_id: str) -> WorkflowRun:
         """The handle of a run started earlier."""
         from stem_pg.client.workflows import WorkflowRun
 
-        return WorkflowRun(self, check_task_id(run_id))
+        return WorkflowRun(self.backend, check_task_id(run_id))
 
     def emit(self, topic: str, payload: Any = None) -> int:
         """Deliver an event to every run waiting on ``topic`` (``ctx.await_event``); returns how many."""
         from stem_pg.client.workflows import emit
 
-        return emit(self, topic, payload)
+        return emit(self.backend, topic, payload)
 
     def cancel_workflow(self, run_id: str, reason: str | None = None) -> list[str]:
         """Cancel a run and its unfinished children; returns the run ids cancelled."""
         from stem_pg.client.workflows import cancel
 
-        return cancel(self, run_id, reason)
+        return cancel(self.backend, run_id, reason)
 
     def rewind_workflow(self, run_id: str, step: str) -> int:
         """Run a run again from checkpoint ``step`` (dropped with every later one); returns how many."""
         from stem_pg.client.workflows import rewind
 
-        return rewind(self, run_id, step)
+        return rewind(self.backend, run_id, step)
 
     # -- broadcasts and revokes (stem_pg.client.broadcasts, stem_pg.client.control) -----------------
 

@@ -42,6 +42,7 @@ from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.settings import WorkerSettings
 from stem_pg.worker.slots import Slots
+from stem_pg.worker.workflows import WorkflowTasks
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
@@ -118,7 +119,7 @@ class Worker:
         self.broadcasts = BroadcastConsumer(self)
         self.flusher = OutcomeFlusher(self.jobs, self.broadcasts, self._flush_conn, worker_id=self.id)
         self.executor = Executor(
-            self.app.registry,
+            WorkflowTasks(self.app.registry, self.app.workflows, self.app.backend, self.app.planner),
             worker_id=self.id,
             threads=self.settings.concurrency,
             wake_leases=self._wake_leases_threadsafe,

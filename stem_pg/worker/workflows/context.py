@@ -1,5 +1,4 @@
-"""Durable workflows, the worker side: the job handler that replays a run and the
-``WorkflowContext`` its code sees.
+"""``WorkflowContext``: what workflow code sees, and how each of its calls replays.
 
 Each job of a run calls the workflow function from the top. Completed steps,
 sleeps, events and child runs are in the ``wf_steps`` ledger and return their
@@ -7,47 +6,25 @@ checkpointed outputs at once, so the code reaches where it stopped without
 repeating a completed step's side effects. A step that was running when its
 worker died runs again (at-least-once for the step in flight). Suspending
 (sleep, await_event, child) ends the job: no worker slot is held while a run
-waits; a fresh job resumes it. Every write is guarded by the job's lease token.
+waits; a fresh job resumes it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import psycopg
-from psycopg.rows import TupleRow
-
-from stem_pg.client.enqueue import insert_async
-from stem_pg.client.workflows import (
-    Seconds,
-    WorkflowDefinition,
-    WorkflowError,
-    child_run_id,
-    job_id_for,
-    parents_to_wake,
-    plan_run,
-    seconds,
-)
 from stem_pg.core.envelope import JobSpec, encode_json
 from stem_pg.core.errors import StemError
-from stem_pg.core.tasks import Reject
-from stem_pg.core.workflows import RunStatus, StepKind
-from stem_pg.db.stores.workflow_rows import Checkpoint, RunLease, RunRecord
-from stem_pg.db.stores.workflow_runs import AsyncWorkflowRunStore
+from stem_pg.core.workflows import RunStatus, Seconds, StepKind, WorkflowError, child_run_id, seconds
+from stem_pg.db.stores.workflow_rows import Checkpoint, RunRecord
 from stem_pg.worker.context import TaskContext
-
-if TYPE_CHECKING:
-    from stem_pg.client.app import Stem
-
-AsyncConn = psycopg.AsyncConnection[TupleRow]
+from stem_pg.worker.workflows.runner import RunJob, RunStopped, Suspended, limit_passed
 
 
 class EventTimeout(StemError):
@@ -64,98 +41,6 @@ class ChildWorkflowFailed(StemError):
         self.error = error
 
 
-class Suspended(BaseException):
-    """The run was suspended durably; this job ends here. Not an Exception, so
-    workflow code's ``except Exception`` does not swallow it."""
-
-
-class RunStopped(BaseException):
-    """This job no longer runs the run (cancelled, rewound, or its lease was taken over)."""
-
-
-def workflow_handler(app: Stem, definition: WorkflowDefinition) -> Callable[..., Any]:
-    """The task handler registered under the workflow's name."""
-
-    async def run_workflow(run_id: str, ctx: TaskContext) -> Any:
-        runner = _Runner(app, definition, run_id, ctx)
-        return await runner.run()
-
-    run_workflow.__qualname__ = f"workflow:{definition.name}"
-    return run_workflow
-
-
-class _Runner:
-    def __init__(self, app: Stem, definition: WorkflowDefinition, run_id: str, task: TaskContext) -> None:
-        self.app = app
-        self.store = AsyncWorkflowRunStore(app.queries)
-        self.definition = definition
-        self.run_id = run_id
-        self.task = task
-        self.lease = RunLease(run_id=run_id, job_id=task.task_id, token=task.lease_token)
-
-    async def run(self) -> Any:
-        async with self.connection() as conn:
-            run = await self.store.load_run(conn, run_id=self.run_id)
-            if run is None:
-                raise Reject(f"workflow run {self.run_id} does not exist")
-            if run.job_id != self.task.task_id or run.status in ("completed", "cancelled"):
-                return None  # a superseded job (the run moved on): nothing to do
-            reason = _limit_passed(run, datetime.now(UTC))
-            if reason is not None:
-                await cancel_async(self.app, conn, self.run_id, reason)
-                return None
-            if not await self.store.begin(conn, lease=self.lease):
-                return None
-            ledger = {c.step: c for c in await self.store.load_steps(conn, run_id=self.run_id)}
-        ctx = WorkflowContext(self, run, ledger)
-        try:
-            return await self.definition.fn(ctx, **run.params)
-        except (Suspended, RunStopped):
-            return None
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConn]:
-        async with (await self.app.apool()).connection() as conn:
-            yield conn
-
-    async def lock(self, conn: AsyncConn) -> None:
-        """Lock the run row for a suspend-or-continue decision; RunStopped if not ours any more."""
-        if await self.store.lock_run(conn, lease=self.lease) != RunStatus.RUNNING:
-            raise RunStopped
-
-    async def record(
-        self, conn: AsyncConn, step: str, kind: StepKind, output: str | None, error: str | None
-    ) -> Checkpoint:
-        """Write a checkpoint; if one exists already (an emit got there first) that one counts."""
-        written = await self.store.record_step(
-            conn, lease=self.lease, step=step, kind=kind.value, output=output, error=error
-        )
-        if written:
-            return Checkpoint(step, kind.value, None if output is None else json.loads(output), error)
-        found = await self.checkpoint(conn, step)
-        if found is None:
-            raise RunStopped
-        return found
-
-    async def checkpoint(self, conn: AsyncConn, step: str) -> Checkpoint | None:
-        return await self.store.get_step(conn, run_id=self.run_id, step=step)
-
-    async def suspend(
-        self, conn: AsyncConn, run: RunRecord, *, waiting_for: str, wake_at: datetime | None
-    ) -> None:
-        """Hand the run to its next job, due at ``wake_at`` capped by the run's time limits."""
-        suspended = await self.store.suspend(
-            conn,
-            lease=self.lease,
-            next_job_id=job_id_for(self.run_id, run.resumes + 1),
-            waiting_for=waiting_for,
-            wake_at=wake_at,
-            resume_at=_capped(run, wake_at, datetime.now(UTC)),
-        )
-        if not suspended:
-            raise RunStopped
-
-
 class WorkflowContext:
     """What workflow code receives as its first argument.
 
@@ -166,7 +51,7 @@ class WorkflowContext:
     the same run (a loop) is numbered ``name#2``, ``name#3``...
     """
 
-    def __init__(self, runner: _Runner, run: RunRecord, ledger: dict[str, Checkpoint]) -> None:
+    def __init__(self, runner: RunJob, run: RunRecord, ledger: dict[str, Checkpoint]) -> None:
         self._runner = runner
         self._run = run
         self._ledger = ledger
@@ -311,16 +196,7 @@ class WorkflowContext:
             await runner.lock(conn)
             child = await runner.store.outcome(conn, run_id=child_id)
             if child is None:
-                if runner.app.workflows.get(workflow) is None:
-                    raise WorkflowError(
-                        f"workflow {self.workflow}: child workflow {workflow!r} is not registered"
-                    )
-                run, spec = plan_run(
-                    runner.app, workflow, params, run_id=child_id, parent_run_id=self.run_id, parent_step=key
-                )
-                await runner.store.create_run(conn, run=run)
-                await insert_async(conn, runner.app.queries, [spec])
-                started = spec
+                started = await runner.create_child(conn, workflow, params, run_id=child_id, step=key)
             elif RunStatus(child.status).is_final:
                 if child.status == RunStatus.COMPLETED:
                     output = encode_json(child.result, what="child result")
@@ -328,7 +204,7 @@ class WorkflowContext:
                 return await runner.record(conn, key, StepKind.CHILD, None, f"{child.status}: {child.error}")
             await runner.suspend(conn, self._run, waiting_for=f"child {child_id}", wake_at=None)
         if started is not None:  # the child's first job is committed now
-            await runner.app.awake([started])
+            await runner.backend.awake([started])
         raise Suspended
 
     def _key(self, name: str) -> str:
@@ -342,37 +218,8 @@ class WorkflowContext:
 
     async def _check_time_limit(self) -> None:
         """Past max_run_time, the run is cancelled before another step starts."""
-        reason = _limit_passed(replace(self._run, status=RunStatus.RUNNING), datetime.now(UTC))
+        reason = limit_passed(replace(self._run, status=RunStatus.RUNNING), datetime.now(UTC))
         if reason is not None:
             async with self._runner.connection() as conn:
-                await cancel_async(self._runner.app, conn, self.run_id, reason)
+                await self._runner.cancel(conn, reason)
             raise RunStopped
-
-
-def _limit_passed(run: RunRecord, now: datetime) -> str | None:
-    deadline = run.deadline_at
-    if deadline is not None and now >= deadline:
-        return f"max_run_time exceeded (deadline {deadline.isoformat()})"
-    limit, since = run.max_suspended, run.suspended_at
-    if run.status != RunStatus.SUSPENDED or limit is None or since is None:
-        return None
-    if now >= since + timedelta(seconds=limit):
-        return f"max_suspended_time of {limit:g}s exceeded"
-    return None
-
-
-def _capped(run: RunRecord, wake_at: datetime | None, now: datetime) -> datetime | None:
-    """When the next job must run: the wake-up, or earlier if a time limit falls first."""
-    candidates = [t for t in (wake_at, run.deadline_at) if t is not None]
-    if run.max_suspended is not None:
-        candidates.append(now + timedelta(seconds=run.max_suspended))
-    return min(candidates) if candidates else None
-
-
-async def cancel_async(app: Stem, conn: AsyncConn, run_id: str, reason: str) -> None:
-    """Cancel a run (and its children) from inside a worker; parents waiting on it wake."""
-    store = AsyncWorkflowRunStore(app.queries)
-    async with conn.transaction():
-        parents = parents_to_wake(await store.cancel(conn, run_id=run_id, reason=reason))
-        if parents:
-            await store.wake(conn, run_ids=parents)
