@@ -13,14 +13,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from stem_pg.client import enqueue as enqueueing
-from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend
+from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend, BackendFacade
 from stem_pg.client.broadcasts import BroadcastResult, publish_async, publish_sync
 from stem_pg.client.canvas import CanvasResult, apply_canvas
 from stem_pg.client.control import Control
 from stem_pg.client.locks import AsyncLock, Lock
 from stem_pg.client.results import TaskResult
 from stem_pg.client.schedules import Schedules
-from stem_pg.client.waker import Waker
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.canvas import Canvas, Signature
 from stem_pg.core.dsn import validate_url
@@ -31,11 +30,8 @@ from stem_pg.core.planning import EnqueueRequest, Expires, Planner
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.tasks import TaskDefinition, TaskOptions, TaskRegistry
-from stem_pg.db.queries import Queries
 
 if TYPE_CHECKING:
-    from psycopg_pool import AsyncConnectionPool, ConnectionPool
-
     from stem_pg.client.workflows import WorkflowDefinition, WorkflowRun
     from stem_pg.db.stores.control import RevokeOutcome
 
@@ -45,7 +41,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 Request = EnqueueRequest | tuple[str, Mapping[str, Any]]
 
 
-class Stem:
+class Stem(BackendFacade):
     """A stem_pg application: register tasks with ``@app.task`` and enqueue them.
 
     ``url`` defaults to STEM_BROKER_URL, ``namespace`` to STEM_NAMESPACE (then
@@ -78,31 +74,7 @@ class Stem:
         )
         self.workflows: dict[str, WorkflowDefinition] = {}
 
-    # -- what the worker, beat and CLI read (the backend's and the planner's) ------------------
-
-    @property
-    def url(self) -> str:
-        return self.backend.url
-
-    @property
-    def namespace(self) -> str:
-        return self.backend.namespace
-
-    @namespace.setter
-    def namespace(self, namespace: str) -> None:
-        self.backend.namespace = namespace
-
-    @property
-    def queries(self) -> Queries:
-        return self.backend.queries
-
-    @property
-    def result_ttl(self) -> float:
-        return self.backend.result_ttl
-
-    @property
-    def pool_size(self) -> int:
-        return self.backend.pool_size
+    # -- the planner's (url, namespace, pool, wake... are the backend's: BackendFacade) ---------
 
     @property
     def registry(self) -> TaskRegistry:
@@ -399,39 +371,6 @@ class Stem:
     def schedules(self) -> Schedules:
         """Beat's schedule store of this namespace: list, apply, enable, disable, delete."""
         return Schedules.of(self.backend)
-
-    # -- connections (the backend's) ----------------------------------------------------------
-
-    @property
-    def pool(self) -> ConnectionPool:
-        return self.backend.pool
-
-    async def apool(self) -> AsyncConnectionPool:
-        """The async pool, opened on first use (in the running event loop)."""
-        return await self.backend.apool()
-
-    @property
-    def waker(self) -> Waker:
-        return self.backend.waker
-
-    def wake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
-        """Announce inserted jobs (see ``Backend.wake``)."""
-        self.backend.wake(specs, connection)
-
-    async def awake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
-        """The async twin of ``wake``."""
-        await self.backend.awake(specs, connection)
-
-    def close(self) -> None:
-        """Close the synchronous pool (use ``aclose`` for the async one)."""
-        self.backend.close()
-
-    async def close_async_pool(self) -> None:
-        """Close the async pool if this event loop opened it (see ``Backend.close_async_pool``)."""
-        await self.backend.close_async_pool()
-
-    async def aclose(self) -> None:
-        await self.backend.aclose()
 
 
 def _routing_registry(

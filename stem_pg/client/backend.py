@@ -166,3 +166,69 @@ class Backend:
     async def aclose(self) -> None:
         await self.close_async_pool()
         self.close()
+
+
+class BackendFacade:
+    """The Backend's attributes on an object that holds one as ``backend``: the Stem facade
+    keeps ``app.url``, ``app.pool``, ``app.wake``... for the worker, beat, CLI and tests."""
+
+    backend: Backend
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    @property
+    def namespace(self) -> str:
+        return self.backend.namespace
+
+    @namespace.setter
+    def namespace(self, namespace: str) -> None:
+        self.backend.namespace = namespace
+
+    @property
+    def queries(self) -> Queries:
+        return self.backend.queries
+
+    @property
+    def result_ttl(self) -> float:
+        return self.backend.result_ttl
+
+    @result_ttl.setter
+    def result_ttl(self, seconds: float) -> None:
+        self.backend.result_ttl = seconds
+
+    @property
+    def pool_size(self) -> int:
+        return self.backend.pool_size
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self.backend.pool
+
+    async def apool(self) -> AsyncConnectionPool:
+        """The async pool, opened on first use (in the running event loop)."""
+        return await self.backend.apool()
+
+    @property
+    def waker(self) -> Waker:
+        return self.backend.waker
+
+    def wake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
+        """Announce inserted jobs (see ``Backend.wake``)."""
+        self.backend.wake(specs, connection)
+
+    async def awake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
+        """The async twin of ``wake``."""
+        await self.backend.awake(specs, connection)
+
+    def close(self) -> None:
+        """Close the synchronous pool (use ``aclose`` for the async one)."""
+        self.backend.close()
+
+    async def close_async_pool(self) -> None:
+        """Close the async pool if this event loop opened it (see ``Backend.close_async_pool``)."""
+        await self.backend.close_async_pool()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
