@@ -2,4 +2,4 @@
 
 -- name: demo_state_counts
 -- How many tasks are in each state (what the demo prints at the end).
-SELECT state, count(*) FROM {ns}.task_states GROUP BY state ORDER BY state;
+SELECT state, count(*)::int AS count FROM {ns}.task_states GROUP BY state ORDER BY state;

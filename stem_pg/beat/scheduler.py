@@ -29,9 +29,11 @@ from psycopg.sql import SQL, Identifier
 from stem_pg.client.locks import default_owner
 from stem_pg.core.envelope import JobSpec, encode_json
 from stem_pg.core.errors import ConfigError, StemError
+from stem_pg.core.planning import EnqueueRequest
 from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
 from stem_pg.db.stores.beat import BeatStore, Shot
+from stem_pg.db.stores.enqueue import AsyncEnqueueStore
 from stem_pg.db.stores.locks import AsyncLockStore, LockLease
 from stem_pg.db.stores.schedules import ScheduleRow
 
@@ -98,6 +100,7 @@ class Beat:
         self.clock = clock
         self.monotonic = monotonic
         self.store = BeatStore(app.queries)
+        self.unique_keys = AsyncEnqueueStore(app.queries)  # frees unique keys as an enqueue does
         self.locks = AsyncLockStore(app.queries)
         self.lease: LockLease | None = None
         self._lease_until = 0.0
@@ -121,7 +124,7 @@ class Beat:
         shots = [self._shot(row, now) for row in due]
         keys = [s.job.unique_key for s in shots if s.job is not None and s.job.unique_key]
         if keys:
-            await self.store.release_unique(conn, keys=keys)
+            await self.unique_keys.release_unique(conn, keys=keys)
         if shots:
             fired = await self.store.fire(
                 conn, shots=shots, now=now, beat_id=self.id, lock_key=LEADER_KEY, token=token
@@ -178,8 +181,6 @@ class Beat:
         return _shot(row, True, decision.fire_time, decision.next_run_at, job=job)
 
     def _job(self, entry: ScheduleEntry, fire_time: datetime) -> JobSpec:
-        from stem_pg.client.app import EnqueueRequest
-
         jitter = random.uniform(0, entry.jitter) if entry.jitter > 0 else None
         request = EnqueueRequest(
             entry.task, entry.kwargs, countdown=jitter, queue=entry.queue, priority=entry.priority

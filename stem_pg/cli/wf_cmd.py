@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json as jsonlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
-from psycopg.rows import dict_row
 
 from stem_pg.cli import common
 from stem_pg.core.workflows import RunStatus
 from stem_pg.db.connect import connection
 from stem_pg.db.queries import queries_for
+from stem_pg.db.stores.workflow_runs import Conn, WorkflowRunStore
 
 app = typer.Typer(
     help="Start and inspect durable workflow runs, emit the events they wait for.", no_args_is_help=True
@@ -63,8 +66,9 @@ def list_command(
     json: common.JsonOption = False,
 ) -> None:
     """List workflow runs, newest first."""
-    params = {"status": status.value if status else None, "workflow": workflow, "limit": limit}
-    rows = _fetch("wf_run_list", params, namespace, url)
+    chosen = status.value if status else None
+    with _store(namespace, url) as (store, conn):
+        rows = _dicts(store.list_runs(conn, status=chosen, workflow=workflow, limit=limit))
     if json:
         common.print_json(rows)
     else:
@@ -79,15 +83,16 @@ def show_command(
     json: common.JsonOption = False,
 ) -> None:
     """Show a run: status, parameters, result or error, and its checkpoints in order."""
-    runs = _fetch("wf_run_show", {"run_id": run_id}, namespace, url)
-    if not runs:
+    with _store(namespace, url) as (store, conn):
+        run = store.show_run(conn, run_id=run_id)
+        steps = _dicts(store.list_steps(conn, run_id=run_id)) if run else []
+    if run is None:
         typer.echo(f"error: no workflow run {run_id!r} in namespace {_ns(namespace)!r}", err=True)
         raise typer.Exit(1)
-    steps = _fetch("wf_step_list", {"run_id": run_id}, namespace, url)
     if json:
-        common.print_json({**runs[0], "steps": steps})
+        common.print_json({**asdict(run), "steps": steps})
         return
-    for key, value in runs[0].items():
+    for key, value in asdict(run).items():
         if value is not None:
             shown = jsonlib.dumps(value, default=str) if isinstance(value, dict | list) else value
             typer.echo(f"{key:>13}: {shown}")
@@ -161,7 +166,8 @@ def waiters_command(
     json: common.JsonOption = False,
 ) -> None:
     """List runs waiting for events, with their deadlines."""
-    rows = _fetch("wf_waiter_list", {"topic": topic}, namespace, url)
+    with _store(namespace, url) as (store, conn):
+        rows = _dicts(store.list_waiters(conn, topic=topic))
     if json:
         common.print_json(rows)
     else:
@@ -172,10 +178,13 @@ def _ns(namespace: str | None) -> str:
     return common.workflow_namespace(namespace)
 
 
-def _fetch(
-    query: str, params: dict[str, Any], namespace: str | None, url: str | None
-) -> list[dict[str, Any]]:
-    queries = queries_for(_ns(namespace))
-    with connection(common.database_url(url), role="cli") as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(queries[query], params)
-        return cur.fetchall()
+@contextmanager
+def _store(namespace: str | None, url: str | None) -> Iterator[tuple[WorkflowRunStore, Conn]]:
+    """The run store of the namespace and a connection to read it with."""
+    store = WorkflowRunStore(queries_for(_ns(namespace)))
+    with connection(common.database_url(url), role="cli") as conn:
+        yield store, conn
+
+
+def _dicts(rows: list[Any]) -> list[dict[str, Any]]:
+    return [asdict(row) for row in rows]

@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
+from stem_pg.client.backend import Backend
 from stem_pg.client.enqueue import insert_sync
 from stem_pg.client.results import TaskResult
 from stem_pg.core.canvas import CHAIN_RESULT_ARG, CHORD_RESULT_ARG, Canvas, Chain, Chord, Group, Signature
 from stem_pg.core.envelope import JobSpec, new_task_id
 from stem_pg.core.errors import TaskError
+from stem_pg.core.planning import EnqueueRequest, Planner
 from stem_pg.core.workflows import CANVAS_HEADER, CanvasKind
-
-if TYPE_CHECKING:
-    from stem_pg.client.app import Stem
+from stem_pg.db.stores.canvas import CanvasMember, CanvasStore
 
 
 @dataclass
@@ -36,62 +35,59 @@ class _Member:
     result_arg: str | None = None
 
 
-def apply_canvas(app: Stem, canvas: Canvas, connection: Any = None) -> CanvasResult:
+def apply_canvas(backend: Backend, planner: Planner, canvas: Canvas, connection: Any = None) -> CanvasResult:
     """Write ``canvas`` and enqueue what runs first; ``connection``: a psycopg Connection
     whose transaction the canvas joins (it exists only if that commits)."""
     canvas_id = new_task_id()
-    kind, members = _plan(app, canvas_id, canvas)
-    params = {
-        "id": canvas_id,
-        "kind": kind.value,
-        "size": len(members) - (1 if kind is CanvasKind.CHORD else 0),
-        "result_ttl": app.result_ttl,
-        "position": list(range(len(members))),
-        "task_id": [m.spec.id for m in members],
-        "task": [m.spec.task for m in members],
-        "job": [_planned_job(m.spec) if m.later else None for m in members],
-        "result_arg": [m.result_arg for m in members],
-    }
+    kind, members = _plan(planner, canvas_id, canvas)
     now = [m.spec for m in members if not m.later]
     if connection is not None:
-        _write(connection, app, params, now)
+        _write(connection, backend, canvas_id, kind, members)
     else:
-        with app.pool.connection() as conn, conn.transaction():
-            _write(conn, app, params, now)
-    app.wake(now, connection)
-    handles = [TaskResult(app, m.spec.id) for m in members]
-    return CanvasResult(app, canvas_id, kind, handles)
+        with backend.pool.connection() as conn, conn.transaction():
+            _write(conn, backend, canvas_id, kind, members)
+    backend.wake(now, connection)
+    handles = [TaskResult(backend, m.spec.id) for m in members]
+    return CanvasResult(backend, canvas_id, kind, handles)
 
 
-def _write(conn: Any, app: Stem, params: dict[str, Any], specs: list[JobSpec]) -> None:
+def _write(conn: Any, backend: Backend, canvas_id: str, kind: CanvasKind, members: list[_Member]) -> None:
     if not isinstance(conn, psycopg.Connection):
         raise TaskError(f"connection must be a psycopg Connection, got {type(conn).__name__}")
-    conn.execute(app.queries["canvas_create"], params)
-    insert_sync(conn, app.queries, specs)
+    CanvasStore(backend.queries).create(
+        conn,
+        id=canvas_id,
+        kind=kind.value,
+        size=len(members) - (1 if kind is CanvasKind.CHORD else 0),
+        result_ttl=backend.result_ttl,
+        members=[
+            CanvasMember(m.spec.id, m.spec.task, _planned_job(m.spec) if m.later else None, m.result_arg)
+            for m in members
+        ],
+    )
+    insert_sync(conn, backend.queries, [m.spec for m in members if not m.later])
 
 
-def _plan(app: Stem, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind, list[_Member]]:
+def _plan(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind, list[_Member]]:
     if isinstance(canvas, Chain):
-        links = [_member(app, canvas_id, sig, later=i > 0) for i, sig in enumerate(canvas.links)]
+        links = [_member(planner, canvas_id, sig, later=i > 0) for i, sig in enumerate(canvas.links)]
         for member, sig in zip(links[1:], canvas.links[1:], strict=True):
             member.result_arg = sig.result_arg(CHAIN_RESULT_ARG)
         return CanvasKind.CHAIN, links
     if isinstance(canvas, Group):
-        return CanvasKind.GROUP, [_member(app, canvas_id, sig, later=False) for sig in canvas.members]
+        return CanvasKind.GROUP, [_member(planner, canvas_id, sig, later=False) for sig in canvas.members]
     if isinstance(canvas, Chord):
-        header = [_member(app, canvas_id, sig, later=False) for sig in canvas.header.members]
-        callback = _member(app, canvas_id, canvas.callback, later=True)
+        header = [_member(planner, canvas_id, sig, later=False) for sig in canvas.header.members]
+        callback = _member(planner, canvas_id, canvas.callback, later=True)
         callback.result_arg = canvas.callback.result_arg(CHORD_RESULT_ARG)
         return CanvasKind.CHORD, [*header, callback]
     raise TaskError(f"app.apply takes a chain, group or chord, got {canvas!r}")
 
 
-def _member(app: Stem, canvas_id: str, sig: Signature, *, later: bool) -> _Member:
-    from stem_pg.client.app import EnqueueRequest
-
+def _member(planner: Planner, canvas_id: str, sig: Signature, *, later: bool) -> _Member:
     options = {k: v for k, v in sig.options.items() if k != "result_arg"}
     headers = {**(options.pop("headers", None) or {}), CANVAS_HEADER: canvas_id}
-    spec = app.plan(EnqueueRequest(sig.task, sig.kwargs, headers=headers, **options))
+    spec = planner.plan(EnqueueRequest(sig.task, sig.kwargs, headers=headers, **options))
     # A canvas member is one specific job: unique-task deduplication does not apply.
     return _Member(replace(spec, unique_key=None, unique_for=None), later)
 
@@ -123,8 +119,8 @@ class CanvasResult:
     or a chord whose header failed raises TaskCancelled naming the failed member.
     """
 
-    def __init__(self, app: Stem, canvas_id: str, kind: CanvasKind, members: list[TaskResult]) -> None:
-        self.app = app
+    def __init__(self, backend: Backend, canvas_id: str, kind: CanvasKind, members: list[TaskResult]) -> None:
+        self.backend = backend
         self.id = canvas_id
         self.kind = kind
         self.members = members
@@ -160,6 +156,6 @@ class CanvasResult:
 
     def status(self) -> dict[str, Any] | None:
         """The ``canvases`` row with its members' states (as ``canvas_status`` reads it)."""
-        with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.app.queries["canvas_status"], {"id": self.id})
-            return cur.fetchone()
+        with self.backend.pool.connection() as conn:
+            found = CanvasStore(self.backend.queries).status(conn, id=self.id)
+        return None if found is None else asdict(found)

@@ -23,6 +23,7 @@ from typing import Any
 
 from psycopg.sql import SQL, Identifier
 
+from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend
 from stem_pg.core.control import Command, ControlError, Reply, ShutdownMode, worker_key
 from stem_pg.core.errors import TaskError
 from stem_pg.core.namespaces import validate_namespace
@@ -41,7 +42,6 @@ ALIVE_WITHIN = 60.0
 #: Bytes of task ids a revoke notification lists (workers read the revokes from the table
 #: anyway; the list only lets them say which of these they held).
 _IDS_IN_NOTIFY = 4000
-DEFAULT_RESULT_TTL = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,11 @@ class Control:
         self.queries: Queries = queries_for(validate_namespace(namespace))
         self.store = ControlClientStore(self.queries)
         self.result_ttl = result_ttl
+
+    @classmethod
+    def of(cls, backend: Backend) -> Control:
+        """The control plane of an application's namespace (its URL and result retention)."""
+        return cls(backend.url, backend.namespace, result_ttl=backend.result_ttl)
 
     # -- commands ------------------------------------------------------------------
 

@@ -1,73 +1,133 @@
-"""Enqueueing: build job rows and insert them on a pool or on the caller's own connection.
+"""Enqueueing: insert planned jobs on a pool or on the caller's own connection, and wake their workers.
 
 Transactional enqueue writes through the caller's connection without
 committing, so the job exists if and only if the caller's transaction commits.
 Accepted connections: psycopg ``Connection`` / ``AsyncConnection`` and SQLAlchemy
 ``Connection`` / ``Session`` (any driver with the ``%(name)s`` paramstyle).
+
+This is the hot path: a single job is one statement (which may announce
+itself), a batch one statement, a large batch one COPY that streams while the
+rest is still being planned. The SQL is the enqueue store's
+(``stem_pg.db.stores.enqueue``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.rows import TupleRow
 
+from stem_pg.client.backend import Backend
+from stem_pg.client.broadcasts import merge_results, publish_async, publish_sync
+from stem_pg.client.results import TaskResult
+from stem_pg.client.waker import Announce
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import TaskError
+from stem_pg.core.planning import EnqueueRequest, Planner
 from stem_pg.db.queries import Queries
-
-_MANY_COLUMNS = (
-    "id",
-    "task",
-    "queue",
-    "priority",
-    "args",
-    "headers",
-    "max_retries",
-    "eta",
-    "countdown",
-    "expires_at",
-    "expires_in",
-    "visibility_timeout",
-    "acks_late",
-)
-
-
-def many_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
-    """Parallel arrays for ``job_enqueue_many``."""
-    rows = [spec.params() for spec in specs]
-    return {column: [row[column] for row in rows] for column in _MANY_COLUMNS}
-
+from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore, UniqueHolder
 
 #: Below this many rows a plain INSERT is as fast as COPY.
 COPY_THRESHOLD = 200
 #: Attempts to insert a unique job whose key holder finishes while we look it up.
 UNIQUE_ROUNDS = 5
 
-#: A query to run (name, parameters); the driver sends back its rows.
-Step = tuple[str, dict[str, Any]]
-Rows = list[tuple[Any, ...]]
+Request = EnqueueRequest | tuple[str, Mapping[str, Any]]
+
+
+# -- enqueue_many, sync and async ---------------------------------------------------------
+#
+# Both twins insert the queue jobs (and wake their workers) first and publish the requests
+# routed to broadcast channels after. Planning a large sync batch is streamed into its COPY,
+# so an invalid request is only found during the insert: publishing after it means a bad
+# batch raises before any message went out, and a job batch is never half-published.
+
+
+def enqueue_many(
+    backend: Backend, planner: Planner, requests: Iterable[Request], *, connection: Any = None
+) -> list[TaskResult]:
+    """Insert the jobs among ``requests`` in one statement (one wake-up per queue), then
+    publish those routed to broadcast channels; handles in request order."""
+    items = [_request(r) for r in requests]
+    routed = planner.plan_routed(items)
+    queued = [r for i, r in enumerate(items) if i not in routed]
+    specs: list[JobSpec] = []
+    planned = _recorded(map(planner.plan, queued), specs)
+    if connection is None:
+        with backend.waker.enqueueing() as how, backend.pool.connection() as conn:
+            announce = how is Announce.WITH_INSERT
+            ids = insert_planned_sync(conn, backend.queries, planned, len(queued), announce=announce)
+            if not (announce and announced_by_insert(specs)):
+                try:  # the jobs are committed: a failed wake-up must not fail the enqueue
+                    backend.wake(specs, conn if how is not Announce.BY_WAKER else None)
+                except psycopg.Error:
+                    backend.wake(specs)
+    else:
+        if isinstance(connection, psycopg.Connection):
+            ids = insert_planned_sync(connection, backend.queries, planned, len(queued))
+        else:
+            ids = insert_sync(connection, backend.queries, list(planned))
+        backend.wake(specs, connection)
+    published = publish_sync(backend, routed, connection)
+    return merge_results(backend, ids, published)
+
+
+async def aenqueue_many(
+    backend: Backend, planner: Planner, requests: Iterable[Request], *, connection: Any = None
+) -> list[TaskResult]:
+    """The async twin of ``enqueue_many`` (``connection``: a psycopg AsyncConnection)."""
+    items = [_request(r) for r in requests]
+    routed = planner.plan_routed(items)
+    specs = [planner.plan(r) for i, r in enumerate(items) if i not in routed]
+    if connection is not None:
+        ids = await insert_async(connection, backend.queries, specs)
+        await backend.awake(specs, connection)
+    else:
+        with backend.waker.enqueueing() as how:
+            async with (await backend.apool()).connection() as conn:
+                announce = how is Announce.WITH_INSERT
+                ids = await insert_async(conn, backend.queries, specs, announce=announce)
+                if not (announce and announced_by_insert(specs)):
+                    try:  # as in enqueue_many
+                        await backend.awake(specs, conn if how is not Announce.BY_WAKER else None)
+                    except psycopg.Error:
+                        await backend.awake(specs)
+    published = await publish_async(backend, routed, connection)
+    return merge_results(backend, ids, published)
+
+
+def _recorded(specs: Iterable[JobSpec], into: list[JobSpec]) -> Iterator[JobSpec]:
+    """Pass ``specs`` through, keeping each in ``into`` (for the wake-up after the insert)."""
+    for spec in specs:
+        into.append(spec)
+        yield spec
+
+
+def _request(item: Request) -> EnqueueRequest:
+    if isinstance(item, EnqueueRequest):
+        return item
+    if isinstance(item, tuple) and len(item) == 2:
+        return EnqueueRequest(item[0], item[1])
+    raise TaskError(f"enqueue_many takes EnqueueRequest or (task, kwargs) items, got {item!r}")
+
+
+# -- inserting ----------------------------------------------------------------------------
 
 
 def insert_sync(conn: Any, queries: Queries, specs: Sequence[JobSpec]) -> list[str]:
     """Insert on a psycopg or SQLAlchemy connection/session; the caller owns the transaction.
 
     Returns the task id of each spec: its own, or for a unique task whose key is
-    held by a live job, that job's id.
+    held by a live job, that job's id. Raises TaskError for another kind of connection.
     """
     if not specs:
         return []
     if isinstance(conn, psycopg.Connection):
         return insert_planned_sync(conn, queries, specs, len(specs))
-    plain, unique = _split(specs)
-    sa_connection = _sqlalchemy_connection(conn)
-    if plain:
-        name, params = _statement(plain)
-        sa_connection.exec_driver_sql(queries[name], params)
-    return _ids(specs, unique, lambda q, p: list(sa_connection.exec_driver_sql(queries[q], p).fetchall()))
+    return _insert_statements(conn, EnqueueStore(queries), specs)
 
 
 def insert_planned_sync(
@@ -76,7 +136,7 @@ def insert_planned_sync(
     planned: Iterable[JobSpec],
     count: int,
     *,
-    announce: str | None = None,
+    announce: bool = False,
 ) -> list[str]:
     """Insert ``count`` specs on a psycopg connection as ``planned`` yields them; ids as ``insert_sync``.
 
@@ -84,32 +144,33 @@ def insert_planned_sync(
     the rest are still being planned, so the Python work overlaps the server's
     (a bad request raises inside the COPY, which then inserts nothing). Other
     specs (given ids, times, unique keys) follow in the same transaction.
-    With ``announce`` (the jobs channel), specs that ``announced_by_insert`` accepts
-    wake their workers from the inserting statement.
+    With ``announce``, specs that ``announced_by_insert`` accepts wake their
+    workers from the inserting statement.
     """
+    store = EnqueueStore(queries)
     if count < COPY_THRESHOLD:
-        return _insert_statements(conn, queries, list(planned), announce)
+        return _insert_statements(conn, store, list(planned), announce)
     ids: list[str] = []
     rest: list[tuple[int, JobSpec]] = []
-    with conn.transaction(), conn.cursor() as cur:
-        with cur.copy(queries["job_copy"]) as copy:
-            for spec in planned:
-                if spec.copyable:
-                    copy.write_row(spec.copy_row())
-                else:
-                    rest.append((len(ids), spec))
-                ids.append(spec.id)
+    with conn.transaction():
+        store.copy(conn, rows=_copy_rows(planned, ids, rest))
         if rest:
-            found = _insert_statements(conn, queries, [spec for _, spec in rest])
+            found = _insert_statements(conn, store, [spec for _, spec in rest])
             for (position, _), task_id in zip(rest, found, strict=True):
                 ids[position] = task_id
     return ids
 
 
-def due_queues(specs: Iterable[JobSpec]) -> set[str]:
-    """The queues that got a job it may run now (delayed ones are found by polling)."""
-    now = datetime.now(UTC)
-    return {s.queue for s in specs if (s.eta is None and not s.countdown) or (s.eta and s.eta <= now)}
+def _copy_rows(
+    planned: Iterable[JobSpec], ids: list[str], rest: list[tuple[int, JobSpec]]
+) -> Iterator[tuple[object, ...]]:
+    """The COPY rows of the copyable specs; every id goes to ``ids``, the other specs to ``rest``."""
+    for spec in planned:
+        if spec.copyable:
+            yield spec.copy_row()
+        else:
+            rest.append((len(ids), spec))
+        ids.append(spec.id)
 
 
 def announced_by_insert(specs: Sequence[JobSpec]) -> bool:
@@ -119,14 +180,23 @@ def announced_by_insert(specs: Sequence[JobSpec]) -> bool:
 
 
 def _insert_statements(
-    conn: psycopg.Connection[Any], queries: Queries, specs: list[JobSpec], announce: str | None = None
+    conn: Any, store: EnqueueStore, specs: Sequence[JobSpec], announce: bool = False
 ) -> list[str]:
     """INSERT statements: one for the plain specs, the unique-key steps for the others."""
     plain, unique = _split(specs)
-    if plain:
-        name, params = _statement(plain, announce if announced_by_insert(specs) else None)
-        conn.execute(queries[name], params)
-    return _ids(specs, unique, lambda q, p: conn.execute(queries[q], p).fetchall())
+    if len(plain) == 1:
+        store.enqueue(conn, spec=plain[0], announce=announce and announced_by_insert(specs))
+    elif plain:
+        store.enqueue_many(conn, specs=plain)
+    if not unique:
+        return [spec.id for spec in specs]
+    steps = _unique_steps([specs[i] for i in unique])
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(step.run(store, conn))
+    except StopIteration as done:
+        return _placed(specs, unique, done.value)
 
 
 async def insert_async(
@@ -134,7 +204,7 @@ async def insert_async(
     queries: Queries,
     specs: Sequence[JobSpec],
     *,
-    announce: str | None = None,
+    announce: bool = False,
 ) -> list[str]:
     """Insert on a psycopg async connection; the caller owns the transaction. Ids as
     ``insert_sync``, ``announce`` as in ``insert_planned_sync``."""
@@ -142,21 +212,21 @@ async def insert_async(
         return []
     if not isinstance(conn, psycopg.AsyncConnection):
         raise TaskError(f"connection must be a psycopg.AsyncConnection, got {type(conn).__name__}")
+    store = AsyncEnqueueStore(queries)
     plain, unique = _split(specs)
-    if plain:
-        name, params = _statement(plain, announce if announced_by_insert(specs) else None)
-        await conn.execute(queries[name], params)
-    found: dict[int, str] = {}
-    if unique:
-        steps = _unique_steps([specs[i] for i in unique])
-        try:
-            query, params = next(steps)
-            while True:
-                rows = await (await conn.execute(queries[query], params)).fetchall()
-                query, params = steps.send(rows)
-        except StopIteration as done:
-            found = dict(zip(unique, done.value, strict=True))
-    return [found.get(i, spec.id) for i, spec in enumerate(specs)]
+    if len(plain) == 1:
+        await store.enqueue(conn, spec=plain[0], announce=announce and announced_by_insert(specs))
+    elif plain:
+        await store.enqueue_many(conn, specs=plain)
+    if not unique:
+        return [spec.id for spec in specs]
+    steps = _unique_steps([specs[i] for i in unique])
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(await step.arun(store, conn))
+    except StopIteration as done:
+        return _placed(specs, unique, done.value)
 
 
 def _split(specs: Sequence[JobSpec]) -> tuple[Sequence[JobSpec], list[int]]:
@@ -167,29 +237,30 @@ def _split(specs: Sequence[JobSpec]) -> tuple[Sequence[JobSpec], list[int]]:
     return [spec for spec in specs if spec.unique_key is None], unique
 
 
-def _ids(specs: Sequence[JobSpec], unique: list[int], run: Any) -> list[str]:
-    """Drive ``_unique_steps`` on a synchronous ``run(query_name, params) -> rows``."""
-    if not unique:
-        return [spec.id for spec in specs]
-    steps = _unique_steps([specs[i] for i in unique])
-    try:
-        query, params = next(steps)
-        while True:
-            query, params = steps.send(run(query, params))
-    except StopIteration as done:
-        found = dict(zip(unique, done.value, strict=True))
-    return [found.get(i, spec.id) for i, spec in enumerate(specs)]
+def _placed(specs: Sequence[JobSpec], unique: list[int], found: list[str]) -> list[str]:
+    """Every spec's id, with the unique ones' ids as ``_unique_steps`` found them."""
+    by_position = dict(zip(unique, found, strict=True))
+    return [by_position.get(i, spec.id) for i, spec in enumerate(specs)]
 
 
-def unique_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
-    """Parallel arrays for ``job_enqueue_unique``."""
-    params = many_params(specs)
-    params["unique_key"] = [spec.unique_key for spec in specs]
-    params["unique_for"] = [spec.unique_for for spec in specs]
-    return params
+# -- unique tasks -------------------------------------------------------------------------
 
 
-def _unique_steps(specs: Sequence[JobSpec]) -> Generator[Step, Rows, list[str]]:
+@dataclass(frozen=True)
+class _Step:
+    """One statement of ``_unique_steps``: ``store.<method>(conn, **args)``, sync or async."""
+
+    method: str
+    args: dict[str, Any]
+
+    def run(self, store: EnqueueStore, conn: Any) -> Any:
+        return getattr(store, self.method)(conn, **self.args)
+
+    async def arun(self, store: AsyncEnqueueStore, conn: Any) -> Any:
+        return await getattr(store, self.method)(conn, **self.args)
+
+
+def _unique_steps(specs: Sequence[JobSpec]) -> Generator[_Step, Any, list[str]]:
     """The statements that insert unique jobs, as a generator the sync and async drivers share.
 
     Free keys whose ``unique_for`` ran out, insert (a held key or a live id is
@@ -197,22 +268,21 @@ def _unique_steps(specs: Sequence[JobSpec]) -> Generator[Step, Rows, list[str]]:
     finished in between leaves its key free: those are tried again.
     """
     keys = sorted({spec.unique_key for spec in specs if spec.unique_key is not None})
-    yield "job_unique_release", {"keys": keys}
+    yield _Step("release_unique", {"keys": keys})
     found: dict[int, str] = {}
     pending = list(range(len(specs)))
     for _ in range(UNIQUE_ROUNDS):
-        inserted = {
-            row[0] for row in (yield "job_enqueue_unique", unique_params([specs[i] for i in pending]))
-        }
+        inserted: set[str] = yield _Step("enqueue_unique", {"specs": [specs[i] for i in pending]})
         skipped = [i for i in pending if specs[i].id not in inserted]
         found.update({i: specs[i].id for i in pending if specs[i].id in inserted})
         if not skipped:
             break
         wanted = sorted({key for i in skipped if (key := specs[i].unique_key) is not None})
-        holders = {row[0]: row[1] for row in (yield "job_unique_holders", {"keys": wanted})}
+        holding: list[UniqueHolder] = yield _Step("unique_holders", {"keys": wanted})
+        holders = {h.unique_key: h.id for h in holding}
         pending = []
         for i in skipped:
-            holder = holders.get(specs[i].unique_key)
+            holder = holders.get(specs[i].unique_key or "")
             if holder is not None:
                 found[i] = holder
             elif specs[i].id_given:
@@ -222,27 +292,3 @@ def _unique_steps(specs: Sequence[JobSpec]) -> Generator[Step, Rows, list[str]]:
         if not pending:
             break
     return [found.get(i, spec.id) for i, spec in enumerate(specs)]
-
-
-def _statement(specs: Sequence[JobSpec], announce: str | None = None) -> tuple[str, dict[str, Any]]:
-    if len(specs) == 1:
-        params = specs[0].params()
-        params["channel"] = announce
-        return "job_enqueue", params
-    return "job_enqueue_many", many_params(specs)
-
-
-def _sqlalchemy_connection(conn: Any) -> Any:
-    try:
-        from sqlalchemy.engine import Connection
-        from sqlalchemy.orm import Session
-    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
-        Connection = Session = ()  # type: ignore[assignment,misc]
-    if isinstance(conn, Session):
-        return conn.connection()
-    if isinstance(conn, Connection):
-        return conn
-    raise TaskError(
-        "connection must be a psycopg Connection or a SQLAlchemy Connection/Session,"
-        f" got {type(conn).__name__}"
-    )

@@ -9,13 +9,10 @@ import time
 import uuid
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING
 
+from stem_pg.client.backend import Backend
 from stem_pg.core.errors import LockNotAcquired, StemError
 from stem_pg.db.stores.locks import AsyncLockStore, LockLease, LockStore
-
-if TYPE_CHECKING:
-    from stem_pg.client.app import Stem
 
 RETRY_INTERVAL = 0.1
 
@@ -40,9 +37,9 @@ def _key(key: object) -> str:
 
 class _LockBase:
     def __init__(
-        self, app: Stem, key: str, ttl: float | timedelta, owner: str | None, *, wait: float = 0.0
+        self, backend: Backend, key: str, ttl: float | timedelta, owner: str | None, *, wait: float = 0.0
     ) -> None:
-        self.app = app
+        self.backend = backend
         self.key = _key(key)
         self.ttl = _ttl(ttl)
         self.owner = owner or default_owner()
@@ -65,10 +62,10 @@ class Lock(_LockBase):
 
     def acquire(self) -> bool:
         """Take the lock, retrying for up to ``wait`` seconds; False if someone else holds it."""
-        store = LockStore(self.app.queries)
+        store = LockStore(self.backend.queries)
         deadline = time.monotonic() + self.wait
         while True:
-            with self.app.pool.connection() as conn:
+            with self.backend.pool.connection() as conn:
                 self.lease = store.acquire(conn, key=self.key, owner=self.owner, ttl=self.ttl)
             if self.lease is not None:
                 return True
@@ -80,8 +77,8 @@ class Lock(_LockBase):
         """Extend the hold by ``ttl`` (default: the lock's); False if it was lost meanwhile."""
         if self.lease is None:
             return False
-        with self.app.pool.connection() as conn:
-            self.lease = LockStore(self.app.queries).renew(
+        with self.backend.pool.connection() as conn:
+            self.lease = LockStore(self.backend.queries).renew(
                 conn, key=self.key, owner=self.owner, token=self.lease.token, ttl=_ttl(ttl or self.ttl)
             )
         return self.lease is not None
@@ -91,8 +88,8 @@ class Lock(_LockBase):
         lease, self.lease = self.lease, None
         if lease is None:
             return False
-        with self.app.pool.connection() as conn:
-            return LockStore(self.app.queries).release(
+        with self.backend.pool.connection() as conn:
+            return LockStore(self.backend.queries).release(
                 conn, key=self.key, owner=self.owner, token=lease.token
             )
 
@@ -111,10 +108,10 @@ class AsyncLock(_LockBase):
     """The async twin of Lock: ``async with app.alock("key", ttl=30): ...``."""
 
     async def acquire(self) -> bool:
-        store = AsyncLockStore(self.app.queries)
+        store = AsyncLockStore(self.backend.queries)
         deadline = time.monotonic() + self.wait
         while True:
-            async with (await self.app.apool()).connection() as conn:
+            async with (await self.backend.apool()).connection() as conn:
                 self.lease = await store.acquire(conn, key=self.key, owner=self.owner, ttl=self.ttl)
             if self.lease is not None:
                 return True
@@ -125,8 +122,8 @@ class AsyncLock(_LockBase):
     async def renew(self, ttl: float | timedelta | None = None) -> bool:
         if self.lease is None:
             return False
-        async with (await self.app.apool()).connection() as conn:
-            self.lease = await AsyncLockStore(self.app.queries).renew(
+        async with (await self.backend.apool()).connection() as conn:
+            self.lease = await AsyncLockStore(self.backend.queries).renew(
                 conn, key=self.key, owner=self.owner, token=self.lease.token, ttl=_ttl(ttl or self.ttl)
             )
         return self.lease is not None
@@ -135,8 +132,8 @@ class AsyncLock(_LockBase):
         lease, self.lease = self.lease, None
         if lease is None:
             return False
-        async with (await self.app.apool()).connection() as conn:
-            return await AsyncLockStore(self.app.queries).release(
+        async with (await self.backend.apool()).connection() as conn:
+            return await AsyncLockStore(self.backend.queries).release(
                 conn, key=self.key, owner=self.owner, token=lease.token
             )
 

@@ -2,43 +2,38 @@
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from psycopg.rows import class_row
-from psycopg.sql import SQL, Identifier
-
+from stem_pg.client.backend import Backend
 from stem_pg.core.errors import TaskCancelled, TaskFailed
+from stem_pg.db.listen import await_mention, await_until, wait_for_mention, wait_until
+from stem_pg.db.stores.results import AsyncResultStore, ResultStore
 from stem_pg.db.stores.rows import StoredResult, TaskStatus
 
-if TYPE_CHECKING:
-    from stem_pg.client.app import Stem
+# Moved to stem_pg.db.listen; importable from here until every waiter uses wait_until.
+__all__ = ["TaskResult", "await_mention", "unwrap", "wait_for_mention"]
 
 
 class TaskResult:
     """A handle on one task id; cheap to create, talks to the database only when asked."""
 
-    def __init__(self, app: Stem, task_id: str) -> None:
-        self.app = app
+    def __init__(self, backend: Backend, task_id: str) -> None:
+        self.backend = backend
         self.id = task_id
 
     def __repr__(self) -> str:
         return f"<TaskResult {self.id}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TaskResult) and other.id == self.id and other.app is self.app
+        return isinstance(other, TaskResult) and other.id == self.id and other.backend is self.backend
 
     def __hash__(self) -> int:
         return hash(self.id)
 
     def status(self) -> TaskStatus | None:
         """The task's current row of the ``task_states`` view, or None if unknown."""
-        with (
-            self.app.pool.connection() as conn,
-            conn.cursor(row_factory=class_row(TaskStatus)) as cur,
-        ):
-            cur.execute(self.app.queries["task_status"], {"ids": [self.id]})
-            rows = cur.fetchall()
+        with self.backend.pool.connection() as conn:
+            rows = ResultStore(self.backend.queries).status(conn, ids=[self.id])
         return _live_first(rows)
 
     @property
@@ -48,12 +43,8 @@ class TaskResult:
 
     def result(self) -> StoredResult | None:
         """The stored outcome, or None while the task has not finished."""
-        with (
-            self.app.pool.connection() as conn,
-            conn.cursor(row_factory=class_row(StoredResult)) as cur,
-        ):
-            cur.execute(self.app.queries["task_result"], {"id": self.id})
-            return cur.fetchone()
+        with self.backend.pool.connection() as conn:
+            return ResultStore(self.backend.queries).result(conn, id=self.id)
 
     def get(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
         """Block until the task finishes and return its value.
@@ -62,67 +53,37 @@ class TaskResult:
         (when ``propagate``) if it did not succeed. Tasks with ``ignore_result``
         store nothing on success, so ``get()`` only returns for their failures.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        channel = Identifier(self.app.queries.channels.done)
-        with self.app.pool.connection() as conn:
-            conn.execute(SQL("LISTEN {}").format(channel))
-            try:
-                while True:
-                    with conn.cursor(row_factory=class_row(StoredResult)) as cur:
-                        cur.execute(self.app.queries["task_result"], {"id": self.id})
-                        stored = cur.fetchone()
-                    if stored is not None:
-                        return unwrap(stored, propagate=propagate)
-                    wait_for_mention(conn, self.id, deadline, late=f"task {self.id} did not finish in time")
-            finally:
-                conn.execute(SQL("UNLISTEN {}").format(channel))
+        queries = self.backend.queries
+        store = ResultStore(queries)
+        with self.backend.pool.connection() as conn:
+            stored = wait_until(
+                conn,
+                channel=queries.channels.done,
+                key=self.id,
+                check=lambda: store.result(conn, id=self.id),
+                timeout=timeout,
+                late=self._late,
+            )
+        return unwrap(stored, propagate=propagate)
 
     async def wait(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
         """The async twin of ``get()``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        channel = Identifier(self.app.queries.channels.done)
-        async with (await self.app.apool()).connection() as conn:
-            await conn.execute(SQL("LISTEN {}").format(channel))
-            try:
-                while True:
-                    async with conn.cursor(row_factory=class_row(StoredResult)) as cur:
-                        await cur.execute(self.app.queries["task_result"], {"id": self.id})
-                        stored = await cur.fetchone()
-                    if stored is not None:
-                        return unwrap(stored, propagate=propagate)
-                    await await_mention(
-                        conn, self.id, deadline, late=f"task {self.id} did not finish in time"
-                    )
-            finally:
-                await conn.execute(SQL("UNLISTEN {}").format(channel))
+        queries = self.backend.queries
+        store = AsyncResultStore(queries)
+        async with (await self.backend.apool()).connection() as conn:
+            stored = await await_until(
+                conn,
+                channel=queries.channels.done,
+                key=self.id,
+                check=lambda: store.result(conn, id=self.id),
+                timeout=timeout,
+                late=self._late,
+            )
+        return unwrap(stored, propagate=propagate)
 
-
-def wait_for_mention(
-    conn: Any, key: str, deadline: float | None, *, late: str, recheck: float | None = None
-) -> None:
-    """Sleep on the done channel (LISTENed on ``conn``) until a notification names ``key``
-    (or says ``*``), ``recheck`` seconds pass, or the deadline: then TimeoutError(``late``)."""
-    for note in conn.notifies(timeout=_patience(deadline, late, recheck)):
-        if note.payload == "*" or key in note.payload.split(","):
-            return
-
-
-async def await_mention(
-    conn: Any, key: str, deadline: float | None, *, late: str, recheck: float | None = None
-) -> None:
-    """The async twin of ``wait_for_mention``."""
-    async for note in conn.notifies(timeout=_patience(deadline, late, recheck)):
-        if note.payload == "*" or key in note.payload.split(","):
-            return
-
-
-def _patience(deadline: float | None, late: str, recheck: float | None) -> float | None:
-    remaining = None if deadline is None else deadline - time.monotonic()
-    if remaining is not None and remaining <= 0:
-        raise TimeoutError(late)
-    if recheck is None:
-        return remaining
-    return recheck if remaining is None else min(remaining, recheck)
+    @property
+    def _late(self) -> str:
+        return f"task {self.id} did not finish in time"
 
 
 def unwrap(stored: StoredResult, *, propagate: bool) -> Any:

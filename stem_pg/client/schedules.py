@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow
 
+from stem_pg.client.backend import Backend
 from stem_pg.core.errors import ScheduleConflict, ScheduleError
 from stem_pg.core.schedule_specs import first_fire
 from stem_pg.core.schedules import ScheduleEntry, check_name, entry_from_row
@@ -59,6 +60,11 @@ class Schedules:
         self.url = url
         self.store = ScheduleStore(queries_for(namespace))
         self.clock = clock
+
+    @classmethod
+    def of(cls, backend: Backend) -> Schedules:
+        """The schedule store of an application's namespace."""
+        return cls(backend.url, backend.namespace)
 
     @contextmanager
     def _conn(self) -> Iterator[Conn]:

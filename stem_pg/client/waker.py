@@ -29,11 +29,14 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 
 import psycopg
 
 from stem_pg.core.dsn import redact
+from stem_pg.core.envelope import JobSpec
 from stem_pg.db.queries import Queries
+from stem_pg.db.stores.enqueue import EnqueueStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,12 @@ log = logging.getLogger(__name__)
 #: commit. Back-to-back enqueues from several processes would queue up for the notify
 #: lock through each other's WAL flushes (8 processes in a loop: -19 % enqueues/s).
 IDLE_GAP = 0.002
+
+
+def due_queues(specs: Iterable[JobSpec]) -> set[str]:
+    """The queues that got a job it may run now (delayed ones are found by polling)."""
+    now = datetime.now(UTC)
+    return {s.queue for s in specs if (s.eta is None and not s.countdown) or (s.eta and s.eta <= now)}
 
 
 class Announce(enum.Enum):
@@ -57,6 +66,7 @@ class Waker:
     def __init__(self, url: str, queries: Queries) -> None:
         self.url = url
         self.queries = queries
+        self.store = EnqueueStore(queries)
         self._pending: set[str] = set()
         self._busy = 0  # pool enqueues under way in this process
         self._last_end = 0.0  # when the last one ended (time.monotonic)
@@ -129,7 +139,7 @@ class Waker:
         try:
             if conn is None or conn.closed:
                 conn = psycopg.connect(self.url, autocommit=True, application_name="stem_pg:waker")
-            conn.execute(self.queries["job_wake"], {"channel": self.queries.channels.jobs, "queues": queues})
+            self.store.wake(conn, queues=queues)
             return conn
         except psycopg.Error as exc:
             log.warning("could not wake workers of %s (they will poll): %s", queues, redact(str(exc)))

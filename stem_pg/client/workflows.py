@@ -1,42 +1,59 @@
-"""Durable workflows, the client side: definitions, starting runs, events, cancel,
-rewind, and run handles that wait on LISTEN/NOTIFY.
+"""Durable workflows, the client side: recording definitions, starting runs, events,
+cancel, rewind, and run handles that wait on LISTEN/NOTIFY.
 
 A run is executed by ordinary jobs of the workflow's task name (one at a time,
 ``wf_runs.job_id``), so it is claimed with a lease, rescued when its worker dies
-and retried with the task's policy; ``stem_pg.worker.workflows`` is the code
-those jobs run.
+and retried with the task's policy. The client only records the definition and
+the task options of those jobs; a worker binds the handler that replays runs
+(``stem_pg.worker.workflows``), so this side never imports the worker.
 """
 
 from __future__ import annotations
 
 import inspect
-import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.sql import SQL, Identifier
 
-from stem_pg.client.results import await_mention, wait_for_mention
-from stem_pg.core.durations import parse_duration
+from stem_pg.client.backend import Backend
+from stem_pg.client.control import Control
+from stem_pg.client.enqueue import insert_sync
 from stem_pg.core.envelope import JobSpec, check_task_id, encode_json
 from stem_pg.core.errors import StemError
-from stem_pg.core.workflows import WORKFLOW_HEADER, RunStatus
+from stem_pg.core.planning import EnqueueRequest, Planner
+from stem_pg.core.workflows import (
+    WORKFLOW_HEADER,
+    RunStatus,
+    WorkflowDefinition,
+    WorkflowError,
+    WorkflowOptions,
+    job_id_for,
+)
+from stem_pg.db.listen import await_until, wait_until
+from stem_pg.db.stores.workflow_rows import CancelledRun, NewRun, RunOutcome
+from stem_pg.db.stores.workflow_runs import AsyncWorkflowRunStore, WorkflowRunStore
 
-if TYPE_CHECKING:
-    from stem_pg.client.app import Stem
+__all__ = [
+    "WorkflowCancelled",
+    "WorkflowDefinition",
+    "WorkflowError",
+    "WorkflowFailed",
+    "WorkflowRun",
+    "cancel",
+    "emit",
+    "parents_to_wake",
+    "plan_run",
+    "rewind",
+    "start_run",
+    "workflow_task",
+]
 
-Seconds = float | timedelta | str | None
+Workflows = Mapping[str, WorkflowDefinition]
 #: ``WorkflowRun.get()`` re-reads the run at least this often, besides on notifications.
 RECHECK = 5.0
-
-
-class WorkflowError(StemError):
-    """A workflow call was refused: unknown workflow or run, bad parameters, a run that cannot be rewound."""
 
 
 class WorkflowFailed(StemError):
@@ -52,68 +69,33 @@ class WorkflowCancelled(StemError):
     """``WorkflowRun.get()``: the run was cancelled (by hand, by a time limit, or with its parent)."""
 
 
-@dataclass(frozen=True)
-class WorkflowOptions:
-    """``@app.workflow(...)`` settings besides the task options of its jobs."""
+def workflow_task(definition: WorkflowDefinition) -> Callable[..., Any]:
+    """What the task registry holds under a workflow's name, with the task options of its
+    jobs: an ``async`` stand-in that a worker replaces with the handler that replays runs
+    (``stem_pg.worker.workflows.WorkflowTasks``). Called anywhere else, it refuses."""
 
-    max_run_time: float | None = None
-    max_suspended_time: float | None = None
-
-
-@dataclass(frozen=True)
-class WorkflowDefinition:
-    name: str
-    fn: Callable[..., Any]
-    options: WorkflowOptions
-
-
-def seconds(value: Seconds, *, what: str) -> float | None:
-    """A positive duration from seconds, a timedelta or a string like ``5m``; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = parse_duration(value)
-        except ValueError as exc:
-            raise WorkflowError(f"{what}: {exc}") from None
-    number = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(number, bool) or not isinstance(number, int | float) or not number > 0:
-        raise WorkflowError(f"{what} must be a positive duration, got {value!r}")
-    return float(number)
-
-
-def build_definition(name: str, fn: Callable[..., Any], options: WorkflowOptions) -> WorkflowDefinition:
-    if not inspect.iscoroutinefunction(fn):
+    async def run_workflow(run_id: str, ctx: Any) -> Any:
         raise WorkflowError(
-            f"workflow {name!r}: {fn.__qualname__} must be an 'async def' taking (ctx, **params);"
-            " put blocking work in ctx.step(...), which runs plain functions in a thread"
+            f"workflow {definition.name!r}: run {run_id} is executed by a worker, which replays it"
         )
-    return WorkflowDefinition(name, fn, options)
 
-
-def job_id_for(run_id: str, resumes: int) -> str:
-    """The id of the job that runs ``run_id`` after ``resumes`` suspensions."""
-    return f"{run_id}.{resumes}"
-
-
-def child_run_id(parent_run_id: str, step: str) -> str:
-    """A child's run id is derived from its parent and step, so a replay finds the same child."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"stem-workflow:{parent_run_id}/{step}").hex
+    run_workflow.__qualname__ = f"workflow:{definition.name}"
+    run_workflow.workflow = definition  # type: ignore[attr-defined]
+    return run_workflow
 
 
 def plan_run(
-    app: Stem,
+    planner: Planner,
+    workflows: Workflows,
     name: str,
     params: Mapping[str, Any] | None,
     *,
     run_id: str | None = None,
     parent_run_id: str | None = None,
     parent_step: str | None = None,
-) -> tuple[dict[str, Any], JobSpec]:
-    """The ``wf_run_create`` parameters and the first job of a new run of ``name``."""
-    from stem_pg.client.app import EnqueueRequest
-
-    definition = app.workflows.get(name)
+) -> tuple[NewRun, JobSpec]:
+    """The new run of ``name`` and its first job; raises WorkflowError for bad params."""
+    definition = workflows.get(name)
     options = definition.options if definition else WorkflowOptions()
     if params is not None and not isinstance(params, Mapping):
         raise WorkflowError(f"workflow {name!r}: params must be a JSON object, got {params!r}")
@@ -126,7 +108,7 @@ def plan_run(
                 f"workflow {name!r}: params do not fit {definition.fn.__qualname__}: {exc}"
             ) from None
     encoded = encode_json(dict(params or {}), what=f"workflow {name!r}: params")
-    spec = app.plan(
+    spec = planner.plan(
         EnqueueRequest(
             name,
             {"run_id": run_id},
@@ -134,118 +116,121 @@ def plan_run(
             headers={WORKFLOW_HEADER: run_id},
         )
     )
-    run = {
-        "id": run_id,
-        "workflow": name,
-        "params": encoded,
-        "queue": spec.queue,
-        "priority": spec.priority,
-        "max_retries": spec.max_retries,
-        "job_id": spec.id,
-        "parent_run_id": parent_run_id,
-        "parent_step": parent_step,
-        "max_run_time": options.max_run_time,
-        "max_suspended": options.max_suspended_time,
-    }
+    run = NewRun(
+        id=run_id,
+        workflow=name,
+        params=encoded,
+        queue=spec.queue,
+        priority=spec.priority,
+        max_retries=spec.max_retries,
+        job_id=spec.id,
+        parent_run_id=parent_run_id,
+        parent_step=parent_step,
+        max_run_time=options.max_run_time,
+        max_suspended=options.max_suspended_time,
+    )
     return run, spec
 
 
 def start_run(
-    app: Stem,
+    backend: Backend,
+    planner: Planner,
+    workflows: Workflows,
     name: str,
     params: Mapping[str, Any] | None,
     *,
     run_id: str | None = None,
     connection: psycopg.Connection[Any] | None = None,
 ) -> WorkflowRun:
-    """Create a run and its first job (in ``connection``'s transaction when given)."""
-    from stem_pg.client.enqueue import insert_sync
+    """Create a run and its first job (in ``connection``'s transaction when given).
 
-    if app.workflows.get(name) is None and app.registry.get(name) is not None:
+    Raises WorkflowError if ``name`` is a task, or for params the workflow cannot take.
+    """
+    if workflows.get(name) is None and planner.registry.get(name) is not None:
         raise WorkflowError(f"{name!r} is a task, not a workflow; enqueue it with app.enqueue")
-    run, spec = plan_run(app, name, params, run_id=run_id)
+    run, spec = plan_run(planner, workflows, name, params, run_id=run_id)
 
     def write(conn: psycopg.Connection[Any]) -> None:
-        if conn.execute(app.queries["wf_run_create"], run).fetchone() is not None:
-            insert_sync(conn, app.queries, [spec])
+        if WorkflowRunStore(backend.queries).create_run(conn, run=run):
+            insert_sync(conn, backend.queries, [spec])
 
     if connection is not None:
         write(connection)
     else:
-        with app.pool.connection() as conn, conn.transaction():
+        with backend.pool.connection() as conn, conn.transaction():
             write(conn)
-    app.wake([spec], connection)
-    return WorkflowRun(app, run["id"])
+    backend.wake([spec], connection)
+    return WorkflowRun(backend, run.id)
 
 
-def emit(app: Stem, topic: str, payload: Any = None) -> int:
+def emit(backend: Backend, topic: str, payload: Any = None) -> int:
     """Deliver ``payload`` to every run waiting on ``topic``; returns how many it reached."""
     if not isinstance(topic, str) or not topic:
         raise WorkflowError(f"an event topic must be a non-empty string, got {topic!r}")
     encoded = encode_json(payload, what=f"event {topic!r}: payload")
-    with app.pool.connection() as conn, conn.transaction():
-        row = conn.execute(app.queries["wf_emit"], {"topic": topic, "payload": encoded}).fetchone()
-        run_ids = (row[0] if row else None) or []
+    store = WorkflowRunStore(backend.queries)
+    with backend.pool.connection() as conn, conn.transaction():
+        run_ids = store.emit(conn, topic=topic, payload=encoded)
         if run_ids:
-            conn.execute(app.queries["wf_wake"], {"ns": app.namespace, "run_ids": run_ids})
+            store.wake(conn, run_ids=run_ids)
     return len(run_ids)
 
 
-def cancel(app: Stem, run_id: str, reason: str | None = None) -> list[str]:
+def cancel(backend: Backend, run_id: str, reason: str | None = None) -> list[str]:
     """Cancel a run and its unfinished children; returns the runs cancelled (none if it had ended).
 
     Their waiting jobs are cancelled and running ones terminated (a revoke), and a
     parent waiting for a cancelled child wakes up to see it.
     """
-    from stem_pg.client.control import Control
-
     why = reason or "cancelled"
-    with app.pool.connection() as conn, conn.transaction():
-        rows = conn.execute(
-            app.queries["wf_cancel"],
-            {"run_id": run_id, "reason": why, "done_channel": app.queries.channels.done},
-        ).fetchall()
-        cancelled = {row[0] for row in rows}
-        parents = sorted({row[2] for row in rows if row[2] and row[2] not in cancelled})
+    store = WorkflowRunStore(backend.queries)
+    with backend.pool.connection() as conn, conn.transaction():
+        runs = store.cancel(conn, run_id=run_id, reason=why)
+        parents = parents_to_wake(runs)
         if parents:
-            conn.execute(app.queries["wf_wake"], {"ns": app.namespace, "run_ids": parents})
-    jobs = [row[1] for row in rows]
+            store.wake(conn, run_ids=parents)
+    jobs = [run.job_id for run in runs]
     if jobs:
-        Control(app.url, app.namespace, result_ttl=app.result_ttl).revoke(
+        Control.of(backend).revoke(
             jobs, terminate=True, reason=f"workflow run cancelled: {why}", timeout=None
         )
-    return sorted(cancelled)
+    return sorted({run.id for run in runs})
 
 
-def rewind(app: Stem, run_id: str, step: str) -> int:
+def parents_to_wake(cancelled: list[CancelledRun]) -> list[str]:
+    """The parents of cancelled runs that were not cancelled with them: they wait for a child."""
+    ids = {run.id for run in cancelled}
+    return sorted({r.parent_run_id for r in cancelled if r.parent_run_id and r.parent_run_id not in ids})
+
+
+def rewind(backend: Backend, run_id: str, step: str) -> int:
     """Run ``run_id`` again from ``step``: that checkpoint and the later ones are dropped.
 
     Refused while a job is executing the run. Returns how many checkpoints were dropped.
     """
-    with app.pool.connection() as conn, conn.transaction():
-        run = conn.execute(app.queries["wf_run_load"], {"run_id": run_id}).fetchone()
+    store = WorkflowRunStore(backend.queries)
+    with backend.pool.connection() as conn, conn.transaction():
+        run = store.load_run(conn, run_id=run_id)
         if run is None:
-            raise WorkflowError(f"no workflow run {run_id!r} in namespace {app.namespace!r}")
-        steps = conn.execute(app.queries["wf_step_list"], {"run_id": run_id}).fetchall()
-        seq = {row[1]: row[3] for row in steps}.get(step)
+            raise WorkflowError(f"no workflow run {run_id!r} in namespace {backend.namespace!r}")
+        steps = store.list_steps(conn, run_id=run_id)
+        seq = {s.step: s.seq for s in steps}.get(step)
         if seq is None:
-            known = ", ".join(row[1] for row in steps) or "none yet"
+            known = ", ".join(s.step for s in steps) or "none yet"
             raise WorkflowError(f"run {run_id} has no checkpoint {step!r} (it has: {known})")
-        next_job = job_id_for(run_id, int(run[5]) + 1)
-        rewound, dropped = conn.execute(
-            app.queries["wf_rewind"], {"run_id": run_id, "seq": seq, "next_job_id": next_job}
-        ).fetchone() or (0, 0)
-    if not rewound:
+        next_job = job_id_for(run_id, run.resumes + 1)
+        rewound = store.rewind(conn, run_id=run_id, seq=seq, next_job_id=next_job)
+    if not rewound.rewound:
         raise WorkflowError(f"run {run_id} is executing right now; cancel it or wait, then rewind")
-    app.waker.request([run[-1]])  # the run's queue: its new job is due now
-    return int(dropped)
+    backend.waker.request([run.queue])  # its new job is due now
+    return rewound.dropped
 
 
 class WorkflowRun:
     """A handle on one run: ``status()``, ``steps()``, and ``get()`` / ``wait()`` for its result."""
 
-    def __init__(self, app: Stem, run_id: str) -> None:
-        self.app = app
+    def __init__(self, backend: Backend, run_id: str) -> None:
+        self.backend = backend
         self.id = run_id
 
     def __repr__(self) -> str:
@@ -253,64 +238,68 @@ class WorkflowRun:
 
     def status(self) -> dict[str, Any] | None:
         """The run's row of the ``workflow_runs`` view, or None if there is no such run."""
-        with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.app.queries["wf_run_show"], {"run_id": self.id})
-            return cur.fetchone()
+        with self.backend.pool.connection() as conn:
+            run = WorkflowRunStore(self.backend.queries).show_run(conn, run_id=self.id)
+        return None if run is None else asdict(run)
 
     def steps(self) -> list[dict[str, Any]]:
         """The run's checkpoints (``workflow_steps``), in order."""
-        with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.app.queries["wf_step_list"], {"run_id": self.id})
-            return cur.fetchall()
+        with self.backend.pool.connection() as conn:
+            steps = WorkflowRunStore(self.backend.queries).list_steps(conn, run_id=self.id)
+        return [asdict(step) for step in steps]
 
     def get(self, timeout: float | None = None) -> Any:
         """Block until the run ends; its result, or WorkflowFailed / WorkflowCancelled.
 
-        Raises TimeoutError after ``timeout`` seconds (the run goes on).
+        Raises TimeoutError after ``timeout`` seconds (the run goes on), WorkflowError if
+        there is no such run.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        channel = Identifier(self.app.queries.channels.done)
-        with self.app.pool.connection() as conn:
-            conn.execute(SQL("LISTEN {}").format(channel))
-            try:
-                while True:
-                    row = conn.execute(self.app.queries["wf_child_get"], {"run_id": self.id}).fetchone()
-                    if self._ended(row):
-                        return _outcome(self.id, row)
-                    wait_for_mention(conn, self.id, deadline, late=self._late, recheck=RECHECK)
-            finally:
-                conn.execute(SQL("UNLISTEN {}").format(channel))
+        store = WorkflowRunStore(self.backend.queries)
+        with self.backend.pool.connection() as conn:
+            ended = wait_until(
+                conn,
+                channel=self.backend.queries.channels.done,
+                key=self.id,
+                check=lambda: self._ended(store.outcome(conn, run_id=self.id)),
+                timeout=timeout,
+                late=self._late,
+                recheck=RECHECK,
+            )
+        return _outcome(self.id, ended)
 
     async def wait(self, timeout: float | None = None) -> Any:
         """The async twin of ``get()``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        channel = Identifier(self.app.queries.channels.done)
-        async with (await self.app.apool()).connection() as conn:
-            await conn.execute(SQL("LISTEN {}").format(channel))
-            try:
-                while True:
-                    cur = await conn.execute(self.app.queries["wf_child_get"], {"run_id": self.id})
-                    row = await cur.fetchone()
-                    if self._ended(row):
-                        return _outcome(self.id, row)
-                    await await_mention(conn, self.id, deadline, late=self._late, recheck=RECHECK)
-            finally:
-                await conn.execute(SQL("UNLISTEN {}").format(channel))
+        store = AsyncWorkflowRunStore(self.backend.queries)
+        async with (await self.backend.apool()).connection() as conn:
 
-    def _ended(self, row: Any) -> bool:
+            async def check() -> RunOutcome | None:
+                return self._ended(await store.outcome(conn, run_id=self.id))
+
+            ended = await await_until(
+                conn,
+                channel=self.backend.queries.channels.done,
+                key=self.id,
+                check=check,
+                timeout=timeout,
+                late=self._late,
+                recheck=RECHECK,
+            )
+        return _outcome(self.id, ended)
+
+    def _ended(self, row: RunOutcome | None) -> RunOutcome | None:
+        """The run's outcome once it has ended, else None."""
         if row is None:
-            raise WorkflowError(f"no workflow run {self.id!r} in namespace {self.app.namespace!r}")
-        return RunStatus(row[0]).is_final
+            raise WorkflowError(f"no workflow run {self.id!r} in namespace {self.backend.namespace!r}")
+        return row if RunStatus(row.status).is_final else None
 
     @property
     def _late(self) -> str:
         return f"workflow run {self.id} did not end in time"
 
 
-def _outcome(run_id: str, row: Any) -> Any:
-    status, result, error = row
-    if status == RunStatus.COMPLETED:
-        return result
-    if status == RunStatus.CANCELLED:
-        raise WorkflowCancelled(f"workflow run {run_id} was cancelled: {error}")
-    raise WorkflowFailed(run_id, error)
+def _outcome(run_id: str, row: RunOutcome) -> Any:
+    if row.status == RunStatus.COMPLETED:
+        return row.result
+    if row.status == RunStatus.CANCELLED:
+        raise WorkflowCancelled(f"workflow run {run_id} was cancelled: {row.error}")
+    raise WorkflowFailed(run_id, row.error)

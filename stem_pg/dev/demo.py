@@ -15,6 +15,7 @@ from stem_pg.core.canvas import chord
 from stem_pg.core.tasks import Retry
 from stem_pg.db.connect import connection
 from stem_pg.db.queries import queries_for
+from stem_pg.db.stores.tasks import state_counts
 from stem_pg.schema.migrate import migrate
 from stem_pg.worker import Worker, WorkerSettings
 from stem_pg.worker.context import TaskContext
@@ -98,6 +99,6 @@ def run_demo(url: str, namespace: str = DEMO_NAMESPACE, say: Callable[[str], Any
     say(f"done in {time.monotonic() - started:.2f}s. Job state is plain SQL:")
     say(f'  SELECT state, count(*) FROM "{namespace}".task_states GROUP BY state;')
     with connection(url, role="demo") as conn:
-        for state, count in conn.execute(queries_for(namespace)["demo_state_counts"]):
-            say(f"    {state:<10} {count}")
+        for row in state_counts(conn, queries_for(namespace)):
+            say(f"    {row.state:<10} {row.count}")
     return ok

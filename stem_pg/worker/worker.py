@@ -45,6 +45,7 @@ from stem_pg.worker.outcomes import count_as
 from stem_pg.worker.settings import WorkerSettings
 from stem_pg.worker.slots import Slots
 from stem_pg.worker.state import WorkerState
+from stem_pg.worker.workflows import WorkflowTasks
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
@@ -70,8 +71,9 @@ class Worker:
         self.settings = settings
         self.id = settings.worker_id
         self.state = WorkerState(settings)
-        #: Task name -> handler: what the executor runs and what control reports.
-        self.registry = app.registry
+        #: Task name -> handler: what the executor runs and what control reports (a
+        #: workflow's task is the handler that replays its runs).
+        self.registry = WorkflowTasks(app.registry, app.workflows, app.backend, app.planner)
         self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
         self.workers = WorkerStore(app.queries)
         # The claim loop's own handles on the shared dicts (the same objects as the state's).

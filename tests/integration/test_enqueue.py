@@ -14,6 +14,7 @@ from psycopg import sql
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from stem_pg.client import enqueue as enqueue_module
 from stem_pg.client import waker as waker_module
 from stem_pg.client.app import EnqueueRequest, Stem
 from stem_pg.client.waker import IDLE_GAP, Announce
@@ -184,7 +185,7 @@ def test_a_lone_idle_enqueue_wakes_the_workers_from_its_insert(
     def no_wake_after_commit(*args: Any) -> None:
         raise AssertionError("the insert should have announced the job")
 
-    monkeypatch.setattr(app, "wake", no_wake_after_commit)
+    monkeypatch.setattr(app.backend, "wake", no_wake_after_commit)
     with _listening(database_url, app) as listener:
         handle = app.enqueue("t", queue="alone")
         assert _heard(listener) == ["alone"]
@@ -202,7 +203,7 @@ async def test_a_lone_idle_async_enqueue_wakes_the_workers_from_its_insert(
     async def no_wake_after_commit(*args: Any) -> None:
         raise AssertionError("the insert should have announced the job")
 
-    monkeypatch.setattr(app, "awake", no_wake_after_commit)
+    monkeypatch.setattr(app.backend, "awake", no_wake_after_commit)
     with _listening(database_url, app) as listener:
         await app.aenqueue("t", queue="async-alone")
         assert _heard(listener) == ["async-alone"]
@@ -244,9 +245,7 @@ def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_an
 ) -> None:
     """The job is committed before the wake-up is sent: if the connection is killed in
     between, enqueue() still returns the job and the waker thread sends the wake-up."""
-    import stem_pg.client.app as app_module
-
-    insert = app_module.insert_planned_sync  # type: ignore[attr-defined]  # the name app.py calls
+    insert = enqueue_module.insert_planned_sync
 
     def insert_then_lose_the_connection(conn: psycopg.Connection[Any], *args: Any, **kw: Any) -> list[str]:
         ids = insert(conn, *args, **kw)
@@ -254,7 +253,7 @@ def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_an
             killer.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
         return ids
 
-    monkeypatch.setattr(app_module, "insert_planned_sync", insert_then_lose_the_connection)
+    monkeypatch.setattr(enqueue_module, "insert_planned_sync", insert_then_lose_the_connection)
     monkeypatch.setattr(waker_module, "IDLE_GAP", float("inf"))  # the wake-up comes after the commit
     with _listening(database_url, app) as listener:
         handle = app.enqueue("t", queue="survivor")

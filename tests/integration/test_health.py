@@ -11,7 +11,7 @@ from psycopg import sql
 
 from stem_pg.schema.health import check_health
 from stem_pg.schema.migrate import head_revision
-from tests.conftest import drop_schema
+from tests.helpers import drop_schema
 
 
 @pytest.fixture

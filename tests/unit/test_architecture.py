@@ -46,9 +46,7 @@ def test_every_folder_of_the_package_has_a_layer() -> None:
     contracts = config["tool"]["importlinter"]["contracts"]
     layers = next(c["layers"] for c in contracts if c["type"] == "layers")
     named = {part.strip() for layer in layers for part in layer.split("|")}
-    folders = {
-        f"stem_pg.{p.name}" for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()
-    }
+    folders = {f"stem_pg.{p.name}" for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert folders - named == set()
 
 
@@ -63,15 +61,25 @@ def test_modules_stay_small() -> None:
     assert too_big == {}
 
 
-def _string_constants(path: Path) -> list[str]:
+def _query_like_strings(path: Path) -> list[str]:
+    """Strings used where a query name goes: ``queries["x"]``, ``query_text("x")``, ``run("x", ...)``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            candidates: list[ast.expr] = [node.slice]
+        elif isinstance(node, ast.Call):
+            candidates = [*node.args, *(k.value for k in node.keywords)]
+        else:
+            continue
+        found += [c.value for c in candidates if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+    return found
 
 
 def test_named_queries_are_used_only_by_stores() -> None:
     names = set(load_queries())
     outside = {
-        str(p.relative_to(ROOT)): sorted(names & set(_string_constants(p)))
+        str(p.relative_to(ROOT)): sorted(names & set(_query_like_strings(p)))
         for p in modules()
         if STORES not in p.parents
     }
@@ -83,7 +91,7 @@ def test_each_named_query_has_one_store() -> None:
     uses: dict[str, set[str]] = {}
     names = set(load_queries())
     for path in STORES.glob("*.py"):
-        for value in _string_constants(path):
+        for value in _query_like_strings(path):
             if value in names:
                 uses.setdefault(value, set()).add(path.name)
     assert {name: where for name, where in uses.items() if len(where) > 1} == {}

@@ -119,7 +119,3 @@ class BeatStore:
     async def prune_fires(self, conn: AsyncConn, *, keep: float, limit: int) -> int:
         cur = await conn.execute(self.q["beat_fires_prune"], {"keep": keep, "limit": limit})
         return cur.rowcount
-
-    async def release_unique(self, conn: AsyncConn, *, keys: Sequence[str]) -> None:
-        """Free unique-task keys whose ``unique_for`` ran out (the queue engine's query)."""
-        await conn.execute(self.q["job_unique_release"], {"keys": list(keys)})

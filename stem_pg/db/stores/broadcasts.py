@@ -1,7 +1,7 @@
 """The broadcast fan-out store: a subscriber's side of ``sql/broadcasts.sql``, one method per query.
 
 Publishing runs on the caller's connection (sync, async or SQLAlchemy) and
-lives in ``stem_pg.client.broadcasts``; these methods are the worker's.
+lives in ``stem_pg.db.stores.publish``; these methods are the worker's.
 """
 
 from __future__ import annotations

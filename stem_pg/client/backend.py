@@ -1,0 +1,234 @@
+"""What every client feature needs from the database: the URL, the namespace's queries,
+the connection pools and the wake-ups of committed inserts.
+
+The Stem facade builds one Backend and hands it to each feature (results,
+broadcasts, canvas, locks, enqueue), so no feature reaches back into the
+facade. Pools open on first use; the sync one may be opened by several
+handler threads at once (``app.lock`` from tasks), so it is guarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from stem_pg.client.waker import Waker, due_queues
+from stem_pg.core.envelope import JobSpec
+from stem_pg.db.queries import Queries, queries_for
+from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+#: How long results are kept unless the application says otherwise (seconds).
+DEFAULT_RESULT_TTL = 24 * 3600.0
+_CLIENT = {"autocommit": True, "application_name": "stem_pg:client"}
+
+
+class Backend:
+    """One application's database side. ``url`` is a URL, or a callable that returns one
+    (or raises ConfigError) when it is first needed, so an app without a URL can still
+    be built, imported and planned with."""
+
+    def __init__(
+        self,
+        url: str | Callable[[], str],
+        namespace: str,
+        *,
+        result_ttl: float = DEFAULT_RESULT_TTL,
+        pool_size: int = 10,
+    ) -> None:
+        self._url = url
+        self.namespace = namespace
+        self.result_ttl = result_ttl
+        self.pool_size = pool_size
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        self._async_pool: AsyncConnectionPool | None = None
+        self._async_pool_loop: asyncio.AbstractEventLoop | None = None
+        self._quiet: weakref.WeakSet[object] = weakref.WeakSet()
+        self._waker: Waker | None = None
+
+    @property
+    def url(self) -> str:
+        return self._url if isinstance(self._url, str) else self._url()
+
+    @property
+    def queries(self) -> Queries:
+        return queries_for(self.namespace)
+
+    # -- pools ----------------------------------------------------------------------
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The sync pool, opened on first use."""
+        pool = self._pool
+        if pool is not None:
+            return pool
+        with self._pool_lock:
+            if self._pool is None:
+                from psycopg_pool import ConnectionPool
+
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    kwargs=dict(_CLIENT),
+                    configure=self._quiet_inserts,
+                    open=True,
+                )
+            return self._pool
+
+    async def apool(self) -> AsyncConnectionPool:
+        """The async pool, opened on first use (in the running event loop)."""
+        if self._async_pool is None:
+            from psycopg_pool import AsyncConnectionPool
+
+            pool = AsyncConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                kwargs=dict(_CLIENT),
+                configure=self._aquiet_inserts,
+                open=False,
+            )
+            await pool.open()
+            self._async_pool = pool
+            self._async_pool_loop = asyncio.get_running_loop()
+        return self._async_pool
+
+    def _quiet_inserts(self, conn: psycopg.Connection[Any]) -> None:
+        """Pool connections insert without the trigger's NOTIFY; the waker sends it after commit."""
+        EnqueueStore(self.queries).quiet_inserts(conn)
+        self._quiet.add(conn)
+
+    async def _aquiet_inserts(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await AsyncEnqueueStore(self.queries).quiet_inserts(conn)
+        self._quiet.add(conn)
+
+    # -- wake-ups ---------------------------------------------------------------------
+
+    @property
+    def waker(self) -> Waker:
+        """Sends the wake-ups of this application's committed inserts (stem_pg.client.waker)."""
+        if self._waker is None:
+            self._waker = Waker(self.url, self.queries)
+        return self._waker
+
+    def wake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
+        """Announce inserted jobs: after a pool commit through the waker; inside a caller's
+        transaction the insert trigger does it, unless that connection is one of our pool's."""
+        queues = self._announce(specs, connection)
+        if queues is not None:
+            EnqueueStore(self.queries).wake(connection, queues=queues)
+
+    async def awake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
+        """The async twin of ``wake``."""
+        queues = self._announce(specs, connection)
+        if queues is not None:
+            await AsyncEnqueueStore(self.queries).wake(connection, queues=queues)
+
+    def _announce(self, specs: Iterable[JobSpec], connection: Any) -> list[str] | None:
+        """Hand a pool commit's queues to the waker; the queues that the caller's own
+        transaction, on one of our pool connections, must wake itself."""
+        queues = due_queues(specs)
+        if not queues:
+            return None
+        if connection is None:
+            self.waker.request(queues)
+            return None
+        if connection in self._quiet:
+            return sorted(queues)
+        return None
+
+    # -- closing ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the synchronous pool (use ``aclose`` for the async one)."""
+        if self._waker is not None:
+            self._waker.close()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def close_async_pool(self) -> None:
+        """Close the async pool if this event loop opened it (a pool belongs to its loop;
+        a worker closes the one its handlers opened, not one its host program uses)."""
+        if self._async_pool is not None and self._async_pool_loop is asyncio.get_running_loop():
+            await self._async_pool.close()
+            self._async_pool = None
+
+    async def aclose(self) -> None:
+        await self.close_async_pool()
+        self.close()
+
+
+class BackendFacade:
+    """The Backend's attributes on an object that holds one as ``backend``: the Stem facade
+    keeps ``app.url``, ``app.pool``, ``app.wake``... for the worker, beat, CLI and tests."""
+
+    backend: Backend
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    @property
+    def namespace(self) -> str:
+        return self.backend.namespace
+
+    @namespace.setter
+    def namespace(self, namespace: str) -> None:
+        self.backend.namespace = namespace
+
+    @property
+    def queries(self) -> Queries:
+        return self.backend.queries
+
+    @property
+    def result_ttl(self) -> float:
+        return self.backend.result_ttl
+
+    @result_ttl.setter
+    def result_ttl(self, seconds: float) -> None:
+        self.backend.result_ttl = seconds
+
+    @property
+    def pool_size(self) -> int:
+        return self.backend.pool_size
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self.backend.pool
+
+    async def apool(self) -> AsyncConnectionPool:
+        """The async pool, opened on first use (in the running event loop)."""
+        return await self.backend.apool()
+
+    @property
+    def waker(self) -> Waker:
+        return self.backend.waker
+
+    def wake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
+        """Announce inserted jobs (see ``Backend.wake``)."""
+        self.backend.wake(specs, connection)
+
+    async def awake(self, specs: Iterable[JobSpec], connection: Any = None) -> None:
+        """The async twin of ``wake``."""
+        await self.backend.awake(specs, connection)
+
+    def close(self) -> None:
+        """Close the synchronous pool (use ``aclose`` for the async one)."""
+        self.backend.close()
+
+    async def close_async_pool(self) -> None:
+        """Close the async pool if this event loop opened it (see ``Backend.close_async_pool``)."""
+        await self.backend.close_async_pool()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

@@ -1,0 +1,235 @@
+"""Planning: an enqueue request becomes a validated job or broadcast message before any SQL runs.
+
+The Planner holds what planning needs (the task registry, the routing and the
+default retry count) and nothing that talks to the database, so every error in
+a request surfaces here, before a row is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from stem_pg.core.control import is_durable
+from stem_pg.core.envelope import (
+    JobSpec,
+    check_moment,
+    check_seconds,
+    check_task_id,
+    encode_json,
+    encode_kwargs,
+    new_task_id,
+    split_expires,
+    unique_key,
+)
+from stem_pg.core.errors import TaskError
+from stem_pg.core.routing_registry import ResolvedRoute, RoutingRegistry
+from stem_pg.core.tasks import TaskOptions, TaskRegistry
+
+Expires = datetime | timedelta | float | None
+
+#: Distinct (task, queue, priority, headers) placements remembered; more are computed each time.
+PLACEMENT_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    """One job for ``enqueue_many``; the fields mirror ``enqueue``'s arguments."""
+
+    task: str
+    kwargs: Mapping[str, Any] | None = None
+    task_id: str | None = None
+    countdown: float | timedelta | None = None
+    eta: datetime | None = None
+    expires: Expires = None
+    priority: int | None = None
+    queue: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a task's jobs go: routing and task options resolved once."""
+
+    queue: str
+    priority: int
+    max_retries: int
+    visibility_timeout: int | None
+    acks_late: bool
+    unique: bool = False
+    unique_for: float | None = None
+
+
+@dataclass(frozen=True)
+class BroadcastSpec:
+    """One broadcast message, validated and ready to publish."""
+
+    task_id: str
+    channel: str
+    task: str
+    args: str
+    headers: str
+    delivery: str
+    durable: bool
+    max_retries: int
+    eta: datetime | None
+    countdown: float | None
+    expires_at: datetime | None
+    expires_in: float | None
+
+
+class Planner:
+    """Validates requests and resolves their routes; placements are cached per distinct input
+    because a bulk enqueue plans thousands of requests for a handful of tasks."""
+
+    def __init__(self, registry: TaskRegistry, routing: RoutingRegistry, *, default_max_retries: int) -> None:
+        self._registry = registry
+        self._routing = routing
+        self.default_max_retries = default_max_retries
+        self._placements: dict[tuple[object, ...], Placement] = {}
+
+    @property
+    def registry(self) -> TaskRegistry:
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: TaskRegistry) -> None:
+        self._registry = registry
+        self.forget()
+
+    @property
+    def routing(self) -> RoutingRegistry:
+        return self._routing
+
+    @routing.setter
+    def routing(self, routing: RoutingRegistry) -> None:
+        self._routing = routing
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the cached placements (a task was registered: its options may differ)."""
+        self._placements.clear()
+
+    # -- queue jobs ---------------------------------------------------------------------
+
+    def plan(self, request: EnqueueRequest) -> JobSpec:
+        """Validate a request and resolve its route; raises TaskError / RoutingConfigError."""
+        name = request.task
+        if request.priority is not None and (
+            isinstance(request.priority, bool) or not isinstance(request.priority, int)
+        ):
+            raise TaskError(f"{name}: priority must be an integer, got {request.priority!r}")
+        headers = tuple(sorted((str(k), str(v)) for k, v in request.headers.items()))
+        place = self.placement(name, request.queue, request.priority, headers)
+        if request.eta is not None and request.countdown is not None:
+            raise TaskError(f"{name}: give either eta or countdown, not both")
+        expires_at, expires_in = split_expires(request.expires)
+        args = encode_kwargs(name, request.kwargs)
+        key = unique_key(name, place.queue, request.kwargs) if place.unique else None
+        return JobSpec(
+            id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
+            task=name,
+            queue=place.queue,
+            priority=place.priority,
+            args=args,
+            headers=encode_json(dict(request.headers), what=f"{name}: headers") if headers else "{}",
+            max_retries=place.max_retries,
+            eta=check_moment(request.eta, what="eta"),
+            countdown=check_seconds(request.countdown, what="countdown"),
+            expires_at=expires_at,
+            expires_in=expires_in,
+            visibility_timeout=place.visibility_timeout,
+            acks_late=place.acks_late,
+            id_given=request.task_id is not None,
+            unique_key=key,
+            unique_for=place.unique_for,
+        )
+
+    def placement(
+        self, name: str, queue: str | None, priority: int | None, headers: tuple[tuple[str, str], ...]
+    ) -> Placement:
+        """Where and how a task goes, from routing and task options; cached per distinct input."""
+        key = (name, queue, priority, headers)
+        place = self._placements.get(key)
+        if place is not None:
+            return place
+        if not isinstance(name, str) or not name:
+            raise TaskError(f"task name must be a non-empty string, got {name!r}")
+        options = self._options(name)
+        route = self._routing.resolve(
+            name,
+            queue=queue or options.queue,
+            priority=priority if priority is not None else options.priority,
+            headers=dict(headers),
+        )
+        if route.kind != "queue":
+            raise TaskError(
+                f"{name}: routed to broadcast channel {route.name!r}; plan() builds queue jobs only"
+                " (app.enqueue and app.broadcast publish broadcast messages)"
+            )
+        vt = options.visibility_timeout
+        place = Placement(
+            queue=route.name,
+            priority=route.priority,
+            max_retries=options.retry_policy(self.default_max_retries).max_retries,
+            visibility_timeout=None if vt is None else max(1, round(vt)),
+            acks_late=options.acks_late,
+            unique=options.unique,
+            unique_for=options.unique_for if isinstance(options.unique_for, float) else None,
+        )
+        if len(self._placements) < PLACEMENT_CACHE_SIZE:
+            self._placements[key] = place
+        return place
+
+    # -- broadcast messages ---------------------------------------------------------------
+
+    def broadcast_route(self, request: EnqueueRequest) -> ResolvedRoute | None:
+        """The broadcast route of an enqueue request, or None when it goes to a queue."""
+        if not self._routing.config.broadcasts:
+            return None
+        queue = request.queue or self._options(request.task).queue
+        if queue is not None or not isinstance(request.task, str):
+            return None
+        headers = {str(k): str(v) for k, v in request.headers.items()}
+        route = self._routing.resolve(request.task, headers=headers)
+        return route if route.kind == "broadcast" else None
+
+    def plan_broadcast(self, request: EnqueueRequest, channel: str) -> BroadcastSpec:
+        """Validate one message for ``channel``; raises TaskError / RoutingConfigError."""
+        name = request.task
+        if not isinstance(name, str) or not name:
+            raise TaskError(f"task name must be a non-empty string, got {name!r}")
+        definition = self._routing.broadcast(channel)
+        options = self._options(name)
+        if request.eta is not None and request.countdown is not None:
+            raise TaskError(f"{name}: give either eta or countdown, not both")
+        expires_at, expires_in = split_expires(request.expires)
+        return BroadcastSpec(
+            task_id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
+            channel=definition.name,
+            task=name,
+            args=encode_kwargs(name, request.kwargs),
+            headers=encode_json(dict(request.headers), what=f"{name}: headers") if request.headers else "{}",
+            delivery=definition.delivery,
+            durable=is_durable(definition.durability),
+            max_retries=options.retry_policy(self.default_max_retries).max_retries,
+            eta=check_moment(request.eta, what="eta"),
+            countdown=check_seconds(request.countdown, what="countdown"),
+            expires_at=expires_at,
+            expires_in=expires_in,
+        )
+
+    def plan_routed(self, requests: Sequence[EnqueueRequest]) -> dict[int, BroadcastSpec]:
+        """The broadcast messages among enqueue requests, by position (empty without broadcast routes)."""
+        planned = {}
+        for index, request in enumerate(requests):
+            route = self.broadcast_route(request)
+            if route is not None:
+                planned[index] = self.plan_broadcast(request, route.name)
+        return planned
+
+    def _options(self, name: str) -> TaskOptions:
+        definition = self._registry.get(name)
+        return definition.options if definition else TaskOptions()
