@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -250,7 +250,7 @@ def _placed(specs: Sequence[JobSpec], unique: list[int], found: list[str]) -> li
 class _Step:
     """One statement of ``_unique_steps``: ``store.<method>(conn, **args)``, sync or async."""
 
-    method: str
+    method: Literal["release_unique", "enqueue_unique", "unique_holders"]
     args: dict[str, Any]
 
     def run(self, store: EnqueueStore, conn: Any) -> Any:

@@ -186,6 +186,60 @@ def test_workers_run_broadcasts_through_the_task_registry(bapp: Stem, db: Db) ->
     assert sorted(seen) == sorted([(one.id, "all"), (two.id, "all")])
 
 
+def test_a_publish_on_the_callers_connection_exists_once_it_commits(
+    bapp: Stem, database_url: str, db: Db
+) -> None:
+    """psycopg and SQLAlchemy connections alike; with jobs in the same batch, the jobs go in
+    first and the messages after (both twins), all in the caller's transaction."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    _subscriber(bapp, database_url, "w1", ["ctl", "news"])
+    with psycopg.connect(database_url) as conn:
+        handle = bapp.broadcast("news", "news.tx", connection=conn)
+        assert handle.subscribers == 1
+        assert _states(db, bapp.namespace) == []  # not before the commit
+        conn.commit()
+    assert _states(db, bapp.namespace) == [("news.tx", "w1", "pending")]
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with Session(engine) as session:
+            rolled_back = bapp.enqueue_many([("job", {}), ("ctl.gone", {})], connection=session)
+            assert isinstance(rolled_back[1], BroadcastResult) and rolled_back[1].subscribers == 1
+            session.rollback()
+        with Session(engine) as session, session.begin():
+            kept = bapp.broadcast("ctl", "ctl.sa", connection=session)
+    finally:
+        engine.dispose()
+    assert kept.subscribers == 1
+    assert [task for task, _, _ in _states(db, bapp.namespace)] == ["ctl.sa", "news.tx"]
+    assert _sql(db, bapp.namespace, "SELECT task FROM {ns}.jobs") == []
+
+
+def test_async_enqueue_many_publishes_after_the_jobs_on_the_callers_connection(
+    bapp: Stem, database_url: str, db: Db
+) -> None:
+    _subscriber(bapp, database_url, "w1", ["ctl"])
+
+    async def enqueue(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+        handles = await bapp.aenqueue_many([("job", {}), ("ctl.async", {})], connection=conn)
+        await conn.commit()
+        return handles
+
+    async def on_a_transaction() -> list[Any]:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            return await enqueue(conn)
+
+    handles = asyncio.run(on_a_transaction())
+    assert isinstance(handles[1], BroadcastResult) and handles[1].subscribers == 1
+    assert not isinstance(handles[0], BroadcastResult)
+    assert _states(db, bapp.namespace) == [("ctl.async", "w1", "pending")]
+    assert _sql(db, bapp.namespace, "SELECT id FROM {ns}.jobs") == [(handles[0].id,)]
+    with psycopg.connect(database_url) as sync_conn, pytest.raises(TaskError, match="AsyncConnection"):
+        asyncio.run(enqueue(sync_conn))  # type: ignore[arg-type]
+    assert len(_states(db, bapp.namespace)) == 1, "a refused connection publishes nothing"
+
+
 def test_broadcast_requests_are_checked(bapp: Stem) -> None:
     with pytest.raises(RoutingConfigError, match="unknown broadcast 'nope'"):
         bapp.broadcast("nope", "x")

@@ -105,6 +105,23 @@ async def test_async_enqueue_of_a_unique_task(app: Stem, db: Db) -> None:
         await app.aclose()
 
 
+def test_a_unique_task_through_a_sqlalchemy_session(app: Stem, database_url: str, db: Db) -> None:
+    """The unique-key steps read their rows through SQLAlchemy as well (the holder's id comes back)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    register(app, unique=True)
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with Session(engine) as session, session.begin():
+            first = app.enqueue("u.report", {"day": "mon"}, connection=session)
+            again = app.enqueue("u.report", {"day": "mon"}, connection=session)
+    finally:
+        engine.dispose()
+    assert again.id == first.id
+    assert [row[0] for row in jobs(db, app.namespace)] == [first.id]
+
+
 def test_bad_unique_options_are_refused(app: Stem) -> None:
     with pytest.raises(TaskError, match="unique_for must be a positive number of seconds"):
         register(app, unique_for=0)
