@@ -48,12 +48,13 @@ SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q;
 
 -- name: job_claim
 -- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket; nothing while the queue is paused.
--- The claim commits without waiting for its WAL flush (synchronous_commit off for this
--- transaction only): a claim lost in a server crash just leaves the job queued to be
--- claimed again, as a lost lease would, and the token-guarded finish (a normal, durable
--- commit that flushes the claim with it) still lets one lease holder finish the job.
-WITH async_commit AS MATERIALIZED (
-    SELECT set_config('synchronous_commit', 'off', true)
+-- The claim is a durable commit (never synchronous_commit off, even where the session's
+-- default is): a claim the worker was told of survives a server crash, so the job cannot
+-- go back to the queue and run elsewhere while this worker runs it.
+WITH durable AS MATERIALIZED (
+    SELECT set_config('synchronous_commit',
+                      CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on'
+                      ELSE current_setting('synchronous_commit') END, true)
 ),
 picked AS MATERIALIZED (
     SELECT id
@@ -73,7 +74,7 @@ SET state = 'running',
     worker_id = %(worker_id)s,
     lease_token = %(token)s,
     lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, %(lease_seconds)s))
-FROM picked, async_commit
+FROM picked, durable
 WHERE j.id = picked.id
 RETURNING j.id, j.task, j.queue, j.priority,
           -- empty arguments and headers come back as NULL: no JSON decoding in the worker
@@ -160,11 +161,17 @@ WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token;
 
 -- name: job_extend_leases
 -- Heartbeat: push the lease expiry of held jobs; returns the ids whose lease is still ours.
+-- A durable commit like the claim's: an extension the worker was told of survives a crash.
+WITH durable AS MATERIALIZED (
+    SELECT set_config('synchronous_commit',
+                      CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on'
+                      ELSE current_setting('synchronous_commit') END, true)
+)
 UPDATE {ns}.jobs AS j
 SET lease_expires_at = now() + make_interval(secs => i.seconds),
     progress = coalesce(i.progress::jsonb, j.progress)
 FROM unnest(%(id)s::text[], %(token)s::uuid[], %(seconds)s::float8[], %(progress)s::text[])
-    AS i(id, token, seconds, progress)
+    AS i(id, token, seconds, progress), durable
 WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token
 RETURNING j.id;
 

@@ -45,10 +45,14 @@ class ManagedConnection:
         url: str,
         role: str,
         on_connect: Callable[[AsyncConn], Awaitable[None]] | None = None,
+        *,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
         self.role = role
         self.on_connect = on_connect
+        #: Called when a failure discards the connection (or a connect fails).
+        self.on_lost = on_lost
         self._conn: AsyncConn | None = None
 
     async def get(self) -> AsyncConn:
@@ -61,6 +65,8 @@ class ManagedConnection:
     async def discard(self, error: BaseException | None = None) -> None:
         if error is not None:
             log.warning("%s connection lost: %s", self.role, str(error).strip() or type(error).__name__)
+            if self.on_lost is not None:
+                self.on_lost()
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
             with contextlib.suppress(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -35,6 +36,11 @@ class Inflight:
     started: bool = False
     started_at: float = 0.0
     lost: bool = False
+    #: When the lease ends at the earliest, on the worker's monotonic clock: the send time
+    #: of the claim or extension the database last acknowledged, plus its seconds.
+    lease_deadline: float = math.inf
+    #: ``WorkerState.lease_epoch`` when that happened: behind it, a connection failed since.
+    lease_epoch: int = 0
     progress: str | None = None
     soft_deadline: float | None = None
     #: Set (to the cancellation message) when the task is revoked with terminate.

@@ -1,11 +1,17 @@
 """The worker's heartbeat: extends the leases of the jobs it holds, stops the ones whose
-lease it lost, and tells the workers table it is alive."""
+lease it lost, and tells the workers table it is alive.
+
+After any connection failure (``connection_lost``) it extends every held lease again as
+soon as it has a connection: a lease it cannot extend is lost (logged by task id, the job
+stopped), and until then no held job starts (``stem_pg.worker.leases``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -13,6 +19,7 @@ from stem_pg.db.managed import AsyncConn
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.worker.context import Inflight
+from stem_pg.worker.leases import leased
 from stem_pg.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -41,7 +48,15 @@ class Heartbeat:
         #: Jobs that ended but whose outcome is not written yet: their leases are held too.
         self.unflushed = unflushed
         self.wanted = asyncio.Event()
+        self._revalidate = asyncio.Event()
         self._loop = asyncio.get_running_loop()
+
+    def connection_lost(self) -> None:
+        """A connection of the worker failed (the server may have restarted and lost what
+        it acknowledged): every lease is unconfirmed until the next beat extends it."""
+        self.state.lease_epoch += 1
+        self.wanted.set()
+        self._revalidate.set()
 
     def wake_threadsafe(self) -> None:
         """Beat soon; callable from a handler's thread."""
@@ -51,19 +66,26 @@ class Heartbeat:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wanted.wait(), self.interval())
         self.wanted.clear()
+        self._revalidate.clear()
         held = [*self.state.inflight.values(), *self.unflushed.values()]
         if held:
+            seconds = [e.lease_seconds for e in held]
+            sent, epoch = time.monotonic(), self.state.lease_epoch
             alive = await self.jobs.extend_leases(
                 conn,
                 ids=[e.job.id for e in held],
                 tokens=[e.token for e in held],
-                seconds=[e.lease_seconds for e in held],
+                seconds=seconds,
                 progress=[e.progress for e in held],
             )
+            for entry, lease in zip(held, seconds, strict=True):
+                if entry.job.id in alive:
+                    leased(entry, sent=sent, epoch=epoch, seconds=lease)
             self._mark_lost(held, alive)
         await self.workers.heartbeat(conn, worker_id=self.state.id)
         self.state.last_heartbeat_at = datetime.now(UTC)
-        await asyncio.sleep(min(LEASE_WAKE_THROTTLE, self.interval() / 2))
+        with contextlib.suppress(TimeoutError):  # unless a connection failed meanwhile: beat again at once
+            await asyncio.wait_for(self._revalidate.wait(), min(LEASE_WAKE_THROTTLE, self.interval() / 2))
 
     def interval(self) -> float:
         """A third of the shortest lease held (a task may set a short visibility_timeout)."""
@@ -78,7 +100,12 @@ class Heartbeat:
         for entry in asked:
             job_id = entry.job.id
             if job_id not in alive and not entry.lost and inflight.get(job_id) is entry:
-                log.warning("worker %s: lost the lease of task %s; stopping it", self.state.id, job_id)
                 entry.lost = True
                 if entry.task is not None and entry.started:
-                    entry.task.cancel()
+                    entry.task.cancel()  # a sync handler stops at its next checkpoint
+                log.warning(
+                    "worker %s: lost the lease of task %s (another worker may run it); %s",
+                    self.state.id,
+                    job_id,
+                    "stopping it" if entry.started else "it will not start here",
+                )

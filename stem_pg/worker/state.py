@@ -26,6 +26,9 @@ class WorkerState:
     last_heartbeat_at: datetime | None = None
     #: Set once a stop was asked for: nothing new is claimed, waiting work is released.
     stopping: bool = False
+    #: Counts connection failures: a lease last confirmed in an earlier epoch is not
+    #: trusted (no job starts on it) until the heartbeat extends it again.
+    lease_epoch: int = 0
 
     @property
     def id(self) -> str:

@@ -40,6 +40,7 @@ from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
 from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.heartbeat import Heartbeat
+from stem_pg.worker.leases import LeaseGate, leased
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.outcomes import count_as
 from stem_pg.worker.settings import WorkerSettings
@@ -146,12 +147,13 @@ class Worker:
         self._stop = asyncio.Event()
         self.slots = Slots(self.settings.concurrency)
         url, queries = self.app.url, self.app.queries
-        self._claim_conn = ManagedConnection(url, "worker-claim")
-        self._flush_conn = ManagedConnection(url, "worker-flush")
-        self._house_conn = ManagedConnection(url, "worker-leases")
-        self._maint_conn = ManagedConnection(url, "worker-maintenance")
-        self._control_conn = ManagedConnection(url, "worker-control")
-        self._listen_conn = ManagedConnection(url, "worker-listen", self._on_listen_connect)
+        lost = self._connection_lost
+        self._claim_conn = ManagedConnection(url, "worker-claim", on_lost=lost)
+        self._flush_conn = ManagedConnection(url, "worker-flush", on_lost=lost)
+        self._house_conn = ManagedConnection(url, "worker-leases", on_lost=lost)
+        self._maint_conn = ManagedConnection(url, "worker-maintenance", on_lost=lost)
+        self._control_conn = ManagedConnection(url, "worker-control", on_lost=lost)
+        self._listen_conn = ManagedConnection(url, "worker-listen", self._on_listen_connect, on_lost=lost)
         self.control = WorkerControl(
             ControlStore(queries),
             self.state,
@@ -165,6 +167,7 @@ class Worker:
         self.flusher = OutcomeFlusher(self.jobs, acks, self._flush_conn, worker_id=self.id)
         self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
         self._wake_leases = self.heartbeat.wanted
+        self.gate = LeaseGate(self.state, wake_leases=self.heartbeat.wanted.set)
         self.executor = Executor(
             self.registry,
             self.state,
@@ -190,6 +193,10 @@ class Worker:
                 WorkflowStore(queries, retention=self.app.result_ttl).prune,
             ),
         )
+
+    def _connection_lost(self) -> None:
+        """Any connection failed: no held job starts until its lease is confirmed again."""
+        self.heartbeat.connection_lost()
 
     def flush_soon(self) -> None:
         """An outcome is buffered: flush it, and claim into the freed slot."""
@@ -328,6 +335,7 @@ class Worker:
         if free <= 0:
             return
         token = str(uuid.uuid4())
+        sent, epoch = time.monotonic(), self.state.lease_epoch  # when the leases begin, at the latest
         queues = self.settings.queues
         self._rotation = (self._rotation + 1) % len(queues)
         for queue in queues[self._rotation :] + queues[: self._rotation]:
@@ -340,7 +348,7 @@ class Worker:
                 lease_seconds=self.settings.lease_seconds,
             )
             for job in jobs:
-                self._start(job, token)
+                self._start(job, token, sent, epoch)
             free -= len(jobs)
             self._claimed_since_maintenance += len(jobs)
             if self._claimed_since_maintenance >= MAINTAIN_EVERY_CLAIMED:
@@ -349,15 +357,17 @@ class Worker:
             if free <= 0:
                 return
 
-    def _start(self, job: ClaimedJob, token: str) -> None:
+    def _start(self, job: ClaimedJob, token: str, sent: float, epoch: int) -> None:
         entry = Inflight(job, token, float(job.visibility_timeout or self.settings.lease_seconds))
+        leased(entry, sent=sent, epoch=epoch, seconds=entry.lease_seconds)
         self.inflight[job.id] = entry
         self.slots.submit(entry, self._run)
         if entry.lease_seconds < self.settings.lease_seconds:
             self._wake_leases.set()  # the heartbeat may be sleeping for a longer lease
 
     async def _run(self, entry: Inflight) -> None:
-        self._record(entry, await self.executor.run(entry))
+        refused = await self.gate.admit(entry)  # never start a job whose lease is not confirmed
+        self._record(entry, refused if refused is not None else await self.executor.run(entry))
 
     def _record(self, entry: Inflight, outcome: Outcome) -> None:
         self.inflight.pop(entry.job.id, None)
