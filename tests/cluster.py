@@ -6,12 +6,20 @@ would (``crash()``: an immediate shutdown, no checkpoint, like ``pg_ctl stop -m 
 and start it again on the same port (``start()``), while clients keep their URL.
 The ``private_cluster`` fixture skips the test with the reason when no server binaries
 are found.
+
+The directory is a temporary directory of its own under the system's, not pytest's
+``tmp_path``: as root the server runs as ``postgres``, which must be able to reach it, and
+every pytest session that starts meanwhile (other checkouts on a shared machine) makes
+``/tmp/pytest-of-root`` unreachable again and may delete its older directories.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,10 +56,12 @@ class PrivateCluster:
             return
         os.kill(running[0], signal.SIGQUIT)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while embedded._postmaster(self._server.pgdata) is not None:
+        # Until the postmaster itself is gone (its children go first), not only its pid file:
+        # a start before that would find the port still taken.
+        while embedded._postmaster(self._server.pgdata) is not None or not _exited(running[0]):
             if time.monotonic() > deadline:
                 raise AssertionError(f"private cluster in {self.data_dir} did not stop")
-            time.sleep(0.02)
+            time.sleep(0.01)
 
     def stop(self) -> None:
         self._server.stop(force=True)
@@ -60,18 +70,36 @@ class PrivateCluster:
         return psycopg.connect(self.url, autocommit=True)
 
 
+def _exited(pid: int) -> bool:
+    """Whether process ``pid`` ended (a zombie nobody reaped counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        return any(line.startswith("State:") and "Z" in line.split()[1] for line in status.splitlines())
+    return False
+
+
 @pytest.fixture
-def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
-    """A fresh private server for one test, stopped afterwards."""
+def private_cluster() -> Iterator[PrivateCluster]:
+    """A fresh private server for one test, stopped and removed afterwards."""
     try:
         embedded.find_bin_dir()
     except ConfigError as exc:
         pytest.skip(f"no PostgreSQL server binaries for a private cluster: {exc}")
-    cluster = PrivateCluster(tmp_path_factory.mktemp("cluster"))
+    data_dir = Path(tempfile.mkdtemp(prefix="stem_pg-cluster-"))
     try:
-        yield cluster
+        cluster = PrivateCluster(data_dir)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
     finally:
-        cluster.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def migrated(cluster: PrivateCluster, namespace: str = "crash") -> str:
