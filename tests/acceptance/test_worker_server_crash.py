@@ -98,7 +98,10 @@ def test_after_a_connection_failure_a_lease_the_server_forgot_is_found_lost_and_
     workers = Workers(cluster.url, namespace, tmp_path)
     try:
         worker = workers.start(
-            app="tests.acceptance.spanapp:app", lease=30.0, concurrency=1, extra=["--prefetch-multiplier", "4"]
+            app="tests.acceptance.spanapp:app",
+            lease=30.0,
+            concurrency=1,
+            extra=["--prefetch-multiplier", "4"],
         )
         with cluster.connect() as db:
             wait_registered(db, namespace, {worker.pid}, timeout=60)
