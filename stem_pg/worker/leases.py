@@ -68,15 +68,14 @@ class LeaseGate:
         if check is LeaseCheck.VALID or check is LeaseCheck.UNCONFIRMED:  # stopping: the run releases it
             return None
         job_id = entry.job.id
-        if check is LeaseCheck.LOST:
-            why = "this worker lost its lease"
-        else:
+        if check is LeaseCheck.EXPIRING:
             left = entry.lease_deadline - self.clock()
-            why = f"its lease {f'runs out in {left:.2f}s' if left > 0 else f'ran out {-left:.2f}s ago'}"
-        log.warning(
-            "worker %s: not starting task %s: %s (another worker may run it); handing it back",
-            self.state.id,
-            job_id,
-            why,
-        )
+            log.warning(
+                "worker %s: not starting task %s: its lease %s by this worker's clock (another"
+                " worker may run it); handing it back",
+                self.state.id,
+                job_id,
+                f"runs out in {left:.2f}s" if left > 0 else f"ran out {-left:.2f}s ago",
+            )
+        # A lost lease was logged when the heartbeat found it; the release changes nothing then.
         return Release(job_id, entry.token)
