@@ -38,14 +38,19 @@ def start_margin(lease_seconds: float) -> float:
     return min(START_MARGIN_MAX, max(0.0, lease_seconds) * START_MARGIN_SHARE)
 
 
-def check_lease(
-    *, lost: bool, confirmed: bool, deadline: float, now: float, lease_seconds: float
-) -> LeaseCheck:
-    """May a job start at ``now``? ``deadline`` is when its lease ends at the earliest (same
-    clock as ``now``), ``confirmed`` whether no connection failed since it was set."""
+def start_by(*, sent: float, seconds: float) -> float:
+    """The last moment a job may start on a lease of ``seconds`` that the database granted
+    (claim or extension) for a request sent at ``sent``: the lease's end at the earliest,
+    less the margin."""
+    return sent + seconds - start_margin(seconds)
+
+
+def check_lease(*, lost: bool, confirmed: bool, start_by: float, now: float) -> LeaseCheck:
+    """May a job start at ``now``? ``start_by`` comes from ``start_by()`` (same clock as
+    ``now``), ``confirmed`` says whether no connection failed since it was set."""
     if lost:
         return LeaseCheck.LOST
-    if deadline - now <= start_margin(lease_seconds):
+    if now >= start_by:
         return LeaseCheck.EXPIRING
     if not confirmed:
         return LeaseCheck.UNCONFIRMED

@@ -37,8 +37,10 @@ class Inflight:
     started_at: float = 0.0
     lost: bool = False
     #: When the lease ends at the earliest, on the worker's monotonic clock: the send time
-    #: of the claim or extension the database last acknowledged, plus its seconds.
+    #: of the claim or extension the database last acknowledged, plus its seconds ...
     lease_deadline: float = math.inf
+    #: ... and the last moment the job may start on it (stem_pg.core.leases.start_by).
+    start_by: float = math.inf
     #: ``WorkerState.lease_epoch`` when that happened: behind it, a connection failed since.
     lease_epoch: int = 0
     progress: str | None = None

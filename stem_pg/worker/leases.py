@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from stem_pg.core.leases import LeaseCheck, check_lease
+from stem_pg.core.leases import LeaseCheck, check_lease, start_by
 from stem_pg.db.stores.rows import Release
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.state import WorkerState
@@ -31,6 +31,7 @@ def leased(entry: Inflight, *, sent: float, epoch: int, seconds: float) -> None:
     """The database acknowledged a claim or extension of ``seconds`` sent at ``sent``
     (monotonic) in lease epoch ``epoch``."""
     entry.lease_deadline = sent + seconds
+    entry.start_by = start_by(sent=sent, seconds=seconds)
     entry.lease_epoch = epoch
 
 
@@ -52,10 +53,13 @@ class LeaseGate:
         return check_lease(
             lost=entry.lost,
             confirmed=entry.lease_epoch == self.state.lease_epoch,
-            deadline=entry.lease_deadline,
+            start_by=entry.start_by,
             now=self.clock(),
-            lease_seconds=entry.lease_seconds,
         )
+
+    def startable(self, entry: Inflight) -> bool:
+        """Whether the job may start now (the common case, without ``admit``'s await)."""
+        return self.check(entry) is LeaseCheck.VALID
 
     async def admit(self, entry: Inflight) -> Release | None:
         """None: start the job now. Else the outcome to record instead of running it: a

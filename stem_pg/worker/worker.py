@@ -366,7 +366,8 @@ class Worker:
             self._wake_leases.set()  # the heartbeat may be sleeping for a longer lease
 
     async def _run(self, entry: Inflight) -> None:
-        refused = await self.gate.admit(entry)  # never start a job whose lease is not confirmed
+        # Never start a job on a lease that is lost, running out or not confirmed.
+        refused = None if self.gate.startable(entry) else await self.gate.admit(entry)
         self._record(entry, refused if refused is not None else await self.executor.run(entry))
 
     def _record(self, entry: Inflight, outcome: Outcome) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from stem_pg.core.leases import START_MARGIN_MAX, LeaseCheck, check_lease, start_margin
+from stem_pg.core.leases import START_MARGIN_MAX, LeaseCheck, check_lease, start_by, start_margin
 from stem_pg.db.stores.rows import ClaimedJob, Release
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.leases import LeaseGate, leased
@@ -16,7 +16,9 @@ from stem_pg.worker.state import WorkerState
 
 
 def check(*, lost: bool = False, confirmed: bool = True, left: float, lease: float = 2.0) -> LeaseCheck:
-    return check_lease(lost=lost, confirmed=confirmed, deadline=100.0 + left, now=100.0, lease_seconds=lease)
+    """The check at 100.0 of a lease of ``lease`` seconds that ends ``left`` seconds later."""
+    last = start_by(sent=100.0 + left - lease, seconds=lease)
+    return check_lease(lost=lost, confirmed=confirmed, start_by=last, now=100.0)
 
 
 def test_a_fresh_confirmed_lease_may_start() -> None:
