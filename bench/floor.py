@@ -3,10 +3,10 @@
 ``python -m bench.floor [--jobs 1000]``. The same path the latency benchmark times,
 stripped to its round trips: this process inserts a row (a durable commit) and then
 sends a NOTIFY; a listening subprocess wakes and claims the row with
-``FOR UPDATE SKIP LOCKED`` on a second connection (asynchronous commit), then
-reports. Same gaps as ``python -m bench latency`` (5-20 ms, so every process is
-idle when a job arrives). No job system is this fast: what a system adds on top
-of these numbers is its own cost.
+``FOR UPDATE SKIP LOCKED`` on a second connection (a durable commit, as stem_pg's
+claim is since 2026-12-01), then reports. Same gaps as ``python -m bench latency``
+(5-20 ms, so every process is idle when a job arrives). No job system is this fast:
+what a system adds on top of these numbers is its own cost.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ async def listener(dsn: str, sock_path: str) -> None:
     listen = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     claim = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     await listen.execute("LISTEN floor_jobs")
-    await claim.execute("SET synchronous_commit = off")
     out.sendto(b"ready", sock_path)
     while True:
         async for _ in listen.notifies(timeout=1.0, stop_after=1):
