@@ -22,7 +22,7 @@ from tests.acceptance.workerapp import (
     wait_registered,
     worker_pid,
 )
-from tests.helpers import wait_for
+from tests.helpers import run_stem, wait_for
 
 
 def events(db: psycopg.Connection[Any], ns: str, task_id: str) -> list[tuple[Any, ...]]:
@@ -291,6 +291,62 @@ def test_second_signal_gives_back_running_and_prefetched_jobs(
 
     assert_given_back(db, namespace, first, running, waiting)
     assert_run_again_by(workers, db, namespace, first, running, waiting)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_shutdown_command_gives_back_running_and_prefetched_jobs(
+    stem: Stem,
+    workers: Workers,
+    db: psycopg.Connection[Any],
+    namespace: str,
+    database_url: str,
+    mode: str,
+) -> None:
+    first, running, waiting = hold_running_and_prefetched(stem, workers, db, namespace, grace=60.0)
+
+    def shutdown() -> None:
+        done = run_stem(database_url, "worker", "shutdown", "--namespace", namespace, "--mode", mode)
+        assert done.returncode == 0, done.stderr
+
+    stop_while_writes_are_slow(database_url, db, namespace, first, running, shutdown)
+    assert first.popen.returncode == 0, first.log()  # a stop on command is no failure
+
+    assert_given_back(db, namespace, first, running, waiting)
+    assert_run_again_by(workers, db, namespace, first, running, waiting)
+
+
+@pytest.mark.timeout(90)
+def test_supervisor_stopping_its_children_gives_back_their_jobs(
+    stem: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str, database_url: str
+) -> None:
+    parent = workers.start(
+        processes=2,
+        concurrency=1,
+        lease=LONG_LEASE,
+        extra=["--prefetch-multiplier", "1", "--shutdown-grace", "1"],
+    )
+    wait_for(
+        lambda: scalar(db, namespace, "SELECT count(*) FROM {ns}.workers WHERE stopped_at IS NULL") == 2,
+        20,
+        f"two worker processes\n{parent.log()}",
+    )
+    running = [
+        r.id for r in stem.enqueue_many(EnqueueRequest("acc.step", {"sleeps": [60, 0]}) for _ in range(2))
+    ]
+    wait_for(
+        lambda: all(events(db, namespace, i) for i in running), 15, f"the long tasks to start\n{parent.log()}"
+    )
+    children = {pid for _, pid, _ in events(db, namespace, running[0]) + events(db, namespace, running[1])}
+    assert len(children) == 2, "one long task in each child"
+
+    stop_while_writes_are_slow(
+        database_url, db, namespace, parent, running, lambda: parent.signal(signal.SIGTERM)
+    )
+
+    rows = {r[0]: r[1:] for r in live(db, namespace, running)}
+    assert [rows[i] for i in running] == [("retried", 1, None, None)] * 2, parent.log()
+    assert scalar(db, namespace, "SELECT count(*) FROM {ns}.workers WHERE stopped_at IS NULL") == 0
 
 
 @pytest.mark.timeout(60)
