@@ -120,7 +120,7 @@ class Shutdown:
         entries = list(held.values())
         error = f"worker {self.state.id} stopped while the task was running"
         given = await self._last_write(
-            f"give back {len(entries)} jobs (their leases will expire and the rescuer retry them)",
+            f"give back {len(entries)} jobs (their leases will expire and the rescuer will retry them)",
             lambda conn: self.jobs.give_back(
                 conn,
                 ids=[e.job.id for e in entries],
