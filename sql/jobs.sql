@@ -159,6 +159,33 @@ SET state = CASE WHEN j.attempts > 1 THEN 'retried' ELSE 'queued' END,
 FROM unnest(%(id)s::text[], %(token)s::uuid[]) AS i(id, token)
 WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token;
 
+-- name: job_give_back
+-- A worker that stops on purpose (signal, shutdown command, its supervisor) puts back every
+-- job it still holds, in this one statement, before it exits. A job whose handler it
+-- interrupted (%(started)s) is retried at once: the attempt counts and %(error)s joins its
+-- history, as job_retry does. A job it never started goes back as it was, the attempt not
+-- counted (queued, or retried if an earlier attempt ran), as job_release does. Jobs whose
+-- lease token no longer matches are left alone. Returns how many went each way.
+WITH given AS (
+    UPDATE {ns}.jobs AS j
+    SET state = CASE WHEN i.started OR j.attempts > 1 THEN 'retried' ELSE 'queued' END,
+        attempts = CASE WHEN i.started THEN j.attempts ELSE j.attempts - 1 END,
+        not_before = CASE WHEN i.started THEN now() ELSE j.not_before END,
+        started_at = CASE WHEN i.started THEN j.started_at END,
+        errors = CASE WHEN i.started
+                      THEN j.errors || jsonb_build_array(jsonb_build_object(
+                               'attempt', j.attempts, 'error', %(error)s::text, 'at', now()))
+                      ELSE j.errors END,
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        worker_id = NULL
+    FROM unnest(%(id)s::text[], %(token)s::uuid[], %(started)s::bool[]) AS i(id, token, started)
+    WHERE j.id = ANY(%(id)s::text[]) AND j.id = i.id AND j.lease_token = i.token
+    RETURNING i.started
+)
+SELECT count(*) FILTER (WHERE started) AS retried, count(*) FILTER (WHERE NOT started) AS released
+FROM given;
+
 -- name: job_extend_leases
 -- Heartbeat: push the lease expiry of held jobs; returns the ids whose lease is still ours.
 -- A durable commit like the claim's: an extension the worker was told of survives a crash.

@@ -75,7 +75,11 @@ def run_command(
     ] = 30.0,
     grace: Annotated[
         float,
-        typer.Option("--shutdown-grace", min=0, help="Seconds to let running tasks finish after SIGTERM."),
+        typer.Option(
+            "--shutdown-grace",
+            min=0,
+            help="Seconds to let running tasks finish after SIGTERM; then they are put back for a retry.",
+        ),
     ] = 30.0,
     poll_interval: Annotated[
         float,

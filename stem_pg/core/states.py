@@ -12,7 +12,8 @@ and sql/control.sql):
 * ``retried``  - the same moves as ``queued`` (the claim waits for ``not_before`` in both).
 * ``running``  - the worker that holds the lease: ``job_finish`` (→ succeeded, failed,
   cancelled), ``job_retry`` (→ retried), ``job_release`` at shutdown for jobs it never
-  started (→ queued, or retried if an earlier attempt ran); any worker's rescuer,
+  started (→ queued, or retried if an earlier attempt ran), ``job_give_back`` when it stops
+  holding jobs (→ retried if interrupted, else as ``job_release``); any worker's rescuer,
   ``job_rescue_expired``, when the lease expires (→ retried, failed).
 * ``succeeded``, ``failed``, ``cancelled`` - nobody: terminal. A dead-letter
   replay enqueues the task again as a new ``queued`` row.

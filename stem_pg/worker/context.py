@@ -47,6 +47,8 @@ class Inflight:
     soft_deadline: float | None = None
     #: Set (to the cancellation message) when the task is revoked with terminate.
     revoked: str | None = None
+    #: Set when the worker stops it on its way out: the job is given back (stem_pg.worker.shutdown).
+    interrupted: bool = False
     #: The runner task (stem_pg.worker.slots) while the job runs: cancel it to stop the job.
     task: asyncio.Task[Any] | None = field(default=None, repr=False)
 

@@ -22,6 +22,8 @@ from stem_pg.worker.context import Inflight
 log = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+#: How long the final flush waits for a write already under way when the worker stops.
+FINAL_WAIT = 10.0
 
 
 class OutcomeFlusher:
@@ -42,6 +44,10 @@ class OutcomeFlusher:
         self.outcomes: list[Outcome] = []
         self.unflushed: dict[str, Inflight] = {}
         self.wanted = asyncio.Event()
+        #: One flush at a time: ``final`` waits for the loop's write instead of racing it.
+        self._lock = asyncio.Lock()
+        self._writing = 0  # outcomes in the write under way
+        self._closed = False
 
     def add(self, entry: Inflight, outcome: Outcome) -> None:
         self.unflushed[entry.job.id] = entry
@@ -53,15 +59,22 @@ class OutcomeFlusher:
         return bool(self.outcomes or self.acks.pending)
 
     async def loop(self) -> None:
-        while True:
+        """Flush whenever asked, until ``final`` took over (then cancelling it loses nothing)."""
+        while not self._closed:
             await self.wanted.wait()
             self.wanted.clear()
             await self.flush_once()
 
     async def flush_once(self) -> None:
+        async with self._lock:
+            if not self._closed:
+                await self._flush()
+
+    async def _flush(self) -> None:
         batch, self.outcomes = self.outcomes, []
         if not batch and not self.acks.pending:
             return
+        self._writing = len(batch)
         try:
             conn = await self.managed.get()
             if batch:
@@ -85,6 +98,8 @@ class OutcomeFlusher:
         except Exception:
             log.exception("worker %s: dropping %d outcomes that failed to flush", self.worker_id, len(batch))
             self._forget(batch)
+        finally:
+            self._writing = 0
 
     def _forget(self, batch: list[Outcome]) -> None:
         for outcome in batch:
@@ -109,12 +124,34 @@ class OutcomeFlusher:
                 await write()
 
     async def final(self, *, forced: bool) -> None:
-        """Flush what is left before the worker exits (briefly when forced)."""
-        deadline = time.monotonic() + (1.0 if forced else 10.0)
-        while self.pending and time.monotonic() < deadline:
-            await self.flush_once()
-            if self.pending:
-                await asyncio.sleep(0.2)
+        """Flush what is left before the worker exits, and stop the loop.
+
+        A write under way (the loop's) is waited for, never cut short: up to
+        ``FINAL_WAIT`` seconds. Then new attempts go on while outcomes are left, for
+        10 s (1 s when forced).
+        """
+        try:
+            async with asyncio.timeout(FINAL_WAIT):
+                await self._lock.acquire()
+        except TimeoutError:
+            self._closed = True
+            log.error(
+                "worker %s: a write of %d outcomes did not end within %.0f s; stopping without it",
+                self.worker_id,
+                self._writing,
+                FINAL_WAIT,
+            )
+            return
+        try:
+            self._closed = True
+            deadline = time.monotonic() + (1.0 if forced else 10.0)
+            while self.pending and time.monotonic() < deadline:
+                await self._flush()
+                if self.pending:
+                    await asyncio.sleep(0.2)
+        finally:
+            self._lock.release()
+            self.wanted.set()  # the loop sees it is closed and ends
         if self.pending:
             log.error(
                 "worker %s: %d outcomes and %d broadcast acks not flushed; leases will expire and"

@@ -31,7 +31,7 @@ from stem_pg.db.managed import (
 from stem_pg.db.stores.broadcasts import BroadcastStore
 from stem_pg.db.stores.control import ControlStore
 from stem_pg.db.stores.jobs import JobStore
-from stem_pg.db.stores.rows import ClaimedJob, Outcome
+from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.db.stores.workflows import WorkflowStore
 from stem_pg.worker.broadcasts import BroadcastAcks, BroadcastConsumer
@@ -44,6 +44,7 @@ from stem_pg.worker.leases import LeaseGate, leased
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.outcomes import count_as
 from stem_pg.worker.settings import WorkerSettings
+from stem_pg.worker.shutdown import Shutdown
 from stem_pg.worker.slots import Slots
 from stem_pg.worker.state import WorkerState
 from stem_pg.worker.workflows import WorkflowTasks
@@ -114,11 +115,11 @@ class Worker:
         if not await self._register():
             return
         self.slots.start()
+        claimer = asyncio.create_task(
+            self._guarded("claimer", self._claim_conn, self._claim_once, until_stop=True)
+        )
         loops = [
             asyncio.create_task(self._guarded("listener", self._listen_conn, self._listen_once)),
-            asyncio.create_task(
-                self._guarded("claimer", self._claim_conn, self._claim_once, until_stop=True)
-            ),
             asyncio.create_task(self.flusher.loop()),
             asyncio.create_task(self._guarded("control", self._control_conn, self.control.run_once)),
             asyncio.create_task(self._guarded("leases", self._house_conn, self.heartbeat.run_once)),
@@ -134,7 +135,8 @@ class Worker:
             self.settings.concurrency,
         )
         await self._stop.wait()
-        await self._drain(loops)
+        await self.shutdown.run(claimer, loops)
+        await self._close()
 
     def _assemble(self) -> None:
         """Make the connections (opened on first use) and the parts, inside the running loop.
@@ -182,6 +184,16 @@ class Worker:
             submit=self.slots.submit,
             run=self.executor.run,
             recorded=self.flush_soon,
+        )
+        self.shutdown = Shutdown(
+            self.jobs,
+            self.workers,
+            self.state,
+            self.slots,
+            self.flusher,
+            self._flush_conn,
+            grace=lambda: self._grace,
+            forced=lambda: self._forced,
         )
         self.maintenance = Maintenance(
             self.jobs,
@@ -247,26 +259,7 @@ class Worker:
         await self._house_conn.discard()
         return False
 
-    async def _drain(self, loops: list[asyncio.Task[None]]) -> None:
-        # Work no runner started is released at once (each run sees the worker stopping).
-        released = [asyncio.create_task(run(entry)) for entry, run in self.slots.take_waiting()]
-        await asyncio.gather(*released)
-        deadline = time.monotonic() + self._grace
-        while self._held() and not self._forced and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for entry in self._held():
-            if entry.task is not None:
-                entry.task.cancel()
-        await self.slots.wait_idle()
-        await self.slots.close()
-        await self.flusher.final(forced=self._forced)
-        for task in loops:
-            task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
-        try:
-            await self.workers.stopped(await self._house_conn.get(), worker_id=self.id)
-        except CONNECTION_ERRORS as exc:
-            log.warning("worker %s: could not mark itself stopped: %s", self.id, exc)
+    async def _close(self) -> None:
         for managed in (
             self._claim_conn,
             self._flush_conn,
@@ -279,9 +272,6 @@ class Worker:
         self.executor.shutdown()
         await self.app.close_async_pool()  # opened in this loop by handlers (workflows, aenqueue)
         log.info("worker %s stopped", self.id)
-
-    def _held(self) -> list[Inflight]:
-        return [*self.inflight.values(), *self.broadcast_inflight.values()]
 
     # -- loops ---------------------------------------------------------------------
 
@@ -373,6 +363,9 @@ class Worker:
     def _record(self, entry: Inflight, outcome: Outcome) -> None:
         self.inflight.pop(entry.job.id, None)
         if entry.lost:
+            return
+        if entry.interrupted and not isinstance(outcome, Finish):
+            self.shutdown.keep(entry)  # stopped on the way out: given back with the others
             return
         self.flusher.add(entry, outcome)
         self.counts[count_as(outcome)] += 1

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import TupleRow, args_row, class_row
 
 from stem_pg.db.queries import Queries
-from stem_pg.db.stores.rows import ClaimedJob, Finish, Release, RescueCount, RetryLater
+from stem_pg.db.stores.rows import ClaimedJob, Finish, GivenBack, Release, RescueCount, RetryLater
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
 
@@ -77,6 +77,26 @@ class JobStore:
             self.q["job_release"],
             {"id": [o.id for o in outcomes], "token": [o.token for o in outcomes]},
         )
+
+    async def give_back(
+        self,
+        conn: AsyncConn,
+        *,
+        ids: Sequence[str],
+        tokens: Sequence[str],
+        started: Sequence[bool],
+        error: str,
+    ) -> GivenBack:
+        """Put back, in one statement, the jobs a stopping worker holds: the ``started``
+        ones for a retry (the attempt counts, ``error`` joins their history), the others
+        as they were before the claim."""
+        async with conn.cursor(row_factory=class_row(GivenBack)) as cur:
+            await cur.execute(
+                self.q["job_give_back"],
+                {"id": list(ids), "token": list(tokens), "started": list(started), "error": error},
+            )
+            row = await cur.fetchone()
+            return row or GivenBack(0, 0)
 
     async def extend_leases(
         self,

@@ -81,6 +81,14 @@ class RescueCount:
     notified: object = None
 
 
+@dataclass(frozen=True)
+class GivenBack:
+    """What ``job_give_back`` did: interrupted jobs retried, unstarted ones released."""
+
+    retried: int
+    released: int
+
+
 class Finish(NamedTuple):
     """A terminal outcome: succeeded, failed or cancelled, optionally dead-lettered.
 
