@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stem_pg.core.errors import TaskError
-from stem_pg.core.storable import STRICT_JSON, check_encoded, encode_storable
+from stem_pg.core.storable import STRICT_JSON, check_encoded, check_text, encode_storable
 
 MAX_TASK_ID_LENGTH = 255
 
@@ -114,7 +114,7 @@ def check_task_id(task_id: object) -> str:
         raise TaskError(
             f"task_id must be a non-empty string of at most {MAX_TASK_ID_LENGTH} characters, got {task_id!r}"
         )
-    return task_id
+    return check_text(task_id, what="task_id")
 
 
 def encode_json(value: object, *, what: str) -> str:

@@ -49,6 +49,14 @@ def check_encoded(text: str, value: object, *, what: str) -> None:
         raise TaskError(f"{what} is not storable: {_flaw_in(value, '$') or 'a character jsonb refuses'}")
 
 
+def check_text(text: str, *, what: str) -> str:
+    """``text``, or a TaskError naming ``what`` when a text column would refuse it."""
+    flaw = _flaw(text)
+    if flaw:
+        raise TaskError(f"{what} {text!r} is not storable: {flaw}")
+    return text
+
+
 def storable_text(text: str) -> str:
     """``text`` with what a text column refuses escaped: NUL as ``\\x00``, a lone surrogate
     as ``\\udXXX``. For text the worker writes itself (error messages, tracebacks)."""
