@@ -1,7 +1,9 @@
 """Writing outcomes in batches: job completions, retries, releases and broadcast acks.
 
 Outcomes wait in memory until a flush writes them; a lost connection keeps
-them buffered (their leases still extended by the worker) until it is back.
+them buffered (their leases still extended by the worker) until it is back. A batch
+the database refuses is split until the refused outcome is found: that job fails
+with the database's error, and every other outcome is written.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class OutcomeFlusher:
         self.unflushed: dict[str, Inflight] = {}
         self.wanted = asyncio.Event()
         #: Jobs whose outcome the database refused: a failure is being written instead.
-        self.refused: set[str] = set()
+        self.refused_ids: set[str] = set()
 
     def add(self, entry: Inflight, outcome: Outcome) -> None:
         self.unflushed[entry.job.id] = entry
@@ -86,7 +88,7 @@ class OutcomeFlusher:
         batch, self.outcomes = self.outcomes, []
         if not batch and not self.acks.pending:
             return
-        chunks = [batch] if batch else []  # what is left to write, a stack: last written first
+        chunks = [batch] if batch else []  # what is left to write, a stack: the last is written next
         try:
             conn = await self.managed.get()
             while chunks:
@@ -97,16 +99,20 @@ class OutcomeFlusher:
             # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries
             # on the same connection.
             log.info("worker %s: flush retried after %s", self.worker_id, type(exc).__name__)
-            self.outcomes[:0] = [outcome for chunk in reversed(chunks) for outcome in chunk]
+            self._put_back(chunks)
             await Backoff(0.05, 0.05).sleep()
             self.wanted.set()
         except CONNECTION_ERRORS as exc:
-            self.outcomes[:0] = [outcome for chunk in reversed(chunks) for outcome in chunk]
+            self._put_back(chunks)
             await self.managed.recover(exc)
             await Backoff(0.2, 0.2).sleep()
             self.wanted.set()
-        except Exception:  # the outcomes are written by now: only the broadcast acks failed
-            log.exception("worker %s: broadcast acks failed to flush", self.worker_id)
+        except Exception:  # not the outcomes' fault (that is handled per chunk): the acks, a bug
+            kept = self._put_back(chunks)
+            log.exception("worker %s: flush failed; %d outcomes kept for the next one", self.worker_id, kept)
+            if kept:
+                await Backoff(0.2, 0.2).sleep()
+                self.wanted.set()
 
     async def _write_chunk(self, conn: AsyncConn, chunks: list[list[Outcome]]) -> None:
         """Write the top chunk; when the database refuses it, split it instead (bisection)
@@ -132,7 +138,7 @@ class OutcomeFlusher:
         fails (into the dead letters) with the database's error. When even that is refused,
         nothing is left to write: the error is logged and the lease left to expire."""
         error = database_error(exc)
-        if outcome.id in self.refused:
+        if outcome.id in self.refused_ids:
             log.error(
                 "worker %s: job %s: the database refused to record its failure too (%s); its"
                 " lease will expire and the rescuer will retry or fail it",
@@ -143,7 +149,7 @@ class OutcomeFlusher:
             self._forget([outcome])
             return []
         log.warning("worker %s: job %s: outcome refused: %s", self.worker_id, outcome.id, error)
-        self.refused.add(outcome.id)
+        self.refused_ids.add(outcome.id)
         failed = Finish(
             outcome.id,
             outcome.token,
@@ -153,10 +159,16 @@ class OutcomeFlusher:
         )
         return [[failed]]
 
+    def _put_back(self, chunks: list[list[Outcome]]) -> int:
+        """Keep what is left to write for the next flush, in its order; returns how many."""
+        left = [outcome for chunk in reversed(chunks) for outcome in chunk]
+        self.outcomes[:0] = left
+        return len(left)
+
     def _forget(self, batch: list[Outcome]) -> None:
         for outcome in batch:
             self.unflushed.pop(outcome.id, None)
-            self.refused.discard(outcome.id)
+            self.refused_ids.discard(outcome.id)
 
     async def _write(self, conn: AsyncConn, batch: list[Outcome]) -> None:
         finishes = [o for o in batch if isinstance(o, Finish)]

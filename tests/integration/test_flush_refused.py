@@ -93,7 +93,7 @@ async def test_a_refused_result_fails_its_own_job_and_the_rest_of_the_batch_is_w
     assert await rows(conn, app, "SELECT task_id, reason FROM {ns}.dead_letters") == [("job-13", "rejected")]
     assert "job job-13: outcome refused: UntranslatableCharacter" in caplog.text
     assert "dropping" not in caplog.text
-    assert flusher.outcomes == [] and flusher.unflushed == {} and flusher.refused == set()
+    assert flusher.outcomes == [] and flusher.unflushed == {} and flusher.refused_ids == set()
 
 
 async def test_refused_retries_and_releases_are_found_among_a_mixed_batch(
@@ -163,4 +163,4 @@ async def test_an_outcome_whose_failure_is_refused_too_is_logged_and_left_to_the
         "job job-07: the database refused to record its failure too (CheckViolation: not this one)"
         in caplog.text
     )
-    assert flusher.outcomes == [] and flusher.unflushed == {} and flusher.refused == set()
+    assert flusher.outcomes == [] and flusher.unflushed == {} and flusher.refused_ids == set()
