@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stem_pg.core.errors import TaskError
+from stem_pg.core.storable import STRICT_JSON, check_encoded, check_text, encode_storable
 
 MAX_TASK_ID_LENGTH = 255
 
@@ -113,32 +114,32 @@ def check_task_id(task_id: object) -> str:
         raise TaskError(
             f"task_id must be a non-empty string of at most {MAX_TASK_ID_LENGTH} characters, got {task_id!r}"
         )
-    return task_id
-
-
-#: One encoder for every job: ``json.dumps`` with options builds a new one per call.
-_STRICT_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+    return check_text(task_id, what="task_id")
 
 
 def encode_json(value: object, *, what: str) -> str:
-    """Strict JSON (no NaN, no objects): a clear TaskError names the offending ``what``."""
-    try:
-        return _STRICT_JSON.encode(value)
-    except (TypeError, ValueError) as exc:
-        raise TaskError(f"{what} must be JSON-serialisable: {exc}") from None
+    """Strict JSON that jsonb stores (no NaN, no objects, no NUL character): a clear
+    TaskError names the offending ``what`` (see stem_pg.core.storable)."""
+    return encode_storable(value, what=what)
 
 
 def encode_kwargs(task: str, kwargs: Mapping[str, Any] | None) -> str:
+    """A job's arguments as JSON; a TaskError names the argument that cannot be stored."""
     if kwargs is None:
         return "{}"
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise TaskError(f"{task}: kwargs must be a mapping with string keys, got {type(kwargs).__name__}")
+    plain = kwargs if type(kwargs) is dict else dict(kwargs)
     try:
-        return _STRICT_JSON.encode(kwargs if type(kwargs) is dict else dict(kwargs))
-    except (TypeError, ValueError):
-        for key, value in kwargs.items():  # name the argument that is not JSON
-            encode_json(value, what=f"{task}: argument {key!r}")
+        text = STRICT_JSON.encode(plain)
+        if "\\u0000" in text or "\\ud" in text:  # seldom: check_encoded's own quick test, inlined
+            check_encoded(text, plain, what=f"{task}: kwargs")
+    except (TypeError, ValueError, RecursionError, TaskError):
+        for key, value in kwargs.items():  # name the argument that is not JSON, or not storable
+            encode_storable(key, what=f"{task}: argument name {key!r}")
+            encode_storable(value, what=f"{task}: argument {key!r}")
         raise
+    return text
 
 
 def check_seconds(value: object, *, what: str) -> float | None:

@@ -26,6 +26,7 @@ from stem_pg.core.envelope import (
 )
 from stem_pg.core.errors import TaskError
 from stem_pg.core.routing_registry import ResolvedRoute, RoutingRegistry
+from stem_pg.core.storable import check_text
 from stem_pg.core.tasks import TaskOptions, TaskRegistry
 
 Expires = datetime | timedelta | float | None
@@ -157,6 +158,9 @@ class Planner:
             return place
         if not isinstance(name, str) or not name:
             raise TaskError(f"task name must be a non-empty string, got {name!r}")
+        check_text(name, what="task name")
+        if isinstance(queue, str):
+            check_text(queue, what=f"{name}: queue")
         options = self._options(name)
         route = self._routing.resolve(
             name,
@@ -201,6 +205,7 @@ class Planner:
         name = request.task
         if not isinstance(name, str) or not name:
             raise TaskError(f"task name must be a non-empty string, got {name!r}")
+        check_text(name, what="task name")
         definition = self._routing.broadcast(channel)
         options = self._options(name)
         if request.eta is not None and request.countdown is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from stem_pg.core.errors import ScheduleError
+from stem_pg.core.errors import ScheduleError, TaskError
 from stem_pg.core.schedule_spec_parse import (
     check_timezone,
     parse_moment,
@@ -24,6 +24,7 @@ from stem_pg.core.schedule_spec_parse import (
     spec_from_json,
 )
 from stem_pg.core.schedule_specs import Spec, SpecError
+from stem_pg.core.storable import encode_storable
 
 MISFIRE_POLICIES = ("run_once", "skip")
 DEFAULT_MISFIRE_GRACE = 60.0
@@ -247,10 +248,14 @@ def _kwargs(name: object, data: Mapping[str, Any]) -> dict[str, Any]:
                 raise _EntryError(name, (key, arg), "is given in both args and kwargs")
         merged.update(value)
     try:
-        json.dumps(merged, allow_nan=False, default=_json_moment)
+        plain: dict[str, Any] = json.loads(json.dumps(merged, allow_nan=False, default=_json_moment))
     except (TypeError, ValueError) as exc:
         raise _EntryError(name, ("kwargs",), f"must be JSON data: {exc}") from None
-    return json.loads(json.dumps(merged, default=_json_moment))  # type: ignore[no-any-return]
+    try:
+        encode_storable(plain, what="kwargs")
+    except TaskError as exc:  # a NUL character, which jsonb refuses
+        raise _EntryError(name, ("kwargs",), str(exc).removeprefix("kwargs ")) from None
+    return plain
 
 
 def _json_moment(value: object) -> str:

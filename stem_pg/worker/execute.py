@@ -20,7 +20,7 @@ from stem_pg.core.tasks import TaskDefinition, TaskRegistry
 from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
 from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
 from stem_pg.worker.context import Inflight, TaskContext
-from stem_pg.worker.outcomes import dead_letter, outcome_of
+from stem_pg.worker.outcomes import dead_letter, outcome_of, storable
 from stem_pg.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,11 @@ class Executor:
 
     async def run(self, entry: Inflight, what: str = "task") -> Outcome:
         """Run the job of ``entry`` once (unless the worker is stopping) and say how it
-        ended; never raises. ``what`` names it in errors: "task", or "message" for a broadcast."""
+        ended, in an outcome Postgres can store; never raises. ``what`` names it in errors:
+        "task", or "message" for a broadcast."""
+        return storable(await self._attempt(entry, what))
+
+    async def _attempt(self, entry: Inflight, what: str) -> Outcome:
         job = entry.job
         definition: TaskDefinition | None = None
         try:
@@ -80,8 +84,8 @@ class Executor:
                 return Finish(job.id, entry.token, TaskState.CANCELLED, error=entry.revoked)
             try:
                 result = encode_json(value, what=f"{job.task}: return value")
-            except TaskError as exc:
-                return dead_letter(entry, str(exc), DeadLetterReason.REJECTED)
+            except TaskError as exc:  # no JSON, or JSON that jsonb refuses: this job fails, not the batch
+                return dead_letter(entry, f"{type(exc).__name__}: {exc}", DeadLetterReason.REJECTED)
             # Canvas and workflow jobs always keep theirs: the jobs_done trigger reads it.
             keep = not definition.options.ignore_result or not ADVANCING_HEADERS.isdisjoint(job.headers or ())
             return Finish(job.id, entry.token, TaskState.SUCCEEDED, result=result, keep=keep)

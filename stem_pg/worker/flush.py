@@ -1,7 +1,9 @@
 """Writing outcomes in batches: job completions, retries, releases and broadcast acks.
 
 Outcomes wait in memory until a flush writes them; a lost connection keeps
-them buffered (their leases still extended by the worker) until it is back.
+them buffered (their leases still extended by the worker) until it is back. A batch
+the database refuses is split until the refused outcome is found: that job fails
+with the database's error, and every other outcome is written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
+from stem_pg.core.states import DeadLetterReason, TaskState
+from stem_pg.core.storable import storable_text
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
@@ -24,6 +28,26 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 #: How long the final flush waits for a write already under way when the worker stops.
 FINAL_WAIT = 10.0
+#: SQLSTATE classes of errors a statement's data causes: data exceptions (22), integrity
+#: constraints (23), program limits (54: a value too big for jsonb, for instance).
+DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
+
+
+def refused(exc: Exception) -> bool:
+    """True when the database (or psycopg, before sending) refused what a write carried, as
+    opposed to a lost connection or an aborted transaction, after which it is worth retrying."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return False
+    sqlstate = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+    return (sqlstate or "")[:2] in DATA_ERROR_CLASSES or not isinstance(exc, CONNECTION_ERRORS)
+
+
+def database_error(exc: Exception) -> str:
+    """The error in one line: its message and the database's detail, when it gave one."""
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        detail = exc.diag.message_detail
+        return f"{type(exc).__name__}: {exc.diag.message_primary}" + (f" ({detail})" if detail else "")
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 class OutcomeFlusher:
@@ -48,6 +72,8 @@ class OutcomeFlusher:
         self._lock = asyncio.Lock()
         self._writing = 0  # outcomes in the write under way
         self._closed = False
+        #: Jobs whose outcome the database refused: a failure is being written instead.
+        self.refused_ids: set[str] = set()
 
     def add(self, entry: Inflight, outcome: Outcome) -> None:
         self.unflushed[entry.job.id] = entry
@@ -75,35 +101,89 @@ class OutcomeFlusher:
         if not batch and not self.acks.pending:
             return
         self._writing = len(batch)
+        chunks = [batch] if batch else []  # what is left to write, a stack: the last is written next
         try:
             conn = await self.managed.get()
-            if batch:
-                await self._write(conn, batch)
-                self._forget(batch)
-                batch = []
+            while chunks:
+                await self._write_chunk(conn, chunks)
             await self.acks.flush(conn)
         except TRANSIENT_ERRORS as exc:  # before CONNECTION_ERRORS: they are OperationalErrors too
             # Two flushes finishing members of the same canvases in different orders can
             # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries
             # on the same connection.
             log.info("worker %s: flush retried after %s", self.worker_id, type(exc).__name__)
-            self.outcomes[:0] = batch
+            self._put_back(chunks)
             await Backoff(0.05, 0.05).sleep()
             self.wanted.set()
         except CONNECTION_ERRORS as exc:
-            self.outcomes[:0] = batch
+            self._put_back(chunks)
             await self.managed.recover(exc)
             await Backoff(0.2, 0.2).sleep()
             self.wanted.set()
-        except Exception:
-            log.exception("worker %s: dropping %d outcomes that failed to flush", self.worker_id, len(batch))
-            self._forget(batch)
+        except Exception:  # not the outcomes' fault (that is handled per chunk): the acks, a bug
+            kept = self._put_back(chunks)
+            log.exception("worker %s: flush failed; %d outcomes kept for the next one", self.worker_id, kept)
+            if kept:
+                await Backoff(0.2, 0.2).sleep()
+                self.wanted.set()
         finally:
             self._writing = 0
+
+    async def _write_chunk(self, conn: AsyncConn, chunks: list[list[Outcome]]) -> None:
+        """Write the top chunk; when the database refuses it, split it instead (bisection)
+        until the one outcome it refuses is found, which then fails its job."""
+        chunk = chunks[-1]
+        try:
+            await self._write(conn, chunk)
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            chunks.pop()
+            if len(chunk) > 1:
+                middle = len(chunk) // 2
+                chunks += [chunk[middle:], chunk[:middle]]
+            else:
+                chunks += self._fail_refused(chunk[0], exc)
+            return
+        chunks.pop()
+        self._forget(chunk)
+
+    def _fail_refused(self, outcome: Outcome, exc: Exception) -> list[list[Outcome]]:
+        """The outcome to write instead of ``outcome``, which the database refused: the job
+        fails (into the dead letters) with the database's error. When even that is refused,
+        nothing is left to write: the error is logged and the lease left to expire."""
+        error = database_error(exc)
+        if outcome.id in self.refused_ids:
+            log.error(
+                "worker %s: job %s: the database refused to record its failure too (%s); its"
+                " lease will expire and the rescuer will retry or fail it",
+                self.worker_id,
+                outcome.id,
+                error,
+            )
+            self._forget([outcome])
+            return []
+        log.warning("worker %s: job %s: outcome refused: %s", self.worker_id, outcome.id, error)
+        self.refused_ids.add(outcome.id)
+        failed = Finish(
+            outcome.id,
+            outcome.token,
+            TaskState.FAILED,
+            error=storable_text(f"the database refused to store the outcome: {error}"),
+            dead_reason=DeadLetterReason.REJECTED,
+        )
+        return [[failed]]
+
+    def _put_back(self, chunks: list[list[Outcome]]) -> int:
+        """Keep what is left to write for the next flush, in its order; returns how many."""
+        left = [outcome for chunk in reversed(chunks) for outcome in chunk]
+        self.outcomes[:0] = left
+        return len(left)
 
     def _forget(self, batch: list[Outcome]) -> None:
         for outcome in batch:
             self.unflushed.pop(outcome.id, None)
+            self.refused_ids.discard(outcome.id)
 
     async def _write(self, conn: AsyncConn, batch: list[Outcome]) -> None:
         finishes = [o for o in batch if isinstance(o, Finish)]

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import traceback as tb
+from dataclasses import replace
 
 from stem_pg.core.states import DeadLetterReason, TaskState
+from stem_pg.core.storable import storable_text
 from stem_pg.core.tasks import Reject, Retry, TaskDefinition
 from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
 from stem_pg.worker.context import Inflight
@@ -69,6 +71,19 @@ def dead_letter(
         traceback=trace,
         dead_reason=reason,
     )
+
+
+def storable(outcome: Outcome) -> Outcome:
+    """``outcome`` with its error text and traceback made storable: a handler's exception
+    message may hold a NUL character, which Postgres would refuse (with the whole batch)."""
+    if isinstance(outcome, Finish) and (outcome.error is not None or outcome.traceback is not None):
+        return outcome._replace(
+            error=None if outcome.error is None else storable_text(outcome.error),
+            traceback=None if outcome.traceback is None else storable_text(outcome.traceback),
+        )
+    if isinstance(outcome, RetryLater):
+        return replace(outcome, error=storable_text(outcome.error))
+    return outcome
 
 
 def count_as(outcome: Outcome) -> str:
