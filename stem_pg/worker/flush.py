@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
+from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
 from stem_pg.worker.broadcasts import BroadcastAcks
@@ -69,18 +70,20 @@ class OutcomeFlusher:
                 self._forget(batch)
                 batch = []
             await self.acks.flush(conn)
+            self.managed.settled()
         except TRANSIENT_ERRORS as exc:  # before CONNECTION_ERRORS: they are OperationalErrors too
             # Two flushes finishing members of the same canvases in different orders can
             # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries
             # on the same connection.
             log.info("worker %s: flush retried after %s", self.worker_id, type(exc).__name__)
             self.outcomes[:0] = batch
-            await Backoff(0.05, 0.05).sleep()
+            await asyncio.sleep(random.uniform(0.025, 0.05))
             self.wanted.set()
         except CONNECTION_ERRORS as exc:
+            # The outcomes stay buffered; the connection's backoff paces the retries (one
+            # warning per outage, not one per attempt).
             self.outcomes[:0] = batch
             await self.managed.recover(exc)
-            await Backoff(0.2, 0.2).sleep()
             self.wanted.set()
         except Exception:
             log.exception("worker %s: dropping %d outcomes that failed to flush", self.worker_id, len(batch))
