@@ -246,10 +246,11 @@ async def notifications(
     OperationalError raised (the caller reconnects and LISTENs again)."""
     heard = time.monotonic()
     while True:
-        async for note in conn.notifies(timeout=idle):
+        quiet_until = heard + idle
+        async for note in conn.notifies(timeout=max(0.0, quiet_until - time.monotonic())):
             heard = time.monotonic()
             yield note
-        if time.monotonic() - heard >= idle:
+        if time.monotonic() >= heard + idle:
             await ping(conn, ping_timeout)
             heard = time.monotonic()
 
