@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 LISTEN_IDLE_PING = 2.0
 #: ... and a server that does not answer that round trip this fast is taken for gone.
 LISTEN_PING_TIMEOUT = 2.0
+#: The shortest wait for a pool connection, however close the deadline.
+MIN_CONNECTION_WAIT = 0.5
 _PING = SQL("SELECT 1")
 
 
@@ -160,14 +162,14 @@ def wait_reconnecting(
     outage = Outage()
     while True:
         try:
-            with connection(_left(deadline, late)) as conn:
+            with connection(_patience_for_a_connection(deadline)) as conn:
                 _reconnected(outage, what)
                 return wait_until(
                     conn,
                     channel=channel,
                     key=key,
                     check=lambda: check(conn),
-                    timeout=_left(deadline, late),
+                    timeout=_left(deadline),
                     late=late,
                     recheck=recheck,
                 )
@@ -191,14 +193,14 @@ async def await_reconnecting(
     outage = Outage()
     while True:
         try:
-            async with connection(_left(deadline, late)) as conn:
+            async with connection(_patience_for_a_connection(deadline)) as conn:
                 _reconnected(outage, what)
                 return await await_until(
                     conn,
                     channel=channel,
                     key=key,
                     check=lambda: check(conn),
-                    timeout=_left(deadline, late),
+                    timeout=_left(deadline),
                     late=late,
                     recheck=recheck,
                 )
@@ -206,13 +208,16 @@ async def await_reconnecting(
             await asyncio.sleep(_backoff(outage, exc, deadline, late, what))
 
 
-def _left(deadline: float | None, late: str) -> float | None:
-    if deadline is None:
-        return None
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError(late)
-    return remaining
+def _left(deadline: float | None) -> float | None:
+    """Seconds to the deadline (0 once passed: the answer is still read once)."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _patience_for_a_connection(deadline: float | None) -> float | None:
+    """How long to wait for a pool connection: to the deadline, but long enough to get one
+    that is free at once (``get(timeout=0)`` still reads the answer)."""
+    left = _left(deadline)
+    return None if left is None else max(left, MIN_CONNECTION_WAIT)
 
 
 def _reconnected(outage: Outage, what: str) -> None:

@@ -142,3 +142,14 @@ def test_get_with_the_server_down_ends_with_timeout_at_the_deadline(
     took = time.monotonic() - start
     assert 2.5 <= took < 10, f"gave up after {took:.1f} s with a 3 s timeout"
     assert "unreachable" in str(caught.value)
+
+
+def test_get_with_no_time_left_still_reads_the_answer_once(app: Stem) -> None:
+    _add_task(app)
+    handle = app.enqueue("wait.add", {"x": 4, "y": 4})
+    with pytest.raises(TimeoutError, match="did not finish in time"):
+        handle.get(timeout=0)
+    with running_worker(app):
+        assert handle.get(timeout=30) == 8
+    assert handle.get(timeout=0) == 8
+    assert asyncio.run(handle.wait(timeout=0)) == 8
