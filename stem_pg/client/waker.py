@@ -80,6 +80,7 @@ class Waker:
         self._closing = threading.Event()  # ends a backoff sleep early
         self._outage = Outage()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._inherited: list[psycopg.Connection[tuple[object, ...]]] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -110,10 +111,14 @@ class Waker:
         with self._lock:
             self._pending |= queues
             if self._thread is None or self._pid != os.getpid():  # first use, or a forked child
+                if self._pid != os.getpid() and self._conn is not None:
+                    # The parent's connection: a child neither uses nor closes it (closing
+                    # would say goodbye to the server on the parent's socket).
+                    self._inherited.append(self._conn)
+                    self._conn = None
                 self._pid = os.getpid()
                 self._stopping = False
                 self._closing.clear()
-                self._conn = None  # a forked child never uses its parent's connection
                 self._thread = threading.Thread(target=self._run, name="stem-waker", daemon=True)
                 self._thread.start()
                 atexit.register(self.close)  # a script that exits right after enqueueing still wakes
