@@ -31,6 +31,7 @@ from stem_pg.core.envelope import JobSpec, encode_json
 from stem_pg.core.errors import ConfigError, StemError
 from stem_pg.core.planning import EnqueueRequest
 from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
+from stem_pg.db.listen import notifications
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
 from stem_pg.db.stores.beat import BeatStore, Shot
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore
@@ -252,7 +253,7 @@ class Beat:
         self._wake.set()  # anything edited while we were not listening
 
     async def _listen_step(self, conn: AsyncConn) -> None:
-        async for _note in conn.notifies():
+        async for _note in notifications(conn):  # a listener that stops answering raises
             self._wake.set()
 
     async def _tick_step(self, conn: AsyncConn) -> None:

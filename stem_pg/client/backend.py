@@ -4,7 +4,11 @@ the connection pools and the wake-ups of committed inserts.
 The Stem facade builds one Backend and hands it to each feature (results,
 broadcasts, canvas, locks, enqueue), so no feature reaches back into the
 facade. Pools open on first use; the sync one may be opened by several
-handler threads at once (``app.lock`` from tasks), so it is guarded.
+handler threads at once (``app.lock`` from tasks), so it is guarded. An async
+pool belongs to the event loop that opened it (one per loop) and closes itself
+when that loop shuts down: ``asyncio.run(app.aenqueue(...))`` needs no
+``aclose()`` and never hangs at exit (psycopg_pool's background tasks, left
+running, could swallow the loop's final cancellation and wait for ever).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import psycopg
 
 from stem_pg.client.waker import Waker, due_queues
 from stem_pg.core.envelope import JobSpec
+from stem_pg.db.connect import with_keepalives
 from stem_pg.db.queries import Queries, queries_for
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore
 
@@ -49,8 +54,10 @@ class Backend:
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
-        self._async_pool: AsyncConnectionPool | None = None
-        self._async_pool_loop: asyncio.AbstractEventLoop | None = None
+        #: Each event loop's async pool, and the task that closes it when the loop shuts down.
+        self._async_pools: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncConnectionPool, asyncio.Task[None]]
+        ] = weakref.WeakKeyDictionary()
         self._quiet: weakref.WeakSet[object] = weakref.WeakSet()
         self._waker: Waker | None = None
 
@@ -75,7 +82,7 @@ class Backend:
                 from psycopg_pool import ConnectionPool
 
                 self._pool = ConnectionPool(
-                    self.url,
+                    with_keepalives(self.url),
                     min_size=1,
                     max_size=self.pool_size,
                     kwargs=dict(_CLIENT),
@@ -85,22 +92,41 @@ class Backend:
             return self._pool
 
     async def apool(self) -> AsyncConnectionPool:
-        """The async pool, opened on first use (in the running event loop)."""
-        if self._async_pool is None:
-            from psycopg_pool import AsyncConnectionPool
+        """The running event loop's async pool, opened on first use; it closes when the
+        loop shuts down (``asyncio.run`` returning), or on ``await aclose()``."""
+        loop = asyncio.get_running_loop()
+        if loop in self._async_pools:
+            return self._async_pools[loop][0]
+        from psycopg_pool import AsyncConnectionPool
 
-            pool = AsyncConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self.pool_size,
-                kwargs=dict(_CLIENT),
-                configure=self._aquiet_inserts,
-                open=False,
-            )
-            await pool.open()
-            self._async_pool = pool
-            self._async_pool_loop = asyncio.get_running_loop()
-        return self._async_pool
+        pool = AsyncConnectionPool(
+            with_keepalives(self.url),
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs=dict(_CLIENT),
+            configure=self._aquiet_inserts,
+            open=False,
+        )
+        closer = loop.create_task(self._close_with_loop(loop, pool), name="stem_pg: async pool closer")
+        self._async_pools[loop] = (pool, closer)
+        try:
+            # Waiting for the first connection keeps a first call from starting a second one
+            # that would still be connecting when a short-lived loop ends.
+            await pool.open(wait=True)
+        except BaseException:
+            await self.close_async_pool()
+            raise
+        return pool
+
+    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, pool: AsyncConnectionPool) -> None:
+        """Wait until cancelled, as ``asyncio.run`` cancels every task before it closes the
+        loop; then close the pool, so its workers end instead of outliving the loop."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self._async_pools.get(loop, (None,))[0] is pool:
+                del self._async_pools[loop]
+                await pool.close(timeout=1.0)
 
     def _quiet_inserts(self, conn: psycopg.Connection[Any]) -> None:
         """Pool connections insert without the trigger's NOTIFY; the waker sends it after commit."""
@@ -157,13 +183,16 @@ class Backend:
             self._pool = None
 
     async def close_async_pool(self) -> None:
-        """Close the async pool if this event loop opened it (a pool belongs to its loop;
-        a worker closes the one its handlers opened, not one its host program uses)."""
-        if self._async_pool is not None and self._async_pool_loop is asyncio.get_running_loop():
-            await self._async_pool.close()
-            self._async_pool = None
+        """Close the running loop's async pool, if it has one (a pool belongs to its loop:
+        a worker closes the one its handlers opened, not one its host program's loop uses)."""
+        found = self._async_pools.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            pool, closer = found
+            closer.cancel()
+            await pool.close()
 
     async def aclose(self) -> None:
+        """Close the running loop's async pool, the sync pool and the waker."""
         await self.close_async_pool()
         self.close()
 

@@ -19,7 +19,7 @@ from stem_pg.client.backend import Backend
 from stem_pg.client.results import TaskResult
 from stem_pg.core.errors import TaskError, TaskFailed
 from stem_pg.core.planning import BroadcastSpec
-from stem_pg.db.listen import wait_until
+from stem_pg.db.listen import wait_reconnecting
 from stem_pg.db.stores.publish import AsyncPublishStore, Delivery, Published, PublishStore
 
 __all__ = ["BroadcastResult", "BroadcastSpec", "Delivery", "merge_results", "publish_async", "publish_sync"]
@@ -57,16 +57,17 @@ class BroadcastResult(TaskResult):
             rows = self.deliveries()
             return rows if all(r.state in _FINAL for r in rows) else None
 
-        with self.backend.pool.connection() as conn:
-            rows = wait_until(
-                conn,
-                channel=self.backend.queries.channels.done,
-                key=self.id,
-                check=finished,
-                timeout=timeout,
-                late=f"broadcast {self.id} was not delivered to every subscriber in time",
-                recheck=RECHECK,
-            )
+        pool = self.backend.pool
+        rows = wait_reconnecting(
+            lambda seconds: pool.connection(timeout=seconds),
+            channel=self.backend.queries.channels.done,
+            key=self.id,
+            check=lambda _conn: finished(),
+            timeout=timeout,
+            late=f"broadcast {self.id} was not delivered to every subscriber in time",
+            recheck=RECHECK,
+            what=f"broadcast {self.id}",
+        )
         return _outcome(self.id, rows, propagate=propagate)
 
 

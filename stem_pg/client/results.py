@@ -6,7 +6,7 @@ from typing import Any
 
 from stem_pg.client.backend import Backend
 from stem_pg.core.errors import TaskCancelled, TaskFailed
-from stem_pg.db.listen import await_mention, await_until, wait_for_mention, wait_until
+from stem_pg.db.listen import await_mention, await_reconnecting, wait_for_mention, wait_reconnecting
 from stem_pg.db.stores.results import AsyncResultStore, ResultStore
 from stem_pg.db.stores.rows import StoredResult, TaskStatus
 
@@ -49,36 +49,41 @@ class TaskResult:
     def get(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
         """Block until the task finishes and return its value.
 
-        Raises TimeoutError after ``timeout`` seconds, TaskFailed / TaskCancelled
-        (when ``propagate``) if it did not succeed. Tasks with ``ignore_result``
-        store nothing on success, so ``get()`` only returns for their failures.
+        A lost connection (a server restart, a terminated backend) does not end the
+        wait: it takes a new one after a backoff, LISTENs again and re-reads, until
+        ``timeout``. Raises TimeoutError after ``timeout`` seconds, TaskFailed /
+        TaskCancelled (when ``propagate``) if it did not succeed. Tasks with
+        ``ignore_result`` store nothing on success, so ``get()`` only returns for
+        their failures.
         """
         queries = self.backend.queries
         store = ResultStore(queries)
-        with self.backend.pool.connection() as conn:
-            stored = wait_until(
-                conn,
-                channel=queries.channels.done,
-                key=self.id,
-                check=lambda: store.result(conn, id=self.id),
-                timeout=timeout,
-                late=self._late,
-            )
+        pool = self.backend.pool
+        stored = wait_reconnecting(
+            lambda seconds: pool.connection(timeout=seconds),
+            channel=queries.channels.done,
+            key=self.id,
+            check=lambda conn: store.result(conn, id=self.id),
+            timeout=timeout,
+            late=self._late,
+            what=f"task {self.id}",
+        )
         return unwrap(stored, propagate=propagate)
 
     async def wait(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
         """The async twin of ``get()``."""
         queries = self.backend.queries
         store = AsyncResultStore(queries)
-        async with (await self.backend.apool()).connection() as conn:
-            stored = await await_until(
-                conn,
-                channel=queries.channels.done,
-                key=self.id,
-                check=lambda: store.result(conn, id=self.id),
-                timeout=timeout,
-                late=self._late,
-            )
+        pool = await self.backend.apool()
+        stored = await await_reconnecting(
+            lambda seconds: pool.connection(timeout=seconds),
+            channel=queries.channels.done,
+            key=self.id,
+            check=lambda conn: store.result(conn, id=self.id),
+            timeout=timeout,
+            late=self._late,
+            what=f"task {self.id}",
+        )
         return unwrap(stored, propagate=propagate)
 
     @property

@@ -16,7 +16,10 @@ enqueue announces itself in one of three ways (``enqueueing()`` picks):
   ``request()``: one background thread sends one NOTIFY per queue for every
   commit that asked since its last one.
 
-A wake-up that cannot be sent is only latency lost: workers also poll.
+A wake-up that cannot be sent is only latency lost: workers also poll. The
+waker's connection is reopened at once if it died while idle; while the
+database stays unreachable, the pending queues are retried after a backoff
+(``core.backoff``), with one warning when that starts and one line when it ends.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from stem_pg.core.backoff import Outage
 from stem_pg.core.dsn import redact
 from stem_pg.core.envelope import JobSpec
+from stem_pg.db.connect import DatabaseUnavailable, connect
 from stem_pg.db.queries import Queries
 from stem_pg.db.stores.enqueue import EnqueueStore
 
@@ -72,6 +77,10 @@ class Waker:
         self._last_end = 0.0  # when the last one ended (time.monotonic)
         self._lock = threading.Lock()
         self._wanted = threading.Event()
+        self._closing = threading.Event()  # ends a backoff sleep early
+        self._outage = Outage()
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._inherited: list[psycopg.Connection[tuple[object, ...]]] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -102,8 +111,14 @@ class Waker:
         with self._lock:
             self._pending |= queues
             if self._thread is None or self._pid != os.getpid():  # first use, or a forked child
+                if self._pid != os.getpid() and self._conn is not None:
+                    # The parent's connection: a child neither uses nor closes it (closing
+                    # would say goodbye to the server on the parent's socket).
+                    self._inherited.append(self._conn)
+                    self._conn = None
                 self._pid = os.getpid()
                 self._stopping = False
+                self._closing.clear()
                 self._thread = threading.Thread(target=self._run, name="stem-waker", daemon=True)
                 self._thread.start()
                 atexit.register(self.close)  # a script that exits right after enqueueing still wakes
@@ -115,34 +130,51 @@ class Waker:
         if thread is None or self._pid != os.getpid():
             return
         self._stopping = True
+        self._closing.set()
         self._wanted.set()
         thread.join(timeout)
         self._thread = None
 
     def _run(self) -> None:
-        conn: psycopg.Connection[tuple[object, ...]] | None = None
         while True:
             self._wanted.wait()
             self._wanted.clear()
             with self._lock:
                 queues, self._pending = sorted(self._pending), set()
-            if queues:
-                conn = self._send(conn, queues)
-            if self._stopping and not self._pending:
+            delay = self._send(queues) if queues else None
+            if delay is not None and not self._stopping:
+                with self._lock:
+                    self._pending.update(queues)  # retried after the backoff
+                self._closing.wait(delay)
+                self._wanted.set()
+            elif self._stopping and not self._pending:
                 break
-        if conn is not None:
-            conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
-    def _send(
-        self, conn: psycopg.Connection[tuple[object, ...]] | None, queues: list[str]
-    ) -> psycopg.Connection[tuple[object, ...]] | None:
-        try:
-            if conn is None or conn.closed:
-                conn = psycopg.connect(self.url, autocommit=True, application_name="stem_pg:waker")
-            self.store.wake(conn, queues=queues)
-            return conn
-        except psycopg.Error as exc:
-            log.warning("could not wake workers of %s (they will poll): %s", queues, redact(str(exc)))
-            if conn is not None:
-                conn.close()
+    def _send(self, queues: list[str]) -> float | None:
+        """Send the wake-ups of ``queues``: None once sent, else the delay before a retry."""
+        while True:
+            reused = self._conn is not None
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = connect(self.url, role="waker")
+                self.store.wake(self._conn, queues=queues)
+            except (psycopg.Error, DatabaseUnavailable) as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                if reused:
+                    continue  # it died while idle (a restart, a terminated backend): a new one at once
+                failure = self._outage.failed()
+                if failure.starts:
+                    log.warning(
+                        "could not wake workers of %s (they will poll); retrying with backoff: %s",
+                        queues,
+                        redact(" ".join(str(exc).split())),
+                    )
+                return failure.delay
+            recovery = self._outage.recovered()
+            if recovery is not None:
+                log.info("waker reconnected %s", recovery.describe())
             return None

@@ -32,7 +32,7 @@ from stem_pg.core.workflows import (
     WorkflowOptions,
     job_id_for,
 )
-from stem_pg.db.listen import await_until, wait_until
+from stem_pg.db.listen import await_reconnecting, wait_reconnecting
 from stem_pg.db.stores.workflow_rows import CancelledRun, NewRun, RunOutcome
 from stem_pg.db.stores.workflow_runs import AsyncWorkflowRunStore, WorkflowRunStore
 
@@ -255,35 +255,37 @@ class WorkflowRun:
         there is no such run.
         """
         store = WorkflowRunStore(self.backend.queries)
-        with self.backend.pool.connection() as conn:
-            ended = wait_until(
-                conn,
-                channel=self.backend.queries.channels.done,
-                key=self.id,
-                check=lambda: self._ended(store.outcome(conn, run_id=self.id)),
-                timeout=timeout,
-                late=self._late,
-                recheck=RECHECK,
-            )
+        pool = self.backend.pool
+        ended = wait_reconnecting(
+            lambda seconds: pool.connection(timeout=seconds),
+            channel=self.backend.queries.channels.done,
+            key=self.id,
+            check=lambda conn: self._ended(store.outcome(conn, run_id=self.id)),
+            timeout=timeout,
+            late=self._late,
+            recheck=RECHECK,
+            what=f"workflow run {self.id}",
+        )
         return _outcome(self.id, ended)
 
     async def wait(self, timeout: float | None = None) -> Any:
         """The async twin of ``get()``."""
         store = AsyncWorkflowRunStore(self.backend.queries)
-        async with (await self.backend.apool()).connection() as conn:
+        pool = await self.backend.apool()
 
-            async def check() -> RunOutcome | None:
-                return self._ended(await store.outcome(conn, run_id=self.id))
+        async def check(conn: psycopg.AsyncConnection[Any]) -> RunOutcome | None:
+            return self._ended(await store.outcome(conn, run_id=self.id))
 
-            ended = await await_until(
-                conn,
-                channel=self.backend.queries.channels.done,
-                key=self.id,
-                check=check,
-                timeout=timeout,
-                late=self._late,
-                recheck=RECHECK,
-            )
+        ended = await await_reconnecting(
+            lambda seconds: pool.connection(timeout=seconds),
+            channel=self.backend.queries.channels.done,
+            key=self.id,
+            check=check,
+            timeout=timeout,
+            late=self._late,
+            recheck=RECHECK,
+            what=f"workflow run {self.id}",
+        )
         return _outcome(self.id, ended)
 
     def _ended(self, row: RunOutcome | None) -> RunOutcome | None:

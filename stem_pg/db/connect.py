@@ -6,22 +6,42 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from stem_pg.core.dsn import redact
 from stem_pg.core.errors import StemError
 
 APPLICATION_NAME = "stem_pg"
+#: TCP keepalives on every connection: one to a peer that vanished without a word (a silent
+#: network partition) fails after about 25 s of silence instead of hanging. A URL that sets
+#: any of them keeps its own values.
+KEEPALIVES: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 class DatabaseUnavailable(StemError):
     """The database cannot be reached; the message never contains a password."""
 
 
+def with_keepalives(url: str, **params: str | int) -> str:
+    """``url`` as a connection string with ``params`` and the ``KEEPALIVES`` it does not set itself."""
+    try:
+        given = conninfo_to_dict(url)
+        return make_conninfo(url, **{k: v for k, v in KEEPALIVES.items() if k not in given}, **params)
+    except psycopg.Error:
+        return url  # connecting reports the bad URL
+
+
 def connect(url: str, *, autocommit: bool = True, role: str = "client") -> psycopg.Connection[TupleRow]:
     """A new synchronous connection, labelled in ``pg_stat_activity`` by ``role``."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, application_name=f"{APPLICATION_NAME}:{role}")
+        conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
+        return psycopg.connect(conninfo, autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {redact(str(exc)).strip()}") from None
 
@@ -31,9 +51,8 @@ async def connect_async(
 ) -> psycopg.AsyncConnection[TupleRow]:
     """A new asynchronous connection, labelled in ``pg_stat_activity`` by ``role``."""
     try:
-        return await psycopg.AsyncConnection.connect(
-            url, autocommit=autocommit, application_name=f"{APPLICATION_NAME}:{role}"
-        )
+        conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
+        return await psycopg.AsyncConnection.connect(conninfo, autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {redact(str(exc)).strip()}") from None
 

@@ -1,16 +1,22 @@
-"""Dedicated connections for the worker's loops, reopened with backoff after failures."""
+"""Dedicated connections for the worker's and beat's loops, reopened with backoff after failures.
+
+Each ``ManagedConnection`` keeps one ``core.backoff.Outage``: after a lost connection
+the loop waits an exponentially growing, jittered delay (to a cap of a few seconds)
+before each new attempt, logs one warning when the outage starts and one
+"reconnected after N s" line when it ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 
 import psycopg
 from psycopg.rows import TupleRow
 
+from stem_pg.core.backoff import Outage
 from stem_pg.db.connect import DatabaseUnavailable, connect_async
 
 log = logging.getLogger(__name__)
@@ -20,21 +26,9 @@ AsyncConn = psycopg.AsyncConnection[TupleRow]
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable)
 
 
-class Backoff:
-    """Exponential delays with jitter, reset after a success."""
-
-    def __init__(self, first: float = 0.1, maximum: float = 5.0) -> None:
-        self.first = first
-        self.maximum = maximum
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self.first
-
-    async def sleep(self) -> None:
-        delay = random.uniform(self._next / 2, self._next)
-        self._next = min(self.maximum, self._next * 2)
-        await asyncio.sleep(delay)
+def describe(error: BaseException) -> str:
+    """An error on one line, for a log message."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class ManagedConnection:
@@ -53,37 +47,70 @@ class ManagedConnection:
         self.on_connect = on_connect
         #: Called when a failure discards the connection (or a connect fails).
         self.on_lost = on_lost
+        #: Lost connections: the reconnect backoff and the outage's two log lines.
+        self.outage = Outage()
+        #: Failed queries on a connection that still works (a statement timeout...): their backoff.
+        self._errors = Outage()
         self._conn: AsyncConn | None = None
 
     async def get(self) -> AsyncConn:
         if self._conn is None or self._conn.closed:
-            self._conn = await connect_async(self.url, role=self.role)
-            if self.on_connect is not None:
-                await self.on_connect(self._conn)
+            conn = await connect_async(self.url, role=self.role)
+            try:
+                if self.on_connect is not None:
+                    await self.on_connect(conn)
+            except BaseException:
+                await _close(conn)
+                raise
+            self._conn = conn
+            recovery = self.outage.recovered()
+            if recovery is not None:
+                log.info("%s reconnected %s", self.role, recovery.describe())
         return self._conn
 
-    async def discard(self, error: BaseException | None = None) -> None:
-        if error is not None:
-            log.warning("%s connection lost: %s", self.role, str(error).strip() or type(error).__name__)
-            if self.on_lost is not None:
-                self.on_lost()
+    async def discard(self) -> None:
+        """Close the connection (if open); the next ``get()`` opens a new one."""
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            with contextlib.suppress(Exception):
-                await conn.close()
+        if conn is not None:
+            await _close(conn)
+
+    async def lost(self, error: BaseException) -> None:
+        """The connection failed (or could not be opened): discard it, log if this starts an
+        outage, and sleep the backoff delay before the caller tries again."""
+        failure = self.outage.failed()
+        if failure.starts:
+            log.warning("%s connection lost: %s; reconnecting with backoff", self.role, describe(error))
+        else:
+            log.debug("%s reconnect attempt %d failed: %s", self.role, failure.attempts, describe(error))
+        if self.on_lost is not None:
+            self.on_lost()
+        await self.discard()
+        await asyncio.sleep(failure.delay)
 
     async def recover(self, error: BaseException) -> None:
         """After ``error`` from a query: keep the connection if it still works (a cancelled
-        statement, a statement or lock timeout, a deadlock), else discard it."""
+        statement, a statement or lock timeout, a deadlock), else it is ``lost``; either way
+        sleep a backoff delay before the caller tries again."""
         conn = self._conn
         if conn is not None and not conn.closed and not conn.broken:
-            log.warning("%s query failed, connection kept: %s", self.role, str(error).strip())
+            log.warning("%s query failed, connection kept: %s", self.role, describe(error))
+            await asyncio.sleep(self._errors.failed().delay)
             return
-        await self.discard(error)
+        await self.lost(error)
+
+    def settled(self) -> None:
+        """A query succeeded: the next failed one starts its backoff from the beginning."""
+        self._errors.recovered()
 
     @property
     def backend_pid(self) -> int | None:
         return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid
+
+
+async def _close(conn: AsyncConn) -> None:
+    if not conn.closed:
+        with contextlib.suppress(Exception):
+            await conn.close()
 
 
 async def run_guarded(
@@ -96,17 +123,17 @@ async def run_guarded(
     """Run ``once`` on ``managed``'s connection over and over, until cancelled or until
     ``until()``: a lost connection is discarded and reopened after a backoff (one that
     only had a statement cancelled is kept), any other error is logged (as ``<label>
-    loop failed``) and the loop goes on."""
-    backoff = Backoff()
+    loop failed``) and the loop goes on after a backoff."""
+    failures = Outage()
     while not until():
         try:
             await once(await managed.get())
-            backoff.reset()
+            managed.settled()
+            failures.recovered()
         except CONNECTION_ERRORS as exc:
             await managed.recover(exc)
-            await backoff.sleep()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("%s loop failed; retrying", label)
-            await backoff.sleep()
+            await asyncio.sleep(failures.failed().delay)

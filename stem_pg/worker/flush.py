@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -17,7 +18,7 @@ import psycopg
 
 from stem_pg.core.states import DeadLetterReason, TaskState
 from stem_pg.core.storable import storable_text
-from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
+from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
 from stem_pg.worker.broadcasts import BroadcastAcks
@@ -107,24 +108,26 @@ class OutcomeFlusher:
             while chunks:
                 await self._write_chunk(conn, chunks)
             await self.acks.flush(conn)
+            self.managed.settled()
         except TRANSIENT_ERRORS as exc:  # before CONNECTION_ERRORS: they are OperationalErrors too
             # Two flushes finishing members of the same canvases in different orders can
             # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries
             # on the same connection.
             log.info("worker %s: flush retried after %s", self.worker_id, type(exc).__name__)
             self._put_back(chunks)
-            await Backoff(0.05, 0.05).sleep()
+            await asyncio.sleep(random.uniform(0.025, 0.05))
             self.wanted.set()
         except CONNECTION_ERRORS as exc:
+            # The outcomes stay buffered; the connection's backoff paces the retries (one
+            # warning per outage, not one per attempt).
             self._put_back(chunks)
             await self.managed.recover(exc)
-            await Backoff(0.2, 0.2).sleep()
             self.wanted.set()
         except Exception:  # not the outcomes' fault (that is handled per chunk): the acks, a bug
             kept = self._put_back(chunks)
             log.exception("worker %s: flush failed; %d outcomes kept for the next one", self.worker_id, kept)
             if kept:
-                await Backoff(0.2, 0.2).sleep()
+                await asyncio.sleep(random.uniform(0.1, 0.2))
                 self.wanted.set()
         finally:
             self._writing = 0

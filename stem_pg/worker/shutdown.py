@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, Backoff, ManagedConnection
+from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.worker.context import Inflight
@@ -140,16 +140,15 @@ class Shutdown:
     async def _last_write(self, what: str, call: Callable[[AsyncConn], Awaitable[T]]) -> T | None:
         """``call`` on a working connection: a fresh one if the one at hand is gone."""
         deadline = time.monotonic() + LAST_WRITES_WAIT
-        backoff = Backoff(0.1, 1.0)
         while True:
             try:
                 return await call(await self.managed.get())
             except CONNECTION_ERRORS as exc:
-                await self.managed.discard(exc)
                 if time.monotonic() >= deadline:
+                    await self.managed.discard()
                     log.error("worker %s: could not %s: %s", self.state.id, what, str(exc).strip())
                     return None
-                await backoff.sleep()
+                await self.managed.lost(exc)  # a fresh connection next, after a backoff
             except Exception:
                 log.exception("worker %s: could not %s", self.state.id, what)
                 return None

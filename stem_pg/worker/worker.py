@@ -21,13 +21,8 @@ from typing import TYPE_CHECKING, Any
 from psycopg.sql import SQL, Identifier
 
 from stem_pg.core.control import ShutdownMode, worker_key
-from stem_pg.db.managed import (
-    CONNECTION_ERRORS,
-    AsyncConn,
-    Backoff,
-    ManagedConnection,
-    run_guarded,
-)
+from stem_pg.db.listen import notifications
+from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
 from stem_pg.db.stores.broadcasts import BroadcastStore
 from stem_pg.db.stores.control import ControlStore
 from stem_pg.db.stores.jobs import JobStore
@@ -237,7 +232,6 @@ class Worker:
             self._wake.set()
 
     async def _register(self) -> bool:
-        backoff = Backoff()
         while not self.state.stopping:
             try:
                 await self._listen_conn.get()  # registered means listening: commands reach us
@@ -253,8 +247,7 @@ class Worker:
                 self.state.last_heartbeat_at = datetime.now(UTC)
                 return True
             except CONNECTION_ERRORS as exc:
-                await self._house_conn.discard(exc)
-                await backoff.sleep()
+                await self._house_conn.lost(exc)  # one warning per outage, a backoff per attempt
         await self._listen_conn.discard()
         await self._house_conn.discard()
         return False
@@ -300,7 +293,7 @@ class Worker:
 
     async def _listen_once(self, conn: AsyncConn) -> None:
         channels = self.app.queries.channels
-        async for note in conn.notifies():
+        async for note in notifications(conn):  # a listener that stops answering raises
             if note.channel == channels.jobs:
                 if note.payload in self._queue_set:
                     self._wake.set()
