@@ -152,7 +152,7 @@ class VacuumPolicy:
         self._warned.add(holder.key)
         return (
             f"{rows.dead:,} dead rows cannot be removed while {holder.describe()} holds the xmin"
-            f" horizon; vacuuming is held back until it moves ({holder.remedy()})"
+            f" horizon; no vacuum until it moves ({holder.remedy()})"
         )
 
 
