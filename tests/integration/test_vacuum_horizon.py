@@ -13,13 +13,19 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from stem_pg.core.vacuum import VacuumPolicy
 from stem_pg.db.queries import Queries
 from stem_pg.db.stores.jobs import JobStore
+from stem_pg.db.stores.vacuum import VacuumStore
 from stem_pg.schema.migrate import migrate
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.settings import WorkerSettings
+from stem_pg.worker.vacuum import JobsVacuum
+from tests.cluster import PrivateCluster, private_cluster
 from tests.databases import private_database
 from tests.helpers import unique_namespace
+
+__all__ = ["private_cluster"]  # the fixture
 
 HOLDER_APP = "stem_test:snapshot-holder"
 
@@ -113,3 +119,50 @@ async def test_a_held_snapshot_holds_vacuums_back_and_names_its_holder(
             assert _vacuum_count(db, ns) - before == 2
             assert _dead_rows(db, ns) < 1000
             assert any("again: the xmin horizon moved" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_prepared_transaction_is_named_and_a_logical_slot_holds_nothing_back(
+    private_cluster: PrivateCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A prepared transaction holds the horizon at its transaction id, named by its gid; a
+    logical slot's catalog_xmin holds back only the system catalogs, so the jobs table is
+    vacuumed as usual while one exists. (A private cluster: the shared server has
+    max_prepared_transactions = 0 and wal_level = replica, and is not ours to change.)"""
+    with private_cluster.connect() as admin:
+        admin.execute("ALTER SYSTEM SET max_prepared_transactions = 2")
+        admin.execute("ALTER SYSTEM SET wal_level = logical")
+    private_cluster.stop()
+    private_cluster.start()
+    url = private_cluster.url
+    ns = unique_namespace()
+    migrate(url, ns)
+    store = VacuumStore(Queries(ns))
+    caplog.set_level(logging.INFO, logger="stem_pg")
+    with psycopg.connect(url, autocommit=True) as db:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            db.execute("SELECT pg_create_logical_replication_slot('stem_test_slot', 'pgoutput')")
+            _leave_dead_rows(db, ns, 500)
+            assert await store.horizon(conn) is None
+            vacuum = JobsVacuum(store, VacuumPolicy(base=100, scale=0, warn_after=0.0))
+            assert await vacuum.run_once(conn) == 1000
+            assert _dead_rows(db, ns) == 0  # the slot held nothing back
+            db.execute("SELECT pg_drop_replication_slot('stem_test_slot')")
+
+            db.execute("BEGIN")
+            db.execute("SELECT pg_current_xact_id()")  # the transaction gets its id
+            db.execute("PREPARE TRANSACTION 'stem-test-gid'")
+            try:
+                _leave_dead_rows(db, ns, 500)
+                holder = await store.horizon(conn)
+                assert holder is not None and (holder.kind, holder.name) == ("prepared", "stem-test-gid")
+                for _ in range(3):
+                    await vacuum.run_once(conn)
+                assert _dead_rows(db, ns) == 1000  # one vacuum ran, and could remove nothing
+                warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+                assert len(warnings) == 1, warnings
+                assert "prepared transaction 'stem-test-gid' (prepared" in warnings[0]
+                assert "ROLLBACK PREPARED 'stem-test-gid'" in warnings[0]
+            finally:
+                db.execute("ROLLBACK PREPARED 'stem-test-gid'")
+            assert await vacuum.run_once(conn) == 1000
+            assert _dead_rows(db, ns) == 0
