@@ -166,3 +166,17 @@ async def test_a_prepared_transaction_is_named_and_a_logical_slot_holds_nothing_
                 db.execute("ROLLBACK PREPARED 'stem-test-gid'")
             assert await vacuum.run_once(conn) == 1000
             assert _dead_rows(db, ns) == 0
+
+
+async def test_a_snapshot_in_another_database_holds_nothing_back(own_url: str, database_url: str) -> None:
+    """VACUUM of a table respects the snapshots of its own database only (and slots and
+    walsenders): a session idle in a transaction of the shared database is not our holder."""
+    ns = unique_namespace()
+    migrate(own_url, ns)
+    with psycopg.connect(database_url, autocommit=True, application_name=HOLDER_APP) as elsewhere:
+        elsewhere.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        elsewhere.execute("SELECT 1")
+        async with await psycopg.AsyncConnection.connect(own_url, autocommit=True) as conn:
+            holder = await VacuumStore(Queries(ns)).horizon(conn)
+            assert holder is None or holder.pid != elsewhere.info.backend_pid, holder
+        elsewhere.execute("COMMIT")
