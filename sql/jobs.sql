@@ -280,40 +280,6 @@ SET state = excluded.state, error = excluded.error, finished_at = excluded.finis
     expires_at = excluded.expires_at
 RETURNING id, pg_notify(%(channel)s, id);
 
--- name: job_dead_rows
--- Dead row versions in the jobs table, and whether they call for a vacuum (JobStore.vacuum_if_due).
--- Only the table's owner (a member of its role) may vacuum it: for anyone else it is never due;
--- nor while a vacuum of it is under way (one we are allowed to see: same role, or autovacuum
--- for a superuser).
-SELECT s.n_dead_tup,
-       s.n_dead_tup >= %(base)s + %(scale)s * s.n_live_tup AND pg_has_role(c.relowner, 'USAGE')
-       AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_vacuum AS v WHERE v.relid = s.relid)
-FROM pg_stat_all_tables AS s
-JOIN pg_class AS c ON c.oid = s.relid
-WHERE s.schemaname = %(schema)s AND s.relname = 'jobs';
-
--- name: job_vacuum_lock
--- One worker at a time vacuums a namespace's jobs table; the others skip without a word
--- (a VACUUM that SKIP_LOCKED turns away writes a warning to the server log).
-SELECT pg_try_advisory_lock(hashtextextended('stem_pg:vacuum:' || %(schema)s, 0));
-
--- name: job_vacuum_unlock
--- Release job_vacuum_lock, and give the session back its statement_timeout (job_vacuum_untimed).
-SELECT pg_advisory_unlock(hashtextextended('stem_pg:vacuum:' || %(schema)s, 0)),
-       set_config('statement_timeout',
-                  coalesce(%(statement_timeout)s::text, current_setting('statement_timeout')), false);
-
--- name: job_vacuum_untimed
--- The vacuum is not cut short by a statement_timeout set for the role or database (autovacuum
--- ignores it too); returns the session's value for job_vacuum_unlock to restore.
-SELECT current_setting('statement_timeout'), set_config('statement_timeout', '0', false);
-
--- name: job_vacuum
--- Remove the dead rows of claimed and finished jobs, index entries included (INDEX_CLEANUP ON:
--- the claim index must lose them even when they are few pages of a large table); skipped
--- when autovacuum holds the table.
-VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) {ns}.jobs;
-
 -- name: result_prune
 -- Retention: delete results past their expiry, a bounded batch at a time.
 DELETE FROM {ns}.results

@@ -90,7 +90,8 @@ def run_command(
         typer.Option(
             "--vacuum/--no-vacuum",
             help="Vacuum the jobs table when claimed and finished jobs leave many dead rows"
-            " (claims slow down until a vacuum removes them; needs table ownership).",
+            " (claims slow down until a vacuum removes them; needs table ownership). Backs off,"
+            " with one warning naming it, while an old transaction holds the xmin horizon.",
         ),
     ] = True,
     namespace: common.WorkerNamespaceOption = None,

@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from stem_pg.db.stores.jobs import AsyncConn, JobStore
+from stem_pg.db.stores.vacuum import VacuumStore
 from stem_pg.worker.settings import WorkerSettings
+from stem_pg.worker.vacuum import JobsVacuum
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,14 @@ class Maintenance:
         on_requeued: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         housekeeping: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
+        vacuum: JobsVacuum | None = None,
     ) -> None:
         self.jobs = jobs
         self.settings = settings
         self.on_requeued = on_requeued
         self.housekeeping = tuple(housekeeping)
         self.clock = clock
+        self.vacuum = vacuum or JobsVacuum(VacuumStore(jobs.q))
         self._last_prune = clock()
 
     async def run_once(self, conn: AsyncConn) -> MaintenanceReport:
@@ -58,9 +62,7 @@ class Maintenance:
             self.on_requeued()
         report.cancelled = await self.jobs.cancel_expired(conn)
         if self.settings.vacuum:
-            report.vacuumed = await self.jobs.vacuum_if_due(conn)
-            if report.vacuumed:
-                log.debug("vacuumed the jobs table (%d dead rows)", report.vacuumed)
+            report.vacuumed = await self.vacuum.run_once(conn)
         now = self.clock()
         if now - self._last_prune >= self.settings.prune_interval:
             self._last_prune = now

@@ -32,7 +32,7 @@ class WorkerSettings:
     shutdown_grace: float = 30.0
     maintenance_interval: float = 5.0
     prune_interval: float = 60.0
-    #: Vacuum the jobs table from the maintenance pass when dead rows pile up (JobStore.vacuum_if_due).
+    #: Vacuum the jobs table from the maintenance pass when dead rows pile up (worker/vacuum.py).
     vacuum: bool = True
     worker_id: str = field(default_factory=default_worker_id)
 

@@ -11,10 +11,13 @@ import pytest
 from psycopg import sql
 
 from stem_pg.client.app import Stem
+from stem_pg.core.vacuum import VacuumPolicy
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rows import Finish
+from stem_pg.db.stores.vacuum import VacuumStore
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.settings import WorkerSettings
+from stem_pg.worker.vacuum import JobsVacuum
 
 
 def _q(text: str, ns: str) -> sql.Composed:
@@ -129,28 +132,33 @@ def _leave_dead_rows(db: psycopg.Connection, namespace: str, jobs: int) -> None:
     db.execute("SELECT pg_stat_force_next_flush()")  # statistics go out at the end of this statement
 
 
+def _vacuum_if_due(app: Stem, *, base: int, scale: float) -> JobsVacuum:
+    """A worker's vacuum with the threshold ``base`` + ``scale`` x live rows, and no memory yet."""
+    return JobsVacuum(VacuumStore(app.queries), VacuumPolicy(base=base, scale=scale))
+
+
 async def test_jobs_table_is_vacuumed_once_dead_rows_pile_up(
     app: Stem,
     database_url: str,
     db: psycopg.Connection,
 ) -> None:
-    store = JobStore(app.queries, result_ttl=60)
+    store = VacuumStore(app.queries)
     _leave_dead_rows(db, app.namespace, 50)
     before = _vacuum_count(db, app.namespace)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        assert await store.vacuum_if_due(conn, base=1000, scale=0) == 0  # 100 dead rows: not yet
+        assert await _vacuum_if_due(app, base=1000, scale=0).run_once(conn) == 0  # 100 dead rows: not yet
         assert _vacuum_count(db, app.namespace) == before
         lock = "SELECT pg_advisory_lock(hashtextextended('stem_pg:vacuum:' || %s, 0))"
         db.execute(lock, (app.namespace,))  # another worker is vacuuming it
-        assert await store.vacuum_if_due(conn, base=100, scale=0) == 0
+        assert await _vacuum_if_due(app, base=100, scale=0).run_once(conn) == 0
         assert _vacuum_count(db, app.namespace) == before
         db.execute(lock.replace("pg_advisory_lock", "pg_advisory_unlock"), (app.namespace,))
-        assert await store.vacuum_if_due(conn, base=100, scale=0) == 100
+        assert await _vacuum_if_due(app, base=100, scale=0).run_once(conn) == 100
         assert _vacuum_count(db, app.namespace) == before + 1
         try_lock = lock.replace("pg_advisory_lock", "pg_try_advisory_lock")
         assert db.execute(try_lock, (app.namespace,)).fetchone() == (True,)  # it let go
         db.execute(lock.replace("pg_advisory_lock", "pg_advisory_unlock"), (app.namespace,))
-        assert await store.vacuum_if_due(conn, base=1, scale=0) == 0  # the vacuum cleared them
+        assert await _vacuum_if_due(app, base=1, scale=0).run_once(conn) == 0  # the vacuum cleared them
 
         # A statement_timeout (as a role or database setting could give) far shorter than
         # this vacuum (about 20 ms), and long enough for the one-line queries around it.
@@ -193,10 +201,9 @@ async def test_only_the_table_owner_vacuums(
         db.execute(grant.format(sql.Identifier(app.namespace), sql.Identifier(role)))
         _leave_dead_rows(db, app.namespace, 50)
         before = _vacuum_count(db, app.namespace)
-        store = JobStore(app.queries, result_ttl=60)
         guest = psycopg.conninfo.make_conninfo(database_url, user=role)
         async with await psycopg.AsyncConnection.connect(guest, autocommit=True) as conn:
-            assert await store.vacuum_if_due(conn, base=1, scale=0) == 0
+            assert await _vacuum_if_due(app, base=1, scale=0).run_once(conn) == 0
         assert _vacuum_count(db, app.namespace) == before
     finally:
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))

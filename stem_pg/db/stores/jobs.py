@@ -14,10 +14,6 @@ from stem_pg.db.stores.rows import ClaimedJob, Finish, GivenBack, Release, Rescu
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
 
-#: The jobs table is vacuumed once its dead rows reach this many plus VACUUM_SCALE x its live rows.
-VACUUM_BASE = 20_000
-VACUUM_SCALE = 0.1
-
 
 class JobStore:
     """Queue-engine queries of one namespace, run on a connection the caller owns."""
@@ -137,37 +133,3 @@ class JobStore:
     async def prune_results(self, conn: AsyncConn, *, limit: int = 5000) -> int:
         cur = await conn.execute(self.q["result_prune"], {"limit": limit})
         return cur.rowcount
-
-    async def vacuum_if_due(
-        self, conn: AsyncConn, *, base: int = VACUUM_BASE, scale: float = VACUUM_SCALE
-    ) -> int:
-        """VACUUM the jobs table when enough dead rows piled up; returns their number (0: no vacuum).
-
-        Every claimed job leaves a dead entry at the front of the claim index, and every
-        claim steps over all of them until a vacuum removes them: claims slow down with
-        each job drained since the last one (twice as slow after 800k jobs). Autovacuum
-        looks at a table at most once a minute, too seldom for a queue that drains tens
-        of thousands of jobs a second. The statistics lag by about a second.
-        """
-        schema = {"schema": self.q.namespace}
-        cur = await conn.execute(self.q["job_dead_rows"], {**schema, "base": base, "scale": scale})
-        row = await cur.fetchone()
-        if row is None or not row[1]:
-            return 0
-        return int(row[0]) if await self.vacuum(conn) else 0
-
-    async def vacuum(self, conn: AsyncConn) -> bool:
-        """VACUUM the jobs table unless another worker is at it (then False). A
-        statement_timeout of the role or database does not cut it short."""
-        schema = {"schema": self.q.namespace}
-        locked = await (await conn.execute(self.q["job_vacuum_lock"], schema)).fetchone()
-        if not locked or not locked[0]:
-            return False
-        timeout: str | None = None  # the session's own, once it is lifted
-        try:
-            untimed = await (await conn.execute(self.q["job_vacuum_untimed"])).fetchone()
-            timeout = untimed[0] if untimed else None
-            await conn.execute(self.q["job_vacuum"], prepare=False)
-        finally:
-            await conn.execute(self.q["job_vacuum_unlock"], {**schema, "statement_timeout": timeout})
-        return True
