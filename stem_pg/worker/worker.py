@@ -146,7 +146,7 @@ class Worker:
         self._stop = asyncio.Event()
         self.slots = Slots(self.settings.concurrency)
         url, queries = self.app.url, self.app.queries
-        self._claim_conn = ManagedConnection(url, "worker-claim")
+        self._claim_conn = ManagedConnection(url, "worker-claim", self.jobs.plan_claims)
         self._flush_conn = ManagedConnection(url, "worker-flush")
         self._house_conn = ManagedConnection(url, "worker-leases")
         self._maint_conn = ManagedConnection(url, "worker-maintenance")
