@@ -799,7 +799,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bu.add_argument("--jobs", type=int, default=100_000)
     bu.add_argument("--repeat", type=int, default=1, help="interleaved runs of each (best kept)")
-    worker_options(bu)
+    own = "default: the worker's own, %(default)s"
+    bu.add_argument("--processes", type=int, default=1, help=own)
+    bu.add_argument("--concurrency", type=int, default=10, help=own)
+    bu.add_argument("--prefetch", "--prefetch-multiplier", type=int, default=2, help=own)
 
     sw = sub.add_parser("sweep", help="throughput over processes x concurrency x prefetch")
     sw.add_argument("--jobs", type=int, default=100_000)

@@ -18,9 +18,6 @@ import psycopg
 
 from bench.bench_stem import (
     AUTOVACUUM,
-    BEST_CONCURRENCY,
-    BEST_PREFETCH,
-    BEST_PROCESSES,
     RssSampler,
     count_rows,
     make_app,
@@ -45,6 +42,12 @@ from bench.common import (
 from bench.pgqueuer_compare import wait_sample
 
 TARGET_RATIO = 0.8
+# The worker's own defaults (`stem worker run`): claims of a few jobs each, so what one
+# claim costs decides the rate. With bench's best configuration (P=2 C=200 M=4) claims of
+# hundreds of jobs spread that cost thinly: `--processes 2 --concurrency 200 --prefetch 4`.
+PROCESSES = 1
+CONCURRENCY = 10
+PREFETCH = 2
 
 
 def table_stats(dsn: str, namespace: str) -> dict[str, Any]:
@@ -86,9 +89,9 @@ def burst_drain(
     dsn: str = DEFAULT_DSN,
     namespace: str = "bench",
     jobs: int = 100_000,
-    processes: int = BEST_PROCESSES,
-    concurrency: int = BEST_CONCURRENCY,
-    prefetch: int = BEST_PREFETCH,
+    processes: int = PROCESSES,
+    concurrency: int = CONCURRENCY,
+    prefetch: int = PREFETCH,
     enqueue_batch: int = 5000,
     timeout: float | None = None,
 ) -> dict[str, Any]:
@@ -117,11 +120,19 @@ def burst_drain(
                 wait_idle(dsn, namespace, app, collector, proc, processes)
                 before = table_stats(dsn, namespace)
                 request = EnqueueRequest("noop")
+                timeline: list[tuple[float, int]] = []  # (s since the burst began, jobs started)
                 start = time.perf_counter()
+
+                def tick() -> None:
+                    sampler()
+                    now = time.perf_counter() - start
+                    if not timeline or now - timeline[-1][0] >= 1.0:
+                        timeline.append((round(now, 1), collector.total))
+
                 for size in chunks(jobs, enqueue_batch):
                     app.enqueue_many([request] * size)
                 enqueue_seconds = time.perf_counter() - start
-                drain = measure_drain(collector, [proc], jobs, timeout, label, dsn, sampler)
+                drain = measure_drain(collector, [proc], jobs, timeout, label, dsn, tick)
                 left = wait_empty(dsn, namespace, 60.0)
                 time.sleep(0.3)  # the last outcomes' flush
                 results = count_rows(dsn, namespace, "results")
@@ -142,6 +153,9 @@ def burst_drain(
         "results_rows": results - 1,  # less the warm-up `lat` job
         "enqueue_seconds": enqueue_seconds,
         "stats_before": before,
+        # jobs/s over the first 30 s (the emulated autovacuum's first check is at 30 s)
+        "first_30s_jobs_per_s": _rate_until(timeline, 30.0),
+        "timeline": timeline,
         # analyzes during the drain: only the autovacuum emulation's (or the server's)
         "analyzes_during_drain": after.get("analyzes", 0) - before.get("analyzes", 0),
         "autovacuum_emulated": vacuums.active,
@@ -149,14 +163,22 @@ def burst_drain(
     }
 
 
+def _rate_until(timeline: list[tuple[float, int]], seconds: float) -> float | None:
+    """Jobs/s from the burst's start to the first sample at or after ``seconds``."""
+    for at, started in timeline:
+        if at >= seconds:
+            return started / at
+    return None
+
+
 def burst(
     *,
     dsn: str = DEFAULT_DSN,
     namespace: str = "bench",
     jobs: int = 100_000,
-    processes: int = BEST_PROCESSES,
-    concurrency: int = BEST_CONCURRENCY,
-    prefetch: int = BEST_PREFETCH,
+    processes: int = PROCESSES,
+    concurrency: int = CONCURRENCY,
+    prefetch: int = PREFETCH,
     repeat: int = 1,
 ) -> dict[str, Any]:
     """Steady-state drain and burst drain, interleaved ``repeat`` times; the best of each."""
