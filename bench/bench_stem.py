@@ -544,7 +544,7 @@ def throughput_table(rows: list[dict[str, Any]]) -> Table:
             r.get("task"),
             r.get("jobs"),
             r.get("jobs_per_s"),
-            _cpu(r),
+            cpu_cell(r),
             r.get("wall_seconds_incl_startup"),
             r.get("max_rss_mb"),
             r.get("error", "")[:60] if r.get("error") else _check(r),
@@ -552,7 +552,7 @@ def throughput_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _cpu(row: dict[str, Any]) -> str:
+def cpu_cell(row: dict[str, Any]) -> str:
     if "cpu_total_us_per_job" not in row:
         return "-"
     return (
@@ -901,6 +901,8 @@ def main(argv: list[str] | None = None) -> int:
                 repeat=args.repeat,
             )
             print(burst.burst_table(report).markdown())
+            cpu = report["cpu_ratio"]
+            print(f"\nCPU per job, steady / burst: {cpu:.2f}" if cpu else "")
             print(f"\nfull results: {write_json('burst', report)}")
         elif args.command == "sweep":
             rows = sweep(
