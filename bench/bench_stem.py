@@ -901,8 +901,6 @@ def main(argv: list[str] | None = None) -> int:
                 repeat=args.repeat,
             )
             print(burst.burst_table(report).markdown())
-            cpu = report["cpu_ratio"]
-            print(f"\nCPU per job, steady / burst: {cpu:.2f}" if cpu else "")
             print(f"\nfull results: {write_json('burst', report)}")
         elif args.command == "sweep":
             rows = sweep(
