@@ -89,7 +89,7 @@ def count_rows(dsn: str, namespace: str, table: str) -> int:
         return int(row[0]) if row else -1
 
 
-def analyze(dsn: str, namespace: str) -> None:
+def analyze_jobs(dsn: str, namespace: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("ANALYZE {}.jobs").format(sql.Identifier(namespace)))
 
@@ -218,17 +218,21 @@ def throughput(
     enqueue_batch: int = 5000,
     timeout: float | None = None,
     autovacuum: dict[str, Any] | None = None,
+    analyze: bool = False,
 ) -> dict[str, Any]:
     """Enqueue a backlog of ``jobs`` no-op jobs, then drain it with one worker command.
 
     The rate is ``jobs / (last handler start - first handler start)`` over all worker
-    processes: worker start-up is not counted (``wall_seconds_incl_startup`` is)."""
+    processes: worker start-up is not counted (``wall_seconds_incl_startup`` is).
+    Nothing ANALYZEs the backlog before the drain (the planner sees what a fresh
+    migration left it) unless ``analyze``: ``burst``'s steady-state reference."""
     label = f"stem_pg P={processes} C={concurrency} M={prefetch} task={task}"
     autovacuum = AUTOVACUUM if autovacuum is None else autovacuum
     log(f"{label}: reset + enqueue {jobs:,}")
     reset(dsn, namespace)
     enqueue_seconds = enqueue_backlog(dsn, namespace, jobs, enqueue_batch, task)
-    analyze(dsn, namespace)
+    if analyze:
+        analyze_jobs(dsn, namespace)
     timeout = timeout or max(120.0, jobs / 1000 + 60)
     with Collector() as collector:
         proc = start_worker(
@@ -271,6 +275,7 @@ def throughput(
         "max_rss_mb": sampler.max_kb / 1024,
         "hwm_rss_mb": hwm / 1024,
         "rss_timeline_mb": sampler.timeline,
+        "analyzed_before_drain": analyze,
         "autovacuum_emulated": vacuums.active,
         "vacuums": vacuums.events,
     }
@@ -539,7 +544,7 @@ def throughput_table(rows: list[dict[str, Any]]) -> Table:
             r.get("task"),
             r.get("jobs"),
             r.get("jobs_per_s"),
-            _cpu(r),
+            cpu_cell(r),
             r.get("wall_seconds_incl_startup"),
             r.get("max_rss_mb"),
             r.get("error", "")[:60] if r.get("error") else _check(r),
@@ -547,7 +552,7 @@ def throughput_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _cpu(row: dict[str, Any]) -> str:
+def cpu_cell(row: dict[str, Any]) -> str:
     if "cpu_total_us_per_job" not in row:
         return "-"
     return (
@@ -789,6 +794,16 @@ def _parser() -> argparse.ArgumentParser:
     bl.add_argument("--base-jobs", type=int, default=100_000)
     worker_options(bl)
 
+    bu = sub.add_parser(
+        "burst", help="a burst onto an idle worker's quiet queue (no ANALYZE) vs the steady-state drain"
+    )
+    bu.add_argument("--jobs", type=int, default=100_000)
+    bu.add_argument("--repeat", type=int, default=1, help="interleaved runs of each (best kept)")
+    own = "default: the worker's own, %(default)s"
+    bu.add_argument("--processes", type=int, default=1, help=own)
+    bu.add_argument("--concurrency", type=int, default=10, help=own)
+    bu.add_argument("--prefetch", "--prefetch-multiplier", type=int, default=2, help=own)
+
     sw = sub.add_parser("sweep", help="throughput over processes x concurrency x prefetch")
     sw.add_argument("--jobs", type=int, default=100_000)
     sw.add_argument("--processes", type=int, nargs="+", default=[1, 2])
@@ -874,6 +889,19 @@ def main(argv: list[str] | None = None) -> int:
             print()
             print(summary({"throughput": base, "backlog_1m": big}).markdown())
             write_json("backlog", {"throughput": base, "backlog_1m": big})
+        elif args.command == "burst":
+            from bench import burst
+
+            report = burst.burst(
+                **common,
+                jobs=args.jobs,
+                processes=args.processes,
+                concurrency=args.concurrency,
+                prefetch=args.prefetch,
+                repeat=args.repeat,
+            )
+            print(burst.burst_table(report).markdown())
+            print(f"\nfull results: {write_json('burst', report)}")
         elif args.command == "sweep":
             rows = sweep(
                 **common,

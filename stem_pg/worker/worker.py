@@ -145,7 +145,7 @@ class Worker:
         self.slots = Slots(self.settings.concurrency)
         url, queries = self.app.url, self.app.queries
         lost = self._connection_lost
-        self._claim_conn = ManagedConnection(url, "worker-claim", on_lost=lost)
+        self._claim_conn = ManagedConnection(url, "worker-claim", self.jobs.plan_claims, on_lost=lost)
         self._flush_conn = ManagedConnection(url, "worker-flush", on_lost=lost)
         self._house_conn = ManagedConnection(url, "worker-leases", on_lost=lost)
         self._maint_conn = ManagedConnection(url, "worker-maintenance", on_lost=lost)

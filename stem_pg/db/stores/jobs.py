@@ -22,6 +22,11 @@ class JobStore:
         self.q = queries
         self.result_ttl = result_ttl
 
+    async def plan_claims(self, conn: AsyncConn) -> None:
+        """Make ``conn``, a claim connection, plan ``job_claim`` as a walk of the claim
+        index whatever the table's statistics say (``job_claim_planner``)."""
+        await conn.execute(self.q["job_claim_planner"])
+
     async def claim(
         self,
         conn: AsyncConn,
