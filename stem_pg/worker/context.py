@@ -35,6 +35,8 @@ class Inflight:
     started: bool = False
     started_at: float = 0.0
     lost: bool = False
+    #: The sync handler of this attempt still runs in its thread (even once the attempt ended).
+    thread_running: bool = False
     progress: str | None = None
     soft_deadline: float | None = None
     #: Set (to the cancellation message) when the task is revoked with terminate.

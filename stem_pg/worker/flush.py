@@ -40,6 +40,9 @@ class OutcomeFlusher:
         self.managed = managed
         self.worker_id = worker_id
         self.outcomes: list[Outcome] = []
+        #: Outcomes written only by ``final``: their attempts still run in threads of this
+        #: process, which must be gone before another worker may start them again.
+        self.held: list[Outcome] = []
         self.unflushed: dict[str, Inflight] = {}
         self.wanted = asyncio.Event()
 
@@ -48,9 +51,14 @@ class OutcomeFlusher:
         self.outcomes.append(outcome)
         self.wanted.set()
 
+    def hold(self, entry: Inflight, outcome: Outcome) -> None:
+        """Keep ``outcome`` (and the lease of its job) until ``final``."""
+        self.unflushed[entry.job.id] = entry
+        self.held.append(outcome)
+
     @property
     def pending(self) -> bool:
-        return bool(self.outcomes or self.acks.pending)
+        return bool(self.outcomes or self.held or self.acks.pending)
 
     async def loop(self) -> None:
         while True:
@@ -111,6 +119,8 @@ class OutcomeFlusher:
     async def final(self, *, forced: bool) -> None:
         """Flush what is left before the worker exits (briefly when forced)."""
         deadline = time.monotonic() + (1.0 if forced else 10.0)
+        self.outcomes.extend(self.held)
+        self.held = []
         while self.pending and time.monotonic() < deadline:
             await self.flush_once()
             if self.pending:
