@@ -17,7 +17,7 @@ from stem_pg.client.app import EnqueueRequest, Stem
 from stem_pg.worker.recycle import resident_kib
 from tests.acceptance.limitsapp import make_limits_app, read_notes
 from tests.acceptance.workerapp import Workers, query, wait_registered
-from tests.helpers import wait_for
+from tests.helpers import run_stem, wait_for
 
 APP = "tests.acceptance.limitsapp:app"
 TIME_LIMIT = 1.0
@@ -165,3 +165,14 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--max-tasks-per-child", "0"), ("--max-memory-per-child", "-5")]
+)
+def test_bad_recycling_values_fail_in_one_line(database_url: str, flag: str, value: str) -> None:
+    done = run_stem(database_url, "worker", "run", "--app", APP, flag, value)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {flag} must be a whole number of at least 1, got {int(value)}"
+    ]
