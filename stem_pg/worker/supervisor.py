@@ -56,7 +56,11 @@ def _leave(worker: Worker) -> None:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        try:
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        except OSError as exc:  # then a process manager has to start it again
+            log.error("worker %s: could not start a fresh process: %s", worker.id, exc)
+            os._exit(EXIT_RETIRED)
     if worker.abandoned_threads:
         sys.stdout.flush()
         sys.stderr.flush()
