@@ -29,7 +29,8 @@ ADVANCING_HEADERS = frozenset({CANVAS_HEADER, WORKFLOW_HEADER})
 
 
 class TimeLimitExceeded(TaskError):
-    """The handler ran past its ``time_limit`` (or ``soft_time_limit`` for async handlers)."""
+    """The handler ran past its ``time_limit`` (or ``soft_time_limit`` for async handlers).
+    A sync handler keeps running in its thread: its worker process then retires."""
 
 
 class Executor:
