@@ -45,6 +45,9 @@ class OutcomeFlusher:
         self.held: list[Outcome] = []
         self.unflushed: dict[str, Inflight] = {}
         self.wanted = asyncio.Event()
+        #: One flush at a time: ``final`` must wait for a flush under way, whose batch has
+        #: left the buffer, or it finds nothing to write and the loop's write is cancelled.
+        self._lock = asyncio.Lock()
 
     def add(self, entry: Inflight, outcome: Outcome) -> None:
         self.unflushed[entry.job.id] = entry
@@ -67,6 +70,10 @@ class OutcomeFlusher:
             await self.flush_once()
 
     async def flush_once(self) -> None:
+        async with self._lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         batch, self.outcomes = self.outcomes, []
         if not batch and not self.acks.pending:
             return
@@ -121,10 +128,11 @@ class OutcomeFlusher:
         deadline = time.monotonic() + (1.0 if forced else 10.0)
         self.outcomes.extend(self.held)
         self.held = []
-        while self.pending and time.monotonic() < deadline:
-            await self.flush_once()
-            if self.pending:
-                await asyncio.sleep(0.2)
+        while time.monotonic() < deadline:
+            await self.flush_once()  # after the one under way, if any
+            if not self.pending:
+                break
+            await asyncio.sleep(0.2)
         if self.pending:
             log.error(
                 "worker %s: %d outcomes and %d broadcast acks not flushed; leases will expire and"

@@ -176,7 +176,7 @@ class Worker:
         self.recycler = Recycler(
             max_tasks=self.settings.max_tasks_per_child,
             max_memory_kib=self.settings.max_memory_per_child,
-            retire=self.retire,
+            retire=lambda reason: self.retire(reason, warn=False),
         )
         self.executor = Executor(
             self.registry,
@@ -233,13 +233,15 @@ class Worker:
             self._stop.set()
             self._wake.set()
 
-    def retire(self, reason: str) -> None:
+    def retire(self, reason: str, *, warn: bool = True) -> None:
         """Stop like a graceful shutdown, to exit with ``EXIT_RETIRED`` and be replaced by a
-        fresh process (stem_pg.worker.recycle); nothing when already stopping."""
+        fresh process (stem_pg.worker.recycle); nothing when already stopping. ``warn``:
+        log it as a warning (an overrun), else as routine (recycling)."""
         if self.state.stopping:
             return
         self.retired = reason
-        log.warning("worker %s: retiring (%s); a fresh process takes its place", self.id, reason)
+        level = logging.WARNING if warn else logging.INFO
+        log.log(level, "worker %s: retiring (%s); a fresh process takes its place", self.id, reason)
         self.state.stopping = True
         if hasattr(self, "_stop"):
             self._stop.set()

@@ -112,7 +112,7 @@ def test_max_tasks_per_child_recycles_processes(
     wait_done(db, namespace, ids, 60, workers)
     notes = read_notes(path)
     starts = [n for n in notes if n["event"] == "start"]
-    assert Counter(n["id"] for n in starts) == dict.fromkeys(ids, 1)
+    assert Counter(n["id"] for n in starts) == dict.fromkeys(ids, 1), (notes, workers.logs(None))
     done = results(db, namespace, ids)
     assert {state for state, _, _ in done.values()} == {"succeeded"}
     pids = Counter(n["pid"] for n in starts)
