@@ -5,12 +5,13 @@ from __future__ import annotations
 import typer
 
 from stem_pg.cli import common
-from stem_pg.schema.health import check_health
-from stem_pg.schema.migrate import head_revision
 
 
 def health_command(url: common.UrlOption = None, json: common.JsonOption = False) -> None:
     """Check the database connection, the server version and the migrated namespaces."""
+    from stem_pg.schema.health import check_health  # alembic: loaded only when needed
+    from stem_pg.schema.migrate import head_revision
+
     report = check_health(common.database_url(url))
     head = head_revision()
     rows = [

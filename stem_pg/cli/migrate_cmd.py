@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stem_pg.cli import common
-from stem_pg.schema.migrate import Action, current_revision, head_revision, migrate, migration_sql
+
+if TYPE_CHECKING:  # alembic loads in 0.2 s: only for the commands that use it (stem worker restarts)
+    from stem_pg.schema.migrate import Action
 
 
 class MigrateAction(StrEnum):
@@ -40,6 +42,8 @@ def migrate_command(
 
     Concurrent runs on the same namespace take turns on an advisory lock.
     """
+    from stem_pg.schema.migrate import current_revision, head_revision, migrate, migration_sql
+
     ns = common.namespace(namespace)
     if action is MigrateAction.current:
         rev = current_revision(common.database_url(url), ns)

@@ -94,9 +94,32 @@ def run_command(
             " with one warning naming it, while an old transaction holds the xmin horizon.",
         ),
     ] = True,
+    max_tasks_per_child: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tasks-per-child",
+            metavar="N",
+            help="Replace a worker process with a fresh one after it started N tasks (it finishes"
+            " them first; for handlers that leak).",
+        ),
+    ] = None,
+    max_memory_per_child: Annotated[
+        int | None,
+        typer.Option(
+            "--max-memory-per-child",
+            metavar="KIB",
+            help="Replace a worker process with a fresh one when its resident memory exceeds KIB"
+            " kibibytes after a task (it finishes its running tasks first).",
+        ),
+    ] = None,
     namespace: common.WorkerNamespaceOption = None,
 ) -> None:
-    """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop)."""
+    """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop).
+
+    A worker process retires and is replaced by a fresh one (same pid without --processes)
+    when a sync task overruns its hard time_limit, or by --max-tasks-per-child and
+    --max-memory-per-child.
+    """
     from stem_pg.worker.settings import WorkerSettings, default_worker_id
     from stem_pg.worker.supervisor import supervise
 
@@ -118,6 +141,8 @@ def run_command(
         shutdown_grace=grace,
         poll_interval=poll_interval,
         vacuum=vacuum,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
     )
     supervise(stem, settings, processes)
 

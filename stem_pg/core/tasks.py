@@ -36,7 +36,10 @@ class TaskOptions:
     retry_backoff_max: float = DEFAULT_BACKOFF_MAX
     retry_jitter: bool = True
     autoretry_for: tuple[type[BaseException], ...] = (Exception,)
+    #: Seconds an attempt may run. An async handler is cancelled; a sync handler's thread
+    #: cannot be, so its worker process retires and is replaced (stem_pg.worker.recycle).
     time_limit: float | None = None
+    #: Async handlers: cancelled at this limit too; sync ones: raised at their next checkpoint.
     soft_time_limit: float | None = None
     visibility_timeout: float | None = None
     acks_late: bool = True

@@ -43,6 +43,8 @@ class Inflight:
     start_by: float = math.inf
     #: ``WorkerState.lease_epoch`` when that happened: behind it, a connection failed since.
     lease_epoch: int = 0
+    #: The sync handler of this attempt still runs in its thread (even once the attempt ended).
+    thread_running: bool = False
     progress: str | None = None
     soft_deadline: float | None = None
     #: Set (to the cancellation message) when the task is revoked with terminate.

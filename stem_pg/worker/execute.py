@@ -29,7 +29,8 @@ ADVANCING_HEADERS = frozenset({CANVAS_HEADER, WORKFLOW_HEADER})
 
 
 class TimeLimitExceeded(TaskError):
-    """The handler ran past its ``time_limit`` (or ``soft_time_limit`` for async handlers)."""
+    """The handler ran past its ``time_limit`` (or ``soft_time_limit`` for async handlers).
+    A sync handler keeps running in its thread: its worker process then retires."""
 
 
 class Executor:
@@ -43,6 +44,8 @@ class Executor:
         threads: int,
         wake_leases: Callable[[], None],
         revoked: Callable[[str], str | None] = lambda task_id: None,
+        started: Callable[[], None] = lambda: None,
+        overran: Callable[[str], None] = lambda reason: None,
     ) -> None:
         #: Task name -> handler: what the worker runs is looked up here, in ``run``.
         self.registry = registry
@@ -51,6 +54,11 @@ class Executor:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stem-task")
         self.wake_leases = wake_leases
         self.revoked = revoked
+        #: Called as each attempt starts (the recycler counts them).
+        self.started = started
+        #: Called when a sync handler ran past its hard limit: its thread cannot be stopped,
+        #: so the process must retire (stem_pg.worker.recycle).
+        self.overran = overran
         #: Sync handlers still running in threads (also those the worker stopped waiting for).
         self.running_threads = 0
 
@@ -68,6 +76,7 @@ class Executor:
                 return Release(job.id, entry.token)
             entry.started = True
             entry.started_at = time.monotonic()
+            self.started()
             revoked = entry.revoked or self.revoked(job.id)
             if revoked is not None:  # a revoke the claim could not see: rescued job, offline worker
                 return Finish(job.id, entry.token, TaskState.CANCELLED, error=revoked)
@@ -122,18 +131,21 @@ class Executor:
         call = contextvars.copy_context().run
         future = loop.run_in_executor(self.pool, functools.partial(call, definition.fn, **kwargs))
         self.running_threads += 1
-        future.add_done_callback(self._thread_done)
+        entry.thread_running = True
+        future.add_done_callback(functools.partial(self._thread_done, entry))
         try:
             return await asyncio.wait_for(asyncio.shield(future), options.time_limit)
         except TimeoutError:
-            # A thread cannot be killed: the handler keeps its thread until it returns, but
-            # the job is failed now and its result, if any, is ignored.
-            raise TimeLimitExceeded(
-                f"{entry.job.task}: time limit of {options.time_limit}s exceeded"
-            ) from None
+            # A thread cannot be killed: the attempt ends now (its result, if any, is
+            # ignored) and the process retires, so that the thread dies with it and a
+            # fresh process takes its slots. The worker holds the retry until then.
+            message = f"{entry.job.task}: time limit of {options.time_limit}s exceeded"
+            self.overran(f"task {entry.job.id} ({message}) still runs in its thread")
+            raise TimeLimitExceeded(message) from None
 
-    def _thread_done(self, _: object) -> None:
+    def _thread_done(self, entry: Inflight, _: object) -> None:
         self.running_threads -= 1
+        entry.thread_running = False
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -67,6 +67,9 @@ class OutcomeFlusher:
         self.managed = managed
         self.worker_id = worker_id
         self.outcomes: list[Outcome] = []
+        #: Outcomes written only by ``final``: their attempts still run in threads of this
+        #: process, which must be gone before another worker may start them again.
+        self.held: list[Outcome] = []
         self.unflushed: dict[str, Inflight] = {}
         self.wanted = asyncio.Event()
         #: One flush at a time: ``final`` waits for the loop's write instead of racing it.
@@ -81,9 +84,14 @@ class OutcomeFlusher:
         self.outcomes.append(outcome)
         self.wanted.set()
 
+    def hold(self, entry: Inflight, outcome: Outcome) -> None:
+        """Keep ``outcome`` (and the lease of its job) until ``final``."""
+        self.unflushed[entry.job.id] = entry
+        self.held.append(outcome)
+
     @property
     def pending(self) -> bool:
-        return bool(self.outcomes or self.acks.pending)
+        return bool(self.outcomes or self.held or self.acks.pending)
 
     async def loop(self) -> None:
         """Flush whenever asked, until ``final`` took over (then cancelling it loses nothing)."""
@@ -227,6 +235,8 @@ class OutcomeFlusher:
             return
         try:
             self._closed = True
+            self.outcomes.extend(self.held)  # their threads die with the process, right after
+            self.held = []
             deadline = time.monotonic() + (1.0 if forced else 10.0)
             while self.pending and time.monotonic() < deadline:
                 await self._flush()

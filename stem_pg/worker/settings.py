@@ -34,6 +34,10 @@ class WorkerSettings:
     prune_interval: float = 60.0
     #: Vacuum the jobs table from the maintenance pass when dead rows pile up (worker/vacuum.py).
     vacuum: bool = True
+    #: Retire the process (the supervisor replaces it) after it started this many tasks.
+    max_tasks_per_child: int | None = None
+    #: Retire the process when its resident memory exceeds this many KiB after a task.
+    max_memory_per_child: int | None = None
     worker_id: str = field(default_factory=default_worker_id)
 
     def __post_init__(self) -> None:
@@ -46,6 +50,12 @@ class WorkerSettings:
         for name in ("lease_seconds", "poll_interval", "maintenance_interval", "prune_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for flag, value in (
+            ("--max-tasks-per-child", self.max_tasks_per_child),
+            ("--max-memory-per-child", self.max_memory_per_child),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{flag} must be a whole number of at least 1, got {value!r}")
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown grace must be >= 0, got {self.shutdown_grace}")
 

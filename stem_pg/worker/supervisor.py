@@ -1,4 +1,5 @@
-"""Running workers from the CLI: signals, and ``--processes`` forked children."""
+"""Running workers from the CLI: signals, ``--processes`` forked children, and the
+replacement of a process that retired (stem_pg.worker.recycle)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
+from stem_pg.worker.recycle import EXIT_RETIRED
 from stem_pg.worker.settings import WorkerSettings, default_worker_id
 from stem_pg.worker.worker import Worker
 
@@ -46,7 +48,19 @@ def run_worker(
 
 def _leave(worker: Worker) -> None:
     """End the process as the worker's stop asks: threads of abandoned sync handlers
-    would keep it alive, so then it exits without waiting for them."""
+    would keep it alive, so then it exits without waiting for them. A worker that
+    retired is replaced by a fresh run of the same command in this process (same pid,
+    so a process manager or a signal still finds it): the exec ends its threads."""
+    if worker.exit_code == EXIT_RETIRED:
+        log.info("worker %s: starting a fresh process in its place (same pid)", worker.id)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        except OSError as exc:  # then a process manager has to start it again
+            log.error("worker %s: could not start a fresh process: %s", worker.id, exc)
+            os._exit(EXIT_RETIRED)
     if worker.abandoned_threads:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -68,7 +82,10 @@ def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
     """Fork ``processes`` workers, forward signals to them, restart any that crash.
 
     A child that exits 0 stopped on purpose (a shutdown command) and is not
-    restarted; the supervisor ends when no child is left.
+    restarted; one that retired (``EXIT_RETIRED``: a task overran its hard time limit,
+    ``--max-tasks-per-child``, ``--max-memory-per-child``) is replaced at once; the
+    supervisor ends when no child is left. With one process there is no supervisor:
+    a retired worker re-executes itself (``_leave``).
     """
     if processes <= 1:
         _leave(run_worker(app, settings))
@@ -99,7 +116,12 @@ def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
                 continue
             proc.join()
             del children[slot]
-            if not stopping["count"] and proc.exitcode != 0:
+            if stopping["count"]:
+                continue
+            if proc.exitcode == EXIT_RETIRED:
+                log.info("worker process %s retired; replacing it", proc.name)
+                spawn(slot)
+            elif proc.exitcode != 0:
                 log.error("worker process %s exited with %s; restarting it", proc.name, proc.exitcode)
                 time.sleep(RESTART_DELAY)
                 spawn(slot)

@@ -15,6 +15,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, 
 from stem_pg.db.stores.broadcasts import BroadcastStore
 from stem_pg.db.stores.control import ControlStore
 from stem_pg.db.stores.jobs import JobStore
-from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome
+from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, RetryLater
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.db.stores.workflows import WorkflowStore
 from stem_pg.worker.broadcasts import BroadcastAcks, BroadcastConsumer
@@ -38,6 +39,7 @@ from stem_pg.worker.heartbeat import Heartbeat
 from stem_pg.worker.leases import LeaseGate, leased
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.outcomes import count_as
+from stem_pg.worker.recycle import EXIT_RETIRED, OVERRUN_RETRY_MARGIN, Recycler
 from stem_pg.worker.settings import WorkerSettings
 from stem_pg.worker.shutdown import Shutdown
 from stem_pg.worker.slots import Slots
@@ -78,6 +80,9 @@ class Worker:
         self.broadcast_inflight = self.state.broadcast_inflight
         self.counts = self.state.counts
         self.stopped_by_command = False
+        #: Why the process retires (stem_pg.worker.recycle), if it does.
+        self.retired: str | None = None
+        self._stop_requested = False
         self._queue_set = frozenset(settings.queues)
         self._rotation = 0
         self._claimed_since_maintenance = 0
@@ -94,8 +99,11 @@ class Worker:
 
     @property
     def exit_code(self) -> int:
-        """1 after a forced stop by signal, else 0 (a stop on command is not a failure)."""
-        return 1 if self._forced and not self.stopped_by_command else 0
+        """1 after a forced stop by signal, ``EXIT_RETIRED`` when the process retired (it
+        is to be replaced), else 0 (a stop on command or signal is not a failure)."""
+        if self._forced and not self.stopped_by_command:
+            return 1
+        return EXIT_RETIRED if self.retired is not None and not self._stop_requested else 0
 
     @property
     def abandoned_threads(self) -> bool:
@@ -165,12 +173,19 @@ class Worker:
         self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
         self._wake_leases = self.heartbeat.wanted
         self.gate = LeaseGate(self.state, wake_leases=self.heartbeat.wanted.set)
+        self.recycler = Recycler(
+            max_tasks=self.settings.max_tasks_per_child,
+            max_memory_kib=self.settings.max_memory_per_child,
+            retire=lambda reason: self.retire(reason, warn=False),
+        )
         self.executor = Executor(
             self.registry,
             self.state,
             threads=self.settings.concurrency,
             wake_leases=self.heartbeat.wake_threadsafe,
             revoked=self.control.revokes.reason,
+            started=self.recycler.task_started,
+            overran=self.retire,
         )
         self.broadcasts = BroadcastConsumer(
             broadcast_store,
@@ -221,11 +236,26 @@ class Worker:
             self.stopped_by_command = True
         if mode == "soft":
             self._grace = 0.0
-        if mode == "hard" or (mode is None and self.state.stopping):
+        if mode == "hard" or (mode is None and self._stop_requested):
             self._forced = True
             log.warning("worker %s: forced shutdown", self.id)
         else:
             log.info("worker %s: shutting down (%s)", self.id, mode or "gracefully; signal again to force")
+        self._stop_requested = True
+        self.state.stopping = True
+        if hasattr(self, "_stop"):
+            self._stop.set()
+            self._wake.set()
+
+    def retire(self, reason: str, *, warn: bool = True) -> None:
+        """Stop like a graceful shutdown, to exit with ``EXIT_RETIRED`` and be replaced by a
+        fresh process (stem_pg.worker.recycle); nothing when already stopping. ``warn``:
+        log it as a warning (an overrun), else as routine (recycling)."""
+        if self.state.stopping:
+            return
+        self.retired = reason
+        level = logging.WARNING if warn else logging.INFO
+        log.log(level, "worker %s: retiring (%s); a fresh process takes its place", self.id, reason)
         self.state.stopping = True
         if hasattr(self, "_stop"):
             self._stop.set()
@@ -355,12 +385,20 @@ class Worker:
 
     def _record(self, entry: Inflight, outcome: Outcome) -> None:
         self.inflight.pop(entry.job.id, None)
+        if entry.started:
+            self.recycler.task_ended()
         if entry.lost:
             return
         if entry.interrupted and not isinstance(outcome, Finish):
             self.shutdown.keep(entry)  # stopped on the way out: given back with the others
             return
-        self.flusher.add(entry, outcome)
+        if entry.thread_running and isinstance(outcome, RetryLater):
+            # The attempt still runs in a thread no one can stop: its retry is written as
+            # this process exits (the thread dies with it), and the lease is held till then.
+            self.retire(f"task {entry.job.id} is retried while its thread still runs")
+            self.flusher.hold(entry, replace(outcome, delay=max(outcome.delay, OVERRUN_RETRY_MARGIN)))
+        else:
+            self.flusher.add(entry, outcome)
         self.counts[count_as(outcome)] += 1
         self._wake.set()
 

@@ -60,3 +60,37 @@ async def test_a_flush_that_loses_a_deadlock_keeps_its_outcomes_and_writes_them_
         rows = await (await conn.execute(states)).fetchall()
         assert rows == [("job-a", "succeeded"), ("job-b", "succeeded")]
         await flusher.managed.discard()
+
+
+async def test_the_final_flush_waits_for_a_flush_under_way(app: Stem, database_url: str) -> None:
+    """A worker stopping calls ``final`` while its flush loop may be writing a batch that
+    has already left the buffer: ``final`` must wait for that write, or the worker cancels
+    it on its way out and the outcomes are lost (their jobs ran again after their lease)."""
+    app.enqueue("t", task_id="job-a")
+    store = JobStore(app.queries, result_ttl=60)
+    token = str(uuid.uuid4())
+    lock_one = sql.SQL("SELECT 1 FROM {}.jobs WHERE id = %s FOR UPDATE").format(sql.Identifier(app.namespace))
+    async with (
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
+        await psycopg.AsyncConnection.connect(database_url) as other,
+    ):
+        (job,) = await store.claim(
+            conn, queue="default", limit=1, worker_id="w1", token=token, lease_seconds=60
+        )
+        acks = BroadcastAcks(BroadcastStore(app.queries), worker_id="w1")
+        flusher = OutcomeFlusher(store, acks, ManagedConnection(database_url, "test-flush"), worker_id="w1")
+        flusher.add(Inflight(job, token, 60.0), Finish(job.id, token, "succeeded", result="1"))
+        await flusher.managed.get()
+        await other.execute(lock_one, ("job-a",))
+        loop = asyncio.create_task(flusher.loop())  # takes the batch, then waits for the row lock
+        await asyncio.sleep(0.3)
+        final = asyncio.create_task(flusher.final(forced=False))
+        await asyncio.sleep(0.3)
+        assert not final.done(), "final returned while the batch was still being written"
+        await other.commit()
+        await asyncio.wait_for(final, 10)
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        states = sql.SQL("SELECT id, state FROM {}.results").format(sql.Identifier(app.namespace))
+        assert await (await conn.execute(states)).fetchall() == [("job-a", "succeeded")]
+        await flusher.managed.discard()
