@@ -37,6 +37,7 @@ MIGRATED_TABLES = frozenset(
         "control_replies",
     }
     | {"canvases", "canvas_members", "wf_runs", "wf_steps", "wf_waiters"}  # 0004: workflows
+    | {"control_commands"}  # 0007: control commands as rows
 )
 
 # The example from Stem's "Routing Configuration" page.
