@@ -13,10 +13,10 @@ SELECT pg_notify(%(channel)s, %(payload)s);
 SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0));
 
 -- name: control_command_insert
--- Record one command (after control_command_lock, in the same transaction).
+-- Record one command (after control_command_lock, in the same transaction). No RETURNING:
+-- an operator needs INSERT on the table, not SELECT.
 INSERT INTO {ns}.control_commands (request_id, command, args, targets, wants_reply)
-VALUES (%(request_id)s, %(command)s, %(args)s::jsonb, %(targets)s::text[], %(wants_reply)s)
-RETURNING id;
+VALUES (%(request_id)s, %(command)s, %(args)s::jsonb, %(targets)s::text[], %(wants_reply)s);
 
 -- name: control_command_cursor
 -- The newest command id: a starting worker acts only on commands after it.

@@ -162,10 +162,10 @@ class ControlClientStore:
         args: dict[str, Any],
         targets: Sequence[str],
         wants_reply: bool,
-    ) -> int:
+    ) -> None:
         """Record a command (call inside a transaction: the id lock holds until commit)."""
         conn.execute(self.q["control_command_lock"], {"key": f"stem_pg:control:{self.q.namespace}"})
-        row = conn.execute(
+        conn.execute(
             self.q["control_command_insert"],
             {
                 "request_id": request_id,
@@ -174,9 +174,7 @@ class ControlClientStore:
                 "targets": list(targets),
                 "wants_reply": wants_reply,
             },
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+        )
 
     def take_replies(self, conn: SyncConn, *, request_id: str) -> builtins.list[StoredReply]:
         """The replies to ``request_id`` that arrived since the last call (read once)."""
