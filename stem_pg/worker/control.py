@@ -116,11 +116,11 @@ class WorkerControl:
             if not rows:
                 break
             for row in rows:
-                self.cursor = max(self.cursor, row.id)
                 command = self._command(row)
                 if command is not None and command.addressed_to(self.state.id):
-                    await self.handle(conn, command)
+                    await self.handle(conn, command)  # a lost connection: handled again later
                     answered += 1
+                self.cursor = max(self.cursor, row.id)
         return answered
 
     def _command(self, row: CommandRow) -> Command | None:
