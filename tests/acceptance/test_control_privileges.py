@@ -23,7 +23,7 @@ from stem_pg.core.control import worker_key
 from stem_pg.core.namespaces import Channels
 from tests.acceptance.controlapp import APP
 from tests.acceptance.workerapp import Workers, query, scalar
-from tests.helpers import run_stem, wait_for
+from tests.helpers import run_stem, url_as, wait_for
 
 Db = psycopg.Connection[Any]
 
@@ -46,7 +46,7 @@ def intruder(db: Db, database_url: str) -> Iterator[str]:
                 sql.Identifier(database), sql.Identifier(role)
             )
         )
-        yield psycopg.conninfo.make_conninfo(database_url, user=role)
+        yield url_as(database_url, role)
     finally:
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
@@ -156,7 +156,7 @@ def test_replies_go_only_to_roles_that_may_read_the_reply_table(
     API; granted the same minus the replies, it never sees what the workers answered."""
     proc = workers.start(app=APP)
     wait_for(lambda: len(alive_workers(db, namespace)) == 1, 15, "the worker")
-    role = psycopg.conninfo.conninfo_to_dict(intruder)["user"]
+    role = psycopg.conninfo.conninfo_to_dict(intruder)["user"]  # a URL parses too
     ident, ns = sql.Identifier(str(role)), sql.Identifier(namespace)
     for grant in (
         "GRANT USAGE ON SCHEMA {ns} TO {role}",
