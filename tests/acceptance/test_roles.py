@@ -4,6 +4,9 @@ job and nothing more (real worker processes, each role through log-in users)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +21,11 @@ from stem_pg.client.control import Control
 from stem_pg.config.settings import StemConfig
 from tests.acceptance.controlapp import APP
 from tests.acceptance.workerapp import Workers, query, scalar
-from tests.helpers import migrated_namespace, run_stem, url_as, wait_for
+from tests.helpers import REPO_ROOT, migrated_namespace, run_stem, stem_env, url_as, wait_for
 
 Db = psycopg.Connection[Any]
 KINDS = ("producer", "worker", "operator")
+BEAT = [sys.executable, "-m", "stem_pg", "beat", "--app", "tests.acceptance.beatapp:app"]
 
 
 @pytest.fixture
@@ -43,11 +47,15 @@ def logins(db: Db, database_url: str, namespace: str) -> Iterator[dict[str, str]
                 )
             )
         # The test application's own tables (its handlers write a ledger) are the worker's too.
-        db.execute(
-            sql.SQL("GRANT SELECT, INSERT ON {}.ledger, {}.dupes TO {}").format(
-                sql.Identifier(namespace), sql.Identifier(namespace), sql.Identifier(f"{namespace}_worker")
+        ledger = db.execute("SELECT to_regclass(%s)", (f'"{namespace}".ledger',)).fetchone()
+        if ledger and ledger[0]:
+            db.execute(
+                sql.SQL("GRANT SELECT, INSERT ON {}.ledger, {}.dupes TO {}").format(
+                    sql.Identifier(namespace),
+                    sql.Identifier(namespace),
+                    sql.Identifier(f"{namespace}_worker"),
+                )
             )
-        )
         yield {kind: url_as(database_url, user) for kind, user in users.items()}
     finally:
         for role in [*users.values(), *groups]:
@@ -131,3 +139,39 @@ def test_a_worker_cannot_replay_dead_letters_and_an_operator_can(
     assert list(json.loads(stopped.stdout)["replies"].values()) == [{"shutdown": "hard"}]
     assert proc.wait(timeout=20) == 0
     assert "permission denied" not in as_worker.logs(None), as_worker.logs()
+
+
+@pytest.mark.timeout(60)
+def test_the_worker_role_runs_beat_on_schedules_only_an_operator_may_change(
+    db: Db, namespace: str, logins: dict[str, str], tmp_path: Path
+) -> None:
+    schedule = tmp_path / "schedules.yaml"
+    schedule.write_text("tick:\n  task: beat.tick\n  spec: every:1s\n")
+    refused = run_stem(
+        logins["worker"], "schedule", "apply", "--file", str(schedule), "--namespace", namespace
+    )
+    assert refused.returncode != 0 and "permission denied" in refused.stderr
+    applied = run_stem(
+        logins["operator"], "schedule", "apply", "--file", str(schedule), "--namespace", namespace
+    )
+    assert applied.returncode == 0, applied.stderr
+
+    log = tmp_path / "beat.log"
+    with log.open("wb") as out:
+        beat = subprocess.Popen(
+            [*BEAT, "--namespace", namespace, "--lease", "2", "--max-sleep", "0.5"],
+            cwd=REPO_ROOT,
+            env=stem_env(STEM_BROKER_URL=logins["worker"]),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: scalar(db, namespace, "SELECT count(*) FROM {ns}.jobs WHERE task = 'beat.tick'") >= 2,
+            20,
+            "two ticks fired by beat",
+        )
+    finally:
+        beat.send_signal(signal.SIGTERM)
+        beat.wait(timeout=15)
+    assert "permission denied" not in log.read_text(), log.read_text()
