@@ -25,8 +25,10 @@ from psycopg.sql import SQL, Identifier
 
 from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend
 from stem_pg.core.control import Command, ControlError, Reply, ShutdownMode, worker_key
+from stem_pg.core.envelope import check_name, check_task_id
 from stem_pg.core.errors import TaskError
 from stem_pg.core.namespaces import validate_namespace
+from stem_pg.core.storable import shown
 from stem_pg.db.connect import connection
 from stem_pg.db.queries import Queries, queries_for
 from stem_pg.db.stores.control import ControlClientStore, PausedQueue, RevokeOutcome, SyncConn
@@ -260,16 +262,16 @@ class Control:
 
 def _check_queue(queue: object) -> None:
     if not isinstance(queue, str) or not queue.strip():
-        raise TaskError(f"queue must be a non-empty name, got {queue!r}")
+        raise TaskError(f"queue must be a non-empty name, got {shown(queue)}")
+    check_name(queue, what="queue")
 
 
 def _check_ids(task_ids: Iterable[str]) -> list[str]:
     ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
     if not ids:
         raise TaskError("revoke needs at least one task id")
-    for task_id in ids:
-        if not isinstance(task_id, str) or not task_id:
-            raise TaskError(f"task ids must be non-empty strings, got {task_id!r}")
+    for index, task_id in enumerate(ids):
+        check_task_id(task_id, what=f"task id {index}")
     return list(dict.fromkeys(ids))
 
 
