@@ -80,9 +80,10 @@ def test_circular_and_too_deep_values_are_refused_with_a_task_error() -> None:
     deep: list[Any] = []
     for _ in range(100_000):
         deep = [deep]
-    for value in (circular, deep):
-        with pytest.raises(TaskError, match="v must be JSON-serialisable"):
-            encode_storable(value, what="v")
+    with pytest.raises(TaskError, match=r"^v must be JSON-serialisable: Circular reference detected$"):
+        encode_storable(circular, what="v")
+    with pytest.raises(TaskError, match=r"^v is nested more than 100 levels deep$"):
+        encode_storable(deep, what="v")
 
 
 def test_enqueue_arguments_name_the_argument_that_cannot_be_stored() -> None:
