@@ -63,6 +63,8 @@ class Stem(BackendFacade):
         max_payload_bytes: int | None = None,
     ) -> None:
         self.config = config or StemConfig.from_environment()
+        if max_payload_bytes is None:
+            max_payload_bytes = self.config.max_payload_bytes
         given = validate_url(url, source="url") if url else self.config.broker_url
         self.backend = Backend(
             given if given is not None else self.config.require_broker_url,
@@ -74,7 +76,7 @@ class Stem(BackendFacade):
             TaskRegistry(),
             _routing_registry(routing, self.config),
             default_max_retries=self.config.default_max_retries,
-            max_payload_bytes=max_payload_bytes or self.config.max_payload_bytes,
+            max_payload_bytes=max_payload_bytes,
         )
         self.workflows: dict[str, WorkflowDefinition] = {}
 

@@ -176,6 +176,10 @@ def test_the_payload_limit_is_configurable(database_url: str, namespace: str, db
         TaskError, match=r"^max_payload_bytes must be a whole number of bytes >= 1024, got 10$"
     ):
         Stem(database_url, namespace=namespace, config=StemConfig(), max_payload_bytes=10)
+    with pytest.raises(
+        TaskError, match=r"^max_payload_bytes must be a whole number of bytes >= 1024, got 0$"
+    ):
+        Stem(database_url, namespace=namespace, config=StemConfig(), max_payload_bytes=0)
 
 
 @pytest.mark.parametrize(
