@@ -21,7 +21,7 @@ import psycopg
 from stem_pg.client.backend import Backend
 from stem_pg.client.control import Control
 from stem_pg.client.enqueue import insert_sync
-from stem_pg.core.envelope import JobSpec, check_name, check_task_id, encode_json
+from stem_pg.core.envelope import JobSpec, check_name, check_task_id, encode_input
 from stem_pg.core.errors import StemError
 from stem_pg.core.planning import EnqueueRequest, Planner
 from stem_pg.core.storable import shown
@@ -108,7 +108,7 @@ def plan_run(
             raise WorkflowError(
                 f"workflow {name!r}: params do not fit {definition.fn.__qualname__}: {exc}"
             ) from None
-    encoded = encode_json(
+    encoded = encode_input(
         dict(params or {}), what=f"workflow {name!r}: params", max_bytes=planner.max_payload_bytes
     )
     spec = planner.plan(
@@ -171,7 +171,7 @@ def emit(backend: Backend, topic: str, payload: Any = None, *, max_bytes: int | 
     if not isinstance(topic, str) or not topic:
         raise WorkflowError(f"an event topic must be a non-empty string, got {shown(topic)}")
     check_name(topic, what="event topic")
-    encoded = encode_json(payload, what=f"event {topic!r}: payload", max_bytes=max_bytes)
+    encoded = encode_input(payload, what=f"event {topic!r}: payload", max_bytes=max_bytes)
     store = WorkflowRunStore(backend.queries)
     with backend.pool.connection() as conn, conn.transaction():
         run_ids = store.emit(conn, topic=topic, payload=encoded)

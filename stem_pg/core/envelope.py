@@ -139,11 +139,16 @@ def check_name(name: object, *, what: str) -> str:
     return check_text(name, what=what, max_length=MAX_NAME_LENGTH)
 
 
-def encode_json(value: object, *, what: str, max_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
-    """Strict JSON that jsonb stores (no NaN, no objects, no NUL character, at most MAX_DEPTH
-    levels deep and ``max_bytes`` long): a clear TaskError names the offending ``what``
-    (see stem_pg.core.storable)."""
-    return encode_storable(value, what=what, max_bytes=max_bytes)
+def encode_json(value: object, *, what: str) -> str:
+    """Strict JSON that jsonb stores (no NaN, no objects, no NUL character): a clear
+    TaskError names the offending ``what`` (see stem_pg.core.storable)."""
+    return encode_storable(value, what=what)
+
+
+def encode_input(value: object, *, what: str, max_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
+    """``encode_json`` within the limits of input (headers, workflow params, event payloads):
+    at most MAX_DEPTH levels deep and ``max_bytes`` long."""
+    return encode_storable(value, what=what, max_bytes=max_bytes, max_depth=MAX_DEPTH)
 
 
 def encode_kwargs(
@@ -165,7 +170,7 @@ def encode_kwargs(
             or "\\ud" in text
             or text.count("[") + text.count("{") > MAX_DEPTH
         ):
-            check_encoded(text, plain, what=f"{task}: kwargs", max_bytes=max_bytes)
+            check_encoded(text, plain, what=f"{task}: kwargs", max_bytes=max_bytes, max_depth=MAX_DEPTH)
     except (TypeError, ValueError, RecursionError, TaskError) as exc:
         _name_the_argument(task, kwargs, max_bytes)
         if isinstance(exc, TaskError):
@@ -180,7 +185,7 @@ def _name_the_argument(task: str, kwargs: Mapping[str, Any], max_bytes: int) -> 
         what = f"{task}: argument {shown(key)}"
         encode_storable(key, what=f"{task}: argument name {shown(key)}")
         check_depth({key: value}, what=what)  # as deep as it sits inside the kwargs
-        encode_storable(value, what=what, max_bytes=max_bytes)
+        encode_storable(value, what=what, max_bytes=max_bytes, max_depth=MAX_DEPTH)
 
 
 def check_seconds(value: object, *, what: str) -> float | None:

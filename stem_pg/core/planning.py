@@ -19,7 +19,7 @@ from stem_pg.core.envelope import (
     check_name,
     check_seconds,
     check_task_id,
-    encode_json,
+    encode_input,
     encode_kwargs,
     new_task_id,
     split_expires,
@@ -269,7 +269,7 @@ class Planner:
         return planned
 
     def _headers(self, name: str, headers: Mapping[str, Any]) -> str:
-        return encode_json(dict(headers), what=f"{name}: headers", max_bytes=self.max_payload_bytes)
+        return encode_input(dict(headers), what=f"{name}: headers", max_bytes=self.max_payload_bytes)
 
     def _options(self, name: str) -> TaskOptions:
         definition = self._registry.get(name)

@@ -26,7 +26,7 @@ from stem_pg.core.schedule_spec_parse import (
     spec_from_json,
 )
 from stem_pg.core.schedule_specs import IntervalSpec, Spec, SpecError
-from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES, check_text, encode_storable
+from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES, MAX_DEPTH, check_text, encode_storable
 
 MISFIRE_POLICIES = ("run_once", "skip")
 DEFAULT_MISFIRE_GRACE = 60.0
@@ -284,7 +284,7 @@ def _kwargs(name: object, data: Mapping[str, Any]) -> dict[str, Any]:
 def _storable_kwargs(name: object, kwargs: Mapping[str, Any]) -> None:
     """A NUL character, data nested too deeply or too big: refused now, not at each fire."""
     try:
-        encode_storable(dict(kwargs), what="kwargs", max_bytes=DEFAULT_MAX_PAYLOAD_BYTES)
+        encode_storable(dict(kwargs), what="kwargs", max_bytes=DEFAULT_MAX_PAYLOAD_BYTES, max_depth=MAX_DEPTH)
     except TaskError as exc:
         raise _EntryError(name, ("kwargs",), str(exc).removeprefix("kwargs ")) from None
 

@@ -42,40 +42,47 @@ MAX_NAME_LENGTH = 255
 _SHOWN = 60
 
 
-def encode_storable(value: object, *, what: str, max_bytes: int | None = None) -> str:
+def encode_storable(
+    value: object, *, what: str, max_bytes: int | None = None, max_depth: int | None = None
+) -> str:
     """``value`` as JSON that a jsonb column stores unchanged.
 
     Raises TaskError naming ``what`` when it is no JSON (objects, NaN and infinities,
-    circular data), nested more than MAX_DEPTH levels, longer than ``max_bytes``
-    (when given), or when jsonb would refuse it: a NUL character or an unpaired
-    surrogate in a string or a key (the message gives its JSON path).
+    circular or too deeply nested data), or when jsonb would refuse it: a NUL character
+    or an unpaired surrogate in a string or a key (the message gives its JSON path).
+    Input (arguments, headers, params) also gets stem_pg's limits: nested at most
+    ``max_depth`` levels (MAX_DEPTH), at most ``max_bytes`` long; what a worker writes
+    (results, progress) does not.
     """
     try:
         text = STRICT_JSON.encode(value)
-    except RecursionError:
-        check_depth(value, what=what)  # data this deep (or referring to itself) raises here
-        raise TaskError(f"{what} must be JSON-serialisable: it is nested too deeply") from None
+    except RecursionError as exc:
+        if max_depth is not None:
+            check_depth(value, what=what, max_depth=max_depth)  # raises for data this deep
+        raise TaskError(f"{what} must be JSON-serialisable: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise TaskError(f"{what} must be JSON-serialisable: {exc}") from None
-    check_encoded(text, value, what=what, max_bytes=max_bytes)
+    check_encoded(text, value, what=what, max_bytes=max_bytes, max_depth=max_depth)
     return text
 
 
-def check_encoded(text: str, value: object, *, what: str, max_bytes: int | None = None) -> None:
+def check_encoded(
+    text: str, value: object, *, what: str, max_bytes: int | None = None, max_depth: int | None = None
+) -> None:
     """Raise TaskError when ``text`` (STRICT_JSON's encoding of ``value``) is JSON jsonb refuses,
-    is nested too deeply or is longer than ``max_bytes``."""
+    is longer than ``max_bytes`` or nested more than ``max_depth`` levels (when given)."""
     if max_bytes is not None and len(text) > max_bytes:  # ASCII output: characters are bytes
         raise TaskError(f"{what} is {len(text)} bytes of JSON; the limit is {max_bytes} (max_payload_bytes)")
     # Both substrings are rare (emoji are surrogate pairs, though): the scan runs seldom.
     if ("\\u0000" in text or "\\ud" in text) and any(m.group(1) for m in _ESCAPE.finditer(text)):
         raise TaskError(f"{what} is not storable: {_flaw_in(value, '$') or 'a character jsonb refuses'}")
     # Nesting needs an opening bracket per level: a value with few brackets is shallow enough.
-    if text.count("[") + text.count("{") > MAX_DEPTH:
-        check_depth(value, what=what)
+    if max_depth is not None and text.count("[") + text.count("{") > max_depth:
+        check_depth(value, what=what, max_depth=max_depth)
 
 
-def check_depth(value: object, *, what: str) -> None:
-    """Raise TaskError when ``value`` nests lists and mappings more than MAX_DEPTH levels deep.
+def check_depth(value: object, *, what: str, max_depth: int = MAX_DEPTH) -> None:
+    """Raise TaskError when ``value`` nests lists and mappings more than ``max_depth`` levels deep.
 
     Iterative, and it stops at the first level too deep: it cannot itself recurse too deeply,
     and a value that refers to itself is "too deep" too.
@@ -84,8 +91,8 @@ def check_depth(value: object, *, what: str) -> None:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict | list | tuple):
-            if depth >= MAX_DEPTH:
-                raise TaskError(f"{what} is nested more than {MAX_DEPTH} levels deep")
+            if depth >= max_depth:
+                raise TaskError(f"{what} is nested more than {max_depth} levels deep")
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
 
