@@ -209,7 +209,8 @@ class Planner:
             unique=options.unique,
             unique_for=options.unique_for if isinstance(options.unique_for, float) else None,
         )
-        if len(self._placements) < PLACEMENT_CACHE_SIZE:
+        # Headers are part of the key: big ones (refused later, or one-offs) are not remembered.
+        if len(self._placements) < PLACEMENT_CACHE_SIZE and sum(len(v) for _, v in headers) <= 1024:
             self._placements[key] = place
         return place
 
