@@ -1,28 +1,59 @@
 -- The worker control plane: commands and replies, revokes, paused queues.
 -- {ns} is the namespace schema; channels are passed in, already namespaced.
+-- Workers act on rows only: a NOTIFY tells them (or a waiting client) to look, and its
+-- payload is ignored, so a role that may only NOTIFY can command nothing.
 
 -- name: control_notify
--- Send one NOTIFY (a command to workers, or a reply to a client).
+-- Send one wake-up hint (to workers: a command row waits; to a client: a reply row waits).
 SELECT pg_notify(%(channel)s, %(payload)s);
 
+-- name: control_command_lock
+-- Serialise command writers of a namespace (transaction-scoped), so ids commit in order and
+-- "newer than my cursor" is all a worker has to read.
+SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0));
+
+-- name: control_command_insert
+-- Record one command (after control_command_lock, in the same transaction). No RETURNING:
+-- an operator needs INSERT on the table, not SELECT.
+INSERT INTO {ns}.control_commands (request_id, command, args, targets, wants_reply)
+VALUES (%(request_id)s, %(command)s, %(args)s::jsonb, %(targets)s::text[], %(wants_reply)s);
+
+-- name: control_command_cursor
+-- The newest command id: a starting worker acts only on commands after it.
+SELECT coalesce(max(id), 0) AS id FROM {ns}.control_commands;
+
+-- name: control_command_since
+-- Commands newer than id %(after)s, oldest first (every worker reads them all; targets filter).
+SELECT id, request_id, command, args, targets, wants_reply
+FROM {ns}.control_commands
+WHERE id > %(after)s
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: control_command_prune
+-- Forget commands older than %(keep)s seconds.
+DELETE FROM {ns}.control_commands
+WHERE created_at < now() - make_interval(secs => %(keep)s);
+
 -- name: control_reply_store
--- Keep a reply too large for NOTIFY and send its small pointer instead.
+-- Record a worker's reply to one command and hint the asker (on a channel derived from the
+-- command's request id) that it is there.
 WITH stored AS (
     INSERT INTO {ns}.control_replies (request_id, worker_id, payload)
     VALUES (%(request_id)s, %(worker_id)s, %(payload)s::jsonb)
     ON CONFLICT (request_id, worker_id) DO UPDATE SET payload = excluded.payload, created_at = now()
     RETURNING request_id
 )
-SELECT pg_notify(%(channel)s, %(note)s) FROM stored;
+SELECT pg_notify(%(channel)s, '') FROM stored;
 
 -- name: control_reply_take
--- Fetch (and forget) a stored reply.
+-- Fetch (and forget) the replies to one command that arrived so far.
 DELETE FROM {ns}.control_replies
-WHERE request_id = %(request_id)s AND worker_id = %(worker_id)s
-RETURNING payload;
+WHERE request_id = %(request_id)s
+RETURNING worker_id, payload;
 
 -- name: control_reply_prune
--- Forget stored replies nobody fetched within %(keep)s seconds.
+-- Forget replies nobody fetched within %(keep)s seconds.
 DELETE FROM {ns}.control_replies
 WHERE created_at < now() - make_interval(secs => %(keep)s);
 

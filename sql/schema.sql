@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0006.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0007.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -321,6 +321,26 @@ CREATE TABLE @NAMESPACE@.canvases (
     CONSTRAINT canvases_state_check CHECK ((state = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text])))
 );
 
+CREATE TABLE @NAMESPACE@.control_commands (
+    id bigint NOT NULL,
+    request_id text NOT NULL,
+    command text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    targets text[] DEFAULT '{}'::text[] NOT NULL,
+    wants_reply boolean DEFAULT true NOT NULL,
+    issued_by text DEFAULT CURRENT_USER NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE @NAMESPACE@.control_commands ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME @NAMESPACE@.control_commands_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE @NAMESPACE@.control_replies (
     request_id text NOT NULL,
     worker_id text NOT NULL,
@@ -639,6 +659,12 @@ ALTER TABLE ONLY @NAMESPACE@.canvas_members
 ALTER TABLE ONLY @NAMESPACE@.canvases
     ADD CONSTRAINT canvases_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY @NAMESPACE@.control_commands
+    ADD CONSTRAINT control_commands_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY @NAMESPACE@.control_commands
+    ADD CONSTRAINT control_commands_request_id_key UNIQUE (request_id);
+
 ALTER TABLE ONLY @NAMESPACE@.control_replies
     ADD CONSTRAINT control_replies_pkey PRIMARY KEY (request_id, worker_id);
 
@@ -691,6 +717,8 @@ CREATE INDEX broadcast_subscriptions_worker_idx ON @NAMESPACE@.broadcast_subscri
 CREATE UNIQUE INDEX canvas_members_task_id_idx ON @NAMESPACE@.canvas_members USING btree (task_id);
 
 CREATE INDEX canvases_created_idx ON @NAMESPACE@.canvases USING btree (created_at);
+
+CREATE INDEX control_commands_created_idx ON @NAMESPACE@.control_commands USING btree (created_at);
 
 CREATE INDEX control_replies_created_idx ON @NAMESPACE@.control_replies USING btree (created_at);
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ MIGRATED_TABLES = frozenset(
         "control_replies",
     }
     | {"canvases", "canvas_members", "wf_runs", "wf_steps", "wf_waiters"}  # 0004: workflows
+    | {"control_commands"}  # 0007: control commands as rows
 )
 
 # The example from Stem's "Routing Configuration" page.
@@ -153,3 +155,10 @@ def migrated_namespace(database_url: str, prefix: str = "t") -> Iterator[str]:
         yield name
     finally:
         drop_schema(database_url, name)
+
+
+def url_as(database_url: str, user: str) -> str:
+    """``database_url`` with ``user`` (and no password) instead of its own user."""
+    parts = urllib.parse.urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{urllib.parse.quote(user)}@{host}"))

@@ -11,6 +11,7 @@ from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd,
 from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
+from stem_pg.cli.roles_cmd import roles_command
 from stem_pg.core.dsn import redact
 from stem_pg.core.errors import StemError
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 
 app.command("migrate")(migrate_command)
+app.command("roles")(roles_command)
 app.command("health")(health_command)
 app.command("demo")(demo_cmd.demo_command)
 app.add_typer(routing_cmd.app, name="routing")

@@ -1,11 +1,13 @@
-"""Controlling workers from outside: commands over NOTIFY, replies gathered until a timeout.
+"""Controlling workers from outside: command rows in, reply rows gathered until a timeout.
 
-A command goes to the namespace's control channel (every worker) or to the
-own channels of the workers named. Each worker answers on a reply channel
-made for this request; a reply too large for NOTIFY waits in
-``control_replies`` and only a pointer travels. Workers expected to answer
-(those alive in the heartbeat table, or the ones named) and silent until the
-timeout are reported as ``missing``. Channels and tables belong to the
+A command is a row of ``control_commands`` (so only roles granted INSERT on it
+command workers); a NOTIFY on the namespace's control channel (every worker) or on
+the own channels of the workers named only wakes them up to read it. Each worker
+writes its reply as a row of ``control_replies`` and hints the asker on a channel
+derived from the command's id; the asker re-reads the table on every hint (a
+forged one just costs a read) and every ``_REREAD`` seconds. Workers expected to
+answer (those alive in the heartbeat table, or the ones named) and silent until
+the timeout are reported as ``missing``. Channels and tables belong to the
 namespace, so commands and replies never cross namespaces.
 
 Revokes and pauses are written to the namespace first (they persist, and
@@ -15,7 +17,6 @@ workers that start later honour them) and announced in the same transaction.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 from psycopg.sql import SQL, Identifier
 
 from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend
-from stem_pg.core.control import Command, ControlError, Reply, ShutdownMode, worker_key
+from stem_pg.core.control import Command, Reply, ShutdownMode, request_key, worker_key
 from stem_pg.core.envelope import check_name, check_task_id
 from stem_pg.core.errors import TaskError
 from stem_pg.core.namespaces import validate_namespace
@@ -41,9 +42,11 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_REVOKE_EXPIRY = 24 * 3600.0
 #: Workers count as expected to answer while their heartbeat is younger than this.
 ALIVE_WITHIN = 60.0
-#: Bytes of task ids a revoke notification lists (workers read the revokes from the table
+#: Bytes of task ids a revoke command lists (workers read the revokes from the table
 #: anyway; the list only lets them say which of these they held).
 _IDS_IN_NOTIFY = 4000
+#: Replies are re-read at least this often even without a wake-up hint.
+_REREAD = 1.0
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ class Control:
         if timeout is None:
             with connection(self.url, role="control") as conn, conn.transaction():
                 if write(conn):
-                    self._send(conn, Command("revoke", args=args), ())
+                    self._send(conn, Command("revoke", args=args), (), wants_reply=False)
             return ControlResult("revoke", revokes=outcomes, terminate=terminate)
         result = self.call("revoke", args, timeout=timeout, before_send=write)
         return ControlResult(
@@ -202,8 +205,8 @@ class Control:
         gather replies until every expected worker answered or ``timeout`` passed.
         ``before_send`` returning False means there is nothing to announce."""
         targets = tuple(dict.fromkeys(workers))
-        reply_channel = self.queries.channels.reply(secrets.token_hex(3))
-        cmd = Command(command, args=args or {}, targets=targets, reply=reply_channel)
+        cmd = Command(command, args=args or {}, targets=targets)
+        reply_channel = self.queries.channels.reply(request_key(cmd.id))
         with connection(self.url, role="control") as conn:
             expected = set(targets) or {w.id for w in self.workers(conn) if w.status == "alive"}
             conn.execute(SQL("LISTEN {}").format(Identifier(reply_channel)))
@@ -219,45 +222,49 @@ class Control:
     def workers(self, conn: SyncConn, *, stale_after: float = ALIVE_WITHIN) -> list[WorkerRow]:
         return WorkerStore(self.queries).list(conn, stale_after=stale_after)
 
-    def _send(self, conn: SyncConn, cmd: Command, targets: Sequence[str]) -> None:
-        payload = cmd.encode()
+    def _send(
+        self, conn: SyncConn, cmd: Command, targets: Sequence[str], *, wants_reply: bool = True
+    ) -> None:
+        """Write the command row, then wake its workers (inside the caller's transaction:
+        both take effect at commit). The NOTIFY payload is empty: workers read the row."""
+        cmd.encode()  # refuses a command larger than the wire allows
+        self.store.insert_command(
+            conn,
+            request_id=cmd.id,
+            command=cmd.command,
+            args=cmd.args,
+            targets=targets,
+            wants_reply=wants_reply,
+        )
         channels = self.queries.channels
         for channel in dict.fromkeys(channels.worker(worker_key(t)) for t in targets) or [channels.control]:
-            self.store.notify(conn, channel=channel, payload=payload)
+            self.store.notify(conn, channel=channel, payload="")
 
     def _gather(self, conn: SyncConn, cmd: Command, expected: set[str], timeout: float) -> dict[str, Reply]:
         replies: dict[str, Reply] = {}
         deadline = time.monotonic() + timeout
-        while not (expected and expected <= replies.keys()):
+        while True:
+            for stored in self.store.take_replies(conn, request_id=cmd.id):
+                replies[stored.worker_id] = _reply(cmd.id, stored.worker_id, stored.payload)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if (expected and expected <= replies.keys()) or remaining <= 0:
                 break
-            # Leave the generator before fetching a stored reply: it holds the connection.
-            for note in list(conn.notifies(timeout=remaining, stop_after=1)):
-                reply = self._reply(conn, note.payload, cmd.id)
-                if reply is not None:
-                    replies[reply.worker_id] = reply
+            # A hint (whatever its payload, whoever sent it) or the re-read period: read again.
+            for _note in conn.notifies(timeout=min(remaining, _REREAD), stop_after=1):
+                pass
         return replies
 
-    def _reply(self, conn: SyncConn, payload: str, request_id: str) -> Reply | None:
-        try:
-            reply = Reply.decode(payload)
-        except ControlError as exc:
-            log.warning("ignoring a malformed control reply: %s", exc)
-            return None
-        if reply.request_id != request_id:
-            return None
-        if not reply.stored:
-            return reply
-        body = self.store.take_reply(conn, request_id=request_id, worker_id=reply.worker_id) or {}
-        data = body.get("data")
-        return Reply(
-            reply.request_id,
-            reply.worker_id,
-            ok=bool(body.get("ok", reply.ok)),
-            data=data if isinstance(data, dict) else {},
-            error=body.get("error", reply.error),
-        )
+
+def _reply(request_id: str, worker_id: str, body: dict[str, Any]) -> Reply:
+    data = body.get("data") if isinstance(body, dict) else None
+    error = body.get("error") if isinstance(body, dict) else None
+    return Reply(
+        request_id,
+        worker_id,
+        ok=bool(body.get("ok", True)) if isinstance(body, dict) else False,
+        data=data if isinstance(data, dict) else {},
+        error=error if isinstance(error, str) or error is None else str(error),
+    )
 
 
 def _check_queue(queue: object) -> None:

@@ -1,7 +1,10 @@
-"""The control plane's vocabulary: commands, their NOTIFY payloads, reply envelopes, fan-out states.
+"""The control plane's vocabulary: commands, replies, their JSON form, fan-out states.
 
 Pure: the client (``stem_pg.client.control``) and the worker (``stem_pg.worker.control``)
-speak through these types, so the wire format lives in one place.
+speak through these types. A command travels as a row of ``control_commands`` and a
+reply as a row of ``control_replies``; a NOTIFY only wakes the reader up (its payload
+is ignored), because anyone who can connect can NOTIFY but only those granted INSERT
+can write a command.
 """
 
 from __future__ import annotations
@@ -39,16 +42,26 @@ def worker_key(worker_id: str) -> str:
     return hashlib.blake2b(worker_id.encode(), digest_size=3).hexdigest()
 
 
+def request_key(request_id: str) -> str:
+    """The 6-character key of the channel that hints a client about replies to ``request_id``.
+
+    Derived from the command row, never chosen by a payload: workers write every reply
+    to ``control_replies`` and only say "look" on ``Channels.reply(request_key(id))``.
+    """
+    return worker_key(request_id)
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
 class Command:
-    """One control command as sent over NOTIFY.
+    """One control command: a row of ``control_commands`` (``encode`` is its JSON form).
 
     ``targets`` empty means every worker of the namespace; ``reply`` is the
-    channel replies go to (None: fire and forget).
+    channel that hints the asker of a reply (None: fire and forget); workers derive it
+    from ``id`` (``request_key``), never take it from anyone.
     """
 
     command: str
@@ -65,7 +78,8 @@ class Command:
         return not self.targets or worker_id in self.targets
 
     def encode(self) -> str:
-        """The NOTIFY payload; ControlError if it would not fit."""
+        """The command as compact JSON; ControlError if it is larger than a NOTIFY payload
+        (commands are kept that small: a revoke lists the ids workers may report on)."""
         body = {"cmd": self.command, "id": self.id, "args": self.args, "to": list(self.targets)}
         if self.reply is not None:
             body["reply"] = self.reply
@@ -78,7 +92,8 @@ class Command:
 
     @classmethod
     def decode(cls, payload: str) -> Command:
-        """Parse a NOTIFY payload; ControlError names what is wrong."""
+        """Parse the JSON form; ControlError names what is wrong. Workers never decode a
+        NOTIFY payload: they read command rows."""
         try:
             body = json.loads(payload)
         except ValueError as exc:
@@ -100,7 +115,10 @@ class Command:
 
 @dataclass(frozen=True)
 class Reply:
-    """A worker's answer to one command; ``stored`` means the body waits in ``control_replies``."""
+    """A worker's answer to one command (a row of ``control_replies``, read back by the asker).
+
+    ``stored``/``stub`` describe a pointer to a stored body: the JSON form of a reply
+    that is too large to travel whole."""
 
     request_id: str
     worker_id: str

@@ -70,7 +70,7 @@ class Channels:
 
     @property
     def control(self) -> str:
-        """Commands addressed to every worker of the namespace."""
+        """Wake-ups for every worker: a command row waits (the payload is ignored)."""
         return f"{self.namespace}:control"
 
     @property
@@ -79,7 +79,7 @@ class Channels:
         return f"{self.namespace}:schedules"
 
     def worker(self, worker_key: str) -> str:
-        """Commands addressed to one worker; ``worker_key`` is at most 6 bytes."""
+        """Wake-ups for one worker (payload ignored); ``worker_key`` is at most 6 bytes."""
         return f"{self.namespace}:control:{worker_key.encode()[:6].decode(errors='ignore')}"
 
     @property
@@ -88,5 +88,6 @@ class Channels:
         return f"{self.namespace}:broadcasts"
 
     def reply(self, request_key: str) -> str:
-        """Replies to one control request; ``request_key`` is at most 6 bytes."""
+        """Hints that replies to one command wait in ``control_replies`` (payload ignored);
+        ``request_key`` (``core.control.request_key``) is at most 6 bytes."""
         return f"{self.namespace}:reply:{request_key.encode()[:6].decode(errors='ignore')}"

@@ -1,6 +1,7 @@
-"""The control-plane tables of migration ``0003`` as SQLAlchemy metadata (see ``stem_pg.schema.tables``).
+"""The control-plane tables of migrations ``0003`` and ``0007`` as SQLAlchemy metadata (see
+``stem_pg.schema.tables``).
 
-Broadcast fan-out, revokes, paused queues and oversized control replies.
+Broadcast fan-out, revokes, paused queues, control commands and their replies.
 The ``broadcast_deliveries`` view is not a table and is not described here.
 """
 
@@ -22,21 +23,23 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from stem_pg.core.control import DELIVERY_MODES, FANOUT_STATES
 
 
 def add_control_tables(metadata: MetaData) -> None:
-    """Add the tables of migration 0003 to ``metadata``."""
+    """Add the tables of migrations 0003 and 0007 to ``metadata``."""
     _broadcast_messages(metadata)
     _broadcast_subscriptions(metadata)
     _broadcast_fanout(metadata)
     _revokes(metadata)
     _paused_queues(metadata)
     _control_replies(metadata)
+    _control_commands(metadata)
 
 
 def _moment(name: str, *, nullable: bool = True, now: bool = False) -> Column[datetime]:
@@ -153,7 +156,7 @@ def _paused_queues(metadata: MetaData) -> Table:
 
 
 def _control_replies(metadata: MetaData) -> Table:
-    """Control replies too large for a NOTIFY payload."""
+    """Workers' replies to control commands, keyed by the command's ``request_id``."""
     replies = Table(
         "control_replies",
         metadata,
@@ -165,3 +168,22 @@ def _control_replies(metadata: MetaData) -> Table:
     )
     Index("control_replies_created_idx", replies.c.created_at)
     return replies
+
+
+def _control_commands(metadata: MetaData) -> Table:
+    """Control commands (migration 0007): workers act on these rows, never on a NOTIFY payload."""
+    commands = Table(
+        "control_commands",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("request_id", Text, nullable=False),
+        Column("command", Text, nullable=False),
+        Column("args", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("targets", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+        Column("wants_reply", Boolean, nullable=False, server_default=text("true")),
+        Column("issued_by", Text, nullable=False, server_default=text("CURRENT_USER")),
+        _moment("created_at", nullable=False, now=True),
+        UniqueConstraint("request_id", name="control_commands_request_id_key"),
+    )
+    Index("control_commands_created_idx", commands.c.created_at)
+    return commands

@@ -1,11 +1,15 @@
-"""The worker's side of the control plane: commands in over LISTEN, replies out over NOTIFY.
+"""The worker's side of the control plane: command rows in, reply rows out.
 
-Commands arrive on the namespace's control channel (every worker) and on the
-worker's own channel; the listener hands them to ``receive`` and the control
-loop (``run_once``, on its own connection) answers them one at a time. The
-same loop keeps the worker's revoked ids and paused queues in step with the
-database: at once when told, and every ``interval`` seconds in case a
-notification was lost.
+A command is a row of ``control_commands`` (only roles granted INSERT write one).
+A NOTIFY on the namespace's control channel or the worker's own channel only says
+"look": the listener calls ``wake`` and ignores the payload, and the control loop
+(``run_once``, on its own connection) reads the commands newer than its cursor,
+answers those addressed to it one at a time, and writes each reply as a row of
+``control_replies`` with a wake-up hint to the asker. The same loop keeps the
+worker's revoked ids and paused queues in step with the database. Every
+``interval`` seconds it reads all of it again, so a lost (or never sent)
+notification delays a command by at most ``interval``, and a forged one costs one
+read that finds nothing.
 """
 
 from __future__ import annotations
@@ -19,17 +23,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from stem_pg.core.control import SHUTDOWN_MODES, Command, ControlError, Reply, ShutdownMode
+from stem_pg.core.control import SHUTDOWN_MODES, Command, ControlError, Reply, ShutdownMode, request_key
 from stem_pg.core.tasks import TaskRegistry
 from stem_pg.db.managed import AsyncConn
-from stem_pg.db.stores.control import ControlStore
+from stem_pg.db.stores.control import CommandRow, ControlStore
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.revokes import RevokeSet, describe
 from stem_pg.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
 
-_RESYNC = None  # queued instead of a command: "read revokes and paused queues now"
+_LOOK = "look"  # "read the commands newer than the cursor now"
+_RESYNC = "resync"  # "and revokes and paused queues too"
 
 
 class WorkerControl:
@@ -59,41 +64,77 @@ class WorkerControl:
         self.paused: frozenset[str] = frozenset()
         self.interval = interval
         self.clock = clock
-        self._inbox: asyncio.Queue[Command | None] = asyncio.Queue()
+        #: The newest command id seen (None until ``start``): later ones are read next.
+        self.cursor: int | None = None
+        self._inbox: asyncio.Queue[str] = asyncio.Queue()
         self._last_sync = float("-inf")
 
     # -- intake (called by the listener) -------------------------------------------
 
-    def receive(self, payload: str) -> None:
-        """Queue a command from a NOTIFY payload, if it is meant for this worker."""
-        try:
-            command = Command.decode(payload)
-        except ControlError as exc:
-            log.warning("worker %s: ignoring control message: %s", self.state.id, exc)
-            return
-        if command.addressed_to(self.state.id):
-            self._inbox.put_nowait(command)
+    def wake(self) -> None:
+        """A NOTIFY came on a control channel: read the command rows soon (its payload is
+        never trusted, so it is not even passed on)."""
+        self._inbox.put_nowait(_LOOK)
 
     def request_sync(self) -> None:
-        """Re-read revokes and paused queues soon (e.g. after the listener reconnected)."""
+        """Re-read commands, revokes and paused queues soon (e.g. after the listener reconnected)."""
         self._inbox.put_nowait(_RESYNC)
+
+    async def start(self, conn: AsyncConn) -> None:
+        """Take the newest command id as the cursor (once): commands before this worker
+        started are not for it."""
+        if self.cursor is None:
+            self.cursor = await self.store.command_cursor(conn)
 
     # -- the control loop ----------------------------------------------------------
 
     async def run_once(self, conn: AsyncConn) -> None:
-        """Answer one command, or re-sync when nothing came for ``interval`` seconds."""
+        """Answer the commands waiting when woken, or re-read everything when nothing came
+        for ``interval`` seconds."""
         wait = self.interval - (self.clock() - self._last_sync)
         if wait <= 0:
             await self.sync(conn)
+            await self.poll(conn)
             return
         try:
-            command = await asyncio.wait_for(self._inbox.get(), wait)
+            first = await asyncio.wait_for(self._inbox.get(), wait)
         except TimeoutError:
             return
-        if command is None:
+        wanted = {first}
+        while not self._inbox.empty():  # a burst of wake-ups costs one read
+            wanted.add(self._inbox.get_nowait())
+        if _RESYNC in wanted:
             await self.sync(conn)
-        else:
-            await self.handle(conn, command)
+        await self.poll(conn)
+
+    async def poll(self, conn: AsyncConn) -> int:
+        """Answer the commands newer than the cursor that are addressed to this worker;
+        returns how many it answered."""
+        answered = 0
+        while self.cursor is not None:
+            rows = await self.store.commands_since(conn, after=self.cursor)
+            if not rows:
+                break
+            for row in rows:
+                command = self._command(row)
+                if command is not None and command.addressed_to(self.state.id):
+                    await self.handle(conn, command)  # a lost connection: handled again later
+                    answered += 1
+                self.cursor = max(self.cursor, row.id)
+        return answered
+
+    def _command(self, row: CommandRow) -> Command | None:
+        try:
+            return Command(
+                row.command,
+                id=row.request_id,
+                args=row.args if isinstance(row.args, dict) else {},
+                targets=tuple(str(t) for t in row.targets),
+                reply=self.store.q.channels.reply(request_key(row.request_id)) if row.wants_reply else None,
+            )
+        except ControlError as exc:
+            log.warning("worker %s: ignoring control command %d: %s", self.state.id, row.id, exc)
+            return None
 
     async def sync(self, conn: AsyncConn) -> list[str]:
         """Catch up with revokes (stopping running jobs revoked with terminate) and pauses.
@@ -134,10 +175,9 @@ class WorkerControl:
             self.request_stop(command.args.get("mode", "warm"))
 
     async def send(self, conn: AsyncConn, command: Command, reply: Reply) -> None:
+        """Write the reply row (readable only by roles granted SELECT on ``control_replies``)
+        and hint the asker on the channel derived from the command id."""
         if command.reply is None:
-            return
-        if reply.fits():
-            await self.store.notify(conn, channel=command.reply, payload=reply.encode())
             return
         await self.store.store_reply(
             conn,
@@ -145,7 +185,6 @@ class WorkerControl:
             worker_id=reply.worker_id,
             payload={"ok": reply.ok, "data": reply.data, "error": reply.error},
             channel=command.reply,
-            note=reply.stub().encode(),
         )
 
     async def _dispatch(self, conn: AsyncConn, command: Command) -> dict[str, Any]:
@@ -220,6 +259,7 @@ class WorkerControl:
         """Housekeeping of the control tables (every worker may run it)."""
         await self.store.prune_revokes(conn)
         await self.store.prune_replies(conn)
+        await self.store.prune_commands(conn)
 
 
 def _describe(entry: Inflight, now: float | None) -> dict[str, Any]:

@@ -264,8 +264,9 @@ class Worker:
     async def _register(self) -> bool:
         while not self.state.stopping:
             try:
-                await self._listen_conn.get()  # registered means listening: commands reach us
                 conn = await self._house_conn.get()
+                await self.control.start(conn)  # the command cursor, before we listen
+                await self._listen_conn.get()  # registered means listening: commands reach us
                 await self.workers.register(
                     conn,
                     worker_id=self.id,
@@ -332,8 +333,8 @@ class Worker:
                 if note.payload in self.broadcasts.channels:
                     self._wake.set()
                     await asyncio.sleep(0)
-            else:
-                self.control.receive(note.payload)
+            else:  # a control channel: only a hint to read the command rows
+                self.control.wake()
 
     async def _claim_once(self, conn: AsyncConn) -> None:
         poll = self.settings.poll_interval * random.uniform(0.8, 1.2)

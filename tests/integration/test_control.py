@@ -1,5 +1,5 @@
-"""The control plane with in-process workers: commands and replies over NOTIFY, large replies
-through the table, silent workers reported, namespaces kept apart, queues paused."""
+"""The control plane with in-process workers: commands and replies as rows (woken by NOTIFY),
+large replies too, silent workers reported, namespaces kept apart, queues paused."""
 
 from __future__ import annotations
 
@@ -172,3 +172,22 @@ def test_a_paused_queue_is_not_consumed_until_resumed_even_after_a_restart(
     assert ran == ["x"]
     assert control.resume("default", timeout=0.1).queue is None
     assert control.paused() == []
+
+
+def test_old_commands_and_replies_are_pruned_by_the_housekeeping(app: Stem, db: Db) -> None:
+    ns = app.namespace
+    _sql(
+        db,
+        ns,
+        "INSERT INTO {ns}.control_commands (request_id, command, created_at)"
+        " VALUES ('old', 'ping', now() - interval '1 hour'), ('new', 'ping', now())",
+    )
+    _sql(
+        db,
+        ns,
+        "INSERT INTO {ns}.control_replies (request_id, worker_id, payload, created_at)"
+        " VALUES ('old', 'w', '{{}}', now() - interval '1 hour'), ('new', 'w', '{{}}', now())",
+    )
+    with running_worker(app, maintenance_interval=0.2, prune_interval=0.2):
+        wait_for(lambda: _sql(db, ns, "SELECT request_id FROM {ns}.control_commands") == [("new",)], 10)
+        wait_for(lambda: _sql(db, ns, "SELECT request_id FROM {ns}.control_replies") == [("new",)], 10)

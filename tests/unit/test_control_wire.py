@@ -10,6 +10,7 @@ from stem_pg.core.control import (
     ControlError,
     Reply,
     is_durable,
+    request_key,
     worker_key,
 )
 from stem_pg.core.namespaces import Channels
@@ -66,3 +67,11 @@ def test_control_channels_are_namespaced() -> None:
 def test_durability_values() -> None:
     assert is_durable("durable") and is_durable("Persistent")
     assert not is_durable(None) and not is_durable("transient")
+
+
+def test_the_reply_hint_channel_follows_from_the_command_id() -> None:
+    """Workers derive it from the command row; nobody gets to name it."""
+    command = Command("ping")
+    key = request_key(command.id)
+    assert len(key) == 6 and key == request_key(command.id) != request_key(Command("ping").id)
+    assert Channels("prod").reply(key) == f"prod:reply:{key}"

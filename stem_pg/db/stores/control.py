@@ -1,13 +1,15 @@
 """The control-plane store: ``sql/control.sql``, one method per query.
 
 ``ControlStore`` is the worker's (async); ``ControlClientStore`` is the CLI's
-and the application's (sync, on a connection the caller owns, so a revoke and
-its NOTIFY commit together).
+and the application's (sync, on a connection the caller owns, so a revoke, its
+command row and the wake-up NOTIFY commit together).
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +53,30 @@ class RevokeOutcome:
 
 
 @dataclass(frozen=True)
+class CommandRow:
+    """One row of ``control_commands``: what workers act on (``targets`` empty: all)."""
+
+    id: int
+    request_id: str
+    command: str
+    args: dict[str, Any]
+    targets: list[str]
+    wants_reply: bool
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """One worker's reply to a command, as read back by the asker."""
+
+    worker_id: str
+    payload: dict[str, Any]
+
+
+#: Replies may hold values JSON does not know (timestamps): stored as their text.
+_to_json = functools.partial(json.dumps, default=str)
+
+
+@dataclass(frozen=True)
 class PausedQueue:
     queue: str
     paused_at: datetime
@@ -64,8 +90,20 @@ class ControlStore:
     def __init__(self, queries: Queries) -> None:
         self.q = queries
 
-    async def notify(self, conn: AsyncConn, *, channel: str, payload: str) -> None:
-        await conn.execute(self.q["control_notify"], {"channel": channel, "payload": payload})
+    async def command_cursor(self, conn: AsyncConn) -> int:
+        """The newest command id (a starting worker acts only on later ones)."""
+        cur = await conn.execute(self.q["control_command_cursor"])
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def commands_since(self, conn: AsyncConn, *, after: int, limit: int = 1000) -> list[CommandRow]:
+        async with conn.cursor(row_factory=class_row(CommandRow)) as cur:
+            await cur.execute(self.q["control_command_since"], {"after": after, "limit": limit})
+            return await cur.fetchall()
+
+    async def prune_commands(self, conn: AsyncConn, *, keep: float = 600.0) -> int:
+        cur = await conn.execute(self.q["control_command_prune"], {"keep": keep})
+        return cur.rowcount
 
     async def store_reply(
         self,
@@ -75,16 +113,15 @@ class ControlStore:
         worker_id: str,
         payload: dict[str, Any],
         channel: str,
-        note: str,
     ) -> None:
+        """Record a reply row and hint the asker on ``channel`` (derived from ``request_id``)."""
         await conn.execute(
             self.q["control_reply_store"],
             {
                 "request_id": request_id,
                 "worker_id": worker_id,
-                "payload": Jsonb(payload),
+                "payload": Jsonb(payload, dumps=_to_json),
                 "channel": channel,
-                "note": note,
             },
         )
 
@@ -116,11 +153,34 @@ class ControlClientStore:
     def notify(self, conn: SyncConn, *, channel: str, payload: str) -> None:
         conn.execute(self.q["control_notify"], {"channel": channel, "payload": payload})
 
-    def take_reply(self, conn: SyncConn, *, request_id: str, worker_id: str) -> dict[str, Any] | None:
-        row = conn.execute(
-            self.q["control_reply_take"], {"request_id": request_id, "worker_id": worker_id}
-        ).fetchone()
-        return row[0] if row and isinstance(row[0], dict) else None
+    def insert_command(
+        self,
+        conn: SyncConn,
+        *,
+        request_id: str,
+        command: str,
+        args: dict[str, Any],
+        targets: Sequence[str],
+        wants_reply: bool,
+    ) -> None:
+        """Record a command (call inside a transaction: the id lock holds until commit)."""
+        conn.execute(self.q["control_command_lock"], {"key": f"stem_pg:control:{self.q.namespace}"})
+        conn.execute(
+            self.q["control_command_insert"],
+            {
+                "request_id": request_id,
+                "command": command,
+                "args": Jsonb(args),
+                "targets": list(targets),
+                "wants_reply": wants_reply,
+            },
+        )
+
+    def take_replies(self, conn: SyncConn, *, request_id: str) -> builtins.list[StoredReply]:
+        """The replies to ``request_id`` that arrived since the last call (read once)."""
+        with conn.cursor(row_factory=class_row(StoredReply)) as cur:
+            cur.execute(self.q["control_reply_take"], {"request_id": request_id})
+            return cur.fetchall()
 
     def lock_revokes(self, conn: SyncConn) -> None:
         conn.execute(self.q["revoke_lock"], {"key": f"stem_pg:revokes:{self.q.namespace}"})
