@@ -136,9 +136,8 @@ class _Converter:
         for source in sources:
             if not isinstance(source, yaml.MappingNode):
                 raise self._problem(source, path, "a merge key ('<<') takes a mapping or a list of mappings")
-            converted = self.convert(source, path)
-            assert isinstance(converted, dict)
-            for key, item in converted.items():
+            converted = self.convert(source, path)  # counted, depth- and cycle-checked
+            for key, item in converted.items() if isinstance(converted, dict) else ():
                 into.setdefault(key, item)
 
     def _key(self, node: yaml.Node, path: KeyPath) -> str:

@@ -124,3 +124,8 @@ def test_no_module_but_the_safe_loader_parses_yaml() -> None:
         if path.name != "safe_yaml.py" and parsing.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_a_merge_of_itself_is_a_recursive_alias() -> None:
+    with pytest.raises(ScheduleError, match=r"^s\.yaml:1: entry 'a': invalid YAML: recursive alias$"):
+        load_schedule_yaml("a: &a\n  <<: *a\n  task: t\n", source="s.yaml")
