@@ -29,7 +29,7 @@ from stem_pg.core.control import Command, Reply, ShutdownMode, request_key, work
 from stem_pg.core.envelope import check_name, check_task_id
 from stem_pg.core.errors import TaskError
 from stem_pg.core.namespaces import validate_namespace
-from stem_pg.core.storable import shown
+from stem_pg.core.storable import check_text, shown
 from stem_pg.db.connect import connection
 from stem_pg.db.queries import Queries, queries_for
 from stem_pg.db.stores.control import ControlClientStore, PausedQueue, RevokeOutcome, SyncConn
@@ -122,6 +122,9 @@ class Control:
     ) -> ControlResult:
         """Pause ``queue`` for the whole namespace (kept across restarts) and tell the workers."""
         _check_queue(queue)
+        for what, text in (("reason", reason), ("by", by)):
+            if text is not None:
+                check_text(text, what=what)
         written: list[PausedQueue] = []
 
         def write(conn: SyncConn) -> None:
@@ -156,6 +159,8 @@ class Control:
     ) -> ControlResult:
         """Revoke tasks and, unless ``timeout`` is None, gather what the workers did about it."""
         ids = _check_ids(task_ids)
+        if reason is not None:
+            check_text(reason, what="reason")
         outcomes: list[RevokeOutcome] = []
 
         def write(conn: SyncConn) -> bool:

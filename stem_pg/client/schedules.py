@@ -76,11 +76,16 @@ class Schedules:
             return self.store.list(conn)
 
     def get(self, name: str) -> ScheduleRow | None:
+        """The entry ``name``; None if there is none (or ``name`` could not be one)."""
+        if not _could_be_name(name):
+            return None
         with self._conn() as conn:
             return self.store.get(conn, name=name)
 
     def fires(self, name: str, *, limit: int = 10) -> builtins.list[FireRecord]:
         """The latest recorded fires of ``name``, newest first."""
+        if not _could_be_name(name):
+            return []
         with self._conn() as conn:
             return self.store.recent_fires(conn, name=name, limit=limit)
 
@@ -193,6 +198,14 @@ class Schedules:
         except (OverflowError, ValueError) as exc:
             reason = f"no next fire time can be computed: {exc}"
             raise ScheduleError(f"entry {entry.name!r}: spec: {reason}") from None
+
+
+def _could_be_name(name: object) -> bool:
+    try:
+        check_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _changed(name: str, version: int | None) -> str:

@@ -24,7 +24,7 @@ from stem_pg.client.enqueue import insert_sync
 from stem_pg.core.envelope import JobSpec, check_name, check_task_id, encode_input
 from stem_pg.core.errors import StemError
 from stem_pg.core.planning import EnqueueRequest, Planner
-from stem_pg.core.storable import shown
+from stem_pg.core.storable import check_text, shown
 from stem_pg.core.workflows import (
     WORKFLOW_HEADER,
     RunStatus,
@@ -186,7 +186,8 @@ def cancel(backend: Backend, run_id: str, reason: str | None = None) -> list[str
     Their waiting jobs are cancelled and running ones terminated (a revoke), and a
     parent waiting for a cancelled child wakes up to see it.
     """
-    why = reason or "cancelled"
+    check_task_id(run_id, what="run_id")
+    why = check_text(reason, what="reason") if reason else "cancelled"
     store = WorkflowRunStore(backend.queries)
     with backend.pool.connection() as conn, conn.transaction():
         runs = store.cancel(conn, run_id=run_id, reason=why)
@@ -212,6 +213,8 @@ def rewind(backend: Backend, run_id: str, step: str) -> int:
 
     Refused while a job is executing the run. Returns how many checkpoints were dropped.
     """
+    check_task_id(run_id, what="run_id")
+    check_name(step, what="step")
     store = WorkflowRunStore(backend.queries)
     with backend.pool.connection() as conn, conn.transaction():
         run = store.load_run(conn, run_id=run_id)

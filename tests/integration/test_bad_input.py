@@ -5,7 +5,7 @@ broadcasts and schedules, on a real Postgres."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -293,3 +293,25 @@ def test_bad_schedule_entries_are_named_by_dry_run_and_apply_alike(
         app.schedules.save(bad)
     one_line(caught, message)
     assert written(db, app.namespace) == {}
+
+
+def test_lookups_and_edits_by_a_bad_name_or_id_are_clear(app: Stem) -> None:
+    """Not only writes: reading or editing by a name or id Postgres cannot hold is no DataError."""
+    assert app.schedules.get("s\x00") is None
+    assert app.schedules.fires("s\x00") == []
+    checks: list[tuple[Callable[[], object], str]] = [
+        (lambda: app.cancel_workflow("r\x00"), r"run_id 'r\\x00' is not storable: NUL character"),
+        (
+            lambda: app.cancel_workflow("r", reason="why\x00"),
+            r"reason 'why\\x00' is not storable: NUL character",
+        ),
+        (lambda: app.rewind_workflow("r", "s\x00"), r"step 's\\x00' is not storable: NUL character"),
+        (lambda: app.revoke("i\x00"), r"task id 0 'i\\x00' is not storable: NUL character"),
+        (lambda: app.revoke("i", reason="why\x00"), r"reason 'why\\x00' is not storable: NUL character"),
+        (lambda: app.lock("k\x00", 10).__enter__(), r"lock key 'k\\x00' is not storable: NUL character"),
+        (lambda: app.result("i" * 300), r"task_id 'i+\.\.\.i' is 300 characters long; the limit is 255"),
+    ]
+    for call, pattern in checks:
+        with pytest.raises(TaskError) as caught:
+            call()
+        one_line(caught, pattern)
