@@ -103,6 +103,8 @@ def json_object(text: str, option: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+    except RecursionError:  # the decoder recurses per level; the enqueue allows 100 anyway
+        raise typer.BadParameter("nested too deeply (at most 100 levels)", param_hint=option) from None
     if not isinstance(value, dict):
         raise typer.BadParameter("must be a JSON object like '{\"x\": 1}'", param_hint=option)
     return value

@@ -46,7 +46,9 @@ class Stem(BackendFacade):
 
     ``url`` defaults to STEM_BROKER_URL, ``namespace`` to STEM_NAMESPACE (then
     ``stem``), ``routing`` to the file named by STEM_ROUTING_CONFIG (then the
-    legacy single-queue setup). Connection pools open on first use.
+    legacy single-queue setup), ``max_payload_bytes`` (the longest JSON a job's
+    kwargs or headers may have) to STEM_MAX_PAYLOAD_BYTES (then 1 MiB).
+    Connection pools open on first use.
     """
 
     def __init__(
@@ -58,8 +60,11 @@ class Stem(BackendFacade):
         config: StemConfig | None = None,
         result_ttl: float = DEFAULT_RESULT_TTL,
         pool_size: int = 10,
+        max_payload_bytes: int | None = None,
     ) -> None:
         self.config = config or StemConfig.from_environment()
+        if max_payload_bytes is None:
+            max_payload_bytes = self.config.max_payload_bytes
         given = validate_url(url, source="url") if url else self.config.broker_url
         self.backend = Backend(
             given if given is not None else self.config.require_broker_url,
@@ -71,6 +76,7 @@ class Stem(BackendFacade):
             TaskRegistry(),
             _routing_registry(routing, self.config),
             default_max_retries=self.config.default_max_retries,
+            max_payload_bytes=max_payload_bytes,
         )
         self.workflows: dict[str, WorkflowDefinition] = {}
 
@@ -218,7 +224,9 @@ class Stem(BackendFacade):
         request = EnqueueRequest(
             name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}
         )
-        return self.enqueue_many([request], connection=connection)[0]
+        return enqueueing.enqueue_many(
+            self.backend, self.planner, [request], connection=connection, numbered=False
+        )[0]
 
     async def aenqueue(
         self,
@@ -238,7 +246,10 @@ class Stem(BackendFacade):
         request = EnqueueRequest(
             name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}
         )
-        return (await self.aenqueue_many([request], connection=connection))[0]
+        handles = await enqueueing.aenqueue_many(
+            self.backend, self.planner, [request], connection=connection, numbered=False
+        )
+        return handles[0]
 
     def enqueue_many(self, requests: Iterable[Request], *, connection: Any = None) -> list[TaskResult]:
         """Enqueue many jobs in one statement (one wake-up per queue); tasks routed to a
@@ -286,13 +297,13 @@ class Stem(BackendFacade):
         """The handle of a run started earlier."""
         from stem_pg.client.workflows import WorkflowRun
 
-        return WorkflowRun(self.backend, check_task_id(run_id))
+        return WorkflowRun(self.backend, check_task_id(run_id, what="run_id"))
 
     def emit(self, topic: str, payload: Any = None) -> int:
         """Deliver an event to every run waiting on ``topic`` (``ctx.await_event``); returns how many."""
         from stem_pg.client.workflows import emit
 
-        return emit(self.backend, topic, payload)
+        return emit(self.backend, topic, payload, max_bytes=self.planner.max_payload_bytes)
 
     def cancel_workflow(self, run_id: str, reason: str | None = None) -> list[str]:
         """Cancel a run and its unfinished children; returns the run ids cancelled."""

@@ -22,8 +22,9 @@ from stem_pg.client.enqueue import insert_sync
 from stem_pg.client.results import TaskResult
 from stem_pg.core.canvas import CHAIN_RESULT_ARG, CHORD_RESULT_ARG, Canvas, Chain, Chord, Group, Signature
 from stem_pg.core.envelope import JobSpec, new_task_id
-from stem_pg.core.errors import TaskError
+from stem_pg.core.errors import ConfigError, TaskError
 from stem_pg.core.planning import EnqueueRequest, Planner
+from stem_pg.core.storable import shown
 from stem_pg.core.workflows import CANVAS_HEADER, CanvasKind
 from stem_pg.db.stores.canvas import CanvasMember, CanvasStore
 
@@ -69,25 +70,39 @@ def _write(conn: Any, backend: Backend, canvas_id: str, kind: CanvasKind, member
 
 
 def _plan(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind, list[_Member]]:
+    """Every member planned (nothing is written before all are valid); an error names the member."""
     if isinstance(canvas, Chain):
-        links = [_member(planner, canvas_id, sig, later=i > 0) for i, sig in enumerate(canvas.links)]
+        links = [
+            _member(planner, canvas_id, sig, later=i > 0, label=f"chain link {i}")
+            for i, sig in enumerate(canvas.links)
+        ]
         for member, sig in zip(links[1:], canvas.links[1:], strict=True):
             member.result_arg = sig.result_arg(CHAIN_RESULT_ARG)
         return CanvasKind.CHAIN, links
     if isinstance(canvas, Group):
-        return CanvasKind.GROUP, [_member(planner, canvas_id, sig, later=False) for sig in canvas.members]
+        return CanvasKind.GROUP, _members(planner, canvas_id, canvas, "group")
     if isinstance(canvas, Chord):
-        header = [_member(planner, canvas_id, sig, later=False) for sig in canvas.header.members]
-        callback = _member(planner, canvas_id, canvas.callback, later=True)
+        header = _members(planner, canvas_id, canvas.header, "chord header")
+        callback = _member(planner, canvas_id, canvas.callback, later=True, label="chord callback")
         callback.result_arg = canvas.callback.result_arg(CHORD_RESULT_ARG)
         return CanvasKind.CHORD, [*header, callback]
-    raise TaskError(f"app.apply takes a chain, group or chord, got {canvas!r}")
+    raise TaskError(f"app.apply takes a chain, group or chord, got {shown(canvas)}")
 
 
-def _member(planner: Planner, canvas_id: str, sig: Signature, *, later: bool) -> _Member:
+def _members(planner: Planner, canvas_id: str, group: Group, kind: str) -> list[_Member]:
+    return [
+        _member(planner, canvas_id, sig, later=False, label=f"{kind} member {i}")
+        for i, sig in enumerate(group.members)
+    ]
+
+
+def _member(planner: Planner, canvas_id: str, sig: Signature, *, later: bool, label: str) -> _Member:
     options = {k: v for k, v in sig.options.items() if k != "result_arg"}
     headers = {**(options.pop("headers", None) or {}), CANVAS_HEADER: canvas_id}
-    spec = planner.plan(EnqueueRequest(sig.task, sig.kwargs, headers=headers, **options))
+    try:
+        spec = planner.plan(EnqueueRequest(sig.task, sig.kwargs, headers=headers, **options))
+    except (TaskError, ConfigError) as exc:
+        raise type(exc)(f"{label}: {exc}") from None
     # A canvas member is one specific job: unique-task deduplication does not apply.
     return _Member(replace(spec, unique_key=None, unique_for=None), later)
 

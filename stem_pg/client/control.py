@@ -26,8 +26,10 @@ from psycopg.sql import SQL, Identifier
 
 from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend
 from stem_pg.core.control import Command, Reply, ShutdownMode, request_key, worker_key
+from stem_pg.core.envelope import check_name, check_task_id
 from stem_pg.core.errors import TaskError
 from stem_pg.core.namespaces import validate_namespace
+from stem_pg.core.storable import check_text, shown
 from stem_pg.db.connect import connection
 from stem_pg.db.queries import Queries, queries_for
 from stem_pg.db.stores.control import ControlClientStore, PausedQueue, RevokeOutcome, SyncConn
@@ -120,6 +122,9 @@ class Control:
     ) -> ControlResult:
         """Pause ``queue`` for the whole namespace (kept across restarts) and tell the workers."""
         _check_queue(queue)
+        for what, text in (("reason", reason), ("by", by)):
+            if text is not None:
+                check_text(text, what=what)
         written: list[PausedQueue] = []
 
         def write(conn: SyncConn) -> None:
@@ -154,6 +159,8 @@ class Control:
     ) -> ControlResult:
         """Revoke tasks and, unless ``timeout`` is None, gather what the workers did about it."""
         ids = _check_ids(task_ids)
+        if reason is not None:
+            check_text(reason, what="reason")
         outcomes: list[RevokeOutcome] = []
 
         def write(conn: SyncConn) -> bool:
@@ -267,16 +274,16 @@ def _reply(request_id: str, worker_id: str, body: dict[str, Any]) -> Reply:
 
 def _check_queue(queue: object) -> None:
     if not isinstance(queue, str) or not queue.strip():
-        raise TaskError(f"queue must be a non-empty name, got {queue!r}")
+        raise TaskError(f"queue must be a non-empty name, got {shown(queue)}")
+    check_name(queue, what="queue")
 
 
 def _check_ids(task_ids: Iterable[str]) -> list[str]:
     ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
     if not ids:
         raise TaskError("revoke needs at least one task id")
-    for task_id in ids:
-        if not isinstance(task_id, str) or not task_id:
-            raise TaskError(f"task ids must be non-empty strings, got {task_id!r}")
+    for index, task_id in enumerate(ids):
+        check_task_id(task_id, what=f"task id {index}")
     return list(dict.fromkeys(ids))
 
 

@@ -27,6 +27,7 @@ from stem_pg.client.waker import Announce
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import TaskError
 from stem_pg.core.planning import EnqueueRequest, Planner
+from stem_pg.core.storable import shown
 from stem_pg.db.queries import Queries
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore, UniqueHolder
 
@@ -47,19 +48,25 @@ Request = EnqueueRequest | tuple[str, Mapping[str, Any]]
 
 
 def enqueue_many(
-    backend: Backend, planner: Planner, requests: Iterable[Request], *, connection: Any = None
+    backend: Backend,
+    planner: Planner,
+    requests: Iterable[Request],
+    *,
+    connection: Any = None,
+    numbered: bool = True,
 ) -> list[TaskResult]:
     """Insert the jobs among ``requests`` in one statement (one wake-up per queue), then
-    publish those routed to broadcast channels; handles in request order."""
-    items = [_request(r) for r in requests]
-    routed = planner.plan_routed(items)
-    queued = [r for i, r in enumerate(items) if i not in routed]
+    publish those routed to broadcast channels; handles in request order. With ``numbered``
+    an invalid request's error names its position; nothing of the batch is written then."""
+    items = [_request(i, r) for i, r in enumerate(requests)]
+    routed = planner.plan_routed(items, numbered=numbered)
+    queued = len(items) - len(routed)
     specs: list[JobSpec] = []
-    planned = _recorded(map(planner.plan, queued), specs)
+    planned = _recorded(_plan(planner, items, routed, numbered), specs)
     if connection is None:
         with backend.waker.enqueueing() as how, backend.pool.connection() as conn:
             announce = how is Announce.WITH_INSERT
-            ids = insert_planned_sync(conn, backend.queries, planned, len(queued), announce=announce)
+            ids = insert_planned_sync(conn, backend.queries, planned, queued, announce=announce)
             if not (announce and announced_by_insert(specs)):
                 try:  # the jobs are committed: a failed wake-up must not fail the enqueue
                     backend.wake(specs, conn if how is not Announce.BY_WAKER else None)
@@ -67,7 +74,7 @@ def enqueue_many(
                     backend.wake(specs)
     else:
         if isinstance(connection, psycopg.Connection):
-            ids = insert_planned_sync(connection, backend.queries, planned, len(queued))
+            ids = insert_planned_sync(connection, backend.queries, planned, queued)
         else:
             ids = insert_sync(connection, backend.queries, list(planned))
         backend.wake(specs, connection)
@@ -76,12 +83,17 @@ def enqueue_many(
 
 
 async def aenqueue_many(
-    backend: Backend, planner: Planner, requests: Iterable[Request], *, connection: Any = None
+    backend: Backend,
+    planner: Planner,
+    requests: Iterable[Request],
+    *,
+    connection: Any = None,
+    numbered: bool = True,
 ) -> list[TaskResult]:
     """The async twin of ``enqueue_many`` (``connection``: a psycopg AsyncConnection)."""
-    items = [_request(r) for r in requests]
-    routed = planner.plan_routed(items)
-    specs = [planner.plan(r) for i, r in enumerate(items) if i not in routed]
+    items = [_request(i, r) for i, r in enumerate(requests)]
+    routed = planner.plan_routed(items, numbered=numbered)
+    specs = list(_plan(planner, items, routed, numbered))
     if connection is not None:
         ids = await insert_async(connection, backend.queries, specs)
         await backend.awake(specs, connection)
@@ -106,12 +118,21 @@ def _recorded(specs: Iterable[JobSpec], into: list[JobSpec]) -> Iterator[JobSpec
         yield spec
 
 
-def _request(item: Request) -> EnqueueRequest:
+def _plan(
+    planner: Planner, items: list[EnqueueRequest], routed: Mapping[int, object], numbered: bool
+) -> Iterator[JobSpec]:
+    """The queue jobs among ``items``, planned lazily (see ``Planner.plan_batch``)."""
+    if numbered:
+        return planner.plan_batch(items, skip=routed)
+    return (planner.plan(r) for i, r in enumerate(items) if i not in routed)
+
+
+def _request(index: int, item: Request) -> EnqueueRequest:
     if isinstance(item, EnqueueRequest):
         return item
     if isinstance(item, tuple) and len(item) == 2:
         return EnqueueRequest(item[0], item[1])
-    raise TaskError(f"enqueue_many takes EnqueueRequest or (task, kwargs) items, got {item!r}")
+    raise TaskError(f"enqueue_many item {index}: not an EnqueueRequest or (task, kwargs) pair: {shown(item)}")
 
 
 # -- inserting ----------------------------------------------------------------------------

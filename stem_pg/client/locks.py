@@ -11,7 +11,9 @@ from datetime import timedelta
 from types import TracebackType
 
 from stem_pg.client.backend import Backend
+from stem_pg.core.envelope import check_name
 from stem_pg.core.errors import LockNotAcquired, StemError
+from stem_pg.core.storable import shown
 from stem_pg.db.stores.locks import AsyncLockStore, LockLease, LockStore
 
 RETRY_INTERVAL = 0.1
@@ -31,8 +33,8 @@ def _ttl(ttl: float | timedelta) -> float:
 
 def _key(key: object) -> str:
     if not isinstance(key, str) or not key:
-        raise StemError(f"lock key must be a non-empty string, got {key!r}")
-    return key
+        raise StemError(f"lock key must be a non-empty string, got {shown(key)}")
+    return check_name(key, what="lock key")
 
 
 class _LockBase:
@@ -42,7 +44,7 @@ class _LockBase:
         self.backend = backend
         self.key = _key(key)
         self.ttl = _ttl(ttl)
-        self.owner = owner or default_owner()
+        self.owner = check_name(owner, what="lock owner") if owner else default_owner()
         self.wait = max(0.0, wait)
         self.lease: LockLease | None = None
 

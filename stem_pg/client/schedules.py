@@ -20,7 +20,7 @@ from psycopg.rows import TupleRow
 from stem_pg.client.backend import Backend
 from stem_pg.core.errors import ScheduleConflict, ScheduleError
 from stem_pg.core.schedule_specs import first_fire
-from stem_pg.core.schedules import ScheduleEntry, check_name, entry_from_row
+from stem_pg.core.schedules import ScheduleEntry, check_entry, check_name, entry_from_row
 from stem_pg.db.connect import connection
 from stem_pg.db.queries import queries_for
 from stem_pg.db.stores.schedules import FireRecord, ScheduleRow, ScheduleStore
@@ -76,11 +76,16 @@ class Schedules:
             return self.store.list(conn)
 
     def get(self, name: str) -> ScheduleRow | None:
+        """The entry ``name``; None if there is none (or ``name`` could not be one)."""
+        if not _could_be_name(name):
+            return None
         with self._conn() as conn:
             return self.store.get(conn, name=name)
 
     def fires(self, name: str, *, limit: int = 10) -> builtins.list[FireRecord]:
         """The latest recorded fires of ``name``, newest first."""
+        if not _could_be_name(name):
+            return []
         with self._conn() as conn:
             return self.store.recent_fires(conn, name=name, limit=limit)
 
@@ -90,9 +95,11 @@ class Schedules:
         Raises ScheduleConflict if the name is taken (create) or the entry is no
         longer at ``version`` (update).
         """
+        check_entry(entry)
+        first = self._first(entry)
         with self._conn() as conn:
             if version is None:
-                created = self.store.insert(conn, entry=entry, next_run_at=self._first(entry))
+                created = self.store.insert(conn, entry=entry, next_run_at=first)
                 if created is None:
                     raise ScheduleConflict(f"entry {entry.name!r} already exists; update it with its version")
                 return created
@@ -104,6 +111,9 @@ class Schedules:
     ) -> ApplyPlan:
         """Make the store match ``entries``: create new ones, update changed ones and, with
         ``prune``, delete those not listed. All or nothing; a dry run changes nothing."""
+        for entry in entries:  # the dry run refuses all that the real apply would
+            check_entry(entry)
+            self._first(entry)
         names = [e.name for e in entries]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -183,7 +193,19 @@ class Schedules:
         return row
 
     def _first(self, entry: ScheduleEntry) -> datetime | None:
-        return first_fire(entry.spec, self.clock())
+        try:
+            return first_fire(entry.spec, self.clock())
+        except (OverflowError, ValueError) as exc:
+            reason = f"no next fire time can be computed: {exc}"
+            raise ScheduleError(f"entry {entry.name!r}: spec: {reason}") from None
+
+
+def _could_be_name(name: object) -> bool:
+    try:
+        check_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _changed(name: str, version: int | None) -> str:

@@ -21,9 +21,10 @@ import psycopg
 from stem_pg.client.backend import Backend
 from stem_pg.client.control import Control
 from stem_pg.client.enqueue import insert_sync
-from stem_pg.core.envelope import JobSpec, check_task_id, encode_json
+from stem_pg.core.envelope import JobSpec, check_name, check_task_id, encode_input
 from stem_pg.core.errors import StemError
 from stem_pg.core.planning import EnqueueRequest, Planner
+from stem_pg.core.storable import check_text, shown
 from stem_pg.core.workflows import (
     WORKFLOW_HEADER,
     RunStatus,
@@ -99,7 +100,7 @@ def plan_run(
     options = definition.options if definition else WorkflowOptions()
     if params is not None and not isinstance(params, Mapping):
         raise WorkflowError(f"workflow {name!r}: params must be a JSON object, got {params!r}")
-    run_id = check_task_id(run_id) if run_id is not None else uuid.uuid4().hex
+    run_id = check_task_id(run_id, what="run_id") if run_id is not None else uuid.uuid4().hex
     if definition is not None:
         try:  # the function takes (ctx, **params): refuse params it cannot take, now
             inspect.signature(definition.fn).bind(None, **(params or {}))
@@ -107,7 +108,9 @@ def plan_run(
             raise WorkflowError(
                 f"workflow {name!r}: params do not fit {definition.fn.__qualname__}: {exc}"
             ) from None
-    encoded = encode_json(dict(params or {}), what=f"workflow {name!r}: params")
+    encoded = encode_input(
+        dict(params or {}), what=f"workflow {name!r}: params", max_bytes=planner.max_payload_bytes
+    )
     spec = planner.plan(
         EnqueueRequest(
             name,
@@ -163,11 +166,12 @@ def start_run(
     return WorkflowRun(backend, run.id)
 
 
-def emit(backend: Backend, topic: str, payload: Any = None) -> int:
+def emit(backend: Backend, topic: str, payload: Any = None, *, max_bytes: int | None = None) -> int:
     """Deliver ``payload`` to every run waiting on ``topic``; returns how many it reached."""
     if not isinstance(topic, str) or not topic:
-        raise WorkflowError(f"an event topic must be a non-empty string, got {topic!r}")
-    encoded = encode_json(payload, what=f"event {topic!r}: payload")
+        raise WorkflowError(f"an event topic must be a non-empty string, got {shown(topic)}")
+    check_name(topic, what="event topic")
+    encoded = encode_input(payload, what=f"event {topic!r}: payload", max_bytes=max_bytes)
     store = WorkflowRunStore(backend.queries)
     with backend.pool.connection() as conn, conn.transaction():
         run_ids = store.emit(conn, topic=topic, payload=encoded)
@@ -182,7 +186,8 @@ def cancel(backend: Backend, run_id: str, reason: str | None = None) -> list[str
     Their waiting jobs are cancelled and running ones terminated (a revoke), and a
     parent waiting for a cancelled child wakes up to see it.
     """
-    why = reason or "cancelled"
+    check_task_id(run_id, what="run_id")
+    why = check_text(reason, what="reason") if reason else "cancelled"
     store = WorkflowRunStore(backend.queries)
     with backend.pool.connection() as conn, conn.transaction():
         runs = store.cancel(conn, run_id=run_id, reason=why)
@@ -208,6 +213,8 @@ def rewind(backend: Backend, run_id: str, step: str) -> int:
 
     Refused while a job is executing the run. Returns how many checkpoints were dropped.
     """
+    check_task_id(run_id, what="run_id")
+    check_name(step, what="step")
     store = WorkflowRunStore(backend.queries)
     with backend.pool.connection() as conn, conn.transaction():
         run = store.load_run(conn, run_id=run_id)

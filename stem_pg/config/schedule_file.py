@@ -1,9 +1,10 @@
-"""Reads schedule files (YAML, safe loader only) and hands plain data to the core's validation.
+"""Reads schedule files (YAML, through ``stem_pg.config.safe_yaml``) and hands plain data to
+the core's validation.
 
 The file is Stem's format: a mapping of entry names to entries. YAML syntax
-errors, Python tags and duplicate keys are refused here with the file and line;
-everything else is the core's job (``parse_entries``), which this module feeds
-with the line of each key so its errors name file, line, entry and key.
+errors, Python tags, duplicate keys and alias bombs are refused here with the
+file and line; everything else is the core's job (``parse_entries``), which this
+module feeds with the line of each key so its errors name file, line, entry and key.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from stem_pg.config.safe_yaml import YamlProblem, read_yaml
 from stem_pg.core.errors import ScheduleError
 from stem_pg.core.schedule_spec_parse import parse_spec
 from stem_pg.core.schedule_specs import Spec, SpecError
-from stem_pg.core.schedules import KeyPath, ScheduleEntry, parse_entries
+from stem_pg.core.schedules import ScheduleEntry, parse_entries
 
 _ONE_KEY = re.compile(r"^\s*(every|cron|clocked|solar)\s*:\s+(?P<value>.+?)\s*$")
 
@@ -38,35 +38,19 @@ def load_schedule_file(path: str | os.PathLike[str]) -> list[ScheduleEntry]:
 def load_schedule_yaml(text: str, *, source: str = "<string>") -> list[ScheduleEntry]:
     """Parse and validate schedule YAML; an empty document has no entries."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = ": ".join(part for part in (exc.context, exc.problem) if part)
-        raise ScheduleError(f"{where}: invalid YAML: {problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ScheduleError(f"{source}: invalid YAML: {exc}") from None
-    lines: dict[KeyPath, int] = {}
-    if root is not None:
-        _collect_lines(root, (), lines, source)
-    return parse_entries(data, source=source, locate=lines.get)
+        document = read_yaml(text, timestamps=True, merge_keys=True)
+    except YamlProblem as problem:
+        raise ScheduleError(_problem_line(source, problem)) from None
+    return parse_entries(document.data, source=source, locate=document.lines.get)
 
 
-def _collect_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], source: str) -> None:
-    """The line of every mapping key (to two levels: entries and their keys); duplicates are errors."""
-    if not isinstance(node, yaml.MappingNode) or len(path) > 2:
-        return
-    seen: dict[str, int] = {}
-    for key_node, value_node in node.value:
-        key = str(key_node.value)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            inside = f"entry {path[0]!r}: " if path else ""
-            raise ScheduleError(f"{source}:{line}: {inside}duplicate key {key!r} (first at line {seen[key]})")
-        seen[key] = line
-        lines[(*path, key)] = line
-        _collect_lines(value_node, (*path, key), lines, source)
+def _problem_line(source: str, problem: YamlProblem) -> str:
+    """``file:line: [entry 'name': ][invalid YAML: ]reason``."""
+    inside = f"entry {problem.path[0]!r}: " if problem.path else ""
+    reason = problem.reason
+    if problem.syntax and not reason.startswith("invalid YAML"):
+        reason = f"invalid YAML: {reason}"
+    return f"{problem.where(source)}: {inside}{reason}"
 
 
 def parse_spec_text(text: str, *, timezone: str | None = None) -> Spec:
@@ -75,9 +59,9 @@ def parse_spec_text(text: str, *, timezone: str | None = None) -> Spec:
     raw: Any = text.strip()
     if raw.startswith("{"):
         try:
-            raw = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ScheduleError(f"--spec: {text!r} is not a YAML/JSON mapping: {exc}") from None
+            raw = read_yaml(raw, timestamps=True).data
+        except YamlProblem as problem:
+            raise ScheduleError(f"--spec: {text!r} is not a YAML/JSON mapping: {problem.reason}") from None
     elif match := _ONE_KEY.match(raw):
         raw = {raw.split(":", 1)[0].strip(): match["value"]}
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from stem_pg.core.dsn import validate_url
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import DEFAULT_NAMESPACE, validate_namespace
+from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES
 
 DEFAULT_PREFETCH_MULTIPLIER = 2
 DEFAULT_MAX_RETRIES = 3
@@ -46,6 +47,8 @@ class StemConfig:
     worker_namespace: str = DEFAULT_NAMESPACE
     workflow_namespace: str = DEFAULT_NAMESPACE
     dashboard_namespace: str = DEFAULT_NAMESPACE
+    #: The longest JSON a job's kwargs or headers may have (STEM_MAX_PAYLOAD_BYTES).
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> StemConfig:
@@ -67,6 +70,7 @@ class StemConfig:
             worker_namespace=_namespace(env, "STEM_WORKER_NAMESPACE", namespace),
             workflow_namespace=_namespace(env, "STEM_WORKFLOW_NAMESPACE", namespace),
             dashboard_namespace=_namespace(env, "STEM_DASHBOARD_NAMESPACE", namespace),
+            max_payload_bytes=_int(env, "STEM_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES, 1024),
         )
 
     def require_broker_url(self) -> str:

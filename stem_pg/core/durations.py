@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
+
+#: The longest duration anything accepts (an interval, a countdown, a time limit): 3650 days,
+#: about ten years. Longer ones are typos, and Python's datetimes overflow not far beyond.
+MAX_DURATION = 3650 * 86400.0
+MAX_DURATION_TEXT = "3650d (about 10 years)"
+
+
+class DurationTooLong(ValueError):
+    """A duration beyond MAX_DURATION."""
+
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
 def parse_duration(text: str, *, what: str = "duration") -> float:
-    """Seconds in ``text``: a number (seconds) or unit parts like ``1h30m``; ValueError names ``what``."""
+    """Seconds in ``text``: a number (seconds) or unit parts like ``1h30m``; ValueError names ``what``
+    (DurationTooLong beyond MAX_DURATION)."""
     raw = text.strip().lower()
     try:
         seconds = float(raw)
@@ -19,8 +31,12 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
         if not parts or "".join(p.group(0) for p in parts) != raw:
             raise ValueError(f"{what}: {text!r} is not a duration (use e.g. 30s, 5m, 1h30m, 2d)") from None
         seconds = sum(float(p.group(1)) * _UNITS[p.group(2)] for p in parts)
+    if math.isnan(seconds):
+        raise ValueError(f"{what}: {text!r} is not a duration (use e.g. 30s, 5m, 1h30m, 2d)")
     if seconds < 0:
         raise ValueError(f"{what}: {text!r} must not be negative")
+    if seconds > MAX_DURATION:
+        raise DurationTooLong(f"{what}: {text!r} is longer than the maximum, {MAX_DURATION_TEXT}")
     return seconds
 
 

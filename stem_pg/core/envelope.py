@@ -12,10 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from stem_pg.core.durations import MAX_DURATION, MAX_DURATION_TEXT
 from stem_pg.core.errors import TaskError
-from stem_pg.core.storable import STRICT_JSON, check_encoded, check_text, encode_storable
+from stem_pg.core.storable import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_DEPTH,
+    MAX_NAME_LENGTH,
+    STRICT_JSON,
+    check_depth,
+    check_encoded,
+    check_text,
+    encode_storable,
+    shown,
+)
 
-MAX_TASK_ID_LENGTH = 255
+MAX_TASK_ID_LENGTH = MAX_NAME_LENGTH
 
 
 @dataclass(slots=True)
@@ -109,12 +120,23 @@ def new_task_id() -> str:
     return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
-def check_task_id(task_id: object) -> str:
-    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_TASK_ID_LENGTH:
+def check_task_id(task_id: object, *, what: str = "task_id") -> str:
+    """``task_id`` if it is a usable id: non-empty text of at most MAX_TASK_ID_LENGTH characters
+    that a text column stores; else TaskError naming ``what``."""
+    if not isinstance(task_id, str) or not task_id:
+        limit = MAX_TASK_ID_LENGTH
         raise TaskError(
-            f"task_id must be a non-empty string of at most {MAX_TASK_ID_LENGTH} characters, got {task_id!r}"
+            f"{what} must be a non-empty string of at most {limit} characters, got {shown(task_id)}"
         )
-    return check_text(task_id, what="task_id")
+    return check_text(task_id, what=what, max_length=MAX_TASK_ID_LENGTH)
+
+
+def check_name(name: object, *, what: str) -> str:
+    """``name`` (a task name, queue, header key, lock key, topic...) if it is non-empty text of
+    at most MAX_NAME_LENGTH characters that a text column stores; else TaskError naming ``what``."""
+    if not isinstance(name, str) or not name:
+        raise TaskError(f"{what} must be a non-empty string, got {shown(name)}")
+    return check_text(name, what=what, max_length=MAX_NAME_LENGTH)
 
 
 def encode_json(value: object, *, what: str) -> str:
@@ -123,8 +145,17 @@ def encode_json(value: object, *, what: str) -> str:
     return encode_storable(value, what=what)
 
 
-def encode_kwargs(task: str, kwargs: Mapping[str, Any] | None) -> str:
-    """A job's arguments as JSON; a TaskError names the argument that cannot be stored."""
+def encode_input(value: object, *, what: str, max_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
+    """``encode_json`` within the limits of input (headers, workflow params, event payloads):
+    at most MAX_DEPTH levels deep and ``max_bytes`` long."""
+    return encode_storable(value, what=what, max_bytes=max_bytes, max_depth=MAX_DEPTH)
+
+
+def encode_kwargs(
+    task: str, kwargs: Mapping[str, Any] | None, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> str:
+    """A job's arguments as JSON; a TaskError names the argument that cannot be stored, is
+    nested more than MAX_DEPTH levels deep or is longer than ``max_bytes``."""
     if kwargs is None:
         return "{}"
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
@@ -132,14 +163,29 @@ def encode_kwargs(task: str, kwargs: Mapping[str, Any] | None) -> str:
     plain = kwargs if type(kwargs) is dict else dict(kwargs)
     try:
         text = STRICT_JSON.encode(plain)
-        if "\\u0000" in text or "\\ud" in text:  # seldom: check_encoded's own quick test, inlined
-            check_encoded(text, plain, what=f"{task}: kwargs")
-    except (TypeError, ValueError, RecursionError, TaskError):
-        for key, value in kwargs.items():  # name the argument that is not JSON, or not storable
-            encode_storable(key, what=f"{task}: argument name {key!r}")
-            encode_storable(value, what=f"{task}: argument {key!r}")
-        raise
+        # Seldom true: check_encoded's own quick tests, inlined for the hot path.
+        if (
+            len(text) > max_bytes
+            or "\\u0000" in text
+            or "\\ud" in text
+            or text.count("[") + text.count("{") > MAX_DEPTH
+        ):
+            check_encoded(text, plain, what=f"{task}: kwargs", max_bytes=max_bytes, max_depth=MAX_DEPTH)
+    except (TypeError, ValueError, RecursionError, TaskError) as exc:
+        _name_the_argument(task, kwargs, max_bytes)
+        if isinstance(exc, TaskError):
+            raise
+        raise TaskError(f"{task}: kwargs must be JSON-serialisable: {exc}") from None
     return text
+
+
+def _name_the_argument(task: str, kwargs: Mapping[str, Any], max_bytes: int) -> None:
+    """Raise the TaskError of the first argument that is not JSON, not storable, too deep or too big."""
+    for key, value in kwargs.items():
+        what = f"{task}: argument {shown(key)}"
+        encode_storable(key, what=f"{task}: argument name {shown(key)}")
+        check_depth({key: value}, what=what)  # as deep as it sits inside the kwargs
+        encode_storable(value, what=what, max_bytes=max_bytes, max_depth=MAX_DEPTH)
 
 
 def check_seconds(value: object, *, what: str) -> float | None:
@@ -148,7 +194,9 @@ def check_seconds(value: object, *, what: str) -> float | None:
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise TaskError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+        raise TaskError(f"{what} must be a finite number of seconds >= 0, got {shown(value)}")
+    if value > MAX_DURATION:
+        raise TaskError(f"{what} {value!r} is longer than the maximum, {MAX_DURATION_TEXT}")
     return float(value)
 
 

@@ -7,7 +7,7 @@ a request surfaces here, before a row is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,17 +16,18 @@ from stem_pg.core.control import is_durable
 from stem_pg.core.envelope import (
     JobSpec,
     check_moment,
+    check_name,
     check_seconds,
     check_task_id,
-    encode_json,
+    encode_input,
     encode_kwargs,
     new_task_id,
     split_expires,
     unique_key,
 )
-from stem_pg.core.errors import TaskError
+from stem_pg.core.errors import ConfigError, TaskError
 from stem_pg.core.routing_registry import ResolvedRoute, RoutingRegistry
-from stem_pg.core.storable import check_text
+from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES, MAX_NAME_LENGTH
 from stem_pg.core.tasks import TaskOptions, TaskRegistry
 
 Expires = datetime | timedelta | float | None
@@ -85,10 +86,19 @@ class Planner:
     """Validates requests and resolves their routes; placements are cached per distinct input
     because a bulk enqueue plans thousands of requests for a handful of tasks."""
 
-    def __init__(self, registry: TaskRegistry, routing: RoutingRegistry, *, default_max_retries: int) -> None:
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        routing: RoutingRegistry,
+        *,
+        default_max_retries: int,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
         self._registry = registry
         self._routing = routing
         self.default_max_retries = default_max_retries
+        #: The longest JSON a job's kwargs or headers may have (see stem_pg.core.storable).
+        self.max_payload_bytes = check_max_payload_bytes(max_payload_bytes)
         self._placements: dict[tuple[object, ...], Placement] = {}
 
     @property
@@ -118,6 +128,8 @@ class Planner:
     def plan(self, request: EnqueueRequest) -> JobSpec:
         """Validate a request and resolve its route; raises TaskError / RoutingConfigError."""
         name = request.task
+        if type(name) is not str or len(name) > MAX_NAME_LENGTH:  # before it shows in a message
+            check_name(name, what="task name")
         if request.priority is not None and (
             isinstance(request.priority, bool) or not isinstance(request.priority, int)
         ):
@@ -127,7 +139,7 @@ class Planner:
         if request.eta is not None and request.countdown is not None:
             raise TaskError(f"{name}: give either eta or countdown, not both")
         expires_at, expires_in = split_expires(request.expires)
-        args = encode_kwargs(name, request.kwargs)
+        args = encode_kwargs(name, request.kwargs, max_bytes=self.max_payload_bytes)
         key = unique_key(name, place.queue, request.kwargs) if place.unique else None
         return JobSpec(
             id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
@@ -135,7 +147,7 @@ class Planner:
             queue=place.queue,
             priority=place.priority,
             args=args,
-            headers=encode_json(dict(request.headers), what=f"{name}: headers") if headers else "{}",
+            headers=self._headers(name, request.headers) if headers else "{}",
             max_retries=place.max_retries,
             eta=check_moment(request.eta, what="eta"),
             countdown=check_seconds(request.countdown, what="countdown"),
@@ -148,6 +160,20 @@ class Planner:
             unique_for=place.unique_for,
         )
 
+    def plan_batch(
+        self, requests: Iterable[EnqueueRequest], *, skip: Collection[int] = ()
+    ) -> Iterator[JobSpec]:
+        """``plan`` each request but those at the positions in ``skip``, lazily (COPY streams
+        them); an error names the request's position (``enqueue_many item 3: ...``)."""
+        for index, request in enumerate(requests):
+            if index in skip:
+                continue
+            try:
+                spec = self.plan(request)
+            except (TaskError, ConfigError) as exc:
+                raise at_item(index, exc) from None
+            yield spec
+
     def placement(
         self, name: str, queue: str | None, priority: int | None, headers: tuple[tuple[str, str], ...]
     ) -> Placement:
@@ -156,11 +182,11 @@ class Planner:
         place = self._placements.get(key)
         if place is not None:
             return place
-        if not isinstance(name, str) or not name:
-            raise TaskError(f"task name must be a non-empty string, got {name!r}")
-        check_text(name, what="task name")
-        if isinstance(queue, str):
-            check_text(queue, what=f"{name}: queue")
+        check_name(name, what="task name")
+        if queue is not None:
+            check_name(queue, what=f"{name}: queue")
+        for header, _ in headers:
+            check_name(header, what=f"{name}: header key")
         options = self._options(name)
         route = self._routing.resolve(
             name,
@@ -183,7 +209,8 @@ class Planner:
             unique=options.unique,
             unique_for=options.unique_for if isinstance(options.unique_for, float) else None,
         )
-        if len(self._placements) < PLACEMENT_CACHE_SIZE:
+        # Headers are part of the key: big ones (refused later, or one-offs) are not remembered.
+        if len(self._placements) < PLACEMENT_CACHE_SIZE and sum(len(v) for _, v in headers) <= 1024:
             self._placements[key] = place
         return place
 
@@ -202,10 +229,9 @@ class Planner:
 
     def plan_broadcast(self, request: EnqueueRequest, channel: str) -> BroadcastSpec:
         """Validate one message for ``channel``; raises TaskError / RoutingConfigError."""
-        name = request.task
-        if not isinstance(name, str) or not name:
-            raise TaskError(f"task name must be a non-empty string, got {name!r}")
-        check_text(name, what="task name")
+        name = check_name(request.task, what="task name")
+        for header in request.headers:
+            check_name(str(header), what=f"{name}: header key")
         definition = self._routing.broadcast(channel)
         options = self._options(name)
         if request.eta is not None and request.countdown is not None:
@@ -215,8 +241,8 @@ class Planner:
             task_id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
             channel=definition.name,
             task=name,
-            args=encode_kwargs(name, request.kwargs),
-            headers=encode_json(dict(request.headers), what=f"{name}: headers") if request.headers else "{}",
+            args=encode_kwargs(name, request.kwargs, max_bytes=self.max_payload_bytes),
+            headers=self._headers(name, request.headers) if request.headers else "{}",
             delivery=definition.delivery,
             durable=is_durable(definition.durability),
             max_retries=options.retry_policy(self.default_max_retries).max_retries,
@@ -226,15 +252,38 @@ class Planner:
             expires_in=expires_in,
         )
 
-    def plan_routed(self, requests: Sequence[EnqueueRequest]) -> dict[int, BroadcastSpec]:
-        """The broadcast messages among enqueue requests, by position (empty without broadcast routes)."""
+    def plan_routed(
+        self, requests: Sequence[EnqueueRequest], *, numbered: bool = True
+    ) -> dict[int, BroadcastSpec]:
+        """The broadcast messages among enqueue requests, by position (empty without broadcast
+        routes); with ``numbered``, an error names the request's position."""
         planned = {}
         for index, request in enumerate(requests):
-            route = self.broadcast_route(request)
-            if route is not None:
-                planned[index] = self.plan_broadcast(request, route.name)
+            try:
+                route = self.broadcast_route(request)
+                if route is not None:
+                    planned[index] = self.plan_broadcast(request, route.name)
+            except (TaskError, ConfigError) as exc:
+                if not numbered:
+                    raise
+                raise at_item(index, exc) from None
         return planned
+
+    def _headers(self, name: str, headers: Mapping[str, Any]) -> str:
+        return encode_input(dict(headers), what=f"{name}: headers", max_bytes=self.max_payload_bytes)
 
     def _options(self, name: str) -> TaskOptions:
         definition = self._registry.get(name)
         return definition.options if definition else TaskOptions()
+
+
+def check_max_payload_bytes(value: object) -> int:
+    """``value`` if it is a usable payload limit (a whole number of bytes >= 1024), else TaskError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise TaskError(f"max_payload_bytes must be a whole number of bytes >= 1024, got {value!r}")
+    return value
+
+
+def at_item(index: int, exc: TaskError | ConfigError) -> TaskError | ConfigError:
+    """``exc`` again, its message led by the batch position it was raised for."""
+    return type(exc)(f"enqueue_many item {index}: {exc}")

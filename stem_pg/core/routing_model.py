@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from stem_pg.core.errors import RoutingConfigError
+from stem_pg.core.storable import MAX_NAME_LENGTH, shown
 
 KeyPath = tuple[str | int, ...]
 #: Gives the 1-based line of a key path in the source file, or None if unknown.
@@ -105,6 +106,12 @@ def check_priority(value: object, path: KeyPath = ()) -> int:
 def check_name(value: object, path: KeyPath, what: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise PathError(path, f"{what} must be a non-empty string, got {describe(value)}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise PathError(
+            path, f"{what} {shown(value)} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}"
+        )
+    if "\x00" in value:
+        raise PathError(path, f"{what} {shown(value)} holds a NUL character, which Postgres cannot store")
 
 
 @dataclass(frozen=True)

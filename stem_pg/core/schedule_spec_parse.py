@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError
 
 from stem_pg.core.cron import cron_next, cron_valid, invalid_field
-from stem_pg.core.durations import parse_duration
+from stem_pg.core.durations import MAX_DURATION, MAX_DURATION_TEXT, DurationTooLong, parse_duration
 from stem_pg.core.schedule_specs import (
     CALENDAR_FIELDS,
     MIN_INTERVAL,
@@ -135,6 +135,8 @@ def parse_seconds(raw: object, path: tuple[str, ...], *, signed: bool = False) -
     if isinstance(raw, int | float):
         if not math.isfinite(raw) or (raw < 0 and not signed):
             raise SpecError(path, f"{raw!r} is not a usable number of seconds")
+        if abs(raw) > MAX_DURATION:
+            raise SpecError(path, f"{raw!r} is longer than the maximum, {MAX_DURATION_TEXT}")
         return float(raw)
     if not isinstance(raw, str):
         raise SpecError(path, f"must be a duration like 30s or 5m, got {_kind_of(raw)}")
@@ -143,6 +145,8 @@ def parse_seconds(raw: object, path: tuple[str, ...], *, signed: bool = False) -
         sign, text = (-1.0 if text[0] == "-" else 1.0), text[1:]
     try:
         return sign * parse_duration(text, what="duration")
+    except DurationTooLong:
+        raise SpecError(path, f"{raw!r} is longer than the maximum, {MAX_DURATION_TEXT}") from None
     except ValueError:
         raise SpecError(path, f"{raw!r} is not a duration (use e.g. 30s, 5m, 1h30m, 2d)") from None
 

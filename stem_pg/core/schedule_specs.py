@@ -57,14 +57,17 @@ class IntervalSpec:
     end_at: datetime | None = None
 
     def next_after(self, after: datetime) -> datetime | None:
-        if self.start_at is None:
-            moment = after + timedelta(seconds=self.every)
-        elif after < self.start_at:
-            moment = self.start_at
-        else:
-            step = round(self.every * 1_000_000)
-            passed = (after - self.start_at) // timedelta(microseconds=1)
-            moment = self.start_at + timedelta(microseconds=(passed // step + 1) * step)
+        try:
+            if self.start_at is None:
+                moment = after + timedelta(seconds=self.every)
+            elif after < self.start_at:
+                moment = self.start_at
+            else:
+                step = round(self.every * 1_000_000)
+                passed = (after - self.start_at) // timedelta(microseconds=1)
+                moment = self.start_at + timedelta(microseconds=(passed // step + 1) * step)
+        except OverflowError:  # past the year 9999: there is no next time
+            return None
         return None if self.end_at is not None and moment > self.end_at else moment
 
     def to_json(self) -> dict[str, Any]:

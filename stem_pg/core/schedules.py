@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stem_pg.core.durations import MAX_DURATION, MAX_DURATION_TEXT
+from stem_pg.core.envelope import check_name as check_text_name
 from stem_pg.core.errors import ScheduleError, TaskError
 from stem_pg.core.schedule_spec_parse import (
     check_timezone,
@@ -23,8 +25,8 @@ from stem_pg.core.schedule_spec_parse import (
     parse_spec,
     spec_from_json,
 )
-from stem_pg.core.schedule_specs import Spec, SpecError
-from stem_pg.core.storable import encode_storable
+from stem_pg.core.schedule_specs import IntervalSpec, Spec, SpecError
+from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES, MAX_DEPTH, check_text, encode_storable
 
 MISFIRE_POLICIES = ("run_once", "skip")
 DEFAULT_MISFIRE_GRACE = 60.0
@@ -151,6 +153,29 @@ def parse_entry(name: object, body: object, *, source: str | None = None) -> Sch
         raise ScheduleError(_format(source, None, exc)) from None
 
 
+def check_entry(entry: ScheduleEntry) -> ScheduleEntry:
+    """``entry`` if it could have come from a file (an entry made in code skips the parsing):
+    else ScheduleError naming the entry and the key. ``schedule apply`` and ``--dry-run`` both
+    run it, so a dry run refuses what the real apply would."""
+    try:
+        check_name(entry.name)
+        _text(entry.name, "task", entry.task)
+        if entry.queue is not None:
+            _text(entry.name, "queue", entry.queue)
+        durations: dict[KeyPath, float] = {("jitter",): entry.jitter, ("misfire_grace",): entry.misfire_grace}
+        if isinstance(entry.spec, IntervalSpec):
+            durations["spec", "every"] = entry.spec.every
+        for path, value in durations.items():
+            if not 0 <= value <= MAX_DURATION:
+                raise _EntryError(entry.name, path, f"{value!r} is not between 0 and {MAX_DURATION_TEXT}")
+        _storable_kwargs(entry.name, entry.kwargs)
+    except _EntryError as exc:
+        raise ScheduleError(_format(None, None, exc)) from None
+    except ValueError as exc:
+        raise ScheduleError(str(exc)) from None
+    return entry
+
+
 def entry_from_row(row: Mapping[str, Any]) -> ScheduleEntry:
     """An entry from its stored columns; ScheduleError if the spec was damaged by hand."""
     try:
@@ -210,6 +235,7 @@ def _entry(name: object, body: object) -> ScheduleEntry:
             raise _EntryError(name, (key,), "is required")
     if not isinstance(data["task"], str) or not data["task"].strip():
         raise _EntryError(name, ("task",), f"must be a task name, got {data['task']!r}")
+    _text(name, "task", data["task"].strip())
     timezone = data.get("timezone")
     try:
         if timezone is not None:
@@ -223,7 +249,7 @@ def _entry(name: object, body: object) -> ScheduleEntry:
         task=data["task"].strip(),
         spec=spec,
         kwargs=_kwargs(name, data),
-        queue=_optional_text(name, data, "queue"),
+        queue=_queue(name, data),
         priority=_priority(name, data.get("priority")),
         jitter=_duration(name, data, "jitter", 0.0),
         enabled=_flag(name, data.get("enabled", True)),
@@ -249,13 +275,26 @@ def _kwargs(name: object, data: Mapping[str, Any]) -> dict[str, Any]:
         merged.update(value)
     try:
         plain: dict[str, Any] = json.loads(json.dumps(merged, allow_nan=False, default=_json_moment))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise _EntryError(name, ("kwargs",), f"must be JSON data: {exc}") from None
-    try:
-        encode_storable(plain, what="kwargs")
-    except TaskError as exc:  # a NUL character, which jsonb refuses
-        raise _EntryError(name, ("kwargs",), str(exc).removeprefix("kwargs ")) from None
+    _storable_kwargs(name, plain)
     return plain
+
+
+def _storable_kwargs(name: object, kwargs: Mapping[str, Any]) -> None:
+    """A NUL character, data nested too deeply or too big: refused now, not at each fire."""
+    try:
+        encode_storable(dict(kwargs), what="kwargs", max_bytes=DEFAULT_MAX_PAYLOAD_BYTES, max_depth=MAX_DEPTH)
+    except TaskError as exc:
+        raise _EntryError(name, ("kwargs",), str(exc).removeprefix("kwargs ")) from None
+
+
+def _text(name: object, key: str, value: str) -> str:
+    """A task or queue name a text column stores, of at most MAX_NAME_LENGTH characters."""
+    try:
+        return check_text_name(value, what="name")
+    except TaskError as exc:
+        raise _EntryError(name, (key,), str(exc).removeprefix("name ")) from None
 
 
 def _json_moment(value: object) -> str:
@@ -270,7 +309,15 @@ def _optional_text(name: object, data: Mapping[str, Any], key: str) -> str | Non
         return None
     if not isinstance(value, str) or not value.strip():
         raise _EntryError(name, (key,), f"must be non-empty text, got {value!r}")
-    return value.strip()
+    try:
+        return check_text(value.strip(), what="text")
+    except TaskError as exc:
+        raise _EntryError(name, (key,), str(exc).removeprefix("text ")) from None
+
+
+def _queue(name: object, data: Mapping[str, Any]) -> str | None:
+    queue = _optional_text(name, data, "queue")
+    return None if queue is None else _text(name, "queue", queue)
 
 
 def _priority(name: object, value: object) -> int | None:

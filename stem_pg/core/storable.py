@@ -1,4 +1,5 @@
-"""What Postgres can store: JSON that ``jsonb`` accepts and text that a ``text`` column accepts.
+"""What Postgres can store: JSON that ``jsonb`` accepts and text that a ``text`` column accepts,
+within stem_pg's limits (nesting depth, payload size, name length).
 
 Python's json module writes what jsonb refuses: the escape ``\\u0000`` (a NUL
 character) and unpaired UTF-16 surrogates (Python strings may hold lone surrogates,
@@ -26,35 +27,91 @@ _ESCAPE = re.compile(r"\\(?:ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}|u(0000|d[89a
 _LONE_SURROGATE = re.compile("[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")
 
+#: The deepest nesting of lists and mappings a JSON value may have (the value itself is level 0).
+#: Python's encoder and decoder recurse per level: much deeper data crashes them, and no sane
+#: task argument comes near it.
+MAX_DEPTH = 100
+#: The largest JSON (in bytes) a job's kwargs, its headers, a workflow's params or an event's
+#: payload may have unless ``Stem(max_payload_bytes=...)`` / STEM_MAX_PAYLOAD_BYTES say otherwise.
+#: Every row is read whole by a worker and copied by each retry: big data belongs in storage
+#: the task fetches, with its address in the arguments.
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+#: The longest task name, queue name, header key, task id, lock key or event topic (characters).
+MAX_NAME_LENGTH = 255
+#: How much of a refused value an error message shows.
+_SHOWN = 60
 
-def encode_storable(value: object, *, what: str) -> str:
+
+def encode_storable(
+    value: object, *, what: str, max_bytes: int | None = None, max_depth: int | None = None
+) -> str:
     """``value`` as JSON that a jsonb column stores unchanged.
 
     Raises TaskError naming ``what`` when it is no JSON (objects, NaN and infinities,
     circular or too deeply nested data), or when jsonb would refuse it: a NUL character
     or an unpaired surrogate in a string or a key (the message gives its JSON path).
+    Input (arguments, headers, params) also gets stem_pg's limits: nested at most
+    ``max_depth`` levels (MAX_DEPTH), at most ``max_bytes`` long; what a worker writes
+    (results, progress) does not.
     """
     try:
         text = STRICT_JSON.encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        if max_depth is not None:
+            check_depth(value, what=what, max_depth=max_depth)  # raises for data this deep
         raise TaskError(f"{what} must be JSON-serialisable: {exc}") from None
-    check_encoded(text, value, what=what)
+    except (TypeError, ValueError) as exc:
+        raise TaskError(f"{what} must be JSON-serialisable: {exc}") from None
+    check_encoded(text, value, what=what, max_bytes=max_bytes, max_depth=max_depth)
     return text
 
 
-def check_encoded(text: str, value: object, *, what: str) -> None:
-    """Raise TaskError when ``text`` (STRICT_JSON's encoding of ``value``) is JSON jsonb refuses."""
+def check_encoded(
+    text: str, value: object, *, what: str, max_bytes: int | None = None, max_depth: int | None = None
+) -> None:
+    """Raise TaskError when ``text`` (STRICT_JSON's encoding of ``value``) is JSON jsonb refuses,
+    is longer than ``max_bytes`` or nested more than ``max_depth`` levels (when given)."""
+    if max_bytes is not None and len(text) > max_bytes:  # ASCII output: characters are bytes
+        raise TaskError(f"{what} is {len(text)} bytes of JSON; the limit is {max_bytes} (max_payload_bytes)")
     # Both substrings are rare (emoji are surrogate pairs, though): the scan runs seldom.
     if ("\\u0000" in text or "\\ud" in text) and any(m.group(1) for m in _ESCAPE.finditer(text)):
         raise TaskError(f"{what} is not storable: {_flaw_in(value, '$') or 'a character jsonb refuses'}")
+    # Nesting needs an opening bracket per level: a value with few brackets is shallow enough.
+    if max_depth is not None and text.count("[") + text.count("{") > max_depth:
+        check_depth(value, what=what, max_depth=max_depth)
 
 
-def check_text(text: str, *, what: str) -> str:
-    """``text``, or a TaskError naming ``what`` when a text column would refuse it."""
+def check_depth(value: object, *, what: str, max_depth: int = MAX_DEPTH) -> None:
+    """Raise TaskError when ``value`` nests lists and mappings more than ``max_depth`` levels deep.
+
+    Iterative, and it stops at the first level too deep: it cannot itself recurse too deeply,
+    and a value that refers to itself is "too deep" too.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth >= max_depth:
+                raise TaskError(f"{what} is nested more than {max_depth} levels deep")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def check_text(text: str, *, what: str, max_length: int | None = None) -> str:
+    """``text``, or a TaskError naming ``what`` when a text column would refuse it or it is
+    longer than ``max_length`` characters."""
+    if max_length is not None and len(text) > max_length:
+        raise TaskError(f"{what} {shown(text)} is {len(text)} characters long; the limit is {max_length}")
     flaw = _flaw(text)
     if flaw:
-        raise TaskError(f"{what} {text!r} is not storable: {flaw}")
+        raise TaskError(f"{what} {shown(text)} is not storable: {flaw}")
     return text
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut short: an error message names a refused value, never repeats a megabyte."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[: _SHOWN - 5]}...{text[-2:]}"
 
 
 def storable_text(text: str) -> str:

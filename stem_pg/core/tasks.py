@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from stem_pg.core.envelope import check_name
 from stem_pg.core.errors import TaskError, UnknownTaskError
 from stem_pg.core.retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, RetryPolicy
 
@@ -98,8 +99,7 @@ class TaskDefinition:
     @classmethod
     def build(cls, name: str, fn: Callable[..., Any], options: TaskOptions) -> TaskDefinition:
         """Inspect ``fn``: a parameter annotated ``TaskContext`` (or named ``ctx``) gets the context."""
-        if not name or not isinstance(name, str):
-            raise TaskError(f"task name must be a non-empty string, got {name!r}")
+        check_name(name, what="task name")
         return cls(name, fn, options, _context_param(fn))
 
 

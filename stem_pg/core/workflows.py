@@ -31,7 +31,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from stem_pg.core.durations import parse_duration
+from stem_pg.core.durations import MAX_DURATION, MAX_DURATION_TEXT, parse_duration
 from stem_pg.core.errors import StemError
 
 Seconds = float | timedelta | str | None
@@ -133,6 +133,8 @@ def seconds(value: Seconds, *, what: str) -> float | None:
     number = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(number, bool) or not isinstance(number, int | float) or not number > 0:
         raise WorkflowError(f"{what} must be a positive duration, got {value!r}")
+    if number > MAX_DURATION:
+        raise WorkflowError(f"{what}: {value!r} is longer than the maximum, {MAX_DURATION_TEXT}")
     return float(number)
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from tests.helpers import run_stem
+from stem_pg.config.safe_yaml import MAX_NODES
+from tests.helpers import REPO_ROOT, run_stem, stem_env
+from tests.unit.test_safe_yaml import ALIAS_BOMB
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
@@ -108,3 +112,51 @@ def test_dry_run_of_a_spec(database_url: str) -> None:
     ]
     bad = run_stem(database_url, "schedule", "dry-run", "--spec", "every 5x")
     assert bad.returncode == 1 and "error: --spec: '5x' is not a duration" in bad.stderr
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refused command prints: exit 1, no traceback, nothing on stdout."""
+    assert result.returncode == 1, (result.returncode, result.stdout[-1000:], result.stderr[-2000:])
+    assert "Traceback" not in result.stderr and result.stdout == "", result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr[-2000:]
+    return lines[0]
+
+
+def test_an_endless_interval_is_refused_by_dry_run_and_apply_alike(
+    database_url: str, namespace: str, db: Db, tmp_path: Path
+) -> None:
+    """``every: 99999999999999999999d`` once passed the dry run and crashed the apply with OverflowError."""
+    path = tmp_path / "schedules.yaml"
+    path.write_text(
+        "ok:\n  task: t\n  spec: every:1m\nendless:\n  task: t\n  spec: {every: 99999999999999999999d}\n"
+    )
+    expected = (
+        f"error: {path}:6: entry 'endless': spec.every: '99999999999999999999d' is longer than the maximum,"
+        " 3650d (about 10 years)"
+    )
+    for dry_run in (("--dry-run",), ()):
+        result = run_stem(database_url, "schedule", "apply", "--file", str(path), *dry_run, "-n", namespace)
+        assert _one_error_line(result) == expected
+    assert rows(db, namespace) == []
+
+
+def test_an_alias_bomb_is_refused_with_one_line_in_bounded_memory(
+    database_url: str, namespace: str, db: Db, tmp_path: Path
+) -> None:
+    """Thirteen lines that expand to 387 million strings: refused, not grown to gigabytes (the
+    command runs with 1 GB of address space; the timeout is generous, this is no benchmark)."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))"
+    run = f"{limit}; import sys; from stem_pg.cli import main; sys.argv[0] = 'stem'; main()"
+    for dry_run in (("--dry-run",), ()):
+        result = subprocess.run(
+            [sys.executable, "-c", run, "schedule", "apply", "--file", str(path), *dry_run, "-n", namespace],
+            cwd=REPO_ROOT, env=stem_env(STEM_BROKER_URL=database_url), capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        line = _one_error_line(result)
+        assert line.startswith(f"error: {path}:"), line
+        assert line.endswith(f"more than {MAX_NODES} values after expanding aliases"), line
+    assert rows(db, namespace) == []

@@ -73,6 +73,28 @@ def test_tasks_refuses_bad_input_clearly(stem: Stem, database_url: str, namespac
     assert scalar_jobs(database_url, namespace) == 0  # nothing was enqueued by the refused calls
 
 
+def test_tasks_enqueue_refuses_input_beyond_the_limits_in_one_line(
+    stem: Stem, database_url: str, namespace: str
+) -> None:
+    def enqueue(*args: str) -> subprocess.CompletedProcess[str]:
+        return stem_tasks(database_url, "enqueue", "acc.step", *args, "--namespace", namespace)
+
+    too_deep = enqueue("--kwargs", '{"a": ' + "[" * 5000 + "]" * 5000 + "}")
+    assert too_deep.returncode == 2 and "Traceback" not in too_deep.stderr, too_deep.stderr[-2000:]
+    assert "nested too deeply (at most 100 levels)" in too_deep.stderr
+    deep = enqueue("--kwargs", '{"a": ' + "[" * 200 + "]" * 200 + "}")
+    assert deep.returncode == 1, deep.stderr[-2000:]
+    assert deep.stderr == "error: acc.step: argument 'a' is nested more than 100 levels deep\n"
+    endless = enqueue("--countdown", "99999999999999999999d")
+    assert endless.returncode == 2 and "is longer than the" in endless.stderr, endless.stderr
+    queue = enqueue("--queue", "q" * 100_000)
+    assert queue.returncode == 1 and "Traceback" not in queue.stderr, queue.stderr[-2000:]
+    assert queue.stderr.splitlines() == [
+        f"error: acc.step: queue '{'q' * 54}...q' is 100000 characters long; the limit is 255"
+    ]
+    assert scalar_jobs(database_url, namespace) == 0
+
+
 def scalar_jobs(database_url: str, namespace: str) -> int:
     with psycopg.connect(database_url, autocommit=True) as conn:
         return int(scalar(conn, namespace, "SELECT count(*) FROM {ns}.jobs"))

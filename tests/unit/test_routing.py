@@ -420,6 +420,8 @@ BAD = [
     ),
     ("queues:\n  primary: {}\n", 1, "default_queue.queue", "queue 'default' is not defined"),
     ('default_queue:\n  alias: ""\n', 2, "default_queue.alias", "must be a non-empty string"),
+    (f"queues:\n  {'q' * 300}: {{}}\n", 1, "queues", "is 300 characters long; the limit is 255"),
+    ('queues:\n  "q\\0": {}\n', 1, "queues", "name 'q\\x00' holds a NUL character"),
     ("broadcasts:\n  control:\n    delivery: ''\n", 3, "broadcasts.control.delivery", "got ''"),
     (
         "default_queue:\n  alias: secondary\n  queue: primary\nqueues:\n  primary: {}\n  secondary: {}\n",

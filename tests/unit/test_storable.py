@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stem_pg.core.envelope import check_task_id, encode_json, encode_kwargs
+from stem_pg.core.envelope import check_task_id, encode_input, encode_json, encode_kwargs
 from stem_pg.core.errors import ScheduleError, TaskError
 from stem_pg.core.schedules import parse_entry
 from stem_pg.core.states import TaskState
@@ -129,3 +129,21 @@ def test_outcomes_carry_storable_error_texts() -> None:
     assert storable(done) is done
     release = Release("j", "tok")
     assert storable(release) is release
+
+
+def test_input_has_limits_what_a_worker_writes_has_not() -> None:
+    """Arguments, headers and params are input: nested at most 100 levels and at most
+    max_payload_bytes long. A return value, a step result or progress is the task's own
+    output: only what Postgres cannot store is refused."""
+    deep: list[Any] = []
+    for _ in range(150):
+        deep = [deep]
+    big = "x" * (2 * 1024 * 1024)
+    assert encode_json(deep, what="result").startswith("[[[")
+    assert len(encode_json(big, what="result")) == len(big) + 2
+    with pytest.raises(TaskError, match=r"^params is nested more than 100 levels deep$"):
+        encode_input(deep, what="params")
+    with pytest.raises(TaskError, match=r"^params is 2097154 bytes of JSON; the limit is 1048576"):
+        encode_input(big, what="params")
+    with pytest.raises(TaskError, match=r"^t: argument 'a' is nested more than 100 levels deep$"):
+        encode_kwargs("t", {"a": deep})
