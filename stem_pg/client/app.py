@@ -29,6 +29,7 @@ from stem_pg.core.namespaces import validate_namespace
 from stem_pg.core.planning import EnqueueRequest, Expires, Planner
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
+from stem_pg.core.signing import Signing
 from stem_pg.core.tasks import TaskDefinition, TaskOptions, TaskRegistry
 
 if TYPE_CHECKING:
@@ -46,7 +47,10 @@ class Stem(BackendFacade):
 
     ``url`` defaults to STEM_BROKER_URL, ``namespace`` to STEM_NAMESPACE (then
     ``stem``), ``routing`` to the file named by STEM_ROUTING_CONFIG (then the
-    legacy single-queue setup). Connection pools open on first use.
+    legacy single-queue setup). Connection pools open on first use. ``signing``
+    (a ``Signing``, or ``{key id: key}`` with one key that can sign) defaults to
+    STEM_SIGNING_KEYS / STEM_SIGNING_ACTIVE_KEY: jobs are signed when enqueued and
+    verified before they run.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Stem(BackendFacade):
         config: StemConfig | None = None,
         result_ttl: float = DEFAULT_RESULT_TTL,
         pool_size: int = 10,
+        signing: Signing | Mapping[str, str] | None = None,
     ) -> None:
         self.config = config or StemConfig.from_environment()
         given = validate_url(url, source="url") if url else self.config.broker_url
@@ -71,6 +76,7 @@ class Stem(BackendFacade):
             TaskRegistry(),
             _routing_registry(routing, self.config),
             default_max_retries=self.config.default_max_retries,
+            signing=_signing(signing, self.config),
         )
         self.workflows: dict[str, WorkflowDefinition] = {}
 
@@ -386,3 +392,10 @@ def _routing_registry(
     if path is None:
         return RoutingRegistry(RoutingConfig.legacy(config.default_queue))
     return RoutingRegistry(load_routing(path))
+
+
+def _signing(signing: Signing | Mapping[str, str] | None, config: StemConfig) -> Signing | None:
+    """``Stem(signing=...)``: a Signing, ``{key id: key}``, or None for the environment's."""
+    if isinstance(signing, Mapping):
+        return Signing.from_spec(signing)
+    return signing if signing is not None else config.signing

@@ -70,26 +70,34 @@ def _write(conn: Any, backend: Backend, canvas_id: str, kind: CanvasKind, member
 
 def _plan(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind, list[_Member]]:
     if isinstance(canvas, Chain):
-        links = [_member(planner, canvas_id, sig, later=i > 0) for i, sig in enumerate(canvas.links)]
-        for member, sig in zip(links[1:], canvas.links[1:], strict=True):
-            member.result_arg = sig.result_arg(CHAIN_RESULT_ARG)
+        takes = [None, *(sig.result_arg(CHAIN_RESULT_ARG) for sig in canvas.links[1:])]
+        links = [
+            _member(planner, canvas_id, sig, later=i > 0, result_arg=arg)
+            for i, (sig, arg) in enumerate(zip(canvas.links, takes, strict=True))
+        ]
         return CanvasKind.CHAIN, links
     if isinstance(canvas, Group):
         return CanvasKind.GROUP, [_member(planner, canvas_id, sig, later=False) for sig in canvas.members]
     if isinstance(canvas, Chord):
         header = [_member(planner, canvas_id, sig, later=False) for sig in canvas.header.members]
-        callback = _member(planner, canvas_id, canvas.callback, later=True)
-        callback.result_arg = canvas.callback.result_arg(CHORD_RESULT_ARG)
+        arg = canvas.callback.result_arg(CHORD_RESULT_ARG)
+        callback = _member(planner, canvas_id, canvas.callback, later=True, result_arg=arg)
         return CanvasKind.CHORD, [*header, callback]
     raise TaskError(f"app.apply takes a chain, group or chord, got {canvas!r}")
 
 
-def _member(planner: Planner, canvas_id: str, sig: Signature, *, later: bool) -> _Member:
+def _member(
+    planner: Planner, canvas_id: str, sig: Signature, *, later: bool, result_arg: str | None = None
+) -> _Member:
     options = {k: v for k, v in sig.options.items() if k != "result_arg"}
     headers = {**(options.pop("headers", None) or {}), CANVAS_HEADER: canvas_id}
     spec = planner.plan(EnqueueRequest(sig.task, sig.kwargs, headers=headers, **options))
+    if result_arg is not None and planner.signing is not None:
+        # The jobs_done trigger adds the previous result as ``result_arg``: the signature
+        # leaves that argument out (and says so), covering everything the producer wrote.
+        spec.headers = planner.sign(spec.id, spec.task, sig.kwargs, json.loads(spec.headers), free=result_arg)
     # A canvas member is one specific job: unique-task deduplication does not apply.
-    return _Member(replace(spec, unique_key=None, unique_for=None), later)
+    return _Member(replace(spec, unique_key=None, unique_for=None), later, result_arg)
 
 
 def _planned_job(spec: JobSpec) -> str:

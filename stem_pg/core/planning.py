@@ -26,6 +26,7 @@ from stem_pg.core.envelope import (
 )
 from stem_pg.core.errors import TaskError
 from stem_pg.core.routing_registry import ResolvedRoute, RoutingRegistry
+from stem_pg.core.signing import Signing
 from stem_pg.core.storable import check_text
 from stem_pg.core.tasks import TaskOptions, TaskRegistry
 
@@ -85,10 +86,19 @@ class Planner:
     """Validates requests and resolves their routes; placements are cached per distinct input
     because a bulk enqueue plans thousands of requests for a handful of tasks."""
 
-    def __init__(self, registry: TaskRegistry, routing: RoutingRegistry, *, default_max_retries: int) -> None:
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        routing: RoutingRegistry,
+        *,
+        default_max_retries: int,
+        signing: Signing | None = None,
+    ) -> None:
         self._registry = registry
         self._routing = routing
         self.default_max_retries = default_max_retries
+        #: With an active key, every planned job and message is signed (stem_pg.core.signing).
+        self.signing = signing
         self._placements: dict[tuple[object, ...], Placement] = {}
 
     @property
@@ -129,13 +139,14 @@ class Planner:
         expires_at, expires_in = split_expires(request.expires)
         args = encode_kwargs(name, request.kwargs)
         key = unique_key(name, place.queue, request.kwargs) if place.unique else None
+        task_id = check_task_id(request.task_id) if request.task_id is not None else new_task_id()
         return JobSpec(
-            id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
+            id=task_id,
             task=name,
             queue=place.queue,
             priority=place.priority,
             args=args,
-            headers=encode_json(dict(request.headers), what=f"{name}: headers") if headers else "{}",
+            headers=self._headers(task_id, name, request) if headers or self.signing else "{}",
             max_retries=place.max_retries,
             eta=check_moment(request.eta, what="eta"),
             countdown=check_seconds(request.countdown, what="countdown"),
@@ -211,12 +222,14 @@ class Planner:
         if request.eta is not None and request.countdown is not None:
             raise TaskError(f"{name}: give either eta or countdown, not both")
         expires_at, expires_in = split_expires(request.expires)
+        task_id = check_task_id(request.task_id) if request.task_id is not None else new_task_id()
+        args = encode_kwargs(name, request.kwargs)
         return BroadcastSpec(
-            task_id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
+            task_id=task_id,
             channel=definition.name,
             task=name,
-            args=encode_kwargs(name, request.kwargs),
-            headers=encode_json(dict(request.headers), what=f"{name}: headers") if request.headers else "{}",
+            args=args,
+            headers=self._headers(task_id, name, request) if request.headers or self.signing else "{}",
             delivery=definition.delivery,
             durable=is_durable(definition.durability),
             max_retries=options.retry_policy(self.default_max_retries).max_retries,
@@ -234,6 +247,30 @@ class Planner:
             if route is not None:
                 planned[index] = self.plan_broadcast(request, route.name)
         return planned
+
+    def _headers(self, task_id: str, name: str, request: EnqueueRequest) -> str:
+        """The request's headers as JSON, signed when there is an active key (after the
+        arguments were checked: only JSON is signed)."""
+        text = encode_json(dict(request.headers), what=f"{name}: headers")
+        if self.signing is None or self.signing.active is None:
+            return text
+        return self.sign(task_id, name, request.kwargs, request.headers)
+
+    def sign(
+        self,
+        task_id: str,
+        name: str,
+        kwargs: Mapping[str, Any] | None,
+        headers: Mapping[str, Any],
+        free: str | None = None,
+    ) -> str:
+        """``headers`` with a fresh signature of the job, as JSON (unsigned without an active
+        key); ``free`` as in ``stem_pg.core.signing.signed_message``."""
+        if self.signing is None or self.signing.active is None:
+            return encode_json(dict(headers), what=f"{name}: headers")
+        plain = {} if kwargs is None else kwargs if type(kwargs) is dict else dict(kwargs)
+        signed = self.signing.signed_headers(task_id, name, plain, headers, free)
+        return encode_json(signed, what=f"{name}: headers")
 
     def _options(self, name: str) -> TaskOptions:
         definition = self._registry.get(name)
