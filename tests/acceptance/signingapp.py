@@ -14,6 +14,7 @@ from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.signing import Signing
 from stem_pg.worker.context import TaskContext
+from stem_pg.worker.workflows.context import WorkflowContext
 from tests.acceptance.workerapp import _log
 
 
@@ -32,7 +33,23 @@ def make_signing_app(url: str | None, namespace: str | None, signing: Signing | 
         _log(stem, ctx, n + prev, "ran")
         return n + prev
 
+    @stem.workflow(name="sig.child")
+    async def child(ctx: WorkflowContext, n: int) -> int:
+        return n * 2
+
+    @stem.workflow(name="sig.flow")
+    async def flow(ctx: WorkflowContext, n: int) -> int:
+        """Resumed by jobs that the database and the worker write (after the sleep, after
+        the child): unsigned by design, accepted by their shape."""
+        first = await ctx.step("first", _plus_one, n)
+        await ctx.sleep(0.2)
+        return int(await ctx.child("sig.child", {"n": first}))
+
     return stem
+
+
+def _plus_one(n: int) -> int:
+    return n + 1
 
 
 app = (

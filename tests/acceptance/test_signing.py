@@ -41,7 +41,7 @@ def producers(database_url: str, namespace: str, db: psycopg.Connection[Any]) ->
     unknown key, ``plain`` does not sign."""
     create_tables(db, namespace)
     apps = {
-        "new": make_signing_app(database_url, namespace, Signing.from_spec({"k1": OLD, "k2": NEW}, active="k2")),
+        "new": make_signing_app(database_url, namespace, Signing.from_spec({"k1": OLD, "k2": NEW}, "k2")),
         "old": make_signing_app(database_url, namespace, Signing.from_spec({"k1": OLD})),
         "rogue": make_signing_app(database_url, namespace, Signing.from_spec({"k9": "x" * 32})),
         "plain": make_signing_app(database_url, namespace, None),
@@ -106,7 +106,7 @@ def test_unsigned_tampered_and_unknown_key_jobs_are_dead_lettered_never_run(
     assert letters[unsigned.id] == ("signature_invalid", "signature_invalid: unsigned")
     assert letters[tampered.id] == ("signature_invalid", "signature_invalid: bad signature (key 'k2')")
     assert letters[unknown.id] == ("signature_invalid", "signature_invalid: signed with unknown key 'k9'")
-    states = query(db, namespace, "SELECT id, state, attempts FROM {ns}.results WHERE id = ANY(%s)", [list(ids)])
+    states = query(db, namespace, "SELECT id, state, attempts FROM {ns}.results WHERE id = ANY(%s)", [[*ids]])
     assert {i: (s, a) for i, s, a in states if i in letters} == {i: ("failed", 1) for i in letters}
 
 
@@ -116,7 +116,7 @@ def test_enqueue_many_copy_canvas_and_beat_jobs_verify(
 ) -> None:
     new = producers["new"]
     many = new.enqueue_many([("sig.record", {"n": i}) for i in range(250)])  # COPY from 200 on
-    few = new.enqueue_many([EnqueueRequest("sig.record", {"n": 1000 + i}, task_id=f"few-{i}") for i in range(3)])
+    few = new.enqueue_many([EnqueueRequest("sig.record", {"n": i}, task_id=f"few-{i}") for i in range(3)])
     # The second and third links are enqueued by the jobs_done trigger, with ``prev`` added.
     links = new.apply(
         chain(
@@ -151,6 +151,18 @@ def test_enqueue_many_copy_canvas_and_beat_jobs_verify(
 
 
 @pytest.mark.timeout(120)
+def test_workflow_runs_resume_under_signing(
+    producers: dict[str, Stem], workers: Workers, db: psycopg.Connection[Any], namespace: str
+) -> None:
+    # The worker holds verification keys only (two keys, no active one): the resume jobs
+    # and the child's first job, which the database and the worker write, are unsigned.
+    run = producers["new"].start_workflow("sig.flow", {"n": 20})
+    workers.start(app=APP, env=WORKER_ENV)
+    assert run.get(timeout=WAIT) == 42
+    assert dead(db, namespace) == {}
+
+
+@pytest.mark.timeout(120)
 def test_ed25519_worker_with_the_public_key_only(
     database_url: str, workers: Workers, db: psycopg.Connection[Any], namespace: str
 ) -> None:
@@ -159,7 +171,8 @@ def test_ed25519_worker_with_the_public_key_only(
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     seed = os.urandom(32)
-    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     create_tables(db, namespace)
     producer = make_signing_app(
         database_url, namespace, Signing.from_spec({"ed1": "ed25519:" + base64.b64encode(seed).decode()})
@@ -170,10 +183,13 @@ def test_ed25519_worker_with_the_public_key_only(
     try:
         good = producer.enqueue("sig.record", {"n": 1})
         forged = forger.enqueue("sig.record", {"n": 2})
-        workers.start(app=APP, env={"STEM_SIGNING_KEYS": "ed1=ed25519-public:" + base64.b64encode(public).decode()})
+        verify_only = "ed1=ed25519-public:" + base64.b64encode(public).decode()
+        workers.start(app=APP, env={"STEM_SIGNING_KEYS": verify_only})
         settled(db, namespace, {good.id, forged.id}, workers)
     finally:
         producer.close()
         forger.close()
     assert ran(db, namespace) == {good.id}
-    assert dead(db, namespace) == {forged.id: ("signature_invalid", "signature_invalid: bad signature (key 'ed1')")}
+    assert dead(db, namespace) == {
+        forged.id: ("signature_invalid", "signature_invalid: bad signature (key 'ed1')")
+    }

@@ -105,7 +105,8 @@ def test_bad_key_config_is_one_line_without_the_secret(keys: str, active: str | 
 def test_environment_keys_json_form_and_several_keys_need_an_active_one() -> None:
     config = StemConfig.from_environment({"STEM_SIGNING_KEYS": json.dumps({"k1": OLD, "k2": f"hmac:{NEW}"})})
     assert config.signing is not None and config.signing.active is None  # two keys: which one signs?
-    config = StemConfig.from_environment({"STEM_SIGNING_KEYS": f"k1={OLD}, k2={NEW}", "STEM_SIGNING_ACTIVE_KEY": "k2"})
+    env = {"STEM_SIGNING_KEYS": f"k1={OLD}, k2={NEW}", "STEM_SIGNING_ACTIVE_KEY": "k2"}
+    config = StemConfig.from_environment(env)
     assert config.signing is not None and config.signing.active == "k2"
     assert StemConfig.from_environment({}).signing is None
 
@@ -116,7 +117,8 @@ def test_ed25519_private_key_signs_public_key_only_verifies() -> None:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     seed = os.urandom(32)
-    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     producer = Signing.from_spec({"ed": "ed25519:" + base64.b64encode(seed).decode()})
     worker = Signing.from_spec({"ed": "ed25519-public:" + base64.urlsafe_b64encode(public).decode()})
     assert producer.active == "ed" and worker.active is None
