@@ -25,7 +25,7 @@ from stem_pg.core.schedules import parse_entry
 from stem_pg.core.signing import SIGNATURE_HEADER, Signing
 from tests.acceptance.signingapp import make_signing_app
 from tests.acceptance.workerapp import Workers, create_tables, query
-from tests.helpers import wait_for
+from tests.helpers import run_cli, stem_env, wait_for
 
 OLD = "old-secret-for-k1-0123456789"
 NEW = "new-secret-for-k2-9876543210"
@@ -193,3 +193,30 @@ def test_ed25519_worker_with_the_public_key_only(
     assert dead(db, namespace) == {
         forged.id: ("signature_invalid", "signature_invalid: bad signature (key 'ed1')")
     }
+
+
+@pytest.mark.parametrize(
+    ("keys", "active", "line"),
+    [
+        (
+            "k1=hmac:S3cretButShort",
+            None,
+            "STEM_SIGNING_KEYS: key 'k1': an HMAC secret needs at least 16 characters",
+        ),
+        (f"k1={OLD}", "k2", "STEM_SIGNING_ACTIVE_KEY: 'k2' is not a key id of STEM_SIGNING_KEYS (k1)"),
+        (
+            f"k1={OLD};k2={NEW}",
+            None,
+            "STEM_SIGNING_KEYS: key 'k1': an HMAC secret needs at least 16 characters",
+        ),
+    ],
+)
+def test_bad_signing_config_is_one_line_without_the_secret(
+    database_url: str, keys: str, active: str | None, line: str
+) -> None:
+    env = stem_env(STEM_BROKER_URL=database_url, STEM_SIGNING_KEYS=keys, STEM_SIGNING_ACTIVE_KEY=active)
+    done = run_cli("health", env=env)
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"error: {line}"]
+    assert "S3cret" not in done.stderr and OLD not in done.stderr and NEW not in done.stderr
