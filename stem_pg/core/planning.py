@@ -251,9 +251,10 @@ class Planner:
     def _headers(self, task_id: str, name: str, request: EnqueueRequest) -> str:
         """The request's headers as JSON, signed when there is an active key (after the
         arguments were checked: only JSON is signed)."""
-        text = encode_json(dict(request.headers), what=f"{name}: headers")
         if self.signing is None or self.signing.active is None:
-            return text
+            return encode_json(dict(request.headers), what=f"{name}: headers")
+        if request.headers:
+            encode_json(dict(request.headers), what=f"{name}: headers")
         return self.sign(task_id, name, request.kwargs, request.headers)
 
     def sign(
