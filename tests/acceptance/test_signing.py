@@ -216,3 +216,21 @@ def test_bad_signing_config_is_one_line_without_the_secret(
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [f"error: {line}"]
     assert "S3cret" not in done.stderr and OLD not in done.stderr and NEW not in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_stem_tasks_enqueue_signs_with_the_environment_keys(
+    producers: dict[str, Stem],
+    workers: Workers,
+    database_url: str,
+    db: psycopg.Connection[Any],
+    namespace: str,
+) -> None:
+    env = stem_env(STEM_BROKER_URL=database_url, STEM_SIGNING_KEYS=f"k2={NEW}")
+    args = ("tasks", "enqueue", "sig.record", "--kwargs", '{"n": 1}', "--app", APP, "--namespace", namespace)
+    done = run_cli(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.strip()
+    workers.start(app=APP, env=WORKER_ENV)
+    settled(db, namespace, {task_id}, workers)
+    assert (ran(db, namespace), dead(db, namespace)) == ({task_id}, {})
