@@ -164,6 +164,8 @@ class Signing:
     ) -> str | None:
         """None when the job's signature verifies, else why not (names the key id, never a secret)."""
         headers = headers or {}
+        if not isinstance(headers, Mapping) or not isinstance(args or {}, Mapping):
+            return "headers or arguments are not JSON objects"  # rows written by hand
         value = headers.get(SIGNATURE_HEADER)
         if value is None:
             return "unsigned"

@@ -45,6 +45,9 @@ def test_hmac_signature_verifies_and_covers_name_args_headers_and_id() -> None:
     assert signing.problem("id-1", "app.task", {"n": 1}, {"h": "x"}) == "unsigned"
     assert signing.problem("id-1", "app.task", {"n": 1}, None) == "unsigned"
     assert signing.problem("id-1", "app.task", {}, {SIGNATURE_HEADER: "x"}) == "malformed signature header"
+    not_objects = "headers or arguments are not JSON objects"
+    assert signing.problem("id-1", "app.task", {}, [1]) == not_objects  # type: ignore[arg-type]
+    assert signing.problem("id-1", "app.task", [1], headers) == not_objects  # type: ignore[arg-type]
 
 
 def test_rotation_old_key_still_verifies_new_key_signs() -> None:
