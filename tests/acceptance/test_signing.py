@@ -93,19 +93,23 @@ def test_unsigned_tampered_and_unknown_key_jobs_are_dead_lettered_never_run(
     assert json.loads(tampered.headers)[SIGNATURE_HEADER]["key"] == "k2"  # the new key signs
     insert_row(db, namespace, tampered, {"n": 4, "extra": "injected"})
     unknown = rogue.enqueue("sig.record", {"n": 5})
+    odd_headers = new.plan(EnqueueRequest("sig.record", {"n": 7}))
+    odd_headers.headers = '["x"]'
+    insert_row(db, namespace, odd_headers, {"n": 7})
     # Odd numbers and text survive jsonb's round trip with their signature intact.
     odd = new.enqueue("sig.record", {"n": 6, "big": 1e16, "zero": -0.0, "tiny": 1.5e-7, "t": "é\u2603"})
-    ids = {signed_new.id, signed_old.id, unsigned.id, tampered.id, unknown.id, odd.id}
+    ids = {signed_new.id, signed_old.id, unsigned.id, tampered.id, unknown.id, odd.id, odd_headers.id}
 
     workers.start(app=APP, env=WORKER_ENV)
     settled(db, namespace, ids, workers)
 
     assert ran(db, namespace) == {signed_new.id, signed_old.id, odd.id}, (dead(db, namespace), workers.logs())
     letters = dead(db, namespace)
-    assert set(letters) == {unsigned.id, tampered.id, unknown.id}
+    assert set(letters) == {unsigned.id, tampered.id, unknown.id, odd_headers.id}
     assert letters[unsigned.id] == ("signature_invalid", "signature_invalid: unsigned")
     assert letters[tampered.id] == ("signature_invalid", "signature_invalid: bad signature (key 'k2')")
     assert letters[unknown.id] == ("signature_invalid", "signature_invalid: signed with unknown key 'k9'")
+    assert letters[odd_headers.id][1] == "signature_invalid: headers or arguments are not JSON objects"
     states = query(db, namespace, "SELECT id, state, attempts FROM {ns}.results WHERE id = ANY(%s)", [[*ids]])
     assert {i: (s, a) for i, s, a in states if i in letters} == {i: ("failed", 1) for i in letters}
 
