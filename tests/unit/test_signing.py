@@ -13,7 +13,7 @@ from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.planning import EnqueueRequest, Planner
 from stem_pg.core.routing_registry import RoutingRegistry
-from stem_pg.core.signing import SIGNATURE_HEADER, Signing, canonical_json, parse_keys
+from stem_pg.core.signing import SCHEME, SIGNATURE_HEADER, Signing, canonical_json, parse_keys, signed_message
 from stem_pg.core.tasks import TaskRegistry
 
 OLD = "old-secret-0123456789"
@@ -132,3 +132,20 @@ def test_ed25519_private_key_signs_public_key_only_verifies() -> None:
         Signing(worker.keys, "ed")
     with pytest.raises(ConfigError, match="an ed25519-public key is 32 bytes in base64"):
         parse_keys("ed=ed25519-public:AAAA")
+
+
+@pytest.mark.parametrize(
+    ("args", "headers", "free"),
+    [
+        ({}, {}, None),
+        ({"b": 1e16, "a": [1, "é"]}, {"h": -0.0, SIGNATURE_HEADER: {}}, "prev"),
+        ({"prev": 1}, {}, "prev"),
+    ],
+)
+def test_signed_message_is_the_canonical_json_of_its_parts(
+    args: dict[str, Any], headers: dict[str, Any], free: str | None
+) -> None:
+    kept_args = {k: v for k, v in args.items() if k != free}
+    kept_headers = {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}
+    expected = canonical_json([SCHEME, "k1", "id-\u00e9", "app.task", kept_args, kept_headers, free])
+    assert signed_message("k1", "id-\u00e9", "app.task", args, headers, free) == expected.encode()
