@@ -90,7 +90,7 @@ def test_unsigned_tampered_and_unknown_key_jobs_are_dead_lettered_never_run(
     unsigned = plain.plan(EnqueueRequest("sig.record", {"n": 3}))
     insert_row(db, namespace, unsigned, {"n": 3})
     tampered = new.plan(EnqueueRequest("sig.record", {"n": 4}))
-    assert json.loads(tampered.headers)[SIGNATURE_HEADER]["key"] == "k2"  # the new key signs
+    assert json.loads(tampered.headers)[SIGNATURE_HEADER].startswith("k2:")  # the new key signs
     insert_row(db, namespace, tampered, {"n": 4, "extra": "injected"})
     unknown = rogue.enqueue("sig.record", {"n": 5})
     odd_headers = new.plan(EnqueueRequest("sig.record", {"n": 7}))
@@ -143,7 +143,7 @@ def test_enqueue_many_copy_canvas_and_beat_jobs_verify(
 
     asyncio.run(fire())
     [beat_job] = query(db, namespace, "SELECT id, headers FROM {ns}.jobs WHERE headers ? 'stem-schedule'")
-    assert beat_job[1][SIGNATURE_HEADER]["key"] == "k2"
+    assert beat_job[1][SIGNATURE_HEADER].startswith("k2:")
 
     workers.start(app=APP, env=WORKER_ENV)
     ids = {h.id for h in [*many, *few, *links.members]} | {beat_job[0]}

@@ -34,7 +34,7 @@ def signed(signing: Signing, args: dict[str, Any], headers: dict[str, Any] | Non
 def test_hmac_signature_verifies_and_covers_name_args_headers_and_id() -> None:
     signing = Signing.from_spec({"k1": OLD})
     headers = signed(signing, {"n": 1}, {"h": "x"})
-    assert headers[SIGNATURE_HEADER]["key"] == "k1"
+    assert headers[SIGNATURE_HEADER].startswith("k1:")
     # As the worker reads them back: JSON round trip.
     headers = json.loads(json.dumps(headers))
     assert signing.problem("id-1", "app.task", {"n": 1}, headers) is None
@@ -44,7 +44,10 @@ def test_hmac_signature_verifies_and_covers_name_args_headers_and_id() -> None:
     assert signing.problem("id-1", "app.task", {"n": 1}, {**headers, "h": "y"}) == "bad signature (key 'k1')"
     assert signing.problem("id-1", "app.task", {"n": 1}, {"h": "x"}) == "unsigned"
     assert signing.problem("id-1", "app.task", {"n": 1}, None) == "unsigned"
-    assert signing.problem("id-1", "app.task", {}, {SIGNATURE_HEADER: "x"}) == "malformed signature header"
+    assert signing.problem("id-1", "app.task", {}, {SIGNATURE_HEADER: 5}) == "malformed signature header"
+    assert signing.problem("id-1", "app.task", {}, {SIGNATURE_HEADER: "x"}) == "signed with unknown key 'x'"
+    non_ascii = {**headers, SIGNATURE_HEADER: "k1:é"}
+    assert signing.problem("id-1", "app.task", {"n": 1}, non_ascii) == "bad signature (key 'k1')"
     not_objects = "headers or arguments are not JSON objects"
     assert signing.problem("id-1", "app.task", {}, [1]) == not_objects  # type: ignore[arg-type]
     assert signing.problem("id-1", "app.task", [1], headers) == not_objects  # type: ignore[arg-type]
@@ -55,7 +58,7 @@ def test_rotation_old_key_still_verifies_new_key_signs() -> None:
     after = Signing.from_spec({"k1": OLD, "k2": NEW}, active="k2")
     old_job = signed(before, {"n": 1})
     new_job = signed(after, {"n": 1})
-    assert new_job[SIGNATURE_HEADER]["key"] == "k2"
+    assert new_job[SIGNATURE_HEADER].startswith("k2:")
     assert after.problem("id-1", "app.task", {"n": 1}, old_job) is None
     assert after.problem("id-1", "app.task", {"n": 1}, new_job) is None
     assert before.problem("id-1", "app.task", {"n": 1}, new_job) == "signed with unknown key 'k2'"
@@ -69,7 +72,8 @@ def test_free_argument_is_left_out_and_declared() -> None:
     headers = signing.signed_headers("id-1", "app.task", {"n": 1}, {}, free="prev")
     assert signing.problem("id-1", "app.task", {"n": 1, "prev": [1, 2]}, headers) is None
     assert signing.problem("id-1", "app.task", {"n": 2, "prev": [1, 2]}, headers) is not None
-    undeclared = {SIGNATURE_HEADER: {k: v for k, v in headers[SIGNATURE_HEADER].items() if k != "free"}}
+    assert headers[SIGNATURE_HEADER].endswith(":prev")
+    undeclared = {SIGNATURE_HEADER: headers[SIGNATURE_HEADER].removesuffix(":prev")}
     assert signing.problem("id-1", "app.task", {"n": 1, "prev": 3}, undeclared) is not None
 
 
@@ -149,3 +153,14 @@ def test_signed_message_is_the_canonical_json_of_its_parts(
     kept_headers = {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}
     expected = canonical_json([SCHEME, "k1", "id-\u00e9", "app.task", kept_args, kept_headers, free])
     assert signed_message("k1", "id-\u00e9", "app.task", args, headers, free) == expected.encode()
+
+
+@pytest.mark.parametrize("secret", ["s" * 16, "long" * 40])
+def test_hmac_is_rfc_2104_hmac_sha256(secret: str) -> None:
+    import hashlib
+    import hmac
+
+    signing = Signing.from_spec({"k1": secret})
+    message = signed_message("k1", "id-1", "app.task", {"n": 1}, {}, None)
+    expected = base64.urlsafe_b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest())
+    assert signing.signature("id-1", "app.task", {"n": 1}, {}) == "k1:" + expected.rstrip(b"=").decode()
