@@ -177,16 +177,23 @@ class Signing:
         return signed
 
     def problem(
-        self, task_id: str, task: str, args: Mapping[str, Any] | None, headers: Mapping[str, Any] | None
+        self,
+        task_id: str,
+        task: str,
+        args: Mapping[str, Any] | None,
+        headers: Mapping[str, Any] | None,
+        signature: str | None = None,
     ) -> str | None:
-        """None when the job's signature verifies, else why not (names the key id, never a secret)."""
+        """None when the job's signature verifies, else why not (names the key id, never a secret).
+        The signature is ``signature`` when given (read apart from the headers), else the
+        ``stem-signature`` header."""
         headers = headers or {}
         args = args or {}
         if not (type(headers) is dict or isinstance(headers, Mapping)) or not (
             type(args) is dict or isinstance(args, Mapping)
         ):
             return "headers or arguments are not JSON objects"  # rows written by hand
-        value = headers.get(SIGNATURE_HEADER)
+        value = signature if signature is not None else headers.get(SIGNATURE_HEADER)
         if value is None:
             return "unsigned"
         if type(value) is not str:

@@ -27,13 +27,13 @@ class Verifier:
         self.workflows = workflows
 
     def problem(self, job: ClaimedJob) -> str | None:
-        problem = self.signing.problem(job.id, job.task, job.args, job.headers)
+        problem = self.signing.problem(job.id, job.task, job.args, job.headers, job.signature)
         if problem == "unsigned" and self._resumes_workflow(job):
             return None
         return problem
 
     def _resumes_workflow(self, job: ClaimedJob) -> bool:
-        run_id = (job.headers or {}).get(WORKFLOW_HEADER)
+        run_id = job.headers.get(WORKFLOW_HEADER) if isinstance(job.headers, dict) else None
         return (
             isinstance(run_id, str)
             and job.task in self.workflows
