@@ -26,7 +26,7 @@ from stem_pg.core.envelope import (
 )
 from stem_pg.core.errors import TaskError
 from stem_pg.core.routing_registry import ResolvedRoute, RoutingRegistry
-from stem_pg.core.signing import Signing
+from stem_pg.core.signing import SIGNATURE_HEADER, Signing, with_signature
 from stem_pg.core.storable import check_text
 from stem_pg.core.tasks import TaskOptions, TaskRegistry
 
@@ -251,11 +251,15 @@ class Planner:
     def _headers(self, task_id: str, name: str, request: EnqueueRequest) -> str:
         """The request's headers as JSON, signed when there is an active key (after the
         arguments were checked: only JSON is signed)."""
+        headers = request.headers
+        text = encode_json(dict(headers), what=f"{name}: headers") if headers else "{}"
         if self.signing is None or self.signing.active is None:
-            return encode_json(dict(request.headers), what=f"{name}: headers")
-        if request.headers:
-            encode_json(dict(request.headers), what=f"{name}: headers")
-        return self.sign(task_id, name, request.kwargs, request.headers)
+            return text
+        if SIGNATURE_HEADER in headers:  # signed before (a copied request): sign again
+            return self.sign(task_id, name, request.kwargs, headers)
+        kwargs = request.kwargs
+        plain = {} if kwargs is None else kwargs if type(kwargs) is dict else dict(kwargs)
+        return with_signature(text, self.signing.signature(task_id, name, plain, headers))
 
     def sign(
         self,

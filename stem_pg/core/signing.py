@@ -61,6 +61,13 @@ _string = encode_basestring_ascii
 _SCHEME_JSON = _string(SCHEME)
 
 
+def with_signature(headers_json: str, signature: str) -> str:
+    """``headers_json``, a JSON object without a signature, with ``signature`` added as its
+    ``stem-signature`` header (text put together: no second encoding of the headers)."""
+    entry = f'"{SIGNATURE_HEADER}":{_string(signature)}'
+    return f"{{{entry}}}" if headers_json == "{}" else f"{headers_json[:-1]},{entry}}}"
+
+
 def _number(match: re.Match[str]) -> str:
     token = match.group()
     if token[0] == '"':

@@ -13,7 +13,15 @@ from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.planning import EnqueueRequest, Planner
 from stem_pg.core.routing_registry import RoutingRegistry
-from stem_pg.core.signing import SCHEME, SIGNATURE_HEADER, Signing, canonical_json, parse_keys, signed_message
+from stem_pg.core.signing import (
+    SCHEME,
+    SIGNATURE_HEADER,
+    Signing,
+    canonical_json,
+    parse_keys,
+    signed_message,
+    with_signature,
+)
 from stem_pg.core.tasks import TaskRegistry
 
 OLD = "old-secret-0123456789"
@@ -164,3 +172,8 @@ def test_hmac_is_rfc_2104_hmac_sha256(secret: str) -> None:
     message = signed_message("k1", "id-1", "app.task", {"n": 1}, {}, None)
     expected = base64.urlsafe_b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest())
     assert signing.signature("id-1", "app.task", {"n": 1}, {}) == "k1:" + expected.rstrip(b"=").decode()
+
+
+def test_with_signature_adds_the_header_to_json_text() -> None:
+    assert json.loads(with_signature("{}", 'k1:abc:we"ird\u00e9')) == {SIGNATURE_HEADER: 'k1:abc:we"ird\u00e9'}
+    assert json.loads(with_signature('{"a":[1,{}]}', "k1:abc")) == {"a": [1, {}], SIGNATURE_HEADER: "k1:abc"}
