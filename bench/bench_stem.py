@@ -8,6 +8,7 @@ Markdown table is printed.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import threading
@@ -23,11 +24,13 @@ from bench.common import (
     DEFAULT_DSN,
     DEFAULT_PGQ_DSN,
     PROBE_ENV,
+    SIGNING_ENV,
     AutovacuumEmulation,
     BenchError,
     Collector,
     Proc,
     Table,
+    bench_signing,
     checkpoint,
     chunks,
     ensure_database,
@@ -121,7 +124,7 @@ def make_app(dsn: str, namespace: str) -> Any:
     from stem_pg.client.app import Stem
     from stem_pg.config.settings import StemConfig
 
-    return Stem(dsn, namespace=namespace, config=StemConfig())
+    return Stem(dsn, namespace=namespace, config=StemConfig(), signing=bench_signing())
 
 
 def enqueue_backlog(dsn: str, namespace: str, jobs: int, batch: int, task: str = "noop") -> float:
@@ -756,6 +759,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when the server has autovacuum off, do not VACUUM as default autovacuum would",
     )
+    parser.add_argument(
+        "--signing",
+        action="store_true",
+        help="sign every job (HMAC-SHA256) and verify it in the workers (STEM_SIGNING_KEYS' cost)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def worker_options(p: argparse.ArgumentParser, concurrency: int = BEST_CONCURRENCY) -> None:
@@ -827,6 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     install_signal_cleanup()
     if args.no_autovacuum_emulation:
         AUTOVACUUM["enabled"] = False
+    if args.signing:
+        os.environ[SIGNING_ENV] = "1"  # this process's apps and the workers it starts
     common = {"dsn": args.dsn, "namespace": args.namespace}
     try:
         if args.command == "throughput":

@@ -658,3 +658,17 @@ def chunks(n: int, size: int) -> Iterable[int]:
 
 def log(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+#: ``--signing``: the benchmark apps (producer and workers) sign and verify with this key.
+SIGNING_ENV = "BENCH_SIGNING"
+SIGNING_KEYS = {"bench": "bench-hmac-secret-0123456789abcdef"}
+
+
+def bench_signing() -> Any:
+    """The ``Signing`` of the benchmark apps when BENCH_SIGNING is set (``--signing``), else None."""
+    if not os.environ.get(SIGNING_ENV):
+        return None
+    from stem_pg.core.signing import Signing
+
+    return Signing.from_spec(SIGNING_KEYS)

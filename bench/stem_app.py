@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 import time
 
-from bench.common import DEFAULT_DSN, PROBE
+from bench.common import DEFAULT_DSN, PROBE, bench_signing
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 
 DSN = os.environ.get("BENCH_DSN", DEFAULT_DSN)
 NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench")
 
-app = Stem(DSN, namespace=NAMESPACE, config=StemConfig())
+app = Stem(DSN, namespace=NAMESPACE, config=StemConfig(), signing=bench_signing())
 
 
 @app.task(name="noop")

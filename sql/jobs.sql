@@ -91,9 +91,12 @@ SET state = 'running',
 FROM picked, durable
 WHERE j.id = picked.id
 RETURNING j.id, j.task, j.queue, j.priority,
-          -- empty arguments and headers come back as NULL: no JSON decoding in the worker
-          nullif(j.args, '{{}}'::jsonb) AS args, nullif(j.headers, '{{}}'::jsonb) AS headers,
-          j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late;
+          -- empty arguments and headers come back as NULL: no JSON decoding in the worker;
+          -- a payload signature comes apart, as text (most signed jobs have no other header)
+          nullif(j.args, '{{}}'::jsonb) AS args,
+          nullif(j.headers - 'stem-signature', '{{}}'::jsonb) AS headers,
+          j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late,
+          j.headers ->> 'stem-signature' AS signature;
 
 -- name: job_finish
 -- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is

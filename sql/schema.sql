@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0007.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0008.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -364,7 +364,7 @@ CREATE TABLE @NAMESPACE@.dead_letters (
     enqueued_at timestamp with time zone NOT NULL,
     dead_at timestamp with time zone DEFAULT now() NOT NULL,
     replayed_at timestamp with time zone,
-    CONSTRAINT dead_letters_reason_check CHECK ((reason = ANY (ARRAY['max_retries_exceeded'::text, 'unregistered_task'::text, 'rejected'::text, 'lease_expired'::text])))
+    CONSTRAINT dead_letters_reason_check CHECK ((reason = ANY (ARRAY['max_retries_exceeded'::text, 'unregistered_task'::text, 'rejected'::text, 'lease_expired'::text, 'signature_invalid'::text])))
 );
 
 ALTER TABLE @NAMESPACE@.dead_letters ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from stem_pg.core.routing import RoutingConfig
     from stem_pg.core.routing_registry import RoutingRegistry, RoutingSubscription
+    from stem_pg.core.signing import Signing
     from stem_pg.core.tasks import Reject, Retry
     from stem_pg.worker.context import TaskContext
     from stem_pg.worker.workflows import ChildWorkflowFailed, EventTimeout, WorkflowContext
@@ -45,6 +46,7 @@ _EXPORTS = {
     "RoutingRegistry": "stem_pg.core.routing_registry",
     "RoutingSubscription": "stem_pg.core.routing_registry",
     "Signature": "stem_pg.core.canvas",
+    "Signing": "stem_pg.core.signing",
     "chain": "stem_pg.core.canvas",
     "group": "stem_pg.core.canvas",
     "chord": "stem_pg.core.canvas",
@@ -87,6 +89,7 @@ __all__ = [
     "RoutingRegistry",
     "RoutingSubscription",
     "Signature",
+    "Signing",
     "Stem",
     "StemConfig",
     "StemError",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.sql import SQL, Identifier
 
 from stem_pg.client.locks import default_owner
-from stem_pg.core.envelope import JobSpec, encode_json
+from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import ConfigError, StemError
 from stem_pg.core.planning import EnqueueRequest
 from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
@@ -192,7 +192,8 @@ class Beat:
             SCHEDULE_HEADER: entry.name,
             FIRE_TIME_HEADER: fire_time.isoformat(),
         }
-        job.headers = encode_json(headers, what=f"{entry.task}: headers")
+        # Signed again: the schedule headers are part of what the signature covers.
+        job.headers = self.app.planner.sign(job.id, entry.task, entry.kwargs, headers)
         return job
 
     # -- the process -----------------------------------------------------------------

@@ -123,6 +123,7 @@ def stem_app(
         database_url(url) if url or base is None else base.url,
         namespace=namespace or (base.namespace if base else default(None)),
         routing=base.routing if base else None,
+        signing=base.planner.signing if base else None,  # None: STEM_SIGNING_KEYS, if set
     )
     if base is not None:
         stem.registry = base.registry

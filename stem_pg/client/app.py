@@ -29,6 +29,7 @@ from stem_pg.core.namespaces import validate_namespace
 from stem_pg.core.planning import EnqueueRequest, Expires, Planner
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
+from stem_pg.core.signing import Signing
 from stem_pg.core.tasks import TaskDefinition, TaskOptions, TaskRegistry
 
 if TYPE_CHECKING:
@@ -47,8 +48,10 @@ class Stem(BackendFacade):
     ``url`` defaults to STEM_BROKER_URL, ``namespace`` to STEM_NAMESPACE (then
     ``stem``), ``routing`` to the file named by STEM_ROUTING_CONFIG (then the
     legacy single-queue setup), ``max_payload_bytes`` (the longest JSON a job's
-    kwargs or headers may have) to STEM_MAX_PAYLOAD_BYTES (then 1 MiB).
-    Connection pools open on first use.
+    kwargs or headers may have) to STEM_MAX_PAYLOAD_BYTES (then 1 MiB). ``signing``
+    (a ``Signing``, or ``{key id: key}`` with one key that can sign) defaults to
+    STEM_SIGNING_KEYS / STEM_SIGNING_ACTIVE_KEY: jobs are signed when enqueued and
+    verified before they run. Connection pools open on first use.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Stem(BackendFacade):
         result_ttl: float = DEFAULT_RESULT_TTL,
         pool_size: int = 10,
         max_payload_bytes: int | None = None,
+        signing: Signing | Mapping[str, str] | None = None,
     ) -> None:
         self.config = config or StemConfig.from_environment()
         if max_payload_bytes is None:
@@ -77,6 +81,7 @@ class Stem(BackendFacade):
             _routing_registry(routing, self.config),
             default_max_retries=self.config.default_max_retries,
             max_payload_bytes=max_payload_bytes,
+            signing=_signing(signing, self.config),
         )
         self.workflows: dict[str, WorkflowDefinition] = {}
 
@@ -397,3 +402,10 @@ def _routing_registry(
     if path is None:
         return RoutingRegistry(RoutingConfig.legacy(config.default_queue))
     return RoutingRegistry(load_routing(path))
+
+
+def _signing(signing: Signing | Mapping[str, str] | None, config: StemConfig) -> Signing | None:
+    """``Stem(signing=...)``: a Signing, ``{key id: key}``, or None for the environment's."""
+    if isinstance(signing, Mapping):
+        return Signing.from_spec(signing)
+    return signing if signing is not None else config.signing

@@ -72,19 +72,20 @@ def _write(conn: Any, backend: Backend, canvas_id: str, kind: CanvasKind, member
 def _plan(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind, list[_Member]]:
     """Every member planned (nothing is written before all are valid); an error names the member."""
     if isinstance(canvas, Chain):
+        takes = [None, *(sig.result_arg(CHAIN_RESULT_ARG) for sig in canvas.links[1:])]
         links = [
-            _member(planner, canvas_id, sig, later=i > 0, label=f"chain link {i}")
-            for i, sig in enumerate(canvas.links)
+            _member(planner, canvas_id, sig, later=i > 0, label=f"chain link {i}", result_arg=arg)
+            for i, (sig, arg) in enumerate(zip(canvas.links, takes, strict=True))
         ]
-        for member, sig in zip(links[1:], canvas.links[1:], strict=True):
-            member.result_arg = sig.result_arg(CHAIN_RESULT_ARG)
         return CanvasKind.CHAIN, links
     if isinstance(canvas, Group):
         return CanvasKind.GROUP, _members(planner, canvas_id, canvas, "group")
     if isinstance(canvas, Chord):
         header = _members(planner, canvas_id, canvas.header, "chord header")
-        callback = _member(planner, canvas_id, canvas.callback, later=True, label="chord callback")
-        callback.result_arg = canvas.callback.result_arg(CHORD_RESULT_ARG)
+        arg = canvas.callback.result_arg(CHORD_RESULT_ARG)
+        callback = _member(
+            planner, canvas_id, canvas.callback, later=True, label="chord callback", result_arg=arg
+        )
         return CanvasKind.CHORD, [*header, callback]
     raise TaskError(f"app.apply takes a chain, group or chord, got {shown(canvas)}")
 
@@ -96,15 +97,27 @@ def _members(planner: Planner, canvas_id: str, group: Group, kind: str) -> list[
     ]
 
 
-def _member(planner: Planner, canvas_id: str, sig: Signature, *, later: bool, label: str) -> _Member:
+def _member(
+    planner: Planner,
+    canvas_id: str,
+    sig: Signature,
+    *,
+    later: bool,
+    label: str,
+    result_arg: str | None = None,
+) -> _Member:
     options = {k: v for k, v in sig.options.items() if k != "result_arg"}
     headers = {**(options.pop("headers", None) or {}), CANVAS_HEADER: canvas_id}
     try:
         spec = planner.plan(EnqueueRequest(sig.task, sig.kwargs, headers=headers, **options))
     except (TaskError, ConfigError) as exc:
         raise type(exc)(f"{label}: {exc}") from None
+    if result_arg is not None and planner.signing is not None:
+        # The jobs_done trigger adds the previous result as ``result_arg``: the signature
+        # leaves that argument out (and says so), covering everything the producer wrote.
+        spec.headers = planner.sign(spec.id, spec.task, sig.kwargs, json.loads(spec.headers), free=result_arg)
     # A canvas member is one specific job: unique-task deduplication does not apply.
-    return _Member(replace(spec, unique_key=None, unique_for=None), later)
+    return _Member(replace(spec, unique_key=None, unique_for=None), later, result_arg)
 
 
 def _planned_job(spec: JobSpec) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from stem_pg.core.dsn import validate_url
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import DEFAULT_NAMESPACE, validate_namespace
+from stem_pg.core.signing import Signing, parse_keys
 from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES
 
 DEFAULT_PREFETCH_MULTIPLIER = 2
@@ -49,6 +50,8 @@ class StemConfig:
     dashboard_namespace: str = DEFAULT_NAMESPACE
     #: The longest JSON a job's kwargs or headers may have (STEM_MAX_PAYLOAD_BYTES).
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    #: STEM_SIGNING_KEYS / STEM_SIGNING_ACTIVE_KEY: sign what is enqueued, verify what runs.
+    signing: Signing | None = None
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> StemConfig:
@@ -71,6 +74,7 @@ class StemConfig:
             workflow_namespace=_namespace(env, "STEM_WORKFLOW_NAMESPACE", namespace),
             dashboard_namespace=_namespace(env, "STEM_DASHBOARD_NAMESPACE", namespace),
             max_payload_bytes=_int(env, "STEM_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES, 1024),
+            signing=_signing(env),
         )
 
     def require_broker_url(self) -> str:
@@ -125,3 +129,26 @@ def _int(env: Mapping[str, str], variable: str, default: int, minimum: int) -> i
     if value < minimum:
         raise ConfigError(f"{variable}: {raw!r} must be at least {minimum}")
     return value
+
+
+def _signing(env: Mapping[str, str]) -> Signing | None:
+    """The signing keys, or None when STEM_SIGNING_KEYS is unset; errors name the variable
+    and the key id, never a secret."""
+    keys = env.get("STEM_SIGNING_KEYS", "").strip()
+    active = env.get("STEM_SIGNING_ACTIVE_KEY", "").strip() or None
+    if not keys:
+        if active is not None:
+            raise ConfigError("STEM_SIGNING_ACTIVE_KEY is set but STEM_SIGNING_KEYS is not")
+        return None
+    parsed = parse_keys(keys, source="STEM_SIGNING_KEYS")
+    if active is None:
+        signers = [key_id for key_id, key in parsed.items() if key.sign is not None]
+        active = signers[0] if len(signers) == 1 else None
+    elif active not in parsed:
+        raise ConfigError(
+            f"STEM_SIGNING_ACTIVE_KEY: {active!r} is not a key id of STEM_SIGNING_KEYS"
+            f" ({', '.join(sorted(parsed))})"
+        )
+    elif parsed[active].sign is None:
+        raise ConfigError(f"STEM_SIGNING_ACTIVE_KEY: {active!r} is a public key: it cannot sign")
+    return Signing(parsed, active)

@@ -27,6 +27,7 @@ from stem_pg.core.envelope import (
 )
 from stem_pg.core.errors import ConfigError, TaskError
 from stem_pg.core.routing_registry import ResolvedRoute, RoutingRegistry
+from stem_pg.core.signing import SIGNATURE_HEADER, Signing, with_signature
 from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES, MAX_NAME_LENGTH
 from stem_pg.core.tasks import TaskOptions, TaskRegistry
 
@@ -93,12 +94,15 @@ class Planner:
         *,
         default_max_retries: int,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        signing: Signing | None = None,
     ) -> None:
         self._registry = registry
         self._routing = routing
         self.default_max_retries = default_max_retries
         #: The longest JSON a job's kwargs or headers may have (see stem_pg.core.storable).
         self.max_payload_bytes = check_max_payload_bytes(max_payload_bytes)
+        #: With an active key, every planned job and message is signed (stem_pg.core.signing).
+        self.signing = signing
         self._placements: dict[tuple[object, ...], Placement] = {}
 
     @property
@@ -141,13 +145,14 @@ class Planner:
         expires_at, expires_in = split_expires(request.expires)
         args = encode_kwargs(name, request.kwargs, max_bytes=self.max_payload_bytes)
         key = unique_key(name, place.queue, request.kwargs) if place.unique else None
+        task_id = check_task_id(request.task_id) if request.task_id is not None else new_task_id()
         return JobSpec(
-            id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
+            id=task_id,
             task=name,
             queue=place.queue,
             priority=place.priority,
             args=args,
-            headers=self._headers(name, request.headers) if headers else "{}",
+            headers=self._headers(task_id, name, request) if headers or self.signing else "{}",
             max_retries=place.max_retries,
             eta=check_moment(request.eta, what="eta"),
             countdown=check_seconds(request.countdown, what="countdown"),
@@ -237,12 +242,14 @@ class Planner:
         if request.eta is not None and request.countdown is not None:
             raise TaskError(f"{name}: give either eta or countdown, not both")
         expires_at, expires_in = split_expires(request.expires)
+        task_id = check_task_id(request.task_id) if request.task_id is not None else new_task_id()
+        args = encode_kwargs(name, request.kwargs, max_bytes=self.max_payload_bytes)
         return BroadcastSpec(
-            task_id=check_task_id(request.task_id) if request.task_id is not None else new_task_id(),
+            task_id=task_id,
             channel=definition.name,
             task=name,
-            args=encode_kwargs(name, request.kwargs, max_bytes=self.max_payload_bytes),
-            headers=self._headers(name, request.headers) if request.headers else "{}",
+            args=args,
+            headers=self._headers(task_id, name, request) if request.headers or self.signing else "{}",
             delivery=definition.delivery,
             durable=is_durable(definition.durability),
             max_retries=options.retry_policy(self.default_max_retries).max_retries,
@@ -269,8 +276,38 @@ class Planner:
                 raise at_item(index, exc) from None
         return planned
 
-    def _headers(self, name: str, headers: Mapping[str, Any]) -> str:
-        return encode_input(dict(headers), what=f"{name}: headers", max_bytes=self.max_payload_bytes)
+    def _headers(self, task_id: str, name: str, request: EnqueueRequest) -> str:
+        """The request's headers as JSON, signed when there is an active key (after the
+        arguments were checked: only JSON is signed)."""
+        headers = request.headers
+        text = (
+            encode_input(dict(headers), what=f"{name}: headers", max_bytes=self.max_payload_bytes)
+            if headers
+            else "{}"
+        )
+        if self.signing is None or self.signing.active is None:
+            return text
+        if SIGNATURE_HEADER in headers:  # signed before (a copied request): sign again
+            return self.sign(task_id, name, request.kwargs, headers)
+        kwargs = request.kwargs
+        plain = {} if kwargs is None else kwargs if type(kwargs) is dict else dict(kwargs)
+        return with_signature(text, self.signing.signature(task_id, name, plain, headers))
+
+    def sign(
+        self,
+        task_id: str,
+        name: str,
+        kwargs: Mapping[str, Any] | None,
+        headers: Mapping[str, Any],
+        free: str | None = None,
+    ) -> str:
+        """``headers`` with a fresh signature of the job, as JSON (unsigned without an active
+        key); ``free`` as in ``stem_pg.core.signing.signed_message``."""
+        if self.signing is None or self.signing.active is None:
+            return encode_input(dict(headers), what=f"{name}: headers", max_bytes=self.max_payload_bytes)
+        plain = {} if kwargs is None else kwargs if type(kwargs) is dict else dict(kwargs)
+        signed = self.signing.signed_headers(task_id, name, plain, headers, free)
+        return encode_input(signed, what=f"{name}: headers", max_bytes=self.max_payload_bytes)
 
     def _options(self, name: str) -> TaskOptions:
         definition = self._registry.get(name)

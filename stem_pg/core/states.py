@@ -68,3 +68,5 @@ class DeadLetterReason(StrEnum):
     UNREGISTERED_TASK = "unregistered_task"
     REJECTED = "rejected"
     LEASE_EXPIRED = "lease_expired"
+    #: Under payload signing: unsigned, signed with an unknown key, or tampered with (never run).
+    SIGNATURE_INVALID = "signature_invalid"

@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from stem_pg.core.signing import SIGNATURE_HEADER
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn
 from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore, ClaimedBroadcast
 from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, RetryLater
@@ -121,17 +123,25 @@ def to_ack(message_id: int, outcome: Outcome) -> BroadcastAck:
 
 
 def _as_job(message: ClaimedBroadcast) -> ClaimedJob:
-    """The executor runs jobs; a broadcast message looks like one on queue ``broadcast:<channel>``."""
+    """The executor runs jobs; a broadcast message looks like one on queue ``broadcast:<channel>``
+    (its payload signature taken out of the headers, as the job claim does)."""
+    headers: dict[str, Any] | None = message.headers
+    signature = headers.get(SIGNATURE_HEADER) if isinstance(headers, dict) else None
+    if isinstance(signature, str) and isinstance(headers, dict):
+        headers = {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}
+    else:
+        signature = None
     return ClaimedJob(
         id=message.task_id,
         task=message.task,
         queue=f"broadcast:{message.channel}",
         priority=0,
         args=message.args,
-        headers=message.headers,
+        headers=headers,
         attempts=message.attempts,
         max_retries=message.max_retries,
         expires_at=message.expires_at,
         visibility_timeout=None,
         acks_late=message.delivery == "at-least-once",
+        signature=signature,
     )

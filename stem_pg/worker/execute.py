@@ -18,7 +18,7 @@ from stem_pg.core.errors import TaskError
 from stem_pg.core.states import DeadLetterReason, TaskState
 from stem_pg.core.tasks import TaskDefinition, TaskRegistry
 from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
-from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
+from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
 from stem_pg.worker.context import Inflight, TaskContext
 from stem_pg.worker.outcomes import dead_letter, outcome_of, storable
 from stem_pg.worker.state import WorkerState
@@ -46,6 +46,7 @@ class Executor:
         revoked: Callable[[str], str | None] = lambda task_id: None,
         started: Callable[[], None] = lambda: None,
         overran: Callable[[str], None] = lambda reason: None,
+        verify: Callable[[ClaimedJob], str | None] | None = None,
     ) -> None:
         #: Task name -> handler: what the worker runs is looked up here, in ``run``.
         self.registry = registry
@@ -59,6 +60,8 @@ class Executor:
         #: Called when a sync handler ran past its hard limit: its thread cannot be stopped,
         #: so the process must retire (stem_pg.worker.recycle).
         self.overran = overran
+        #: Under payload signing: why a job's signature does not verify (None: it does).
+        self.verify = verify
         #: Sync handlers still running in threads (also those the worker stopped waiting for).
         self.running_threads = 0
 
@@ -80,6 +83,8 @@ class Executor:
             revoked = entry.revoked or self.revoked(job.id)
             if revoked is not None:  # a revoke the claim could not see: rescued job, offline worker
                 return Finish(job.id, entry.token, TaskState.CANCELLED, error=revoked)
+            if self.verify is not None and (problem := self.verify(job)) is not None:
+                return self._unverified(entry, problem, what)
             definition = self.registry.get(job.task)
             if definition is None:
                 return self._unregistered(entry)
@@ -110,6 +115,11 @@ class Executor:
             f"task {entry.job.task!r} is not registered on worker {self.worker_id}",
             DeadLetterReason.UNREGISTERED_TASK,
         )
+
+    def _unverified(self, entry: Inflight, problem: str, what: str) -> Outcome:
+        job = entry.job
+        log.warning("worker %s: %s %s (%s) not run: %s", self.worker_id, what, job.id, job.task, problem)
+        return dead_letter(entry, f"signature_invalid: {problem}", DeadLetterReason.SIGNATURE_INVALID)
 
     async def _call(self, definition: TaskDefinition, entry: Inflight) -> Any:
         options = definition.options

@@ -44,6 +44,7 @@ from stem_pg.worker.settings import WorkerSettings
 from stem_pg.worker.shutdown import Shutdown
 from stem_pg.worker.slots import Slots
 from stem_pg.worker.state import WorkerState
+from stem_pg.worker.verify import verifier
 from stem_pg.worker.workflows import WorkflowTasks
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ class Worker:
             revoked=self.control.revokes.reason,
             started=self.recycler.task_started,
             overran=self.retire,
+            verify=verifier(self.app.planner.signing, self.app.workflows),
         )
         self.broadcasts = BroadcastConsumer(
             broadcast_store,

@@ -236,8 +236,10 @@ class Workers:
         extra: Sequence[str] = (),
         app: str = "tests.acceptance.workerapp:app",
         namespace: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> WorkerProcess:
-        env = stem_env(STEM_BROKER_URL=self.url, PYTHONUNBUFFERED="1")
+        """``env``: more environment variables for the worker (STEM_SIGNING_KEYS, ...)."""
+        env = stem_env(STEM_BROKER_URL=self.url, PYTHONUNBUFFERED="1", **(env or {}))
         log_path = self.log_dir / f"worker-{len(self.started)}.log"
         args = [
             sys.executable, "-m", "stem_pg", "worker", "run",

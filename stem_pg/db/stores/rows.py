@@ -25,6 +25,8 @@ class ClaimedJob(NamedTuple):
     expires_at: datetime | None
     visibility_timeout: int | None
     acks_late: bool
+    #: The ``stem-signature`` header, taken out of ``headers`` by the claim (payload signing).
+    signature: str | None = None
 
 
 @dataclass(frozen=True)
