@@ -130,7 +130,7 @@ class Run:
 
 
 def run_once(
-    label: str, argv: list[str], env: dict[str, str], long_running: bool, may_succeed: bool, logs: Path
+    label: str, argv: list[str], env: dict[str, str], long_running: bool, may_succeed: bool, *, logs: Path
 ) -> Run:
     out_path, err_path = logs / f"{uuid.uuid4().hex}.out", logs / f"{uuid.uuid4().hex}.err"
     with out_path.open("w") as out, err_path.open("w") as err:
@@ -199,7 +199,7 @@ def test_no_command_prints_the_password(shape: str, database_url: str, tmp_path:
             jobs.append((f"stem {' '.join(argv)} --url", [*argv, "--url", url], plain, False, may_succeed))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        runs = list(pool.map(lambda job: run_once(*job, tmp_path), jobs))
+        runs = list(pool.map(lambda job: run_once(*job, logs=tmp_path), jobs))
     problems = [c for run in runs for c in complaints(run)]
     took = time.monotonic() - started
     assert not problems, f"{len(problems)} of {len(runs)} runs ({took:.0f} s):\n" + "\n".join(problems)
