@@ -203,3 +203,19 @@ def test_no_command_prints_the_password(shape: str, database_url: str, tmp_path:
     problems = [c for run in runs for c in complaints(run)]
     took = time.monotonic() - started
     assert not problems, f"{len(problems)} of {len(runs)} runs ({took:.0f} s):\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("command", [["worker", "run"], ["beat"]], ids=["worker", "beat"])
+def test_log_lines_of_a_process_that_cannot_connect_hide_it(command: list[str], tmp_path: Path) -> None:
+    """The worker (beat) retries a refused port, logging warnings; the application module
+    logs the URL, a conninfo string and the bare password: every line comes out masked."""
+    url = f"postgresql://stem:{SECRET}@127.0.0.1:{closed_port()}/test"
+    env = stem_env(STEM_BROKER_URL=url, SECRETS_APP_LOG="1", SECRETS_APP_PASSWORD=SECRET)
+    run = run_once("stem " + " ".join(command), [*command, "--app", APP], env, True, True, logs=tmp_path)
+    assert SECRET.lower() not in (run.stdout + run.stderr).lower(), run.stderr
+    assert "Traceback" not in run.stderr
+    assert "connection lost: cannot connect to the database" in run.stderr
+    assert f"database: postgresql://stem:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in run.stderr
+    assert "conninfo: host=db port=5432 password=*** dbname=app" in run.stderr
+    assert "the vault returned '***'" in run.stderr
+    assert all(LOG_LINE.match(line) for line in run.stderr.splitlines()), run.stderr
