@@ -10,6 +10,7 @@ cannot reach (issue 13): they log warnings, none with the password, and stop on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -140,18 +141,22 @@ def run_once(
         )  # fmt: skip
     try:
         if long_running:  # it retries a database it cannot reach: wait for its warning, then stop it
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 30
             while process.poll() is None and time.monotonic() < deadline:
                 if "cannot connect" in err_path.read_text():
-                    process.send_signal(signal.SIGTERM)
                     break
                 time.sleep(0.2)
-        process.wait(timeout=120)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=90)
     finally:
-        if process.poll() is None:
+        hung = process.poll() is None
+        if hung:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    return Run(label, process.returncode, out_path.read_text(), err_path.read_text(), may_succeed)
+    code = None if hung else process.returncode  # a hung command is a complaint: "exit None"
+    return Run(label, code, out_path.read_text(), err_path.read_text(), may_succeed)
 
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING|ERROR) ")
