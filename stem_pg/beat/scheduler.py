@@ -30,6 +30,7 @@ from stem_pg.client.locks import default_owner
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import ConfigError, StemError
 from stem_pg.core.planning import EnqueueRequest
+from stem_pg.core.redaction import install_log_redaction
 from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
 from stem_pg.db.listen import notifications
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
@@ -199,7 +200,11 @@ class Beat:
     # -- the process -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until ``request_stop()``: lease, listener and tick loops, each on its own connection."""
+        """Run until ``request_stop()``: lease, listener and tick loops, each on its own connection.
+
+        Log records of this process are redacted from here on (no password in any line).
+        """
+        install_log_redaction()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         url = self.app.url

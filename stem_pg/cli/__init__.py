@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
+import psycopg
 import typer
 
 from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd, wf_cmd, worker_cmd
@@ -12,8 +14,8 @@ from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
 from stem_pg.cli.roles_cmd import roles_command
-from stem_pg.core.dsn import redact
 from stem_pg.core.errors import StemError
+from stem_pg.core.redaction import install_log_redaction, one_line, redact
 
 app = typer.Typer(
     name="stem",
@@ -37,11 +39,19 @@ app.add_typer(wf_cmd.app, name="wf")
 
 
 def main() -> None:
-    """Entry point of the ``stem`` script: StemErrors become one clean line and exit 1."""
+    """Entry point of the ``stem`` script: StemErrors and database errors become one clean
+    line and exit 1; no output (log lines, a crash's traceback) shows a password."""
+    install_log_redaction()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("stem_pg").setLevel(logging.INFO)
     try:
         app(prog_name="stem")
     except StemError as exc:
         typer.echo(f"error: {redact(str(exc))}", err=True)
+        sys.exit(1)
+    except psycopg.Error as exc:  # libpq's text may quote a URL, or a token of the password
+        typer.echo(f"error: {type(exc).__name__}: {one_line(str(exc))}", err=True)
+        sys.exit(1)
+    except Exception:  # a bug: its traceback is worth showing, with no password in it
+        typer.echo(redact(traceback.format_exc()).rstrip(), err=True)
         sys.exit(1)

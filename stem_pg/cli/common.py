@@ -82,6 +82,15 @@ def database_url(url: str | None) -> str:
     return config().require_broker_url()
 
 
+def reachable(url: str) -> str:
+    """``url``, once a connection to it opened: a connection pool would otherwise retry an
+    unreachable database for 30 s, logging a warning each time, before the one error line."""
+    from stem_pg.db.connect import connection
+
+    with connection(url, role="cli"):
+        return url
+
+
 def namespace(value: str | None) -> str:
     """``--namespace`` if given, else the configured namespace."""
     return value or config().namespace
@@ -128,6 +137,7 @@ def stem_app(
     if base is not None:
         stem.registry = base.registry
         stem.workflows = base.workflows
+    reachable(stem.url)
     return stem
 
 

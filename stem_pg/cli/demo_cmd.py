@@ -18,7 +18,7 @@ def demo_command(url: common.UrlOption = None, namespace: common.NamespaceOption
     from stem_pg.dev.demo import DEMO_NAMESPACE, run_demo
 
     if url or os.environ.get("STEM_BROKER_URL"):
-        database = common.database_url(url)
+        database = common.reachable(common.database_url(url))
     else:
         from stem_pg.dev.embedded import embedded_url
 

@@ -37,8 +37,8 @@ from datetime import UTC, datetime
 import psycopg
 
 from stem_pg.core.backoff import Outage
-from stem_pg.core.dsn import redact
 from stem_pg.core.envelope import JobSpec
+from stem_pg.core.redaction import redact
 from stem_pg.db.connect import DatabaseUnavailable, connect
 from stem_pg.db.queries import Queries
 from stem_pg.db.stores.enqueue import EnqueueStore

@@ -9,8 +9,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from stem_pg.core.dsn import redact
+from stem_pg.core.dsn import remember_url_secrets
 from stem_pg.core.errors import StemError
+from stem_pg.core.redaction import one_line
 
 APPLICATION_NAME = "stem_pg"
 #: TCP keepalives on every connection: one to a peer that vanished without a word (a silent
@@ -28,6 +29,12 @@ class DatabaseUnavailable(StemError):
     """The database cannot be reached; the message never contains a password."""
 
 
+def _unavailable(exc: psycopg.Error) -> DatabaseUnavailable:
+    # Any class: libpq's ProgrammingError for a URL it cannot parse quotes the bad token,
+    # which may be the password itself.
+    return DatabaseUnavailable(f"cannot connect to the database: {one_line(str(exc))}")
+
+
 def with_keepalives(url: str, **params: str | int) -> str:
     """``url`` as a connection string with ``params`` and the ``KEEPALIVES`` it does not set itself."""
     try:
@@ -39,22 +46,24 @@ def with_keepalives(url: str, **params: str | int) -> str:
 
 def connect(url: str, *, autocommit: bool = True, role: str = "client") -> psycopg.Connection[TupleRow]:
     """A new synchronous connection, labelled in ``pg_stat_activity`` by ``role``."""
+    remember_url_secrets(url)
     try:
         conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
         return psycopg.connect(conninfo, autocommit=autocommit)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot connect to the database: {redact(str(exc)).strip()}") from None
+    except psycopg.Error as exc:
+        raise _unavailable(exc) from None
 
 
 async def connect_async(
     url: str, *, autocommit: bool = True, role: str = "worker"
 ) -> psycopg.AsyncConnection[TupleRow]:
     """A new asynchronous connection, labelled in ``pg_stat_activity`` by ``role``."""
+    remember_url_secrets(url)
     try:
         conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
         return await psycopg.AsyncConnection.connect(conninfo, autocommit=autocommit)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot connect to the database: {redact(str(exc)).strip()}") from None
+    except psycopg.Error as exc:
+        raise _unavailable(exc) from None
 
 
 @contextmanager

@@ -14,8 +14,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import OperationalError
 
-from stem_pg.core.dsn import redact, validate_url
+from stem_pg.core.dsn import validate_url
 from stem_pg.core.namespaces import validate_namespace
+from stem_pg.core.redaction import one_line
 from stem_pg.db.connect import DatabaseUnavailable
 from stem_pg.db.resources import migrations_dir
 
@@ -48,9 +49,7 @@ def _reachable() -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
-        raise DatabaseUnavailable(
-            f"cannot connect to the database: {redact(str(exc.orig)).strip()}"
-        ) from None
+        raise DatabaseUnavailable(f"cannot connect to the database: {one_line(str(exc.orig))}") from None
 
 
 def migration_sql(namespace: str, action: Action = "upgrade", revision: str = "head") -> str:

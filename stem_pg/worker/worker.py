@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.sql import SQL, Identifier
 
 from stem_pg.core.control import ShutdownMode, worker_key
+from stem_pg.core.redaction import install_log_redaction
 from stem_pg.db.listen import notifications
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
 from stem_pg.db.stores.broadcasts import BroadcastStore
@@ -114,7 +115,11 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until ``request_stop()``; then drain gracefully (or not, when forced)."""
+        """Run until ``request_stop()``; then drain gracefully (or not, when forced).
+
+        Log records of this process are redacted from here on (no password in any line).
+        """
+        install_log_redaction()
         self._assemble()
         if not await self._register():
             return
