@@ -285,13 +285,12 @@ class Planner:
             if headers
             else "{}"
         )
-        if self.signing is None or self.signing.active is None:
+        signer = self._signer
+        if signer is None:
             return text
         if SIGNATURE_HEADER in headers:  # signed before (a copied request): sign again
             return self.sign(task_id, name, request.kwargs, headers)
-        kwargs = request.kwargs
-        plain = {} if kwargs is None else kwargs if type(kwargs) is dict else dict(kwargs)
-        return with_signature(text, self.signing.signature(task_id, name, plain, headers))
+        return with_signature(text, signer.signature(task_id, name, _plain(request.kwargs), headers))
 
     def sign(
         self,
@@ -303,11 +302,18 @@ class Planner:
     ) -> str:
         """``headers`` with a fresh signature of the job, as JSON (unsigned without an active
         key); ``free`` as in ``stem_pg.core.signing.signed_message``."""
-        if self.signing is None or self.signing.active is None:
-            return encode_input(dict(headers), what=f"{name}: headers", max_bytes=self.max_payload_bytes)
-        plain = {} if kwargs is None else kwargs if type(kwargs) is dict else dict(kwargs)
-        signed = self.signing.signed_headers(task_id, name, plain, headers, free)
+        signer = self._signer
+        signed = (
+            dict(headers)
+            if signer is None
+            else signer.signed_headers(task_id, name, _plain(kwargs), headers, free)
+        )
         return encode_input(signed, what=f"{name}: headers", max_bytes=self.max_payload_bytes)
+
+    @property
+    def _signer(self) -> Signing | None:
+        """The signing keys when one of them signs (an active key), else None."""
+        return self.signing if self.signing is not None and self.signing.can_sign else None
 
     def _options(self, name: str) -> TaskOptions:
         definition = self._registry.get(name)
@@ -324,3 +330,8 @@ def check_max_payload_bytes(value: object) -> int:
 def at_item(index: int, exc: TaskError | ConfigError) -> TaskError | ConfigError:
     """``exc`` again, its message led by the batch position it was raised for."""
     return type(exc)(f"enqueue_many item {index}: {exc}")
+
+
+def _plain(kwargs: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A request's kwargs as the signature covers them: a dict (none: an empty one)."""
+    return {} if kwargs is None else kwargs if type(kwargs) is dict else dict(kwargs)
