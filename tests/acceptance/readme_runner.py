@@ -152,20 +152,24 @@ class Project:
         saved = self.logs / f"block-{block.line}.env"
         wrapper = self.logs / "wrapper.sh"
         wrapper.write_text(SHELL_WRAPPER, encoding="utf-8")
-        try:
-            done = subprocess.run(
+        log = self.logs / f"block-{block.line}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
                 ["bash", "-euo", "pipefail", str(wrapper), str(script), str(saved)],
                 cwd=self.root,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=BLOCK_TIMEOUT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        except subprocess.TimeoutExpired as exc:
-            self.fail(block, f"still running after {BLOCK_TIMEOUT:.0f} s: {exc.stdout!r} {exc.stderr!r}")
-        if done.returncode != 0:
-            self.fail(block, f"exit status {done.returncode}\n{done.stdout}{done.stderr}")
+            try:
+                process.wait(timeout=BLOCK_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _stop_group(process)
+                self.fail(block, f"still running after {BLOCK_TIMEOUT:.0f} s:\n{_tail(log)}")
+        if process.returncode != 0:
+            self.fail(block, f"exit status {process.returncode}\n{_tail(log)}")
         self.env = _read_env(saved)
 
     def sql(self, block: Block) -> None:
