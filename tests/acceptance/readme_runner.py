@@ -202,8 +202,8 @@ class Project:
 
     def check_background(self) -> None:
         for block, process, log in self.background:
-            if process.poll() is not None:
-                self.fail(block, f"stopped by itself (exit {process.returncode}):\n{_tail(log)}")
+            if process.poll() not in (None, 0):
+                self.fail(block, f"failed (exit status {process.returncode}):\n{_tail(log)}")
 
     def end_section(self) -> None:
         if self.session is not None:
