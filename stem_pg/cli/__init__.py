@@ -49,6 +49,9 @@ def main() -> None:
     except StemError as exc:
         typer.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(1)
+    except TimeoutError as exc:  # a --wait that ran out: the task or run goes on without us
+        typer.echo(f"error: {redact(str(exc))}", err=True)
+        sys.exit(1)
     except psycopg.Error as exc:  # libpq's text may quote a URL, or a token of the password
         typer.echo(f"error: {type(exc).__name__}: {one_line(str(exc))}", err=True)
         sys.exit(1)
