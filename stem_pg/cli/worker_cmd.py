@@ -113,6 +113,7 @@ def run_command(
         ),
     ] = None,
     namespace: common.WorkerNamespaceOption = None,
+    url: common.UrlOption = None,
 ) -> None:
     """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop).
 
@@ -123,8 +124,8 @@ def run_command(
     from stem_pg.worker.settings import WorkerSettings, default_worker_id
     from stem_pg.worker.supervisor import supervise
 
-    stem = load_app(app_spec)
-    stem.namespace = common.worker_namespace(namespace)
+    stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace, component="worker")
+    common.require_migrated(stem)
     config = common.config()
     subscription = RoutingSubscription.build(
         stem.routing,

@@ -65,6 +65,11 @@ class Backend:
     def url(self) -> str:
         return self._url if isinstance(self._url, str) else self._url()
 
+    @url.setter
+    def url(self, url: str) -> None:
+        """Point the backend at another database (``--url``), before its pools open."""
+        self._url = url
+
     @property
     def queries(self) -> Queries:
         return queries_for(self.namespace)
@@ -206,6 +211,10 @@ class BackendFacade:
     @property
     def url(self) -> str:
         return self.backend.url
+
+    @url.setter
+    def url(self, url: str) -> None:
+        self.backend.url = url
 
     @property
     def namespace(self) -> str:

@@ -34,7 +34,15 @@ class UnknownTaskError(TaskError, KeyError):
 
 
 class NotMigratedError(StemError):
-    """The namespace schema is missing or older than this version of stem_pg."""
+    """The namespace schema is missing or older than this version of stem_pg; the message
+    says which namespace and the command that migrates it."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(
+            f"namespace {namespace!r} is not migrated (or is at an older revision);"
+            f" run: stem migrate --namespace {namespace}"
+        )
+        self.namespace = namespace
 
 
 class TaskFailed(StemError):
