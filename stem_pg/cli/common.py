@@ -31,7 +31,7 @@ NamespaceOption = Annotated[
     typer.Option(
         "--namespace",
         "-n",
-        help="Namespace (Postgres schema) to act on. Defaults to STEM_NAMESPACE, then the --app's"
+        help="Namespace (Postgres schema) to act on. Defaults to STEM_NAMESPACE, then (with --app) the app's"
         " Stem(namespace=...), then 'stem'.",
         callback=_check_namespace,
         show_default=False,
@@ -43,7 +43,7 @@ WorkerNamespaceOption = Annotated[
         "--namespace",
         "-n",
         help="Namespace of the workers. Defaults to STEM_WORKER_NAMESPACE, then STEM_NAMESPACE,"
-        " then the --app's Stem(namespace=...), then 'stem'.",
+        " then (with --app) the app's Stem(namespace=...), then 'stem'.",
         callback=_check_namespace,
         show_default=False,
     ),
@@ -54,7 +54,7 @@ WorkflowNamespaceOption = Annotated[
         "--namespace",
         "-n",
         help="Namespace of the workflow runs. Defaults to STEM_WORKFLOW_NAMESPACE, then STEM_NAMESPACE,"
-        " then the --app's Stem(namespace=...), then 'stem'.",
+        " then (with --app) the app's Stem(namespace=...), then 'stem'.",
         callback=_check_namespace,
         show_default=False,
     ),
@@ -64,7 +64,7 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
-        help="Database URL. Defaults to STEM_BROKER_URL, then the --app's Stem(url).",
+        help="Database URL. Defaults to STEM_BROKER_URL, then (with --app) the app's Stem(url).",
         show_default=False,
     ),
 ]

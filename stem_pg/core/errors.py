@@ -33,6 +33,10 @@ class UnknownTaskError(TaskError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class DatabaseUnavailable(StemError):
+    """The database cannot be reached; the message names the host and port, never a password."""
+
+
 class NotMigratedError(StemError):
     """The namespace schema is missing or older than this version of stem_pg; the message
     says which namespace and the command that migrates it."""
