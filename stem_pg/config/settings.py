@@ -145,7 +145,11 @@ def check_single_database(broker: str | None, stores: Mapping[str, str | None]) 
     store variable naming another database is refused, not silently ignored."""
     for variable, url in stores.items():
         if url is not None and url != broker:
-            other = "is set but STEM_BROKER_URL is not" if broker is None else "names another database"
+            other = (
+                "is set but STEM_BROKER_URL is not"
+                if broker is None
+                else "names another database than STEM_BROKER_URL"
+            )
             raise ConfigError(
                 f"{variable} {other}: stem_pg keeps every"
                 " store (results, schedules, locks, revokes, workflows) in the broker's"
