@@ -30,7 +30,7 @@ def test_an_unreachable_database_is_one_line_naming_host_and_port(database_url: 
     host_port = database_url.split("@", 1)[1].split("/", 1)[0]
     urls = {
         f"postgresql://app:{PASSWORD}@127.0.0.1:1/app": "at 127.0.0.1:1/app: ",
-        f"postgresql://postgres:{PASSWORD}@{host_port}/stem_no_such_db": "stem_no_such_db\" does not exist",
+        f"postgresql://postgres:{PASSWORD}@{host_port}/stem_no_such_db": 'stem_no_such_db" does not exist',
     }
     for url, named in urls.items():
         for command in COMMANDS:
