@@ -31,7 +31,11 @@ def beat_command(
     namespace: common.NamespaceOption = None,
     url: common.UrlOption = None,
 ) -> None:
-    """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs."""
+    """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs.
+
+    Beat refuses to start, with one line, on a database it cannot reach or a namespace not
+    migrated to this version; once running, it rides out database outages.
+    """
     from stem_pg.beat.scheduler import Beat, BeatSettings, check_single_database
 
     stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace)
