@@ -45,10 +45,13 @@ def _where(url: str) -> str:
         params = conninfo_to_dict(url)
     except psycopg.Error:
         return ""
-    host = str(params.get("host") or "localhost")
-    port = str(params.get("port") or "5432")
-    dbname = str(params.get("dbname") or params.get("user") or "")
-    return redact(f" at {host}:{port}" + (f"/{dbname}" if dbname else ""))
+    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    ports = str(params.get("port") or "").split(",")
+    places = ",".join(
+        f"{host or 'local socket'}:{ports[min(i, len(ports) - 1)] or '5432'}" for i, host in enumerate(hosts)
+    )
+    dbname = params.get("dbname") or params.get("user")
+    return redact(f" at {places}" + (f"/{dbname}" if dbname else ""))
 
 
 def with_keepalives(url: str, **params: str | int) -> str:
