@@ -17,3 +17,8 @@ ORDER BY table_schema;
 -- name: schema_revision
 -- The revision a schema listed by migrated_schemas is at ({ns} is that schema, whatever its name).
 SELECT version_num AS revision FROM {ns}.alembic_version;
+
+-- name: version_table
+-- Whether a schema has an alembic version table, and whether this role may read it (a worker role need not).
+SELECT c.oid IS NOT NULL AS present, coalesce(has_table_privilege(c.oid, 'SELECT'), false) AS readable
+FROM (SELECT to_regclass(quote_ident(%(schema)s::text) || '.alembic_version')::oid AS oid) AS c;

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from stem_pg.core.canvas import Signature, chain, chord, group
     from stem_pg.core.errors import (
         ConfigError,
+        DatabaseUnavailable,
         NamespaceError,
         NotMigratedError,
         RoutingConfigError,
@@ -62,6 +63,7 @@ _EXPORTS = {
         name: "stem_pg.core.errors"
         for name in (
             "ConfigError",
+            "DatabaseUnavailable",
             "NamespaceError",
             "NotMigratedError",
             "RoutingConfigError",
@@ -78,6 +80,7 @@ __all__ = [
     "CanvasResult",
     "ChildWorkflowFailed",
     "ConfigError",
+    "DatabaseUnavailable",
     "EnqueueRequest",
     "EventTimeout",
     "NamespaceError",

@@ -28,7 +28,7 @@ from psycopg.sql import SQL, Identifier
 
 from stem_pg.client.locks import default_owner
 from stem_pg.core.envelope import JobSpec
-from stem_pg.core.errors import ConfigError, StemError
+from stem_pg.core.errors import StemError
 from stem_pg.core.planning import EnqueueRequest
 from stem_pg.core.redaction import install_log_redaction
 from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
@@ -305,14 +305,9 @@ def _shot(
 
 
 def check_single_database(config: StemConfig) -> None:
-    """Beat fires schedule, fire record and job in one statement: they must share a database."""
-    for variable, url in (
-        ("STEM_SCHEDULE_STORE_URL", config.schedule_store_url),
-        ("STEM_LOCK_STORE_URL", config.lock_store_url),
-    ):
-        if url and config.broker_url and url != config.broker_url:
-            raise ConfigError(
-                f"{variable} names another database than STEM_BROKER_URL; beat needs schedules,"
-                " locks and jobs in one database (it fires each schedule and enqueues its job in"
-                " one statement): unset it"
-            )
+    """Beat fires schedule, fire record and job in one statement: every store must be the
+    broker's database (``stem_pg.config.settings.check_single_database``)."""
+    from stem_pg.config.settings import STORE_URL_VARIABLES
+    from stem_pg.config.settings import check_single_database as check
+
+    check(config.broker_url, {var: getattr(config, attr) for attr, var in STORE_URL_VARIABLES.items()})

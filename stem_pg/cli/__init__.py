@@ -9,13 +9,14 @@ import traceback
 import psycopg
 import typer
 
-from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd, wf_cmd, worker_cmd
+from stem_pg.cli import common, demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd, wf_cmd, worker_cmd
 from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
 from stem_pg.cli.roles_cmd import roles_command
 from stem_pg.core.errors import StemError
 from stem_pg.core.redaction import install_log_redaction, one_line, redact
+from stem_pg.db.missing import not_migrated
 
 app = typer.Typer(
     name="stem",
@@ -53,6 +54,9 @@ def main() -> None:
         typer.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(1)
     except psycopg.Error as exc:  # libpq's text may quote a URL, or a token of the password
+        if (missing := not_migrated(exc, common.RESOLVED)) is not None:
+            typer.echo(f"error: {missing}", err=True)
+            sys.exit(1)
         typer.echo(f"error: {type(exc).__name__}: {one_line(str(exc))}", err=True)
         sys.exit(1)
     except Exception:  # a bug: its traceback is worth showing, with no password in it

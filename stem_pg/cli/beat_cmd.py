@@ -29,13 +29,18 @@ def beat_command(
         float, typer.Option("--max-sleep", min=0.1, help="Longest pause between checks for due entries.")
     ] = 5.0,
     namespace: common.NamespaceOption = None,
+    url: common.UrlOption = None,
 ) -> None:
-    """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs."""
+    """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs.
+
+    Beat refuses to start, with one line, on a database it cannot reach or a namespace not
+    migrated to this version; once running, it rides out database outages.
+    """
     from stem_pg.beat.scheduler import Beat, BeatSettings, check_single_database
 
-    stem = load_app(app_spec)
-    stem.namespace = common.namespace(namespace)
+    stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace)
     check_single_database(stem.config)
+    common.require_migrated(stem)
     beat = Beat(stem, BeatSettings(lease_seconds=lease, max_sleep=max_sleep))
 
     async def main() -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stem_pg.config.settings import StemConfig
+from stem_pg.config.settings import Component, StemConfig
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
 
@@ -31,7 +31,8 @@ NamespaceOption = Annotated[
     typer.Option(
         "--namespace",
         "-n",
-        help="Namespace (Postgres schema) to act on. Defaults to STEM_NAMESPACE, then 'stem'.",
+        help="Namespace (Postgres schema) to act on. Defaults to STEM_NAMESPACE, then (with --app) the app's"
+        " Stem(namespace=...), then 'stem'.",
         callback=_check_namespace,
         show_default=False,
     ),
@@ -41,7 +42,8 @@ WorkerNamespaceOption = Annotated[
     typer.Option(
         "--namespace",
         "-n",
-        help="Namespace of the workers. Defaults to STEM_WORKER_NAMESPACE, then STEM_NAMESPACE, then 'stem'.",
+        help="Namespace of the workers. Defaults to STEM_WORKER_NAMESPACE, then STEM_NAMESPACE,"
+        " then (with --app) the app's Stem(namespace=...), then 'stem'.",
         callback=_check_namespace,
         show_default=False,
     ),
@@ -52,7 +54,7 @@ WorkflowNamespaceOption = Annotated[
         "--namespace",
         "-n",
         help="Namespace of the workflow runs. Defaults to STEM_WORKFLOW_NAMESPACE, then STEM_NAMESPACE,"
-        " then 'stem'.",
+        " then (with --app) the app's Stem(namespace=...), then 'stem'.",
         callback=_check_namespace,
         show_default=False,
     ),
@@ -62,7 +64,7 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
-        help="Database URL. Defaults to STEM_BROKER_URL.",
+        help="Database URL. Defaults to STEM_BROKER_URL, then (with --app) the app's Stem(url).",
         show_default=False,
     ),
 ]
@@ -73,13 +75,9 @@ def config() -> StemConfig:
     return StemConfig.from_environment(os.environ)
 
 
-def database_url(url: str | None) -> str:
-    """``--url`` if given, else STEM_BROKER_URL, else a ConfigError explaining both."""
-    if url:
-        from stem_pg.core.dsn import validate_url
-
-        return validate_url(url, source="--url")
-    return config().require_broker_url()
+def database_url(url: str | None, *, app: Stem | None = None) -> str:
+    """``--url``, else STEM_BROKER_URL, else the app's URL (StemConfig.url_for: the one rule)."""
+    return config().url_for(flag=url, app=(lambda: app.url) if app is not None else None)
 
 
 def reachable(url: str) -> str:
@@ -91,19 +89,36 @@ def reachable(url: str) -> str:
         return url
 
 
-def namespace(value: str | None) -> str:
-    """``--namespace`` if given, else the configured namespace."""
-    return value or config().namespace
+def namespace(value: str | None, *, app: Stem | None = None, component: Component = "default") -> str:
+    """``--namespace``, else the component's variable, else STEM_NAMESPACE, else the app's
+    namespace, else ``stem`` (StemConfig.namespace_for: the one rule)."""
+    resolved = config().namespace_for(component, flag=value, app=app.namespace if app else None)
+    RESOLVED.append(resolved)
+    return resolved
 
 
-def worker_namespace(value: str | None) -> str:
-    """``--namespace`` if given, else the configured worker namespace."""
-    return value or config().worker_namespace
+#: The namespaces this command resolved: an error from a missing table names the one it used.
+RESOLVED: list[str] = []
 
 
-def workflow_namespace(value: str | None) -> str:
-    """``--namespace`` if given, else the configured workflow namespace."""
-    return value or config().workflow_namespace
+def worker_namespace(value: str | None, *, app: Stem | None = None) -> str:
+    """The namespace of workers (STEM_WORKER_NAMESPACE before STEM_NAMESPACE)."""
+    return namespace(value, app=app, component="worker")
+
+
+def workflow_namespace(value: str | None, *, app: Stem | None = None) -> str:
+    """The namespace of workflow runs (STEM_WORKFLOW_NAMESPACE before STEM_NAMESPACE)."""
+    return namespace(value, app=app, component="workflow")
+
+
+def apply_to_app(
+    app: Stem, *, url: str | None, namespace_flag: str | None, component: Component = "default"
+) -> Stem:
+    """Point a loaded app at the database and the namespace the rules choose (``url`` and
+    ``namespace_flag``: the ``--url`` and ``--namespace`` values)."""
+    app.url = database_url(url, app=app)
+    app.namespace = namespace(namespace_flag, app=app, component=component)
+    return app
 
 
 def json_object(text: str, option: str) -> dict[str, Any]:
@@ -120,20 +135,21 @@ def json_object(text: str, option: str) -> dict[str, Any]:
 
 
 def stem_app(
-    app_spec: str | None, url: str | None, namespace: str | None, default: Callable[[None], str]
+    app_spec: str | None, url: str | None, namespace: str | None, default: Callable[..., str]
 ) -> Stem:
-    """The user's app (for its routing, task and workflow options) or a bare one; flags override,
-    and without ``--namespace`` the app's namespace, else ``default(None)``, applies."""
+    """The user's app (for its routing, task and workflow options) or a bare one, on the
+    database and namespace the rules choose (``default``: ``namespace``, ``worker_namespace``
+    or ``workflow_namespace``, called with ``app=``)."""
     from stem_pg.cli.loading import load_app
     from stem_pg.client.app import Stem
 
     base = load_app(app_spec) if app_spec else None
     stem = Stem(
-        database_url(url) if url or base is None else base.url,
-        namespace=namespace or (base.namespace if base else default(None)),
         routing=base.routing if base else None,
         signing=base.planner.signing if base else None,  # None: STEM_SIGNING_KEYS, if set
     )
+    stem.url = database_url(url, app=base)
+    stem.namespace = default(namespace, app=base)
     if base is not None:
         stem.registry = base.registry
         stem.workflows = base.workflows
@@ -165,3 +181,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, default=str)
     return str(value)
+
+
+def require_migrated(app: Stem) -> None:
+    """Refuse to start a worker or beat on a namespace that is not migrated to this
+    version's head (NotMigratedError, one line) or on a database it cannot reach
+    (DatabaseUnavailable): both would otherwise fail, or retry for ever, once running."""
+    from stem_pg.schema.health import check_migrated
+
+    check_migrated(app.url, app.namespace)

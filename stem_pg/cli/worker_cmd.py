@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -113,18 +114,23 @@ def run_command(
         ),
     ] = None,
     namespace: common.WorkerNamespaceOption = None,
+    url: common.UrlOption = None,
 ) -> None:
     """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop).
+
+    A worker refuses to start, with one line, on a database it cannot reach or a namespace
+    not migrated to this version; once running, it rides out database outages.
 
     A worker process retires and is replaced by a fresh one (same pid without --processes)
     when a sync task overruns its hard time_limit, or by --max-tasks-per-child and
     --max-memory-per-child.
     """
     from stem_pg.worker.settings import WorkerSettings, default_worker_id
-    from stem_pg.worker.supervisor import supervise
+    from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, supervise
 
-    stem = load_app(app_spec)
-    stem.namespace = common.worker_namespace(namespace)
+    stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace, component="worker")
+    if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
+        common.require_migrated(stem)
     config = common.config()
     subscription = RoutingSubscription.build(
         stem.routing,

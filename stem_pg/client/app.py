@@ -25,7 +25,6 @@ from stem_pg.core.canvas import Canvas, Signature
 from stem_pg.core.dsn import validate_url
 from stem_pg.core.envelope import JobSpec, check_task_id
 from stem_pg.core.errors import TaskError
-from stem_pg.core.namespaces import validate_namespace
 from stem_pg.core.planning import EnqueueRequest, Expires, Planner
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
@@ -45,9 +44,11 @@ Request = EnqueueRequest | tuple[str, Mapping[str, Any]]
 class Stem(BackendFacade):
     """A stem_pg application: register tasks with ``@app.task`` and enqueue them.
 
-    ``url`` defaults to STEM_BROKER_URL, ``namespace`` to STEM_NAMESPACE (then
-    ``stem``), ``routing`` to the file named by STEM_ROUTING_CONFIG (then the
-    legacy single-queue setup), ``max_payload_bytes`` (the longest JSON a job's
+    STEM_BROKER_URL, when set, wins over ``url`` and STEM_NAMESPACE over ``namespace``
+    (as CELERY_BROKER_URL over a Celery app's broker: one deployment runs one app in
+    several places); without either, ``namespace`` defaults to ``stem``. ``routing``
+    defaults to the file named by STEM_ROUTING_CONFIG (then the legacy single-queue
+    setup), ``max_payload_bytes`` (the longest JSON a job's
     kwargs or headers may have) to STEM_MAX_PAYLOAD_BYTES (then 1 MiB). ``signing``
     (a ``Signing``, or ``{key id: key}`` with one key that can sign) defaults to
     STEM_SIGNING_KEYS / STEM_SIGNING_ACTIVE_KEY: jobs are signed when enqueued and
@@ -69,10 +70,10 @@ class Stem(BackendFacade):
         self.config = config or StemConfig.from_environment()
         if max_payload_bytes is None:
             max_payload_bytes = self.config.max_payload_bytes
-        given = validate_url(url, source="url") if url else self.config.broker_url
+        given = validate_url(url, source="url") if url else None
         self.backend = Backend(
-            given if given is not None else self.config.require_broker_url,
-            validate_namespace(namespace or self.config.namespace),
+            self.config.broker_url or given or self.config.require_broker_url,
+            self.config.namespace_for(app=namespace),
             result_ttl=result_ttl,
             pool_size=pool_size,
         )

@@ -23,7 +23,7 @@ import psycopg
 
 from stem_pg.client.waker import Waker, due_queues
 from stem_pg.core.envelope import JobSpec
-from stem_pg.db.connect import with_keepalives
+from stem_pg.db.connect import connect, connect_async, with_keepalives
 from stem_pg.db.queries import Queries, queries_for
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore
 
@@ -65,6 +65,11 @@ class Backend:
     def url(self) -> str:
         return self._url if isinstance(self._url, str) else self._url()
 
+    @url.setter
+    def url(self, url: str) -> None:
+        """Point the backend at another database (``--url``), before its pools open."""
+        self._url = url
+
     @property
     def queries(self) -> Queries:
         return queries_for(self.namespace)
@@ -81,6 +86,9 @@ class Backend:
             if self._pool is None:
                 from psycopg_pool import ConnectionPool
 
+                # One plain connection first: an unreachable database is one clear error
+                # (DatabaseUnavailable) within seconds, not a PoolTimeout after 30.
+                connect(self.url, role="client").close()
                 self._pool = ConnectionPool(
                     with_keepalives(self.url),
                     min_size=1,
@@ -99,6 +107,9 @@ class Backend:
             return self._async_pools[loop][0]
         from psycopg_pool import AsyncConnectionPool
 
+        await (await connect_async(self.url, role="client")).close()  # as in ``pool``
+        if loop in self._async_pools:  # another task opened it while we connected
+            return self._async_pools[loop][0]
         pool = AsyncConnectionPool(
             with_keepalives(self.url),
             min_size=1,
@@ -206,6 +217,10 @@ class BackendFacade:
     @property
     def url(self) -> str:
         return self.backend.url
+
+    @url.setter
+    def url(self, url: str) -> None:
+        self.backend.url = url
 
     @property
     def namespace(self) -> str:

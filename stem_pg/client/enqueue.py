@@ -28,6 +28,7 @@ from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import TaskError
 from stem_pg.core.planning import EnqueueRequest, Planner
 from stem_pg.core.storable import shown
+from stem_pg.db.missing import migrated
 from stem_pg.db.queries import Queries
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore, UniqueHolder
 
@@ -64,7 +65,11 @@ def enqueue_many(
     specs: list[JobSpec] = []
     planned = _recorded(_plan(planner, items, routed, numbered), specs)
     if connection is None:
-        with backend.waker.enqueueing() as how, backend.pool.connection() as conn:
+        with (
+            migrated(backend.namespace),
+            backend.waker.enqueueing() as how,
+            backend.pool.connection() as conn,
+        ):
             announce = how is Announce.WITH_INSERT
             ids = insert_planned_sync(conn, backend.queries, planned, queued, announce=announce)
             if not (announce and announced_by_insert(specs)):
@@ -73,10 +78,11 @@ def enqueue_many(
                 except psycopg.Error:
                     backend.wake(specs)
     else:
-        if isinstance(connection, psycopg.Connection):
-            ids = insert_planned_sync(connection, backend.queries, planned, queued)
-        else:
-            ids = insert_sync(connection, backend.queries, list(planned))
+        with migrated(backend.namespace):
+            if isinstance(connection, psycopg.Connection):
+                ids = insert_planned_sync(connection, backend.queries, planned, queued)
+            else:
+                ids = insert_sync(connection, backend.queries, list(planned))
         backend.wake(specs, connection)
     published = publish_sync(backend, routed, connection)
     return merge_results(backend, ids, published)
@@ -95,10 +101,11 @@ async def aenqueue_many(
     routed = planner.plan_routed(items, numbered=numbered)
     specs = list(_plan(planner, items, routed, numbered))
     if connection is not None:
-        ids = await insert_async(connection, backend.queries, specs)
+        with migrated(backend.namespace):
+            ids = await insert_async(connection, backend.queries, specs)
         await backend.awake(specs, connection)
     else:
-        with backend.waker.enqueueing() as how:
+        with migrated(backend.namespace), backend.waker.enqueueing() as how:
             async with (await backend.apool()).connection() as conn:
                 announce = how is Announce.WITH_INSERT
                 ids = await insert_async(conn, backend.queries, specs, announce=announce)

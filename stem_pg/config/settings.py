@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from stem_pg.core.dsn import validate_url
 from stem_pg.core.errors import ConfigError
@@ -15,7 +16,16 @@ from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES
 DEFAULT_PREFETCH_MULTIPLIER = 2
 DEFAULT_MAX_RETRIES = 3
 
-_STORE_URL_VARIABLES = {
+#: Which part of Stem a namespace is resolved for: each has its own variable (Stem's
+#: namespaces page), falling back to STEM_NAMESPACE.
+Component = Literal["default", "worker", "workflow", "dashboard"]
+NAMESPACE_VARIABLES: dict[Component, str] = {
+    "default": "STEM_NAMESPACE",
+    "worker": "STEM_WORKER_NAMESPACE",
+    "workflow": "STEM_WORKFLOW_NAMESPACE",
+    "dashboard": "STEM_DASHBOARD_NAMESPACE",
+}
+STORE_URL_VARIABLES = {
     "result_backend_url": "STEM_RESULT_BACKEND_URL",
     "schedule_store_url": "STEM_SCHEDULE_STORE_URL",
     "lock_store_url": "STEM_LOCK_STORE_URL",
@@ -52,14 +62,18 @@ class StemConfig:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     #: STEM_SIGNING_KEYS / STEM_SIGNING_ACTIVE_KEY: sign what is enqueued, verify what runs.
     signing: Signing | None = None
+    #: The namespace variables that were set: they win over an application's own
+    #: ``Stem(namespace=...)`` (see ``namespace_for``).
+    namespaces_set: frozenset[str] = frozenset()
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> StemConfig:
         """Read the STEM_* variables; raise ConfigError naming a bad variable and value."""
         env = os.environ if env is None else env
         broker = _url(env, "STEM_BROKER_URL")
-        stores = {attr: _url(env, var) or broker for attr, var in _STORE_URL_VARIABLES.items()}
+        stores = {attr: _url(env, var) or broker for attr, var in STORE_URL_VARIABLES.items()}
         namespace = _namespace(env, "STEM_NAMESPACE", DEFAULT_NAMESPACE)
+        check_single_database(broker, {var: _url(env, var) for var in STORE_URL_VARIABLES.values()})
         return cls(
             broker_url=broker,
             **stores,
@@ -75,7 +89,45 @@ class StemConfig:
             dashboard_namespace=_namespace(env, "STEM_DASHBOARD_NAMESPACE", namespace),
             max_payload_bytes=_int(env, "STEM_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES, 1024),
             signing=_signing(env),
+            namespaces_set=frozenset(v for v in NAMESPACE_VARIABLES.values() if env.get(v)),
         )
+
+    def namespace_for(
+        self, component: Component = "default", *, flag: str | None = None, app: str | None = None
+    ) -> str:
+        """The one namespace rule of every command and application: ``--namespace``
+        (``flag``), then the component's variable (STEM_WORKER_NAMESPACE...), then
+        STEM_NAMESPACE, then the application's own ``Stem(namespace=...)`` (``app``),
+        then ``stem``."""
+        if flag:
+            return validate_namespace(flag, source="--namespace")
+        for variable in dict.fromkeys((NAMESPACE_VARIABLES[component], "STEM_NAMESPACE")):
+            if variable in self.namespaces_set:
+                return self._namespaces()[variable]
+        if app:
+            return validate_namespace(app, source="namespace")
+        return self._namespaces()[NAMESPACE_VARIABLES[component]]
+
+    def _namespaces(self) -> dict[str, str]:
+        return {
+            "STEM_NAMESPACE": self.namespace,
+            "STEM_WORKER_NAMESPACE": self.worker_namespace,
+            "STEM_WORKFLOW_NAMESPACE": self.workflow_namespace,
+            "STEM_DASHBOARD_NAMESPACE": self.dashboard_namespace,
+        }
+
+    def url_for(self, *, flag: str | None = None, app: str | Callable[[], str] | None = None) -> str:
+        """The one database rule: ``--url`` (``flag``), then STEM_BROKER_URL, then the
+        application's own ``Stem(url)`` (``app``, or a callable giving it), else a
+        ConfigError telling the user how to set one (as Celery: ``--broker``, then
+        CELERY_BROKER_URL, then the app's configuration)."""
+        if flag:
+            return validate_url(flag, source="--url")
+        if self.broker_url is not None:
+            return self.broker_url
+        if app is not None:
+            return app if isinstance(app, str) else app()
+        return self.require_broker_url()
 
     def require_broker_url(self) -> str:
         """The broker URL, or a ConfigError telling the user how to set one."""
@@ -85,6 +137,24 @@ class StemConfig:
                 " e.g. postgresql://user@localhost:5432/app"
             )
         return self.broker_url
+
+
+def check_single_database(broker: str | None, stores: Mapping[str, str | None]) -> None:
+    """Every store lives in the broker's database (beat fires a schedule and enqueues its
+    job in one statement; results, revokes and workflows are read beside the jobs): a
+    store variable naming another database is refused, not silently ignored."""
+    for variable, url in stores.items():
+        if url is not None and url != broker:
+            other = (
+                "is set but STEM_BROKER_URL is not"
+                if broker is None
+                else "names another database than STEM_BROKER_URL"
+            )
+            raise ConfigError(
+                f"{variable} {other}: stem_pg keeps every"
+                " store (results, schedules, locks, revokes, workflows) in the broker's"
+                " database: unset it"
+            )
 
 
 def _url(env: Mapping[str, str], variable: str) -> str | None:

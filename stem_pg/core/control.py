@@ -90,78 +90,16 @@ class Command:
             )
         return text
 
-    @classmethod
-    def decode(cls, payload: str) -> Command:
-        """Parse the JSON form; ControlError names what is wrong. Workers never decode a
-        NOTIFY payload: they read command rows."""
-        try:
-            body = json.loads(payload)
-        except ValueError as exc:
-            raise ControlError(f"control payload is not JSON: {exc}") from None
-        if not isinstance(body, dict) or not isinstance(body.get("cmd"), str):
-            raise ControlError(f"control payload has no command: {payload[:200]!r}")
-        args = body.get("args") or {}
-        targets = body.get("to") or []
-        if not isinstance(args, dict) or not isinstance(targets, list):
-            raise ControlError(f"control payload is malformed: {payload[:200]!r}")
-        return cls(
-            command=body["cmd"],
-            id=str(body.get("id") or ""),
-            args=args,
-            targets=tuple(str(t) for t in targets),
-            reply=body.get("reply") if isinstance(body.get("reply"), str) else None,
-        )
-
 
 @dataclass(frozen=True)
 class Reply:
-    """A worker's answer to one command (a row of ``control_replies``, read back by the asker).
-
-    ``stored``/``stub`` describe a pointer to a stored body: the JSON form of a reply
-    that is too large to travel whole."""
+    """A worker's answer to one command (a row of ``control_replies``, read back by the asker)."""
 
     request_id: str
     worker_id: str
     ok: bool = True
     data: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-    stored: bool = False
-
-    def encode(self) -> str:
-        body: dict[str, Any] = {"id": self.request_id, "worker": self.worker_id, "ok": self.ok}
-        if self.stored:
-            body["stored"] = True
-        else:
-            body["data"] = self.data
-        if self.error is not None:
-            body["error"] = self.error
-        return json.dumps(body, separators=(",", ":"), default=str)
-
-    def fits(self) -> bool:
-        """Whether the whole reply fits one NOTIFY payload."""
-        return len(self.encode().encode()) <= NOTIFY_LIMIT
-
-    def stub(self) -> Reply:
-        """The NOTIFY-sized pointer to this reply once its body is stored."""
-        return Reply(self.request_id, self.worker_id, self.ok, {}, self.error, stored=True)
-
-    @classmethod
-    def decode(cls, payload: str) -> Reply:
-        try:
-            body = json.loads(payload)
-        except ValueError as exc:
-            raise ControlError(f"control reply is not JSON: {exc}") from None
-        if not isinstance(body, dict) or "id" not in body or "worker" not in body:
-            raise ControlError(f"control reply is malformed: {payload[:200]!r}")
-        data = body.get("data") or {}
-        return cls(
-            request_id=str(body["id"]),
-            worker_id=str(body["worker"]),
-            ok=bool(body.get("ok", True)),
-            data=data if isinstance(data, dict) else {"value": data},
-            error=body.get("error"),
-            stored=bool(body.get("stored", False)),
-        )
 
 
 #: ``durability`` values (routing file, ``broadcasts:``) that make a channel durable: a

@@ -33,8 +33,20 @@ class UnknownTaskError(TaskError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class DatabaseUnavailable(StemError):
+    """The database cannot be reached; the message names the host and port, never a password."""
+
+
 class NotMigratedError(StemError):
-    """The namespace schema is missing or older than this version of stem_pg."""
+    """The namespace schema is missing or older than this version of stem_pg; the message
+    says which namespace and the command that migrates it."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(
+            f"namespace {namespace!r} is not migrated (or is at an older revision);"
+            f" run: stem migrate --namespace {namespace}"
+        )
+        self.namespace = namespace
 
 
 class TaskFailed(StemError):

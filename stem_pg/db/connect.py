@@ -10,8 +10,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from stem_pg.core.dsn import remember_url_secrets
-from stem_pg.core.errors import StemError
-from stem_pg.core.redaction import one_line
+from stem_pg.core.errors import DatabaseUnavailable
+from stem_pg.core.redaction import one_line, redact
+
+__all__ = ["DatabaseUnavailable", "connect", "connect_async", "connection", "with_keepalives"]
 
 APPLICATION_NAME = "stem_pg"
 #: TCP keepalives on every connection: one to a peer that vanished without a word (a silent
@@ -25,21 +27,40 @@ KEEPALIVES: dict[str, int] = {
 }
 
 
-class DatabaseUnavailable(StemError):
-    """The database cannot be reached; the message never contains a password."""
+#: Seconds to wait for a server that does not answer (a wrong host, a firewall dropping
+#: packets) before the connection fails, unless the URL sets ``connect_timeout`` itself:
+#: libpq would otherwise wait for the operating system's TCP timeout (minutes).
+CONNECT_TIMEOUT = 5
 
 
-def _unavailable(exc: psycopg.Error) -> DatabaseUnavailable:
+def _unavailable(exc: psycopg.Error, url: str) -> DatabaseUnavailable:
     # Any class: libpq's ProgrammingError for a URL it cannot parse quotes the bad token,
     # which may be the password itself.
-    return DatabaseUnavailable(f"cannot connect to the database: {one_line(str(exc))}")
+    return DatabaseUnavailable(f"cannot connect to the database{_where(url)}: {one_line(str(exc))}")
+
+
+def _where(url: str) -> str:
+    """`` at host:port/dbname`` as libpq reads ``url`` (its defaults filled in), or nothing."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return ""
+    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    ports = str(params.get("port") or "").split(",")
+    places = ",".join(
+        f"{host or 'local socket'}:{ports[min(i, len(ports) - 1)] or '5432'}" for i, host in enumerate(hosts)
+    )
+    dbname = params.get("dbname") or params.get("user")
+    return redact(f" at {places}" + (f"/{dbname}" if dbname else ""))
 
 
 def with_keepalives(url: str, **params: str | int) -> str:
-    """``url`` as a connection string with ``params`` and the ``KEEPALIVES`` it does not set itself."""
+    """``url`` as a connection string with ``params``, and the ``KEEPALIVES`` and
+    ``CONNECT_TIMEOUT`` it does not set itself."""
     try:
         given = conninfo_to_dict(url)
-        return make_conninfo(url, **{k: v for k, v in KEEPALIVES.items() if k not in given}, **params)
+        defaults = {**KEEPALIVES, "connect_timeout": CONNECT_TIMEOUT}
+        return make_conninfo(url, **{k: v for k, v in defaults.items() if k not in given}, **params)
     except psycopg.Error:
         return url  # connecting reports the bad URL
 
@@ -51,7 +72,7 @@ def connect(url: str, *, autocommit: bool = True, role: str = "client") -> psyco
         conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
         return psycopg.connect(conninfo, autocommit=autocommit)
     except psycopg.Error as exc:
-        raise _unavailable(exc) from None
+        raise _unavailable(exc, url) from None
 
 
 async def connect_async(
@@ -63,7 +84,7 @@ async def connect_async(
         conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
         return await psycopg.AsyncConnection.connect(conninfo, autocommit=autocommit)
     except psycopg.Error as exc:
-        raise _unavailable(exc) from None
+        raise _unavailable(exc, url) from None
 
 
 @contextmanager

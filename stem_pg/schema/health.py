@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stem_pg.core.errors import NotMigratedError
 from stem_pg.db.connect import connection
 from stem_pg.db.stores.catalog import CatalogStore
 
@@ -27,3 +28,24 @@ def check_health(url: str) -> HealthReport:
             revision = store.revision(conn, schema=found.schema)
             namespaces[found.schema] = revision.revision if revision else None
     return HealthReport(version, namespaces)
+
+
+def check_migrated(url: str, namespace: str) -> None:
+    """Raise NotMigratedError unless ``namespace`` is at this version's head revision (or at
+    one newer than this version knows, which expand-contract migrations keep compatible).
+
+    A role that may not read the version table (``stem roles``' worker) is only checked for
+    the table's presence. Raises DatabaseUnavailable when the database cannot be reached.
+    """
+    from stem_pg.schema.migrate import is_older_than_head
+
+    store = CatalogStore()
+    with connection(url, role="check") as conn:
+        table = store.version_table(conn, schema=namespace)
+        if not table.present:
+            raise NotMigratedError(namespace)
+        if not table.readable:
+            return
+        found = store.revision(conn, schema=namespace)
+    if found is None or is_older_than_head(found.revision):
+        raise NotMigratedError(namespace)

@@ -72,6 +72,14 @@ def head_revision() -> str:
     return head
 
 
+def is_older_than_head(revision: str) -> bool:
+    """Whether ``revision`` is one of this version's migrations other than the head (an
+    unknown revision is a newer version's)."""
+    script = ScriptDirectory.from_config(alembic_config("stem", None))
+    known = {rev.revision for rev in script.walk_revisions()}
+    return revision in known and revision != script.get_current_head()
+
+
 def current_revision(url: str, namespace: str) -> str | None:
     """The revision ``namespace`` is migrated to, or None when it is not migrated."""
     namespace = validate_namespace(namespace)

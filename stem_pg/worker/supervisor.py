@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 1.0
+#: Set in the environment of the fresh process that replaces a retired worker: the database
+#: may be away at that moment, and a worker that ran once keeps retrying rather than exit.
+REPLACEMENT_VARIABLE = "_STEM_WORKER_REPLACEMENT"
 
 
 def run_worker(
@@ -57,6 +60,7 @@ def _leave(worker: Worker) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         try:
+            os.environ[REPLACEMENT_VARIABLE] = "1"  # no start-up check: it keeps retrying instead
             os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
         except OSError as exc:  # then a process manager has to start it again
             log.error("worker %s: could not start a fresh process: %s", worker.id, exc)

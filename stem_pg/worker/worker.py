@@ -137,10 +137,11 @@ class Worker:
             ),
         ]
         log.info(
-            "worker %s consuming %s%s (concurrency %d)",
+            "worker %s consuming %s%s in namespace %s (concurrency %d)",
             self.id,
             ",".join(self.settings.queues),
             "".join(f", broadcast {name}" for name in self.settings.broadcasts),
+            self.app.namespace,
             self.settings.concurrency,
         )
         await self._stop.wait()

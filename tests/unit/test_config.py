@@ -41,7 +41,7 @@ def test_empty_environment_gives_defaults() -> None:
 def test_every_variable_is_read() -> None:
     env = {
         "STEM_BROKER_URL": BROKER,
-        **{variable: f"postgresql://u@{attr}/db" for attr, variable in STORE_VARIABLES.items()},
+        **dict.fromkeys(STORE_VARIABLES.values(), BROKER),  # another database is refused (below)
         "STEM_DEFAULT_QUEUE": "primary",
         "STEM_ROUTING_CONFIG": "config/routing.yaml",
         "STEM_WORKER_QUEUES": "primary, reports ,emails",
@@ -55,8 +55,7 @@ def test_every_variable_is_read() -> None:
     }
     config = StemConfig.from_environment(env)
     assert config.broker_url == BROKER
-    for attr in STORE_VARIABLES:
-        assert getattr(config, attr) == f"postgresql://u@{attr}/db"
+    assert all(getattr(config, attr) == BROKER for attr in STORE_VARIABLES)
     assert config.default_queue == "primary"
     assert config.routing_config == "config/routing.yaml"
     assert config.worker_queues == ("primary", "reports", "emails")
@@ -83,19 +82,59 @@ def test_store_urls_default_to_the_broker() -> None:
     assert all(getattr(config, attr) == BROKER for attr in STORE_VARIABLES)
 
 
+@pytest.mark.parametrize("variable", STORE_VARIABLES.values())
+def test_a_store_url_naming_another_database_is_refused(variable: str) -> None:
+    """Every store lives in the broker's database: a separate one would be silently ignored."""
+    other = "postgresql://other:St0rePw@results:5433/store"
+    with pytest.raises(ConfigError) as caught:
+        StemConfig.from_environment({"STEM_BROKER_URL": BROKER, variable: other})
+    assert str(caught.value).startswith(f"{variable} names another database than STEM_BROKER_URL")
+    assert "St0rePw" not in str(caught.value)
+    with pytest.raises(ConfigError, match=f"{variable} is set but STEM_BROKER_URL is not"):
+        StemConfig.from_environment({variable: other})
+
+
 @pytest.mark.parametrize(("attr", "variable"), STORE_VARIABLES.items())
-def test_each_store_url_can_be_overridden_alone(attr: str, variable: str) -> None:
-    other = "postgresql://other@results:5433/store"
-    config = StemConfig.from_environment({"STEM_BROKER_URL": BROKER, variable: other})
-    assert getattr(config, attr) == other
-    assert all(getattr(config, a) == BROKER for a in STORE_VARIABLES if a != attr)
+def test_a_store_url_equal_to_the_broker_is_accepted(attr: str, variable: str) -> None:
+    config = StemConfig.from_environment({"STEM_BROKER_URL": BROKER, variable: "postgres://stem@db:5432/app"})
+    assert getattr(config, attr) == BROKER
 
 
-def test_store_url_without_broker() -> None:
-    config = StemConfig.from_environment({"STEM_LOCK_STORE_URL": BROKER})
-    assert config.broker_url is None
-    assert config.lock_store_url == BROKER
-    assert config.result_backend_url is None
+# -- the one namespace rule and the one URL rule -------------------------------------------
+
+
+def test_the_namespace_rule_flag_then_component_variable_then_stem_namespace_then_app() -> None:
+    bare = StemConfig.from_environment({})
+    assert bare.namespace_for("worker") == "stem"
+    assert bare.namespace_for("worker", app="mine") == "mine"
+    assert bare.namespace_for("worker", app="mine", flag="cli") == "cli"
+    shared = StemConfig.from_environment({"STEM_NAMESPACE": "env"})
+    assert shared.namespace_for("worker", app="mine") == "env"
+    assert shared.namespace_for("default", app="mine") == "env"
+    workers = StemConfig.from_environment({"STEM_NAMESPACE": "env", "STEM_WORKER_NAMESPACE": "wrk"})
+    assert workers.namespace_for("worker", app="mine") == "wrk"
+    assert workers.namespace_for("workflow", app="mine") == "env"
+    assert workers.namespace_for("worker", app="mine", flag="cli") == "cli"
+    only_workers = StemConfig.from_environment({"STEM_WORKER_NAMESPACE": "wrk"})
+    assert only_workers.namespace_for("worker", app="mine") == "wrk"
+    assert only_workers.namespace_for("default", app="mine") == "mine"
+    # A config built in code (no variables) keeps its own namespace below the app's.
+    assert StemConfig(namespace="coded").namespace_for() == "coded"
+    with pytest.raises(NamespaceError, match="--namespace"):
+        bare.namespace_for(flag="Bad")
+
+
+def test_the_url_rule_flag_then_stem_broker_url_then_app() -> None:
+    app = "postgresql://app@apphost/app"
+    bare = StemConfig.from_environment({})
+    assert bare.url_for(app=app) == app
+    assert bare.url_for(app=lambda: app) == app
+    assert bare.url_for(app=app, flag="postgres://cli@h/db") == "postgresql://cli@h/db"
+    assert StemConfig.from_environment({"STEM_BROKER_URL": BROKER}).url_for(app=app) == BROKER
+    with pytest.raises(ConfigError, match="STEM_BROKER_URL is not set"):
+        bare.url_for()
+    with pytest.raises(ConfigError, match="--url"):
+        bare.url_for(flag="mysql://u@h/db")
 
 
 @pytest.mark.parametrize(

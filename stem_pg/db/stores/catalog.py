@@ -30,6 +30,12 @@ class SchemaRevision:
     revision: str
 
 
+@dataclass(frozen=True)
+class VersionTable:
+    present: bool
+    readable: bool
+
+
 class CatalogStore:
     """Database-wide queries on a synchronous connection the caller owns (``stem health``)."""
 
@@ -44,6 +50,15 @@ class CatalogStore:
         with conn.cursor(row_factory=class_row(MigratedSchema)) as cur:
             cur.execute(query_text("migrated_schemas"))
             return cur.fetchall()
+
+    def version_table(self, conn: Conn, *, schema: str) -> VersionTable:
+        """Whether ``schema`` has an alembic version table this role may read (never raises
+        for a missing schema)."""
+        with conn.cursor(row_factory=class_row(VersionTable)) as cur:
+            cur.execute(query_text("version_table"), {"schema": schema})
+            found = cur.fetchone()
+        assert found is not None, "one row from a FROM-less subquery"
+        return found
 
     def revision(self, conn: Conn, *, schema: str) -> SchemaRevision | None:
         """The revision ``schema`` is at; None when its version table is empty.
