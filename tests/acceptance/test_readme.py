@@ -9,7 +9,8 @@ How a block is run (write new README blocks to these rules):
 * A block whose first line is a path comment (``# myapp/tasks.py``, ``# config/routing.yaml``)
   is that file: it is written there, not run.
 * ``bash`` blocks run with ``bash -euo pipefail``; variables a block exports are seen by the
-  later blocks of its section (and by its Python session), as in one shell.
+  later blocks of its section, as in one shell (and by its Python session, which starts at the
+  section's first ``python`` block with the variables exported before it).
 * ``python`` blocks of one section run in one interpreter, in order, sharing their names (so a
   section's first block imports what it uses); top-level ``await`` works, as in
   ``python -m asyncio``.
