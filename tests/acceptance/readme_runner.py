@@ -250,9 +250,9 @@ def _stop_session(process: subprocess.Popen[str]) -> None:
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a background block's process group, as Ctrl-C would; SIGKILL what is left."""
+    """SIGINT a background block's process group, as Ctrl-C does; SIGKILL what is left."""
     try:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)
         deadline = time.monotonic() + 20.0
         while time.monotonic() < deadline:
             process.poll()

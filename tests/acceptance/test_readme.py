@@ -19,7 +19,7 @@ How a block is run (write new README blocks to these rules):
   print exactly the lines that follow (stdout, then stderr). Other ``text`` blocks are output.
 * A marker, an HTML comment on the line right before the opening fence, changes that:
   ``<!-- readme: background -->`` runs the (bash) block in the background until the end of its
-  section (a worker, beat), where it gets SIGTERM; it must not have failed before then.
+  section (a worker, beat), where it gets SIGINT as from Ctrl-C; it must not have failed before then.
   ``<!-- readme: skip (why) -->`` does not run the block; the reason is required. Keep skips rare.
 
 A failure names the README line of the block and shows what it printed.
