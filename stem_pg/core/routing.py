@@ -27,6 +27,7 @@ from stem_pg.core.routing_model import (
     Locator,
     PathError,
     PriorityRange,
+    QueueBinding,
     QueueDefinition,
     RouteDefinition,
     RouteMatch,
@@ -49,6 +50,7 @@ __all__ = [
     "KeyPath",
     "Locator",
     "PriorityRange",
+    "QueueBinding",
     "QueueDefinition",
     "RouteDefinition",
     "RouteMatch",
@@ -137,6 +139,9 @@ def _check_references(
             raise PathError(path, f"broadcast {name!r} is not defined; known: {known_names(broadcasts)}")
         if route.target.type == "queue" and name != default_queue.alias:
             _require_queue(name, queues, path)
+        override = route.match.queue_override
+        if override is not None and override != default_queue.alias:
+            _require_queue(override, queues, ("routes", index, "match", "queue_override"))
 
 
 def _require_queue(name: str, queues: Mapping[str, QueueDefinition], path: KeyPath) -> None:
