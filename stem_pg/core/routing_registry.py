@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from typing import Any, cast
 
 from stem_pg.core.errors import RoutingConfigError
 from stem_pg.core.routing import RoutingConfig
@@ -20,11 +20,11 @@ from stem_pg.core.routing_model import (
     RouteDefinition,
     TargetType,
     known_names,
+    thawed,
 )
 
 #: How a worker names the queue of a broadcast message it runs (``broadcast:<channel>``).
 BROADCAST_QUEUE_PREFIX = "broadcast:"
-_NO_META: Mapping[str, object] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,14 @@ class RoutingInfo:
     """Where a running job was routed, as its handler sees it (``ctx.routing``).
 
     ``queue`` is None for a broadcast message, ``broadcast`` its channel (None for a
-    job); ``meta`` is the read-only ``meta`` of that queue or channel in the routing
-    file (empty when it defines none).
+    job); ``meta`` is the ``meta`` of that queue or channel in the routing file (empty
+    when it defines none), as plain JSON data: a copy, so changing it changes nothing.
     """
 
     queue: str | None
     priority: int
     broadcast: str | None = None
-    meta: Mapping[str, object] = field(default_factory=lambda: _NO_META)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -164,10 +164,9 @@ class RoutingRegistry:
         if queue.startswith(BROADCAST_QUEUE_PREFIX):
             channel = queue.removeprefix(BROADCAST_QUEUE_PREFIX)
             broadcast = self.config.broadcasts.get(channel)
-            meta = broadcast.meta if broadcast is not None else _NO_META
-            return RoutingInfo(None, priority, channel, meta)
+            return RoutingInfo(None, priority, channel, _copy(broadcast.meta if broadcast else None))
         definition = self.config.queues.get(queue)
-        return RoutingInfo(queue, priority, None, definition.meta if definition is not None else _NO_META)
+        return RoutingInfo(queue, priority, None, _copy(definition.meta if definition else None))
 
     def _error(self, reason: str) -> RoutingConfigError:
         prefix = f"{self.config.source}: " if self.config.source else ""
@@ -193,6 +192,10 @@ class RoutingSubscription:
         resolved = (registry.queue(name).name for name in names)
         channels = (registry.broadcast(name).name for name in _as_names(broadcasts))
         return cls(tuple(dict.fromkeys(resolved)), tuple(dict.fromkeys(channels)))
+
+
+def _copy(meta: Mapping[str, object] | None) -> dict[str, Any]:
+    return cast("dict[str, Any]", thawed(meta)) if meta else {}
 
 
 def _as_names(names: Iterable[str]) -> tuple[str, ...]:
