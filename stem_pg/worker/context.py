@@ -69,7 +69,7 @@ class TaskContext:
     ) -> None:
         self._entry = entry
         self._wake_leases = wake_leases
-        self._routing = routing if routing is not None else RoutingRegistry()
+        self._routing = routing
         self.worker_id = worker_id
 
     @property
@@ -92,7 +92,8 @@ class TaskContext:
     def routing(self) -> RoutingInfo:
         """Where this job was routed: queue (None for a broadcast message), priority,
         broadcast channel, and the read-only ``meta`` the routing file gives them."""
-        return self._routing.info(self._entry.job.queue, self._entry.job.priority)
+        routing = self._routing if self._routing is not None else RoutingRegistry()
+        return routing.info(self._entry.job.queue, self._entry.job.priority)
 
     @property
     def lease_token(self) -> str:

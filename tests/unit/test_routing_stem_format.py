@@ -10,6 +10,7 @@ import pytest
 
 from stem_pg.config.routing_file import load_routing_yaml
 from stem_pg.core.errors import RoutingConfigError
+from stem_pg.core.planning import EnqueueRequest, Planner
 from stem_pg.core.routing import (
     DefaultQueue,
     PriorityRange,
@@ -18,6 +19,7 @@ from stem_pg.core.routing import (
     RoutingConfig,
 )
 from stem_pg.core.routing_registry import RoutingInfo, RoutingRegistry
+from stem_pg.core.tasks import TaskRegistry
 from tests.routing_examples import STEM_ROUTING
 
 
@@ -242,3 +244,15 @@ def test_bad_stem_keys_name_file_line_and_key(text: str, line: int, key: str, re
     assert message.startswith(f"stem.yaml:{line}: {key}: "), message
     assert reason in message
     assert "\n" not in message
+
+
+def test_planner_follows_queue_override_to_a_broadcast() -> None:
+    text = (
+        "queues:\n  default: {}\n  ops: {}\nbroadcasts:\n  fleet: {meta: {scope: all}}\n"
+        "routes:\n  - match: {task: 'ops.*', queueOverride: ops}\n"
+        "    target: {type: broadcast, name: fleet}\n"
+    )
+    planner = Planner(TaskRegistry(), RoutingRegistry(load_routing_yaml(text)), default_max_retries=3)
+    requests = [EnqueueRequest("ops.restart"), EnqueueRequest("ops.restart", queue="ops")]
+    assert {index: spec.channel for index, spec in planner.plan_routed(requests).items()} == {1: "fleet"}
+    assert planner.plan(requests[0]).queue == "default"
