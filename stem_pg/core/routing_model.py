@@ -278,6 +278,11 @@ class DefaultQueue:
         for index, name in enumerate(self.fallbacks):
             check_name(name, ("fallbacks", index), "queue name")
 
+    def is_alias(self, name: str) -> bool:
+        """True if ``name`` is an alias of the default queue: ``alias``, or "default", which
+        Stem always keeps as one (a queue really named so is that queue, not the alias)."""
+        return name in (self.alias, DEFAULT_ALIAS)
+
     def to_dict(self) -> dict[str, object]:
         return {"alias": self.alias, "queue": self.queue, "fallbacks": list(self.fallbacks)}
 

@@ -80,7 +80,7 @@ class RoutingRegistry:
         name is accepted with the default priority range.
         """
         queues = self.config.queues
-        if name == self.config.default_queue.alias and name not in queues:
+        if self.config.default_queue.is_alias(name) and name not in queues:
             name = self.default_queue
         if name in queues:
             return queues[name]

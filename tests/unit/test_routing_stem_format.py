@@ -256,3 +256,14 @@ def test_planner_follows_queue_override_to_a_broadcast() -> None:
     requests = [EnqueueRequest("ops.restart"), EnqueueRequest("ops.restart", queue="ops")]
     assert {index: spec.channel for index, spec in planner.plan_routed(requests).items()} == {1: "fleet"}
     assert planner.plan(requests[0]).queue == "default"
+
+
+def test_default_is_always_an_alias_of_the_default_queue_as_in_stem() -> None:
+    text = (
+        "default_queue: {alias: main, queue: primary}\nqueues:\n  primary: {}\n  side: {}\n"
+        "routes:\n  - match: {task: a}\n    target: {name: default}\n"
+    )
+    registry = RoutingRegistry(load_routing_yaml(text))
+    assert registry.resolve("a").name == "primary"
+    assert registry.resolve("b", queue="default").name == "primary"
+    assert registry.resolve("b", queue="main").name == "primary"
