@@ -226,10 +226,10 @@ class Planner:
         if not self._routing.config.broadcasts:
             return None
         queue = request.queue or self._options(request.task).queue
-        if queue is not None or not isinstance(request.task, str):
+        if not isinstance(request.task, str) or (queue is not None and not self._routing.has_queue_overrides):
             return None
         headers = {str(k): str(v) for k, v in request.headers.items()}
-        route = self._routing.resolve(request.task, headers=headers)
+        route = self._routing.resolve(request.task, queue=queue, headers=headers)
         return route if route.kind == "broadcast" else None
 
     def plan_broadcast(self, request: EnqueueRequest, channel: str) -> BroadcastSpec:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stem_pg.core.routing_registry import BROADCAST_QUEUE_PREFIX
 from stem_pg.core.signing import SIGNATURE_HEADER
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn
 from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore, ClaimedBroadcast
@@ -134,7 +135,7 @@ def _as_job(message: ClaimedBroadcast) -> ClaimedJob:
     return ClaimedJob(
         id=message.task_id,
         task=message.task,
-        queue=f"broadcast:{message.channel}",
+        queue=BROADCAST_QUEUE_PREFIX + message.channel,
         priority=0,
         args=message.args,
         headers=headers,

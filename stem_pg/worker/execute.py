@@ -15,6 +15,7 @@ from typing import Any
 
 from stem_pg.core.envelope import encode_json
 from stem_pg.core.errors import TaskError
+from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.states import DeadLetterReason, TaskState
 from stem_pg.core.tasks import TaskDefinition, TaskRegistry
 from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
@@ -47,6 +48,7 @@ class Executor:
         started: Callable[[], None] = lambda: None,
         overran: Callable[[str], None] = lambda reason: None,
         verify: Callable[[ClaimedJob], str | None] | None = None,
+        routing: RoutingRegistry | None = None,
     ) -> None:
         #: Task name -> handler: what the worker runs is looked up here, in ``run``.
         self.registry = registry
@@ -62,6 +64,8 @@ class Executor:
         self.overran = overran
         #: Under payload signing: why a job's signature does not verify (None: it does).
         self.verify = verify
+        #: What ``ctx.routing`` reads (the queue's or channel's ``meta``).
+        self.routing = routing
         #: Sync handlers still running in threads (also those the worker stopped waiting for).
         self.running_threads = 0
 
@@ -125,7 +129,9 @@ class Executor:
         options = definition.options
         kwargs = dict(entry.job.args) if entry.job.args else {}
         if definition.context_param is not None:
-            kwargs[definition.context_param] = TaskContext(entry, self.worker_id, self.wake_leases)
+            kwargs[definition.context_param] = TaskContext(
+                entry, self.worker_id, self.wake_leases, self.routing
+            )
         if options.soft_time_limit is not None:
             entry.soft_deadline = time.monotonic() + options.soft_time_limit
         if definition.is_async:

@@ -194,6 +194,7 @@ class Worker:
             started=self.recycler.task_started,
             overran=self.retire,
             verify=verifier(self.app.planner.signing, self.app.workflows),
+            routing=self.app.routing,
         )
         self.broadcasts = BroadcastConsumer(
             broadcast_store,
