@@ -129,8 +129,6 @@ def run_command(
     from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, supervise
 
     stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace, component="worker")
-    if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
-        common.require_migrated(stem)
     config = common.config()
     subscription = RoutingSubscription.build(
         stem.routing,
@@ -150,6 +148,8 @@ def run_command(
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=max_memory_per_child,
     )
+    if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
+        common.require_migrated(stem)
     supervise(stem, settings, processes)
 
 
