@@ -6,6 +6,7 @@ one from a file with ``stem_pg.config.routing_file``.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -66,7 +67,10 @@ class RoutingRegistry:
             return queues[name]
         if queues:
             alias = self.config.default_queue.alias
-            raise self._error(f"unknown queue {name!r}; known: {known_names(queues)} (alias {alias!r})")
+            raise self._error(
+                f"unknown queue {name!r}{_did_you_mean(name, queues)}; known: {known_names(queues)}"
+                f" (alias {alias!r})"
+            )
         try:
             return QueueDefinition(name)
         except PathError as exc:
@@ -78,7 +82,8 @@ class RoutingRegistry:
             return self.config.broadcasts[name]
         except KeyError:
             known = known_names(self.config.broadcasts)
-            raise self._error(f"unknown broadcast {name!r}; known: {known}") from None
+            close = _did_you_mean(name, self.config.broadcasts)
+            raise self._error(f"unknown broadcast {name!r}{close}; known: {known}") from None
 
     def match(self, task_name: str, headers: Mapping[str, str] | None = None) -> RouteDefinition | None:
         """The first route that fits the task name and headers, if any."""
@@ -137,6 +142,11 @@ class RoutingSubscription:
         resolved = (registry.queue(name).name for name in names)
         channels = (registry.broadcast(name).name for name in _as_names(broadcasts))
         return cls(tuple(dict.fromkeys(resolved)), tuple(dict.fromkeys(channels)))
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _as_names(names: Iterable[str]) -> tuple[str, ...]:

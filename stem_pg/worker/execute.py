@@ -90,6 +90,8 @@ class Executor:
                 return self._unregistered(entry)
             if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
                 return Finish(job.id, entry.token, TaskState.CANCELLED, error="expired before it started")
+            if (problem := definition.kwargs_problem(job.args)) is not None:  # a TypeError is not transient
+                return dead_letter(entry, f"bad_arguments: {problem}", DeadLetterReason.BAD_ARGUMENTS)
             try:
                 value = await self._call(definition, entry)
             except Exception as exc:  # the handler's own failure
