@@ -610,7 +610,8 @@ CREATE TABLE @NAMESPACE@.workers (
     concurrency integer NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     last_heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
-    stopped_at timestamp with time zone
+    stopped_at timestamp with time zone,
+    tasks jsonb
 );
 
 CREATE VIEW @NAMESPACE@.workflow_runs AS

@@ -1,4 +1,5 @@
-"""Dead letters may say ``bad_arguments``; ``task_states`` shows a running task's progress.
+"""Dead letters may say ``bad_arguments``; ``task_states`` shows a running task's progress;
+workers record their tasks' options.
 
 Revision ID: 0009
 Revises: 0008
@@ -6,7 +7,10 @@ Revises: 0008
 A job whose arguments do not fit its handler's signature is dead-lettered at once
 (``bad_arguments``: retrying cannot help), so the reason check learns the value.
 The ``task_states`` view gains a last column, ``progress`` (what ``ctx.progress()``
-reported last; NULL once the task finished), for plain-SQL readers.
+reported last; NULL once the task finished), for plain-SQL readers. ``workers.tasks``
+holds each registered task's enqueue options (queue, priority, max_retries, ...) as
+the worker's application resolves them, so ``stem tasks enqueue`` without ``--app``
+applies them (NULL: a worker from before this revision).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ ALTER TABLE {{ns}}.dead_letters DROP CONSTRAINT dead_letters_reason_check;
 ALTER TABLE {{ns}}.dead_letters ADD CONSTRAINT dead_letters_reason_check CHECK (reason IN
     ({REASONS}, 'bad_arguments'));
 
+ALTER TABLE {{ns}}.workers ADD COLUMN tasks jsonb;
+
 CREATE OR REPLACE VIEW {{ns}}.task_states AS
 SELECT id, task, queue, priority, state, attempts, enqueued_at, started_at,
        NULL::timestamptz AS finished_at, worker_id,
@@ -44,6 +50,8 @@ DOWNGRADE = f"""
 UPDATE {{ns}}.dead_letters SET reason = 'rejected' WHERE reason = 'bad_arguments';
 ALTER TABLE {{ns}}.dead_letters DROP CONSTRAINT dead_letters_reason_check;
 ALTER TABLE {{ns}}.dead_letters ADD CONSTRAINT dead_letters_reason_check CHECK (reason IN ({REASONS}));
+
+ALTER TABLE {{ns}}.workers DROP COLUMN tasks;
 
 DROP VIEW {{ns}}.task_states;
 CREATE VIEW {{ns}}.task_states AS

@@ -229,6 +229,25 @@ class Planner:
             self._placements[key] = place
         return place
 
+    def task_options(self) -> dict[str, dict[str, Any]]:
+        """Each registered task's enqueue options as this app resolves them (JSON-ready): what
+        a worker records, so ``stem tasks enqueue`` without ``--app`` can apply them."""
+        described = {}
+        for definition in self._registry:
+            options = definition.options
+            route = self._routing.resolve(definition.name, queue=options.queue, priority=options.priority)
+            queue = route.kind == "queue"  # a broadcast route: the enqueuer's routing decides
+            described[definition.name] = {
+                "queue": route.name if queue else None,
+                "priority": route.priority if queue else None,
+                "max_retries": options.retry_policy(self.default_max_retries).max_retries,
+                "visibility_timeout": options.visibility_timeout,
+                "acks_late": options.acks_late,
+                "unique": options.unique,
+                "unique_for": options.unique_for,
+            }
+        return described
+
     # -- broadcast messages ---------------------------------------------------------------
 
     def broadcast_route(self, request: EnqueueRequest) -> ResolvedRoute | None:

@@ -168,7 +168,8 @@ def make_options(where: str, options: Mapping[str, Any]) -> TaskOptions:
     names ``where`` and suggests the closest option name."""
     for key in options:
         if key not in TASK_OPTION_NAMES:
-            raise BadArgumentsError(f"{where}: unknown task option {key!r}{suggestion(key, TASK_OPTION_NAMES)}")
+            close = suggestion(key, TASK_OPTION_NAMES)
+            raise BadArgumentsError(f"{where}: unknown task option {key!r}{close}")
     return TaskOptions(**options)
 
 
@@ -217,7 +218,8 @@ class TaskRegistry:
         try:
             return self._tasks[name]
         except KeyError:
-            raise UnknownTaskError(f"task {name!r} is not registered{suggestion(name, self._tasks)}") from None
+            close = suggestion(name, self._tasks)
+            raise UnknownTaskError(f"task {name!r} is not registered{close}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
