@@ -83,7 +83,8 @@ def replay_command(
     namespace: common.NamespaceOption = None,
     url: common.UrlOption = None,
 ) -> None:
-    """Enqueue dead letters again under their original task ids."""
+    """Enqueue dead letters again under their original task ids (an ID that names no dead
+    letter left to replay exits 1)."""
     where = _filter(queue, since, limit)
     store = DeadLetterStore(queries_for(common.namespace(namespace)))
     with connection(common.database_url(url), role="cli") as conn:

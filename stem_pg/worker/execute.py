@@ -112,9 +112,11 @@ class Executor:
             return RetryLater(job.id, entry.token, 1.0, f"internal worker error: {exc!r}")
 
     def _unregistered(self, entry: Inflight) -> Outcome:
+        close = self.registry.close_match(entry.job.task)
+        hint = f"; did you mean {close!r}?" if close else ""
         return dead_letter(
             entry,
-            f"task {entry.job.task!r} is not registered on worker {self.worker_id}",
+            f"task {entry.job.task!r} is not registered on worker {self.worker_id}{hint}",
             DeadLetterReason.UNREGISTERED_TASK,
         )
 

@@ -94,8 +94,13 @@ def test_a_job_whose_arguments_do_not_fit_is_dead_lettered_at_once(
 
     bad = producer.enqueue("math.add", {"x": 1})  # the producer does not know the task
     good = producer.enqueue("math.add", {"x": 1, "y": 2})
+    typo = producer.enqueue("math.ad", {"x": 1, "y": 2})
     with running_worker(app):
         assert good.get(timeout=10) == 3
+        with pytest.raises(
+            TaskFailed, match=r"'math.ad' is not registered on worker .*; did you mean 'math.add'\?"
+        ):
+            typo.get(timeout=10)
         with pytest.raises(TaskFailed, match=r"bad_arguments: task 'math.add': missing a required argument"):
             bad.get(timeout=10)
     query = sql.SQL("SELECT reason, attempts FROM {}.dead_letters WHERE task_id = %s")
