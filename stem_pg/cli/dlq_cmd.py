@@ -12,7 +12,7 @@ from stem_pg.cli import common
 from stem_pg.core.durations import parse_since
 from stem_pg.db.connect import connection
 from stem_pg.db.queries import queries_for
-from stem_pg.db.stores.dead_letters import DeadLetterFilter, DeadLetterStore
+from stem_pg.db.stores.dead_letters import DeadLetterDetail, DeadLetterFilter, DeadLetterStore
 
 app = typer.Typer(
     help="Inspect, replay and purge dead letters (jobs that failed for good).", no_args_is_help=True
@@ -83,7 +83,8 @@ def replay_command(
     namespace: common.NamespaceOption = None,
     url: common.UrlOption = None,
 ) -> None:
-    """Enqueue dead letters again under their original task ids."""
+    """Enqueue dead letters again under their original task ids (an ID that names no dead
+    letter left to replay exits 1)."""
     where = _filter(queue, since, limit)
     store = DeadLetterStore(queries_for(common.namespace(namespace)))
     with connection(common.database_url(url), role="cli") as conn:
@@ -93,9 +94,20 @@ def replay_command(
             common.print_table([asdict(d) for d in rows], ["id", "task_id", "task", "queue", "reason"])
             return
         replayed = store.replay(conn, where=where, key=key)
+        if key is not None and not replayed:
+            typer.echo(f"error: {_why_not_replayed(store.show(conn, key=key), key)}", err=True)
+            raise typer.Exit(1)
     typer.echo(f"replayed {len(replayed)} dead letters")
     for task_id in replayed:
         typer.echo(task_id)
+
+
+def _why_not_replayed(found: list[DeadLetterDetail], key: str) -> str:
+    if not found:
+        return f"no dead letter {key!r} (give its id or its task id, as `stem dlq list` shows them)"
+    if all(d.replayed_at is not None for d in found):
+        return f"dead letter {key!r} was already replayed at {found[0].replayed_at}"
+    return f"dead letter {key!r} does not match --queue/--since, or is being replayed right now"
 
 
 @app.command("purge")

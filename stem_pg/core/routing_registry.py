@@ -6,6 +6,7 @@ one from a file with ``stem_pg.config.routing_file``.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -86,7 +87,10 @@ class RoutingRegistry:
             return queues[name]
         if queues:
             alias = self.config.default_queue.alias
-            raise self._error(f"unknown queue {name!r}; known: {known_names(queues)} (alias {alias!r})")
+            raise self._error(
+                f"unknown queue {name!r}{_did_you_mean(name, queues)}; known: {known_names(queues)}"
+                f" (alias {alias!r})"
+            )
         try:
             return QueueDefinition(name)
         except PathError as exc:
@@ -98,7 +102,8 @@ class RoutingRegistry:
             return self.config.broadcasts[name]
         except KeyError:
             known = known_names(self.config.broadcasts)
-            raise self._error(f"unknown broadcast {name!r}; known: {known}") from None
+            close = _did_you_mean(name, self.config.broadcasts)
+            raise self._error(f"unknown broadcast {name!r}{close}; known: {known}") from None
 
     @property
     def has_queue_overrides(self) -> bool:
@@ -196,6 +201,11 @@ class RoutingSubscription:
 
 def _copy(meta: Mapping[str, object] | None) -> dict[str, Any]:
     return cast("dict[str, Any]", thawed(meta)) if meta else {}
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _as_names(names: Iterable[str]) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ read that finds nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -269,7 +270,7 @@ def _describe(entry: Inflight, now: float | None) -> dict[str, Any]:
         info["runtime"] = round(now - entry.started_at, 3)
         info["started_at"] = _iso(datetime.now(UTC).timestamp() - (now - entry.started_at))
     if entry.progress is not None:
-        info["progress"] = entry.progress
+        info["progress"] = json.loads(entry.progress)  # an object in the reply, not JSON text
     if entry.revoked is not None:
         info["revoked"] = entry.revoked
     return info

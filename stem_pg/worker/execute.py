@@ -94,6 +94,8 @@ class Executor:
                 return self._unregistered(entry)
             if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
                 return Finish(job.id, entry.token, TaskState.CANCELLED, error="expired before it started")
+            if (problem := definition.kwargs_problem(job.args)) is not None:  # a TypeError is not transient
+                return dead_letter(entry, f"bad_arguments: {problem}", DeadLetterReason.BAD_ARGUMENTS)
             try:
                 value = await self._call(definition, entry)
             except Exception as exc:  # the handler's own failure
@@ -114,9 +116,11 @@ class Executor:
             return RetryLater(job.id, entry.token, 1.0, f"internal worker error: {exc!r}")
 
     def _unregistered(self, entry: Inflight) -> Outcome:
+        close = self.registry.close_match(entry.job.task)
+        hint = f"; did you mean {close!r}?" if close else ""
         return dead_letter(
             entry,
-            f"task {entry.job.task!r} is not registered on worker {self.worker_id}",
+            f"task {entry.job.task!r} is not registered on worker {self.worker_id}{hint}",
             DeadLetterReason.UNREGISTERED_TASK,
         )
 

@@ -281,6 +281,7 @@ class Worker:
                     worker_id=self.id,
                     queues=self.settings.queues,
                     concurrency=self.settings.concurrency,
+                    tasks=self.app.planner.task_options(),
                 )
                 await self.control.sync(conn)  # revokes and pauses before the first claim
                 await self.broadcasts.start(conn)
