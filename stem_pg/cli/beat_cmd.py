@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stem_pg.cli import common
+from stem_pg.cli import common, log_options
 from stem_pg.cli.loading import load_app
 
 
@@ -29,10 +29,13 @@ def beat_command(
         float, typer.Option("--max-sleep", min=0.1, help="Longest pause between checks for due entries.")
     ] = 5.0,
     namespace: common.NamespaceOption = None,
+    loglevel: log_options.LogLevelOption = None,
+    log_format: log_options.LogFormatOption = None,
 ) -> None:
     """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs."""
     from stem_pg.beat.scheduler import Beat, BeatSettings, check_single_database
 
+    log_options.configure(loglevel, log_format)
     stem = load_app(app_spec)
     stem.namespace = common.namespace(namespace)
     check_single_database(stem.config)
