@@ -182,7 +182,7 @@ class Summary:
         extra: dict[str, Any] = {"event": "summary", "processed": processed, "seconds": round(elapsed, 3)}
         extra.update(delta)
         summary_log.info(
-            "worker %s: processed %d in the last %.0fs: %d succeeded, %d failed, %d retried%s",
+            "worker %s: processed %d in the last %.1fs: %d succeeded, %d failed, %d retried%s",
             self.worker_id,
             processed,
             elapsed,
