@@ -172,7 +172,8 @@ def complaints(run: Run) -> list[str]:
         found.append("printed a traceback")
     lines = run.stderr.strip().splitlines()
     if run.may_succeed and run.returncode == 0:
-        if not all(LOG_LINE.match(line) for line in lines):
+        # A record's further lines (the start-up banners) are indented under its first one.
+        if not all(LOG_LINE.match(line) or (n and line.startswith("  ")) for n, line in enumerate(lines)):
             found.append("printed something other than log lines")
     elif run.returncode in (0, None) or run.stdout or len(lines) != 1 or not lines[0].startswith("error: "):
         found.append(f"did not fail with one 'error:' line (exit {run.returncode})")
