@@ -26,15 +26,17 @@ summary_log = logging.getLogger("stem_pg.worker.summary")
 
 #: The outcome kinds a summary counts as processed (``released`` never ran).
 PROCESSED = ("succeeded", "failed", "cancelled", "retried")
+# Plain strings: an enum member's attribute lookup costs more than the rest of a success.
+_SUCCEEDED, _FAILED = TaskState.SUCCEEDED.value, TaskState.FAILED.value
 
 
 def log_outcome(entry: Inflight, outcome: Outcome, what: str = "task") -> None:
     """Log what the attempt of ``entry`` came to (``what``: "task", or "message" for a broadcast)."""
     if isinstance(outcome, Finish):
-        if outcome.state == TaskState.SUCCEEDED:
+        if outcome.state == _SUCCEEDED:
             if log.isEnabledFor(logging.DEBUG):
                 _succeeded(entry, what)
-        elif outcome.state == TaskState.FAILED:
+        elif outcome.state == _FAILED:
             _failed(entry, outcome, what)
         else:
             _cancelled(entry, outcome, what)
