@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -10,7 +11,9 @@ from stem_pg.config.logs import LOG_LEVELS, LogSettings, configure_logging
 from stem_pg.core.logs import LOG_FORMATS
 
 
-def _check(allowed: tuple[str, ...], option: str) -> object:
+def _check(allowed: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """A typer callback refusing a value outside ``allowed`` (any case) as a usage error."""
+
     def check(value: str | None) -> str | None:
         if value is not None and value.upper() not in {a.upper() for a in allowed}:
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(a.lower() for a in allowed)}")
@@ -26,7 +29,7 @@ LogLevelOption = Annotated[
         "-l",
         metavar="LEVEL",
         help="debug, info, warning, error or critical. Defaults to STEM_LOG_LEVEL, then info.",
-        callback=_check(LOG_LEVELS, "--loglevel"),
+        callback=_check(LOG_LEVELS),
         show_default=False,
     ),
 ]
@@ -37,7 +40,7 @@ LogFormatOption = Annotated[
         metavar="text|json",
         help="text, or json: one object per line (time, level, logger, message, and task, id,"
         " queue, attempt, worker, namespace when known). Defaults to STEM_LOG_FORMAT, then text.",
-        callback=_check(LOG_FORMATS, "--log-format"),
+        callback=_check(LOG_FORMATS),
         show_default=False,
     ),
 ]
