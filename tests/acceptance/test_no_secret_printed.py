@@ -162,6 +162,12 @@ def run_once(
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING|ERROR) ")
 
 
+def only_log_lines(lines: list[str]) -> bool:
+    """Whether ``lines`` are log records; a record's further lines (the start-up banners) are
+    indented under its first one."""
+    return all(LOG_LINE.match(line) or (n and line.startswith("  ")) for n, line in enumerate(lines))
+
+
 def complaints(run: Run) -> list[str]:
     """What is wrong with one run's output (empty: all good)."""
     output = run.stdout + run.stderr
@@ -172,8 +178,7 @@ def complaints(run: Run) -> list[str]:
         found.append("printed a traceback")
     lines = run.stderr.strip().splitlines()
     if run.may_succeed and run.returncode == 0:
-        # A record's further lines (the start-up banners) are indented under its first one.
-        if not all(LOG_LINE.match(line) or (n and line.startswith("  ")) for n, line in enumerate(lines)):
+        if not only_log_lines(lines):
             found.append("printed something other than log lines")
     elif run.returncode in (0, None) or run.stdout or len(lines) != 1 or not lines[0].startswith("error: "):
         found.append(f"did not fail with one 'error:' line (exit {run.returncode})")
@@ -224,4 +229,4 @@ def test_log_lines_of_a_process_that_cannot_connect_hide_it(command: list[str], 
     assert f"database: postgresql://stem:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in run.stderr
     assert "conninfo: host=db port=5432 password=*** dbname=app" in run.stderr
     assert "the vault returned '***'" in run.stderr
-    assert all(LOG_LINE.match(line) for line in run.stderr.splitlines()), run.stderr
+    assert only_log_lines(run.stderr.splitlines()), run.stderr
