@@ -29,7 +29,7 @@ from stem_pg.core.tasks import TaskRegistry
 from stem_pg.db.managed import AsyncConn
 from stem_pg.db.stores.control import CommandRow, ControlStore
 from stem_pg.worker.context import Inflight
-from stem_pg.worker.revokes import RevokeSet, describe
+from stem_pg.worker.revokes import RevokeSet, describe, log_revokes
 from stem_pg.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ class WorkerControl:
         Returns the ids this worker terminated.
         """
         fresh = self.revokes.apply(await self.store.revokes_since(conn, after=self.revokes.version))
+        if fresh:
+            log_revokes(self.state.id, fresh)
         self.revokes.drop_expired()
         self.paused = frozenset(p.queue for p in await self.store.paused(conn))
         self._last_sync = self.clock()

@@ -39,6 +39,8 @@ class WorkerSettings:
     #: Retire the process when its resident memory exceeds this many KiB after a task.
     max_memory_per_child: int | None = None
     worker_id: str = field(default_factory=default_worker_id)
+    #: Seconds between the INFO lines that count what was processed (0: no such line).
+    summary_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -56,6 +58,8 @@ class WorkerSettings:
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{flag} must be a whole number of at least 1, got {value!r}")
+        if not self.summary_interval >= 0:
+            raise ConfigError(f"--log-summary-interval must be >= 0, got {self.summary_interval!r}")
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown grace must be >= 0, got {self.shutdown_grace}")
 
