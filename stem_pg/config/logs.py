@@ -16,7 +16,7 @@ from stem_pg.core.redaction import install_log_redaction
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Libraries whose INFO and DEBUG lines would drown the worker's own; they still show warnings.
-_QUIET = ("psycopg", "asyncio")
+_QUIET = ("psycopg", "asyncio", "alembic")
 
 
 @dataclass(frozen=True)
