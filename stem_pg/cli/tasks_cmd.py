@@ -10,9 +10,6 @@ import typer
 
 from stem_pg.cli import common
 from stem_pg.core.durations import parse_duration
-from stem_pg.db.connect import connection
-from stem_pg.db.queries import queries_for
-from stem_pg.db.stores.tasks import show_task
 
 app = typer.Typer(help="List registered tasks, show a task's state, enqueue tasks.", no_args_is_help=True)
 
@@ -61,6 +58,10 @@ def show_command(
     json: common.JsonOption = False,
 ) -> None:
     """Show a task's state, attempts, timings, result or error, and error history."""
+    from stem_pg.db.connect import connection
+    from stem_pg.db.queries import queries_for
+    from stem_pg.db.stores.tasks import show_task
+
     queries = queries_for(common.namespace(namespace))
     with connection(common.database_url(url), role="cli") as conn:
         detail = show_task(conn, queries, task_id)
