@@ -14,6 +14,7 @@ from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd,
 from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
+from stem_pg.cli.purge_cmd import purge_command
 from stem_pg.cli.roles_cmd import roles_command
 from stem_pg.core.errors import StemError
 from stem_pg.core.redaction import install_log_redaction, one_line, redact
@@ -78,6 +79,7 @@ app.add_typer(tasks_cmd.app, name="tasks", cls=_Group)
 app.add_typer(dlq_cmd.app, name="dlq", cls=_Group)
 app.add_typer(schedule_cmd.app, name="schedule", cls=_Group)
 app.command("beat")(beat_command)
+app.command("purge")(purge_command)
 app.add_typer(wf_cmd.app, name="wf", cls=_Group)
 
 
