@@ -9,6 +9,8 @@ import typer
 
 from stem_pg.cli import common
 
+PURGED = "purged by stem purge"
+
 
 def purge_command(
     queue: Annotated[str, typer.Option("--queue", "-Q", help="The queue whose waiting jobs to delete.")],
@@ -23,9 +25,10 @@ def purge_command(
 ) -> None:
     """Delete the waiting jobs (ready or scheduled) of a queue in the namespace.
 
-    Running jobs finish; results and dead letters stay. A purged job never runs and gets no
-    result, so a chord or workflow waiting for it waits for good.
+    Running jobs finish; results and dead letters stay. A purged job never runs: like a revoked
+    one, its result says cancelled ("purged by stem purge") for a day.
     """
+    from stem_pg.client.backend import DEFAULT_RESULT_TTL
     from stem_pg.core.envelope import check_name
     from stem_pg.db.connect import connection
     from stem_pg.db.queries import queries_for
@@ -52,4 +55,5 @@ def purge_command(
                 )
                 raise typer.Exit(2)
             typer.confirm(f"Delete {count} waiting jobs of {where}?", abort=True)
-        typer.echo(f"purged {store.purge(conn, queue=queue)} waiting jobs of {where}")
+        purged = store.purge(conn, queue=queue, result_ttl=DEFAULT_RESULT_TTL, error=PURGED)
+        typer.echo(f"purged {purged} waiting jobs of {where}")

@@ -1,5 +1,6 @@
-"""``stem purge --queue Q``: deletes the queue's waiting jobs only, counts first with --dry-run,
-and asks before deleting (refusing to guess when there is no terminal to ask on)."""
+"""``stem purge --queue Q``: deletes the queue's waiting jobs only (each leaves a cancelled
+result, as a revoke does), counts first with --dry-run, and asks before deleting (refusing to
+guess when there is no terminal to ask on)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import sys
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from stem_pg.client.app import Stem
+from stem_pg.client.results import TaskResult
+from stem_pg.core.errors import TaskCancelled
 from tests.helpers import REPO_ROOT, stem_env
 
 
@@ -39,11 +43,10 @@ def jobs(db: psycopg.Connection[Any], namespace: str) -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in db.execute(query).fetchall()]
 
 
-def fill(app: Stem, db: psycopg.Connection[Any], namespace: str) -> None:
-    """In q1: two ready jobs, one scheduled, one running; in q2: one ready; plus a result and a
-    dead letter of q1."""
-    for _ in range(2):
-        app.enqueue("t.ready", queue="q1")
+def fill(app: Stem, db: psycopg.Connection[Any], namespace: str) -> TaskResult:
+    """In q1: two ready jobs (the first one's handle is returned), one scheduled, one running;
+    in q2: one ready; plus a result and a dead letter of q1."""
+    ready = [app.enqueue("t.ready", queue="q1") for _ in range(2)]
     app.enqueue("t.later", queue="q1", countdown=3600)
     running = app.enqueue("t.running", queue="q1")
     app.enqueue("t.other", queue="q2")
@@ -62,6 +65,7 @@ def fill(app: Stem, db: psycopg.Connection[Any], namespace: str) -> None:
             " VALUES ('dead-1', 't.dead', 'q1', 0, '{{}}', '{{}}', 3, 'max_retries_exceeded', 4, now())"
         ).format(ns)
     )
+    return ready[0]
 
 
 def count(db: psycopg.Connection[Any], namespace: str, table: str) -> int:
@@ -83,7 +87,7 @@ WAITING_AND_OTHERS = [
 def test_purge_deletes_only_the_waiting_jobs_of_the_queue(
     app: Stem, db: psycopg.Connection[Any], database_url: str, namespace: str
 ) -> None:
-    fill(app, db, namespace)
+    handle = fill(app, db, namespace)
     where = f"queue 'q1' in namespace '{namespace}'"
 
     dry = purge(database_url, namespace, "--queue", "q1", "--dry-run")
@@ -93,7 +97,13 @@ def test_purge_deletes_only_the_waiting_jobs_of_the_queue(
     done = purge(database_url, namespace, "--queue", "q1", "--yes")
     assert (done.returncode, done.stdout, done.stderr) == (0, f"purged 3 waiting jobs of {where}\n", "")
     assert jobs(db, namespace) == [("q1", "running"), ("q2", "queued")]
-    assert (count(db, namespace, "results"), count(db, namespace, "dead_letters")) == (1, 1)
+    assert count(db, namespace, "dead_letters") == 1
+    results = sql.SQL("SELECT state, error FROM {}.results ORDER BY 1").format(sql.Identifier(namespace))
+    assert db.execute(results).fetchall() == [("cancelled", "purged by stem purge")] * 3 + [
+        ("succeeded", None)
+    ]
+    with pytest.raises(TaskCancelled):  # like a revoke: whoever waits for a purged job hears of it
+        handle.get(timeout=5)
 
     unknown = purge(database_url, namespace, "--queue", "nope", "--yes")
     assert unknown.returncode == 0, unknown.stderr

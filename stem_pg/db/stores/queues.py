@@ -1,4 +1,4 @@
-"""Operator actions on a whole queue: count and purge its waiting jobs (synchronous; the CLI)."""
+"""Operator actions on a whole queue: count and purge (cancel) its waiting jobs (synchronous; the CLI)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,16 @@ class QueueStore:
             count = cur.fetchone()
         return int(count or 0)
 
-    def purge(self, conn: Conn, *, queue: str) -> int:
-        """Delete the waiting jobs of ``queue``; how many were deleted. Running jobs, results and
-        dead letters stay."""
-        return conn.execute(self.q["queue_purge"], {"queue": queue}).rowcount
+    def purge(self, conn: Conn, *, queue: str, result_ttl: float, error: str) -> int:
+        """Cancel the waiting jobs of ``queue`` (each gets a 'cancelled' result saying ``error``,
+        kept ``result_ttl`` seconds); how many. Running jobs, results and dead letters stay."""
+        params = {
+            "queue": queue,
+            "result_ttl": result_ttl,
+            "error": error,
+            "done_channel": self.q.channels.done,
+        }
+        with conn.cursor(row_factory=scalar_row) as cur:
+            cur.execute(self.q["queue_purge"], params)
+            count = cur.fetchone()
+        return int(count or 0)
