@@ -10,7 +10,16 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from stem_pg.cli import demo_cmd, dlq_cmd, routing_cmd, schedule_cmd, tasks_cmd, wf_cmd, worker_cmd
+from stem_pg.cli import (
+    demo_cmd,
+    dlq_cmd,
+    embedded_cmd,
+    routing_cmd,
+    schedule_cmd,
+    tasks_cmd,
+    wf_cmd,
+    worker_cmd,
+)
 from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
@@ -81,6 +90,7 @@ app.add_typer(schedule_cmd.app, name="schedule", cls=_Group)
 app.command("beat")(beat_command)
 app.command("purge")(purge_command)
 app.add_typer(wf_cmd.app, name="wf", cls=_Group)
+app.add_typer(embedded_cmd.app, name="embedded", cls=_Group)
 
 
 def main() -> None:
