@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def test_no_binaries_names_both_options(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_default_dir_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("STEM_EMBEDDED_DIR", raising=False)
-    monkeypatch.setattr(embedded.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     assert embedded.default_dir() == tmp_path / "home" / ".local" / "share" / "stem_pg" / "embedded"
@@ -115,6 +116,6 @@ def test_default_dir_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert embedded.default_dir() == tmp_path / "data" / "stem_pg" / "embedded"
     monkeypatch.setenv("STEM_EMBEDDED_DIR", str(tmp_path / "mine"))
     assert embedded.default_dir() == tmp_path / "mine"
-    monkeypatch.setattr(embedded.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.delenv("STEM_EMBEDDED_DIR")
     assert embedded.default_dir() == embedded.ROOT_DEFAULT_DIR  # root's home is usually 0700
