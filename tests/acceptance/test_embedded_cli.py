@@ -45,6 +45,7 @@ def test_status_url_stop_reset(embedded_dir: Path) -> None:
     ]
 
     with socket.socket() as holder:  # another program holds the default port: a free one is used
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past a TIME_WAIT, as servers do
         try:
             holder.bind(("127.0.0.1", DEFAULT_PORT))
             holder.listen()
