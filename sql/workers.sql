@@ -17,6 +17,12 @@ UPDATE {ns}.workers SET last_heartbeat_at = now() WHERE id = %(id)s;
 -- A worker shut down cleanly.
 UPDATE {ns}.workers SET stopped_at = now(), last_heartbeat_at = now() WHERE id = %(id)s;
 
+-- name: worker_prune
+-- Forget workers whose last sign of life (a heartbeat, or the clean stop) is older than the
+-- retention: stopped ones, and crashed ones that never came back.
+DELETE FROM {ns}.workers
+WHERE last_heartbeat_at < now() - make_interval(secs => %(retention)s);
+
 -- name: worker_list
 -- Every known worker with its liveness: alive, stale (missed heartbeats) or gone.
 SELECT id, host, pid, queues, concurrency, started_at, last_heartbeat_at, stopped_at,

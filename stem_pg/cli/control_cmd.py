@@ -6,14 +6,16 @@ Registered on the ``stem worker`` group by ``worker_cmd``; the logic is in
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stem_pg.cli import common
-from stem_pg.client.control import DEFAULT_TIMEOUT, Control, ControlResult
-from stem_pg.core.control import SHUTDOWN_MODES, ShutdownMode
+from stem_pg.core.control import DEFAULT_TIMEOUT, SHUTDOWN_MODES, ShutdownMode
 from stem_pg.core.durations import parse_duration
+
+if TYPE_CHECKING:  # the client loads psycopg: only the commands that run import it
+    from stem_pg.client.control import Control, ControlResult
 
 
 def _seconds(value: str | None) -> float | None:
@@ -36,6 +38,8 @@ TimeoutOption = Annotated[
 
 
 def _control(namespace: str | None, url: str | None) -> Control:
+    from stem_pg.client.control import Control
+
     return Control(common.database_url(url), common.worker_namespace(namespace))
 
 

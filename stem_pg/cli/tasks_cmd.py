@@ -13,10 +13,6 @@ from stem_pg.cli import common
 from stem_pg.core.durations import parse_duration
 from stem_pg.core.errors import ConfigError, UnknownTaskWarning
 from stem_pg.core.tasks import TASK_OPTION_NAMES, TaskDefinition, make_options
-from stem_pg.db.connect import connection
-from stem_pg.db.queries import queries_for
-from stem_pg.db.stores.tasks import show_task
-from stem_pg.db.stores.workers import WorkerStore
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
@@ -71,6 +67,10 @@ def show_command(
     json: common.JsonOption = False,
 ) -> None:
     """Show a task's state, attempts, timings, result or error, and error history."""
+    from stem_pg.db.connect import connection
+    from stem_pg.db.queries import queries_for
+    from stem_pg.db.stores.tasks import show_task
+
     queries = queries_for(common.namespace(namespace))
     with connection(common.database_url(url), role="cli") as conn:
         detail = show_task(conn, queries, task_id)
@@ -149,6 +149,9 @@ def enqueue_command(
 def _registered_by_workers(stem: Stem, name: str) -> TaskDefinition:
     """Task ``name`` with the options the newest live worker registered for it (its handler
     stays on the workers); a ConfigError when no live worker registers it."""
+    from stem_pg.db.connect import connection
+    from stem_pg.db.stores.workers import WorkerStore
+
     with connection(stem.url, role="cli") as conn:
         found = WorkerStore(stem.queries).task_options(conn, task=name, stale_after=LIVE_WITHIN)
     if found is None:

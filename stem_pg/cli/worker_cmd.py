@@ -13,9 +13,6 @@ import typer
 from stem_pg.cli import common, control_cmd, log_options
 from stem_pg.cli.loading import load_app
 from stem_pg.core.routing_registry import RoutingSubscription
-from stem_pg.db.connect import connection
-from stem_pg.db.queries import queries_for
-from stem_pg.db.stores.workers import WorkerStore
 
 app = typer.Typer(help="Run, list and control workers.", no_args_is_help=True)
 
@@ -188,6 +185,10 @@ def status_command(
     json: common.JsonOption = False,
 ) -> None:
     """List workers from the heartbeat table: alive, stale or gone."""
+    from stem_pg.db.connect import connection
+    from stem_pg.db.queries import queries_for
+    from stem_pg.db.stores.workers import WorkerStore
+
     store = WorkerStore(queries_for(common.worker_namespace(namespace)))
     with connection(common.database_url(url), role="cli") as conn:
         while True:

@@ -224,6 +224,7 @@ class Worker:
             self.jobs,
             self.settings,
             on_requeued=self._wake.set,
+            workers=self.workers,
             housekeeping=(
                 self.control.maintain,
                 self.broadcasts.maintain,

@@ -72,6 +72,11 @@ class WorkerStore:
         row = conn.execute(self.q["worker_task_options"], params).fetchone()
         return None if row is None else dict(row[0])
 
+    async def prune(self, conn: AsyncConn, *, retention: float) -> int:
+        """Forget workers gone (stopped, or silent) for more than ``retention`` seconds."""
+        cur = await conn.execute(self.q["worker_prune"], {"retention": retention})
+        return cur.rowcount
+
     def list(self, conn: psycopg.Connection[TupleRow], *, stale_after: float) -> builtins.list[WorkerRow]:
         with conn.cursor(row_factory=class_row(WorkerRow)) as cur:
             cur.execute(self.q["worker_list"], {"stale_after": stale_after})
