@@ -307,7 +307,7 @@ WHERE id IN (
 -- name: task_status
 -- The state of some task ids, live or finished (the task_states view, by id).
 SELECT id, task, queue, priority, state, attempts, enqueued_at, started_at, finished_at,
-       worker_id, error
+       worker_id, error, progress
 FROM {ns}.task_states
 WHERE id = ANY(%(ids)s::text[]);
 

@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0008.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0009.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -364,7 +364,7 @@ CREATE TABLE @NAMESPACE@.dead_letters (
     enqueued_at timestamp with time zone NOT NULL,
     dead_at timestamp with time zone DEFAULT now() NOT NULL,
     replayed_at timestamp with time zone,
-    CONSTRAINT dead_letters_reason_check CHECK ((reason = ANY (ARRAY['max_retries_exceeded'::text, 'unregistered_task'::text, 'rejected'::text, 'lease_expired'::text, 'signature_invalid'::text])))
+    CONSTRAINT dead_letters_reason_check CHECK ((reason = ANY (ARRAY['max_retries_exceeded'::text, 'unregistered_task'::text, 'rejected'::text, 'lease_expired'::text, 'signature_invalid'::text, 'bad_arguments'::text])))
 );
 
 ALTER TABLE @NAMESPACE@.dead_letters ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -528,7 +528,8 @@ CREATE VIEW @NAMESPACE@.task_states AS
     NULL::timestamp with time zone AS finished_at,
     jobs.worker_id,
     ((jobs.errors -> '-1'::integer) ->> 'error'::text) AS error,
-    jobs.not_before
+    jobs.not_before,
+    jobs.progress
    FROM @NAMESPACE@.jobs
 UNION ALL
  SELECT results.id,
@@ -542,7 +543,8 @@ UNION ALL
     results.finished_at,
     results.worker_id,
     results.error,
-    NULL::timestamp with time zone AS not_before
+    NULL::timestamp with time zone AS not_before,
+    NULL::jsonb AS progress
    FROM @NAMESPACE@.results;
 
 CREATE TABLE @NAMESPACE@.wf_runs (
@@ -608,7 +610,8 @@ CREATE TABLE @NAMESPACE@.workers (
     concurrency integer NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     last_heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
-    stopped_at timestamp with time zone
+    stopped_at timestamp with time zone,
+    tasks jsonb
 );
 
 CREATE VIEW @NAMESPACE@.workflow_runs AS

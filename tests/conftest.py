@@ -4,7 +4,10 @@ fresh, migrated namespace per test."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,13 +19,22 @@ from tests.helpers import drop_schema, unique_namespace
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
+def database_url() -> Iterator[str]:
+    """STEM_TEST_DATABASE_URL, else an embedded server of this session's own, in a temporary
+    directory that is stopped and deleted at the end (never the user's `stem embedded` one)."""
     url = os.environ.get("STEM_TEST_DATABASE_URL")
     if url:
-        return url
-    from stem_pg.dev.embedded import embedded_url
+        yield url
+        return
+    from stem_pg.dev.embedded import EmbeddedPostgres, _free_port
 
-    return embedded_url()
+    data_dir = Path(tempfile.mkdtemp(prefix="stem_pg-tests-"))
+    server = EmbeddedPostgres(data_dir / "pg", port=_free_port())
+    try:
+        yield server.start()
+    finally:
+        server.stop(force=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -29,12 +29,13 @@ from psycopg.sql import SQL, Identifier
 from stem_pg.client.locks import default_owner
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import StemError
+from stem_pg.core.logs import bind_process, stem_version
 from stem_pg.core.planning import EnqueueRequest
-from stem_pg.core.redaction import install_log_redaction
+from stem_pg.core.redaction import install_log_redaction, redact
 from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
 from stem_pg.db.listen import notifications
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
-from stem_pg.db.stores.beat import BeatStore, Shot
+from stem_pg.db.stores.beat import BeatStore, Fired, Shot
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore
 from stem_pg.db.stores.locks import AsyncLockStore, LockLease
 from stem_pg.db.stores.schedules import ScheduleRow
@@ -139,6 +140,7 @@ class Beat:
             for shot in shots:
                 if shot.error and shot.name in advanced:
                     log.warning("beat %s: schedule %r did not fire: %s", self.id, shot.name, shot.error)
+            _log_fires(shots, fired)
         report.next_due = await self.store.next_due(conn, now=now)
         return report
 
@@ -216,7 +218,7 @@ class Beat:
             asyncio.create_task(self._guarded("listener", self._listen_conn, self._listen_step)),
             asyncio.create_task(self._guarded("tick", self._tick_conn, self._tick_step)),
         ]
-        log.info("beat %s started on namespace %s", self.id, self.app.namespace)
+        self._banner()
         if self._stopping:
             self._stop.set()
         await self._stop.wait()
@@ -227,6 +229,23 @@ class Beat:
         for managed in (self._lease_conn, self._tick_conn, self._listen_conn):
             await managed.discard()
         log.info("beat %s stopped", self.id)
+
+    def _banner(self) -> None:
+        """The start-up lines: who runs, against which database (password masked) and namespace."""
+        bind_process(beat=self.id, namespace=self.app.namespace)
+        version = stem_version()
+        fields = {"event": "banner", "version": version, "database": redact(self.app.url)}
+        log.info(
+            "beat %s started on namespace %s\n  stem_pg beat v%s\n  database:  %s\n"
+            "  lease:     %ss (leader election; the others stand by)\n  max sleep: %ss",
+            self.id,
+            self.app.namespace,
+            version,
+            fields["database"],
+            self.settings.lease_seconds,
+            self.settings.max_sleep,
+            extra=fields,
+        )
 
     def request_stop(self) -> None:
         self._stopping = True
@@ -302,6 +321,21 @@ def _shot(
     error: str | None = None,
 ) -> Shot:
     return Shot(row.name, _due(row), row.version, fire, fire_time, next_run_at, job, error)
+
+
+def _log_fires(shots: list[Shot], fired: list[Fired]) -> None:
+    """One INFO line per entry that fired: schedule, task and the id of the job it enqueued."""
+    tasks = {shot.name: shot.job.task for shot in shots if shot.job is not None}
+    for done in fired:
+        if done.fired:
+            task = tasks.get(done.name)
+            log.info(
+                "schedule %r fired: task %s, job %s",
+                done.name,
+                task,
+                done.task_id,
+                extra={"event": "fire", "schedule": done.name, "task": task, "id": done.task_id},
+            )
 
 
 def check_single_database(config: StemConfig) -> None:

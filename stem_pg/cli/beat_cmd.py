@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stem_pg.cli import common
+from stem_pg.cli import common, log_options
 from stem_pg.cli.loading import load_app
 
 
@@ -30,6 +30,8 @@ def beat_command(
     ] = 5.0,
     namespace: common.NamespaceOption = None,
     url: common.UrlOption = None,
+    loglevel: log_options.LogLevelOption = None,
+    log_format: log_options.LogFormatOption = None,
 ) -> None:
     """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs.
 
@@ -38,6 +40,7 @@ def beat_command(
     """
     from stem_pg.beat.scheduler import Beat, BeatSettings, check_single_database
 
+    log_options.configure(loglevel, log_format)
     stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace)
     check_single_database(stem.config)
     common.require_migrated(stem)

@@ -6,14 +6,16 @@ Registered on the ``stem worker`` group by ``worker_cmd``; the logic is in
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stem_pg.cli import common
-from stem_pg.client.control import DEFAULT_TIMEOUT, Control, ControlResult
-from stem_pg.core.control import SHUTDOWN_MODES, ShutdownMode
+from stem_pg.core.control import DEFAULT_TIMEOUT, SHUTDOWN_MODES, ShutdownMode
 from stem_pg.core.durations import parse_duration
+
+if TYPE_CHECKING:  # the client loads psycopg: only the commands that run import it
+    from stem_pg.client.control import Control, ControlResult
 
 
 def _seconds(value: str | None) -> float | None:
@@ -36,6 +38,8 @@ TimeoutOption = Annotated[
 
 
 def _control(namespace: str | None, url: str | None) -> Control:
+    from stem_pg.client.control import Control
+
     return Control(common.database_url(url), common.worker_namespace(namespace))
 
 
@@ -156,8 +160,14 @@ def resume_command(
 ) -> None:
     """Resume a paused queue."""
     result = _control(namespace, url).resume(queue, timeout=_timeout(timeout))
-    state = "resumed" if result.queue is not None else "was not paused; nothing changed"
-    _finish(result, json_out, lambda: _acks(f"queue {queue!r} {state}", result), strict=False)
+    lifted = result.queue
+    if lifted is None:
+        headline = f"queue {queue!r} was not paused; nothing changed"
+    else:  # the reason is the lifted pause's: say so, not as if it were the resume's
+        why = f": {lifted.reason}" if lifted.reason else ""
+        by = f" by {lifted.paused_by}" if lifted.paused_by else ""
+        headline = f"queue {queue!r} resumed (paused since {lifted.paused_at:%Y-%m-%d %H:%M:%S %Z}{by}{why})"
+    _finish(result, json_out, lambda: _acks(headline, result, show_reason=False), strict=False)
 
 
 def revoke_command(
@@ -219,9 +229,9 @@ def _table(result: ControlResult, columns: list[str], pick: Any) -> None:
     common.print_table(rows, ["worker", *columns])
 
 
-def _acks(headline: str, result: ControlResult) -> None:
+def _acks(headline: str, result: ControlResult, *, show_reason: bool = True) -> None:
     typer.echo(headline)
-    if result.queue is not None and result.queue.reason:
+    if show_reason and result.queue is not None and result.queue.reason:
         typer.echo(f"reason: {result.queue.reason}")
     acknowledged = sorted(result.replies)
     typer.echo(f"acknowledged by {len(acknowledged)} worker(s): {', '.join(acknowledged) or '-'}")

@@ -5,13 +5,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from stem_pg.client.app import Stem
 from stem_pg.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stem_pg.client.app import Stem
 
 
 def load_app(spec: str) -> Stem:
     """Import ``package.module:app`` (the current directory is importable, as with Celery)."""
+    from stem_pg.client.app import Stem  # psycopg and the client: only for commands that load an app
+
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"--app: {spec!r} must look like 'package.module:app'")

@@ -46,7 +46,7 @@ def migrate_command(
 
     ns = common.namespace(namespace)
     if action is MigrateAction.current:
-        rev = current_revision(common.database_url(url), ns)
+        rev = current_revision(common.reachable(common.database_url(url)), ns)
         typer.echo(f"{ns}: {rev or 'not migrated'} (head is {head_revision()})")
         return
     if action is MigrateAction.downgrade and revision is None:
@@ -57,7 +57,7 @@ def migrate_command(
             target = f"{head_revision()}:{target}"
         typer.echo(migration_sql(ns, _action(action), target), nl=False)
         return
-    database = common.database_url(url)
+    database = common.reachable(common.database_url(url))  # fails fast, naming host and port
     migrate(database, ns, _action(action), target)
     typer.echo(f"{ns}: {action.value} to {target} done (now at {current_revision(database, ns) or 'base'})")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json as jsonlib
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
 
 from stem_pg.cli import common
 from stem_pg.config.routing_file import load_routing_file
-from stem_pg.core.routing import RouteDefinition, RoutingConfig
+from stem_pg.core.routing import QueueBinding, RouteDefinition, RoutingConfig
+from stem_pg.core.routing_model import thawed
 from stem_pg.core.routing_registry import RoutingRegistry
 
 app = typer.Typer(
@@ -21,6 +24,15 @@ FileArgument = Annotated[
     typer.Argument(
         help="The routing YAML file to read. Defaults to STEM_ROUTING_CONFIG.",
         metavar="FILE",
+        show_default=False,
+    ),
+]
+QueueOption = Annotated[
+    str | None,
+    typer.Option(
+        "--queue",
+        "-q",
+        help="Resolve each --task as sent to this queue (routes with queue_override then apply).",
         show_default=False,
     ),
 ]
@@ -61,15 +73,22 @@ def validate_command(file: FileArgument = None) -> None:
 
 
 @app.command("dump")
-def dump_command(file: FileArgument = None, json: common.JsonOption = False, task: TaskOption = None) -> None:
-    """Show the resolved routing: default queue, queues, broadcasts and routes in order.
+def dump_command(
+    file: FileArgument = None,
+    json: common.JsonOption = False,
+    task: TaskOption = None,
+    queue: QueueOption = None,
+) -> None:
+    """Show the resolved routing: default queue, queues (with bindings and meta), broadcasts
+    and routes in order (with queue_override, priority_override and options).
 
     With --task, also show where each named task would be sent and which route
-    decided it. Without a file or STEM_ROUTING_CONFIG the legacy configuration
-    (one open queue, STEM_DEFAULT_QUEUE) is shown.
+    decided it (with --queue, as if the sender named that queue). Without a file
+    or STEM_ROUTING_CONFIG the legacy configuration (one open queue,
+    STEM_DEFAULT_QUEUE) is shown.
     """
     routing = _load(file)
-    tasks = _resolve_tasks(RoutingRegistry(routing), task or [])
+    tasks = _resolve_tasks(RoutingRegistry(routing), task or [], queue)
     if json:
         common.print_json({"source": routing.source, **routing.to_dict(), "tasks": tasks})
         return
@@ -88,11 +107,11 @@ def _load(file: str | None) -> RoutingConfig:
     return load_routing_file(settings.routing_config)
 
 
-def _resolve_tasks(registry: RoutingRegistry, names: list[str]) -> list[dict[str, Any]]:
+def _resolve_tasks(registry: RoutingRegistry, names: list[str], queue: str | None) -> list[dict[str, Any]]:
     """Where each task goes; ``route`` is the index of the matching rule, None for the default."""
     rows = []
     for name in names:
-        resolved = registry.resolve(name)
+        resolved = registry.resolve(name, queue=queue)
         index = _route_index(registry.config.routes, resolved.route)
         rows.append(
             {
@@ -101,10 +120,16 @@ def _resolve_tasks(registry: RoutingRegistry, names: list[str]) -> list[dict[str
                 "name": resolved.name,
                 "priority": resolved.priority,
                 "route": index,
-                "matched": "default" if index is None else f"routes[{index}]",
+                "matched": _matched(index, queue),
             }
         )
     return rows
+
+
+def _matched(index: int | None, queue: str | None) -> str:
+    if index is not None:
+        return f"routes[{index}]"
+    return "default" if queue is None else "sent queue"
 
 
 def _route_index(routes: tuple[RouteDefinition, ...], route: RouteDefinition | None) -> int | None:
@@ -117,6 +142,8 @@ def _print_config(routing: RoutingConfig) -> None:
     fallbacks = ", ".join(default.fallbacks) or "none"
     typer.echo(f"source: {routing.source or f'none ({_LEGACY})'}")
     typer.echo(f"default queue: {default.queue} (alias {default.alias!r}; fallbacks: {fallbacks})")
+    if default.fallbacks:
+        typer.echo("  (fallbacks are advisory, as in Stem: a worker consumes them only if subscribed)")
     typer.echo("\nqueues:")
     if routing.queues:
         queues = [
@@ -125,15 +152,20 @@ def _print_config(routing: RoutingConfig) -> None:
                 "priorities": f"{q.priority_range.min}..{q.priority_range.max}",
                 "exchange": q.exchange,
                 "routing_key": q.routing_key,
+                "bindings": [_describe_binding(b) for b in q.bindings] or None,
+                "meta": _compact(q.meta),
             }
             for name, q in routing.queues.items()
         ]
-        common.print_table(queues, ["name", "priorities", "exchange", "routing_key"])
+        common.print_table(queues, ["name", "priorities", "exchange", "routing_key", "bindings", "meta"])
     else:
         typer.echo("(none defined: any queue name is accepted, with priorities 0..9)")
     typer.echo("\nbroadcasts:")
-    broadcasts = [{"name": name, **b.to_dict()} for name, b in routing.broadcasts.items()]
-    common.print_table(broadcasts, ["name", "delivery", "durability"])
+    broadcasts = [
+        {"name": name, "delivery": b.delivery, "durability": b.durability, "meta": _compact(b.meta)}
+        for name, b in routing.broadcasts.items()
+    ]
+    common.print_table(broadcasts, ["name", "delivery", "durability", "meta"])
     typer.echo("\nroutes (first match wins):")
     routes = [
         {
@@ -141,16 +173,32 @@ def _print_config(routing: RoutingConfig) -> None:
             "match": _describe_match(route),
             "target": _describe_target(route),
             "priority": route.priority,
+            "priority_override": route.priority_override,
+            "options": _compact(route.options),
         }
         for index, route in enumerate(routing.routes)
     ]
-    common.print_table(routes, ["#", "match", "target", "priority"])
+    common.print_table(routes, ["#", "match", "target", "priority", "priority_override", "options"])
 
 
 def _describe_match(route: RouteDefinition) -> str:
-    parts = [f"task={route.match.task}"] if route.match.task is not None else []
-    parts += [f"header {key}={value}" for key, value in route.match.headers.items()]
+    match = route.match
+    parts = [f"task={'|'.join(match.patterns)}"] if match.patterns else []
+    parts += [f"header {key}={value}" for key, value in match.headers.items()]
+    if match.queue_override is not None:
+        parts.append(f"sent to {match.queue_override}")
     return " and ".join(parts)
+
+
+def _describe_binding(binding: QueueBinding) -> str:
+    headers = "".join(f" {key}={value}" for key, value in binding.headers.items())
+    weight = "" if binding.weight is None else f" weight={binding.weight}"
+    return f"{binding.routing_key}{headers}{weight}"
+
+
+def _compact(meta: Mapping[str, object]) -> str | None:
+    """Meta as one line of JSON for a table cell; None (shown "-") when empty."""
+    return jsonlib.dumps(thawed(meta), separators=(",", ":")) if meta else None
 
 
 def _describe_target(route: RouteDefinition) -> str:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stem_pg.cli import common
-from stem_pg.client.schedules import Schedules
-from stem_pg.config.schedule_file import load_schedule_file, parse_spec_text
 from stem_pg.core.errors import ScheduleError
 from stem_pg.core.schedule_spec_parse import spec_from_json
 from stem_pg.core.schedule_specs import next_fires
 from stem_pg.core.schedules import entry_from_row
-from stem_pg.db.stores.schedules import ScheduleRow
+
+if TYPE_CHECKING:  # psycopg and yaml: only the commands that use them import them
+    from stem_pg.client.schedules import Schedules
+    from stem_pg.db.stores.schedules import ScheduleRow
 
 app = typer.Typer(
     help="Manage beat's schedule entries (changes reach running beats at once).", no_args_is_help=True
@@ -29,6 +30,8 @@ VersionOption = Annotated[
 
 
 def _schedules(namespace: str | None, url: str | None) -> Schedules:
+    from stem_pg.client.schedules import Schedules
+
     return Schedules(common.database_url(url), common.namespace(namespace))
 
 
@@ -92,6 +95,8 @@ def apply_command(
     url: common.UrlOption = None,
 ) -> None:
     """Create or update the file's entries (all or nothing); running beats pick them up."""
+    from stem_pg.config.schedule_file import load_schedule_file
+
     entries = load_schedule_file(file)
     plan = _schedules(namespace, url).apply(entries, prune=prune, dry_run=dry_run)
     verb = "would " if dry_run else ""
@@ -164,6 +169,8 @@ def dry_run_command(
     if (spec is None) == (name is None):
         raise typer.BadParameter("give either --spec or --name", param_hint="--spec")
     if spec is not None:
+        from stem_pg.config.schedule_file import parse_spec_text
+
         parsed = parse_spec_text(spec, timezone=timezone)
     else:
         row = _schedules(namespace, url).get(str(name))

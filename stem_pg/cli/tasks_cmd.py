@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json as jsonlib
+import warnings
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stem_pg.cli import common
 from stem_pg.core.durations import parse_duration
-from stem_pg.db.connect import connection
-from stem_pg.db.queries import queries_for
-from stem_pg.db.stores.tasks import show_task
+from stem_pg.core.errors import ConfigError, UnknownTaskWarning
+from stem_pg.core.tasks import TASK_OPTION_NAMES, TaskDefinition, make_options
+
+if TYPE_CHECKING:
+    from stem_pg.client.app import Stem
+
+#: Seconds since its last heartbeat within which a worker's registered task options count.
+LIVE_WITHIN = 60.0
 
 app = typer.Typer(help="List registered tasks, show a task's state, enqueue tasks.", no_args_is_help=True)
 
@@ -61,6 +67,10 @@ def show_command(
     json: common.JsonOption = False,
 ) -> None:
     """Show a task's state, attempts, timings, result or error, and error history."""
+    from stem_pg.db.connect import connection
+    from stem_pg.db.queries import queries_for
+    from stem_pg.db.stores.tasks import show_task
+
     queries = queries_for(common.namespace(namespace))
     with connection(common.database_url(url), role="cli") as conn:
         detail = show_task(conn, queries, task_id)
@@ -98,7 +108,11 @@ def enqueue_command(
     ] = None,
     app_spec: Annotated[
         str | None,
-        typer.Option("--app", "-A", help="Application whose routing and task options to use."),
+        typer.Option(
+            "--app",
+            "-A",
+            help="Application whose routing and task options to use (else: those a live worker registered).",
+        ),
     ] = None,
     namespace: common.NamespaceOption = None,
     url: common.UrlOption = None,
@@ -106,15 +120,48 @@ def enqueue_command(
         float | None, typer.Option("--wait", help="Wait up to this many seconds for the result.")
     ] = None,
 ) -> None:
-    """Enqueue one task by name and print its id (and its result with --wait)."""
+    """Enqueue one task by name and print its id (and its result with --wait).
+
+    The task's own options (queue, priority, max_retries, ...) come from --app, else from
+    what the newest live worker registered for it; with neither, nothing is enqueued.
+    """
     arguments = common.json_object(kwargs, "--kwargs")
-    stem = common.stem_app(app_spec, url, namespace, common.namespace)
     try:
         delay = parse_duration(countdown, what="--countdown") if countdown else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    result = stem.enqueue(name, arguments, queue=queue, priority=priority, countdown=delay, task_id=task_id)
+    stem = common.stem_app(app_spec, url, namespace, common.namespace)
+    if app_spec is None:
+        stem.registry.register(_registered_by_workers(stem, name))
+    with warnings.catch_warnings(record=True) as caught:  # a likely typo of a task name
+        warnings.simplefilter("always", UnknownTaskWarning)
+        result = stem.enqueue(
+            name, arguments, queue=queue, priority=priority, countdown=delay, task_id=task_id
+        )
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
     typer.echo(result.id)
     if wait is not None:
         typer.echo(jsonlib.dumps(result.get(timeout=wait), default=str))
     stem.close()
+
+
+def _registered_by_workers(stem: Stem, name: str) -> TaskDefinition:
+    """Task ``name`` with the options the newest live worker registered for it (its handler
+    stays on the workers); a ConfigError when no live worker registers it."""
+    from stem_pg.db.connect import connection
+    from stem_pg.db.stores.workers import WorkerStore
+
+    with connection(stem.url, role="cli") as conn:
+        found = WorkerStore(stem.queries).task_options(conn, task=name, stale_after=LIVE_WITHIN)
+    if found is None:
+        raise ConfigError(
+            f"no live worker of namespace {stem.namespace!r} registers task {name!r}, so its options"
+            " (queue, priority, max_retries) are unknown; pass --app package.module:app"
+        )
+    options = {k: v for k, v in found.items() if k in TASK_OPTION_NAMES}
+    return TaskDefinition.build(name, _runs_on_the_workers, make_options(f"task {name!r}", options))
+
+
+def _runs_on_the_workers(**kwargs: Any) -> None:
+    """The stand-in handler of a task known from the workers: its arguments are checked there."""

@@ -6,15 +6,15 @@ import json as jsonlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stem_pg.cli import common
 from stem_pg.core.workflows import RunStatus
-from stem_pg.db.connect import connection
-from stem_pg.db.queries import queries_for
-from stem_pg.db.stores.workflow_runs import Conn, WorkflowRunStore
+
+if TYPE_CHECKING:  # the stores load psycopg: only the commands that run import them
+    from stem_pg.db.stores.workflow_runs import Conn, WorkflowRunStore
 
 app = typer.Typer(
     help="Start and inspect durable workflow runs, emit the events they wait for.", no_args_is_help=True
@@ -181,6 +181,10 @@ def _ns(namespace: str | None) -> str:
 @contextmanager
 def _store(namespace: str | None, url: str | None) -> Iterator[tuple[WorkflowRunStore, Conn]]:
     """The run store of the namespace and a connection to read it with."""
+    from stem_pg.db.connect import connection
+    from stem_pg.db.queries import queries_for
+    from stem_pg.db.stores.workflow_runs import WorkflowRunStore
+
     store = WorkflowRunStore(queries_for(_ns(namespace)))
     with connection(common.database_url(url), role="cli") as conn:
         yield store, conn

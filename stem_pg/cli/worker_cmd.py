@@ -10,12 +10,9 @@ from typing import Annotated
 
 import typer
 
-from stem_pg.cli import common, control_cmd
+from stem_pg.cli import common, control_cmd, log_options
 from stem_pg.cli.loading import load_app
 from stem_pg.core.routing_registry import RoutingSubscription
-from stem_pg.db.connect import connection
-from stem_pg.db.queries import queries_for
-from stem_pg.db.stores.workers import WorkerStore
 
 app = typer.Typer(help="Run, list and control workers.", no_args_is_help=True)
 
@@ -115,6 +112,18 @@ def run_command(
     ] = None,
     namespace: common.WorkerNamespaceOption = None,
     url: common.UrlOption = None,
+    loglevel: log_options.LogLevelOption = None,
+    log_format: log_options.LogFormatOption = None,
+    summary_interval: Annotated[
+        float,
+        typer.Option(
+            "--log-summary-interval",
+            min=0,
+            metavar="SECONDS",
+            help="Seconds between the INFO lines counting the tasks processed (none when"
+            " nothing was; 0: never).",
+        ),
+    ] = 60.0,
 ) -> None:
     """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop).
 
@@ -128,9 +137,8 @@ def run_command(
     from stem_pg.worker.settings import WorkerSettings, default_worker_id
     from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, supervise
 
+    log_options.configure(loglevel, log_format)
     stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace, component="worker")
-    if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
-        common.require_migrated(stem)
     config = common.config()
     subscription = RoutingSubscription.build(
         stem.routing,
@@ -149,7 +157,10 @@ def run_command(
         vacuum=vacuum,
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=max_memory_per_child,
+        summary_interval=summary_interval,
     )
+    if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
+        common.require_migrated(stem)
     supervise(stem, settings, processes)
 
 
@@ -174,6 +185,10 @@ def status_command(
     json: common.JsonOption = False,
 ) -> None:
     """List workers from the heartbeat table: alive, stale or gone."""
+    from stem_pg.db.connect import connection
+    from stem_pg.db.queries import queries_for
+    from stem_pg.db.stores.workers import WorkerStore
+
     store = WorkerStore(queries_for(common.worker_namespace(namespace)))
     with connection(common.database_url(url), role="cli") as conn:
         while True:

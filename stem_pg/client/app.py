@@ -24,12 +24,11 @@ from stem_pg.config.settings import StemConfig
 from stem_pg.core.canvas import Canvas, Signature
 from stem_pg.core.dsn import validate_url
 from stem_pg.core.envelope import JobSpec, check_task_id
-from stem_pg.core.errors import TaskError
 from stem_pg.core.planning import EnqueueRequest, Expires, Planner
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.signing import Signing
-from stem_pg.core.tasks import TaskDefinition, TaskOptions, TaskRegistry
+from stem_pg.core.tasks import TaskDefinition, TaskRegistry, make_options
 
 if TYPE_CHECKING:
     from stem_pg.client.workflows import WorkflowDefinition, WorkflowRun
@@ -119,19 +118,18 @@ class Stem(BackendFacade):
         """Register a ``def`` or ``async def`` handler; options as in TaskOptions.
 
         The function stays callable as before and gains ``.enqueue(**kwargs)``,
-        ``.aenqueue(**kwargs)`` and ``.task_name``.
+        ``.delay(*args, **kwargs)`` (positionals named after its parameters), ``.aenqueue``
+        and ``.task_name``. An unknown option is a BadArgumentsError (a TypeError).
         """
 
         def register(func: F) -> F:
-            try:
-                task_options = TaskOptions(**options)
-            except TypeError as exc:
-                raise TaskError(f"@app.task on {func.__qualname__}: {exc}") from None
+            task_options = make_options(f"@app.task on {func.__qualname__}", options)
             task_name = name or f"{func.__module__}.{func.__qualname__}"
             self.registry.register(TaskDefinition.build(task_name, func, task_options))
             self.planner.forget()
             func.task_name = task_name  # type: ignore[attr-defined]
             func.enqueue = functools.partial(self._enqueue_kwargs, task_name)  # type: ignore[attr-defined]
+            func.delay = functools.partial(self._delay, task_name)  # type: ignore[attr-defined]
             func.aenqueue = functools.partial(self._aenqueue_kwargs, task_name)  # type: ignore[attr-defined]
             func.s = functools.partial(self.signature, task_name)  # type: ignore[attr-defined]
             func.si = functools.partial(self._immutable_signature, task_name)  # type: ignore[attr-defined]
@@ -195,6 +193,9 @@ class Stem(BackendFacade):
 
     def _enqueue_kwargs(self, task_name: str, /, **kwargs: Any) -> TaskResult:
         return self.enqueue(task_name, kwargs)
+
+    def _delay(self, task_name: str, /, *args: Any, **kwargs: Any) -> TaskResult:
+        return self.enqueue(task_name, self.registry[task_name].as_kwargs(args, kwargs))
 
     async def _aenqueue_kwargs(self, task_name: str, /, **kwargs: Any) -> TaskResult:
         return await self.aenqueue(task_name, kwargs)

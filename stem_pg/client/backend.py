@@ -60,6 +60,7 @@ class Backend:
         ] = weakref.WeakKeyDictionary()
         self._quiet: weakref.WeakSet[object] = weakref.WeakSet()
         self._waker: Waker | None = None
+        self._reached = False  # whether a connection to the database ever opened
 
     @property
     def url(self) -> str:
@@ -69,6 +70,7 @@ class Backend:
     def url(self, url: str) -> None:
         """Point the backend at another database (``--url``), before its pools open."""
         self._url = url
+        self._reached = False
 
     @property
     def queries(self) -> Queries:
@@ -86,9 +88,7 @@ class Backend:
             if self._pool is None:
                 from psycopg_pool import ConnectionPool
 
-                # One plain connection first: an unreachable database is one clear error
-                # (DatabaseUnavailable) within seconds, not a PoolTimeout after 30.
-                connect(self.url, role="client").close()
+                self._first_contact()
                 self._pool = ConnectionPool(
                     with_keepalives(self.url),
                     min_size=1,
@@ -107,9 +107,11 @@ class Backend:
             return self._async_pools[loop][0]
         from psycopg_pool import AsyncConnectionPool
 
-        await (await connect_async(self.url, role="client")).close()  # as in ``pool``
-        if loop in self._async_pools:  # another task opened it while we connected
-            return self._async_pools[loop][0]
+        if not self._reached:  # as in ``_first_contact``
+            await (await connect_async(self.url, role="client")).close()
+            self._reached = True
+            if loop in self._async_pools:  # another task opened it while we connected
+                return self._async_pools[loop][0]
         pool = AsyncConnectionPool(
             with_keepalives(self.url),
             min_size=1,
@@ -128,6 +130,14 @@ class Backend:
             await self.close_async_pool()
             raise
         return pool
+
+    def _first_contact(self) -> None:
+        """One plain connection before the first pool opens: an unreachable database is
+        one clear error (DatabaseUnavailable) within seconds, not a PoolTimeout after 30.
+        Once reached, a pool opened again (after ``close()``) waits through an outage."""
+        if not self._reached:
+            connect(self.url, role="client").close()
+            self._reached = True
 
     async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, pool: AsyncConnectionPool) -> None:
         """Wait until cancelled, as ``asyncio.run`` cancels every task before it closes the

@@ -25,7 +25,7 @@ from typing import Any
 from psycopg.sql import SQL, Identifier
 
 from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend
-from stem_pg.core.control import Command, Reply, ShutdownMode, request_key, worker_key
+from stem_pg.core.control import DEFAULT_TIMEOUT, Command, Reply, ShutdownMode, request_key, worker_key
 from stem_pg.core.envelope import check_name, check_task_id
 from stem_pg.core.errors import TaskError
 from stem_pg.core.namespaces import validate_namespace
@@ -37,7 +37,6 @@ from stem_pg.db.stores.workers import WorkerRow, WorkerStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 5.0
 #: How long a revoke is kept (and honoured) unless told otherwise.
 DEFAULT_REVOKE_EXPIRY = 24 * 3600.0
 #: Workers count as expected to answer while their heartbeat is younger than this.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+
 from stem_pg.client.backend import Backend
-from stem_pg.core.errors import TaskCancelled, TaskFailed
+from stem_pg.core.errors import ResultTimeout, StemError, TaskCancelled, TaskFailed
 from stem_pg.db.listen import await_mention, await_reconnecting, wait_for_mention, wait_reconnecting
 from stem_pg.db.stores.results import AsyncResultStore, ResultStore
 from stem_pg.db.stores.rows import StoredResult, TaskStatus
@@ -41,6 +43,29 @@ class TaskResult:
         status = self.status()
         return status.state if status else None
 
+    @property
+    def progress(self) -> Any:
+        """What the handler last reported with ``ctx.progress(...)`` while it runs (as JSON
+        decodes it); None before the first report and once the task finished."""
+        status = self.status()
+        return status.progress if status else None
+
+    @property
+    def info(self) -> Any:
+        """As Celery's ``AsyncResult.info``: the progress while the task is live, its value
+        once it succeeded, the TaskFailed / TaskCancelled error (returned, not raised) once it
+        failed or was cancelled; None for an unknown id."""
+        status = self.status()
+        if status is None or status.finished_at is None:
+            return status.progress if status else None
+        stored = self.result()
+        if stored is None:  # pruned between the two reads
+            return None
+        try:
+            return unwrap(stored, propagate=True)
+        except (TaskFailed, TaskCancelled) as exc:
+            return exc
+
     def result(self) -> StoredResult | None:
         """The stored outcome, or None while the task has not finished."""
         with self.backend.pool.connection() as conn:
@@ -54,20 +79,24 @@ class TaskResult:
         ``timeout``. Raises TimeoutError after ``timeout`` seconds, TaskFailed /
         TaskCancelled (when ``propagate``) if it did not succeed. Tasks with
         ``ignore_result`` store nothing on success, so ``get()`` only returns for
-        their failures.
+        their failures. The timeout is a ResultTimeout (a TimeoutError) naming the task
+        and the state it was in.
         """
         queries = self.backend.queries
         store = ResultStore(queries)
         pool = self.backend.pool
-        stored = wait_reconnecting(
-            lambda seconds: pool.connection(timeout=seconds),
-            channel=queries.channels.done,
-            key=self.id,
-            check=lambda conn: store.result(conn, id=self.id),
-            timeout=timeout,
-            late=self._late,
-            what=f"task {self.id}",
-        )
+        try:
+            stored = wait_reconnecting(
+                lambda seconds: pool.connection(timeout=seconds),
+                channel=queries.channels.done,
+                key=self.id,
+                check=lambda conn: store.result(conn, id=self.id),
+                timeout=timeout,
+                late=self._late,
+                what=f"task {self.id}",
+            )
+        except TimeoutError as exc:
+            raise self._timeout(exc, timeout) from exc.__cause__
         return unwrap(stored, propagate=propagate)
 
     async def wait(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
@@ -75,20 +104,47 @@ class TaskResult:
         queries = self.backend.queries
         store = AsyncResultStore(queries)
         pool = await self.backend.apool()
-        stored = await await_reconnecting(
-            lambda seconds: pool.connection(timeout=seconds),
-            channel=queries.channels.done,
-            key=self.id,
-            check=lambda conn: store.result(conn, id=self.id),
-            timeout=timeout,
-            late=self._late,
-            what=f"task {self.id}",
-        )
+        try:
+            stored = await await_reconnecting(
+                lambda seconds: pool.connection(timeout=seconds),
+                channel=queries.channels.done,
+                key=self.id,
+                check=lambda conn: store.result(conn, id=self.id),
+                timeout=timeout,
+                late=self._late,
+                what=f"task {self.id}",
+            )
+        except TimeoutError as exc:
+            state = None
+            if exc.__cause__ is None:  # else that read would wait for the database too
+                try:
+                    async with pool.connection() as conn:
+                        state = getattr(_live_first(await store.status(conn, ids=[self.id])), "state", None)
+                except (StemError, OSError, psycopg.Error):
+                    pass
+            raise ResultTimeout(self.id, timeout or 0.0, state, _unreachable(exc)) from exc.__cause__
         return unwrap(stored, propagate=propagate)
+
+    def _timeout(self, exc: TimeoutError, timeout: float | None) -> ResultTimeout:
+        """The timeout of a wait, with the task's state (not read when the database was
+        unreachable: that read would wait for it too)."""
+        state = None
+        if exc.__cause__ is None:
+            try:
+                state = self.state
+            except (StemError, OSError, psycopg.Error):
+                state = None
+        return ResultTimeout(self.id, timeout or 0.0, state, _unreachable(exc))
 
     @property
     def _late(self) -> str:
         return f"task {self.id} did not finish in time"
+
+
+def _unreachable(exc: TimeoutError) -> str:
+    """What the wait's own timeout said about an unreachable database, if it did."""
+    text = str(exc)
+    return text[text.index(" (the database") :] if " (the database" in text else ""
 
 
 def unwrap(stored: StoredResult, *, propagate: bool) -> Any:

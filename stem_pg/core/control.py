@@ -22,6 +22,8 @@ NOTIFY_LIMIT = 7900
 
 COMMANDS = ("ping", "stats", "inspect", "shutdown", "pause", "resume", "revoke")
 ShutdownMode = Literal["warm", "soft", "hard"]
+#: Seconds a control command waits for replies unless told otherwise.
+DEFAULT_TIMEOUT = 5.0
 SHUTDOWN_MODES: tuple[ShutdownMode, ...] = ("warm", "soft", "hard")
 
 DELIVERY_MODES = ("at-least-once", "at-most-once")

@@ -37,6 +37,16 @@ class DatabaseUnavailable(StemError):
     """The database cannot be reached; the message names the host and port, never a password."""
 
 
+class BadArgumentsError(TaskError, TypeError):
+    """A task's arguments do not fit its handler's signature, or ``@app.task`` got an unknown
+    option; the message names the task and the argument (and a close match, if any)."""
+
+
+class UnknownTaskWarning(UserWarning):
+    """An enqueue names a task this application does not register, close to one it does
+    (a likely typo). A warning, not an error: producers may enqueue tasks defined elsewhere."""
+
+
 class NotMigratedError(StemError):
     """The namespace schema is missing or older than this version of stem_pg; the message
     says which namespace and the command that migrates it."""
@@ -57,6 +67,16 @@ class TaskFailed(StemError):
         self.task_id = task_id
         self.error = error
         self.traceback = traceback
+
+
+class ResultTimeout(StemError, TimeoutError):
+    """``result.get(timeout=...)`` ran out before the task finished; names the task and its state."""
+
+    def __init__(self, task_id: str, timeout: float, state: str | None, detail: str = "") -> None:
+        seen = f"state: {state}" if state else "state unknown"
+        super().__init__(f"task {task_id} did not finish within {timeout:g}s ({seen}){detail}")
+        self.task_id = task_id
+        self.state = state
 
 
 class TaskCancelled(StemError):

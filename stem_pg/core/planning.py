@@ -7,6 +7,7 @@ a request surfaces here, before a row is written.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,11 +26,12 @@ from stem_pg.core.envelope import (
     split_expires,
     unique_key,
 )
-from stem_pg.core.errors import ConfigError, TaskError
+from stem_pg.core.errors import ConfigError, TaskError, UnknownTaskWarning
 from stem_pg.core.routing_registry import ResolvedRoute, RoutingRegistry
 from stem_pg.core.signing import SIGNATURE_HEADER, Signing, with_signature
 from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES, MAX_NAME_LENGTH
 from stem_pg.core.tasks import TaskOptions, TaskRegistry
+from stem_pg.core.workflows import CANVAS_HEADER
 
 Expires = datetime | timedelta | float | None
 
@@ -144,6 +146,9 @@ class Planner:
             raise TaskError(f"{name}: give either eta or countdown, not both")
         expires_at, expires_in = split_expires(request.expires)
         args = encode_kwargs(name, request.kwargs, max_bytes=self.max_payload_bytes)
+        definition = self._registry.get(name)
+        if definition is not None:  # a canvas link gets the previous result later: partial
+            definition.check_kwargs(request.kwargs, partial=CANVAS_HEADER in request.headers)
         key = unique_key(name, place.queue, request.kwargs) if place.unique else None
         task_id = check_task_id(request.task_id) if request.task_id is not None else new_task_id()
         return JobSpec(
@@ -193,6 +198,11 @@ class Planner:
         for header, _ in headers:
             check_name(header, what=f"{name}: header key")
         options = self._options(name)
+        if (close := self._registry.close_match(name)) is not None:
+            warnings.warn(
+                UnknownTaskWarning(f"task {name!r} is not registered here; did you mean {close!r}?"),
+                stacklevel=2,
+            )
         route = self._routing.resolve(
             name,
             queue=queue or options.queue,
@@ -219,6 +229,25 @@ class Planner:
             self._placements[key] = place
         return place
 
+    def task_options(self) -> dict[str, dict[str, Any]]:
+        """Each registered task's enqueue options as this app resolves them (JSON-ready): what
+        a worker records, so ``stem tasks enqueue`` without ``--app`` can apply them."""
+        described = {}
+        for definition in self._registry:
+            options = definition.options
+            route = self._routing.resolve(definition.name, queue=options.queue, priority=options.priority)
+            queue = route.kind == "queue"  # a broadcast route: the enqueuer's routing decides
+            described[definition.name] = {
+                "queue": route.name if queue else None,
+                "priority": route.priority if queue else None,
+                "max_retries": options.retry_policy(self.default_max_retries).max_retries,
+                "visibility_timeout": options.visibility_timeout,
+                "acks_late": options.acks_late,
+                "unique": options.unique,
+                "unique_for": options.unique_for,
+            }
+        return described
+
     # -- broadcast messages ---------------------------------------------------------------
 
     def broadcast_route(self, request: EnqueueRequest) -> ResolvedRoute | None:
@@ -226,10 +255,10 @@ class Planner:
         if not self._routing.config.broadcasts:
             return None
         queue = request.queue or self._options(request.task).queue
-        if queue is not None or not isinstance(request.task, str):
+        if not isinstance(request.task, str) or (queue is not None and not self._routing.has_queue_overrides):
             return None
         headers = {str(k): str(v) for k, v in request.headers.items()}
-        route = self._routing.resolve(request.task, headers=headers)
+        route = self._routing.resolve(request.task, queue=queue, headers=headers)
         return route if route.kind == "broadcast" else None
 
     def plan_broadcast(self, request: EnqueueRequest, channel: str) -> BroadcastSpec:

@@ -27,6 +27,7 @@ from stem_pg.core.routing_model import (
     Locator,
     PathError,
     PriorityRange,
+    QueueBinding,
     QueueDefinition,
     RouteDefinition,
     RouteMatch,
@@ -49,6 +50,7 @@ __all__ = [
     "KeyPath",
     "Locator",
     "PriorityRange",
+    "QueueBinding",
     "QueueDefinition",
     "RouteDefinition",
     "RouteMatch",
@@ -135,8 +137,15 @@ def _check_references(
         name = route.target.name
         if route.target.type == "broadcast" and name not in broadcasts:
             raise PathError(path, f"broadcast {name!r} is not defined; known: {known_names(broadcasts)}")
-        if route.target.type == "queue" and name != default_queue.alias:
+        if route.target.type == "queue" and not _is_alias(name, default_queue, queues):
             _require_queue(name, queues, path)
+        override = route.match.queue_override
+        if override is not None and not _is_alias(override, default_queue, queues):
+            _require_queue(override, queues, ("routes", index, "match", "queue_override"))
+
+
+def _is_alias(name: str, default_queue: DefaultQueue, queues: Mapping[str, QueueDefinition]) -> bool:
+    return default_queue.is_alias(name) and name not in queues
 
 
 def _require_queue(name: str, queues: Mapping[str, QueueDefinition], path: KeyPath) -> None:

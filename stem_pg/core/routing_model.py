@@ -28,6 +28,10 @@ TARGET_TYPES: tuple[TargetType, ...] = ("queue", "broadcast")
 #: Upper bound of any priority, so that a range always means a small set of buckets.
 MAX_PRIORITY = 255
 DEFAULT_ALIAS = "default"
+#: The keys Stem also accepts in camelCase (``defaultQueue``, ``routingKey``, ...).
+SNAKE_KEYS = frozenset(
+    {"default_queue", "routing_key", "priority_range", "priority_override", "queue_override"}
+)
 
 
 class PathError(RoutingConfigError):
@@ -68,11 +72,19 @@ def _line_of(path: KeyPath, locate: Locator | None) -> int | None:
     # A missing key has no line of its own: report its closest present parent.
     if locate is None:
         return None
+    camel = tuple(camel_case(part) if isinstance(part, str) and part in SNAKE_KEYS else part for part in path)
     for end in range(len(path), -1, -1):
-        line = locate(path[:end])
-        if line is not None:
-            return line
+        for spelled in (path[:end], camel[:end]):
+            line = locate(spelled)
+            if line is not None:
+                return line
     return None
+
+
+def camel_case(key: str) -> str:
+    """Stem's camelCase spelling of a snake_case key (``routing_key`` -> ``routingKey``)."""
+    first, *rest = key.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
 def describe(value: object) -> str:
@@ -114,6 +126,48 @@ def check_name(value: object, path: KeyPath, what: str) -> None:
         raise PathError(path, f"{what} {shown(value)} holds a NUL character, which Postgres cannot store")
 
 
+def frozen_meta(value: object, path: KeyPath = ()) -> Mapping[str, object]:
+    """A read-only copy of a ``meta`` mapping; its values must be plain JSON data."""
+    if not isinstance(value, Mapping):
+        raise PathError(path, f"expected a mapping, got {describe(value)}")
+    return MappingProxyType({key: _frozen(item, (*path, key)) for key, item in _string_keyed(value, path)})
+
+
+def _string_keyed(value: Mapping[object, object], path: KeyPath) -> Iterable[tuple[str, object]]:
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise PathError(path, f"keys must be strings, got {describe(key)}")
+        yield key, item
+
+
+def _frozen(value: object, path: KeyPath) -> object:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return frozen_meta(value, path)
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item, (*path, index)) for index, item in enumerate(value))
+    raise PathError(
+        path, f"must be plain data (text, numbers, booleans, lists, mappings), got {describe(value)}"
+    )
+
+
+def thawed(value: object) -> object:
+    """A JSON-able copy of frozen meta (mappings become dicts, tuples lists)."""
+    if isinstance(value, Mapping):
+        return {key: thawed(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thawed(item) for item in value]
+    return value
+
+
+def _frozen_headers(headers: Mapping[str, str], path: KeyPath) -> Mapping[str, str]:
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise PathError((*path, str(key)), f"header values must be strings, got {describe(value)}")
+    return MappingProxyType(dict(headers))
+
+
 @dataclass(frozen=True)
 class PriorityRange:
     """The priorities a queue stores; anything outside is clamped, never refused."""
@@ -139,46 +193,79 @@ DEFAULT_PRIORITY_RANGE = PriorityRange()
 
 
 @dataclass(frozen=True)
+class QueueBinding:
+    """A routing key (and headers) bound to a queue: broker metadata kept from Stem, not used
+    to route (Stem's brokers do not use it either)."""
+
+    routing_key: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    weight: int | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.routing_key, ("routing_key",), "routing_key")
+        object.__setattr__(self, "headers", _frozen_headers(self.headers, ("headers",)))
+        if self.weight is not None and (isinstance(self.weight, bool) or not isinstance(self.weight, int)):
+            raise PathError(("weight",), f"must be an integer, got {describe(self.weight)}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"routing_key": self.routing_key, "headers": dict(self.headers), "weight": self.weight}
+
+
+@dataclass(frozen=True)
 class QueueDefinition:
-    """A named queue; exchange and routing_key are metadata kept from Stem."""
+    """A named queue; exchange, routing_key and bindings are metadata kept from Stem, and
+    ``meta`` is shown to the handlers of its jobs (``ctx.routing.meta``)."""
 
     name: str
     exchange: str | None = None
     routing_key: str | None = None
     priority_range: PriorityRange = DEFAULT_PRIORITY_RANGE
+    bindings: tuple[QueueBinding, ...] = ()
+    meta: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name(self.name, ("name",), "queue name")
+        object.__setattr__(self, "bindings", tuple(self.bindings))
+        object.__setattr__(self, "meta", frozen_meta(self.meta, ("meta",)))
 
     def to_dict(self) -> dict[str, object]:
         return {
             "exchange": self.exchange,
             "routing_key": self.routing_key,
             "priority_range": self.priority_range.to_dict(),
+            "bindings": [binding.to_dict() for binding in self.bindings],
+            "meta": thawed(self.meta),
         }
 
 
 @dataclass(frozen=True)
 class BroadcastDefinition:
-    """A fan-out channel; ``delivery`` and ``durability`` are consumer hints."""
+    """A fan-out channel; ``delivery`` and ``durability`` are consumer hints, ``meta`` is shown
+    to the handlers of its messages (``ctx.routing.meta``)."""
 
     name: str
     delivery: Delivery = "at-least-once"
     durability: str | None = None
+    meta: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name(self.name, ("name",), "broadcast name")
+        object.__setattr__(self, "meta", frozen_meta(self.meta, ("meta",)))
         if self.delivery not in DELIVERY_MODES:
             reason = f"must be one of {known_names(DELIVERY_MODES)}, got {self.delivery!r}"
             raise PathError(("delivery",), reason)
 
     def to_dict(self) -> dict[str, object]:
-        return {"delivery": self.delivery, "durability": self.durability}
+        return {"delivery": self.delivery, "durability": self.durability, "meta": thawed(self.meta)}
 
 
 @dataclass(frozen=True)
 class DefaultQueue:
-    """Where unrouted tasks go; ``alias`` lets code say "default" for ``queue``."""
+    """Where unrouted tasks go; ``alias`` lets code say "default" for ``queue``.
+
+    ``fallbacks`` are advisory, as in Stem (its registry reports them and nothing consumes
+    them): they are checked and shown, and a worker consumes them only if subscribed.
+    """
 
     alias: str = DEFAULT_ALIAS
     queue: str = "default"
@@ -191,32 +278,59 @@ class DefaultQueue:
         for index, name in enumerate(self.fallbacks):
             check_name(name, ("fallbacks", index), "queue name")
 
+    def is_alias(self, name: str) -> bool:
+        """True if ``name`` is an alias of the default queue: ``alias``, or "default", which
+        Stem always keeps as one (a queue really named so is that queue, not the alias)."""
+        return name in (self.alias, DEFAULT_ALIAS)
+
     def to_dict(self) -> dict[str, object]:
         return {"alias": self.alias, "queue": self.queue, "fallbacks": list(self.fallbacks)}
 
 
 @dataclass(frozen=True)
 class RouteMatch:
-    """A task-name glob (case-sensitive) and/or headers that must all be equal."""
+    """Task-name globs (case-sensitive; a list matches if any does), headers that must all be
+    equal, and ``queue_override``: the rule then only applies to tasks sent to that queue."""
 
-    task: str | None = None
+    task: str | tuple[str, ...] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    queue_override: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
-        if self.task is not None:
-            check_name(self.task, ("task",), "task pattern")
-        if self.task is None and not self.headers:
-            raise PathError((), "a match needs 'task' and/or 'headers'")
+        object.__setattr__(self, "headers", _frozen_headers(self.headers, ("headers",)))
+        if isinstance(self.task, list | tuple):
+            object.__setattr__(self, "task", tuple(self.task))
+            if not self.task:
+                raise PathError(("task",), "a list of task patterns needs at least one pattern")
+        for index, pattern in enumerate(self.patterns):
+            check_name(
+                pattern, ("task", index) if isinstance(self.task, tuple) else ("task",), "task pattern"
+            )
+        if self.queue_override is not None:
+            check_name(self.queue_override, ("queue_override",), "queue_override")
+        if self.task is None and not self.headers and self.queue_override is None:
+            raise PathError((), "a match needs 'task' and/or 'headers' (or 'queue_override')")
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The task globs, one or several; empty when the match is on headers only."""
+        if self.task is None:
+            return ()
+        return (self.task,) if isinstance(self.task, str) else self.task
 
     def matches(self, task_name: str, headers: Mapping[str, str]) -> bool:
-        """True if the task name fits the glob and every header is equal."""
-        if self.task is not None and not fnmatch.fnmatchcase(task_name, self.task):
+        """True if the task name fits one of the globs and every header is equal.
+
+        ``queue_override`` is not checked here: the registry resolves queue aliases.
+        """
+        patterns = self.patterns
+        if patterns and not any(fnmatch.fnmatchcase(task_name, pattern) for pattern in patterns):
             return False
         return all(headers.get(key) == value for key, value in self.headers.items())
 
     def to_dict(self) -> dict[str, object]:
-        return {"task": self.task, "headers": dict(self.headers)}
+        task = list(self.task) if isinstance(self.task, tuple) else self.task
+        return {"task": task, "headers": dict(self.headers), "queue_override": self.queue_override}
 
 
 @dataclass(frozen=True)
@@ -235,16 +349,32 @@ class RouteTarget:
 
 @dataclass(frozen=True)
 class RouteDefinition:
-    """One routing rule; ``priority`` applies when the sender gives none."""
+    """One routing rule.
+
+    ``priority_override`` (Stem's key) wins over the sender's priority; ``priority``
+    (stem_pg's own) applies only when the sender gives none. Either is clamped into the
+    target queue's range. ``options`` is free metadata kept from Stem.
+    """
 
     match: RouteMatch
     target: RouteTarget
     priority: int | None = None
+    priority_override: int | None = None
+    options: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.priority is not None:
             check_priority(self.priority, ("priority",))
+        if self.priority_override is not None:
+            check_priority(self.priority_override, ("priority_override",))
+        object.__setattr__(self, "options", frozen_meta(self.options, ("options",)))
 
     def to_dict(self) -> dict[str, object]:
         target = {"type": self.target.type, "name": self.target.name}
-        return {"match": self.match.to_dict(), "target": target, "priority": self.priority}
+        return {
+            "match": self.match.to_dict(),
+            "target": target,
+            "priority": self.priority,
+            "priority_override": self.priority_override,
+            "options": thawed(self.options),
+        }

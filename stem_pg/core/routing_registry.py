@@ -6,8 +6,10 @@ one from a file with ``stem_pg.config.routing_file``.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from stem_pg.core.errors import RoutingConfigError
 from stem_pg.core.routing import RoutingConfig
@@ -19,7 +21,26 @@ from stem_pg.core.routing_model import (
     RouteDefinition,
     TargetType,
     known_names,
+    thawed,
 )
+
+#: How a worker names the queue of a broadcast message it runs (``broadcast:<channel>``).
+BROADCAST_QUEUE_PREFIX = "broadcast:"
+
+
+@dataclass(frozen=True)
+class RoutingInfo:
+    """Where a running job was routed, as its handler sees it (``ctx.routing``).
+
+    ``queue`` is None for a broadcast message, ``broadcast`` its channel (None for a
+    job); ``meta`` is the ``meta`` of that queue or channel in the routing file (empty
+    when it defines none), as plain JSON data: a copy, so changing it changes nothing.
+    """
+
+    queue: str | None
+    priority: int
+    broadcast: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,13 +81,16 @@ class RoutingRegistry:
         name is accepted with the default priority range.
         """
         queues = self.config.queues
-        if name == self.config.default_queue.alias and name not in queues:
+        if self.config.default_queue.is_alias(name) and name not in queues:
             name = self.default_queue
         if name in queues:
             return queues[name]
         if queues:
             alias = self.config.default_queue.alias
-            raise self._error(f"unknown queue {name!r}; known: {known_names(queues)} (alias {alias!r})")
+            raise self._error(
+                f"unknown queue {name!r}{_did_you_mean(name, queues)}; known: {known_names(queues)}"
+                f" (alias {alias!r})"
+            )
         try:
             return QueueDefinition(name)
         except PathError as exc:
@@ -78,11 +102,30 @@ class RoutingRegistry:
             return self.config.broadcasts[name]
         except KeyError:
             known = known_names(self.config.broadcasts)
-            raise self._error(f"unknown broadcast {name!r}; known: {known}") from None
+            close = _did_you_mean(name, self.config.broadcasts)
+            raise self._error(f"unknown broadcast {name!r}{close}; known: {known}") from None
 
-    def match(self, task_name: str, headers: Mapping[str, str] | None = None) -> RouteDefinition | None:
-        """The first route that fits the task name and headers, if any."""
+    @property
+    def has_queue_overrides(self) -> bool:
+        """True if some route applies only to tasks sent to a named queue (``queue_override``)."""
+        return any(route.match.queue_override is not None for route in self.config.routes)
+
+    def match(
+        self, task_name: str, headers: Mapping[str, str] | None = None, *, queue: str | None = None
+    ) -> RouteDefinition | None:
+        """The first route that fits the task name, headers and requested queue, if any.
+
+        Without ``queue`` only routes without ``queue_override`` apply; with one, only
+        routes whose ``queue_override`` names that queue (aliases resolved), as in Stem.
+        """
+        requested = None if queue is None else self.queue(queue).name
         for route in self.config.routes:
+            override = route.match.queue_override
+            if override is None:
+                if requested is not None:
+                    continue
+            elif requested is None or self.queue(override).name != requested:
+                continue
             if route.match.matches(task_name, headers or {}):
                 return route
         return None
@@ -97,14 +140,19 @@ class RoutingRegistry:
     ) -> ResolvedRoute:
         """Decide where ``task_name`` goes and with which priority.
 
-        An explicit ``queue`` wins over routes, so pass None unless the sender
-        chose one. The priority (hint, else the route's, else 0) is clamped into
-        the target queue's range; broadcasts use the default range 0..9.
+        An explicit ``queue`` wins over routes (pass None unless the sender chose
+        one), except a route whose ``queue_override`` names that queue. The
+        priority is the route's ``priority_override``, else the hint, else the
+        route's ``priority``, else 0, clamped into the target queue's range;
+        broadcasts use the default range 0..9.
         Raises RoutingConfigError for an unknown explicit queue.
         """
-        route = None if queue is not None else self.match(task_name, headers)
-        if route is not None and priority is None:
-            priority = route.priority
+        route = self.match(task_name, headers, queue=queue)
+        if route is not None:
+            if route.priority_override is not None:
+                priority = route.priority_override
+            elif priority is None:
+                priority = route.priority
         if route is not None and route.target.type == "broadcast":
             clamped = DEFAULT_PRIORITY_RANGE.clamp(priority or 0)
             return ResolvedRoute("broadcast", route.target.name, clamped, route)
@@ -112,6 +160,18 @@ class RoutingRegistry:
         definition = self.queue(target if target is not None else self.default_queue)
         clamped = definition.priority_range.clamp(priority or 0)
         return ResolvedRoute("queue", definition.name, clamped, route)
+
+    def info(self, queue: str, priority: int) -> RoutingInfo:
+        """What a handler is told of where its job came from (``ctx.routing``); never raises.
+
+        ``queue`` is the job's queue, or ``broadcast:<channel>`` for a broadcast message.
+        """
+        if queue.startswith(BROADCAST_QUEUE_PREFIX):
+            channel = queue.removeprefix(BROADCAST_QUEUE_PREFIX)
+            broadcast = self.config.broadcasts.get(channel)
+            return RoutingInfo(None, priority, channel, _copy(broadcast.meta if broadcast else None))
+        definition = self.config.queues.get(queue)
+        return RoutingInfo(queue, priority, None, _copy(definition.meta if definition else None))
 
     def _error(self, reason: str) -> RoutingConfigError:
         prefix = f"{self.config.source}: " if self.config.source else ""
@@ -137,6 +197,15 @@ class RoutingSubscription:
         resolved = (registry.queue(name).name for name in names)
         channels = (registry.broadcast(name).name for name in _as_names(broadcasts))
         return cls(tuple(dict.fromkeys(resolved)), tuple(dict.fromkeys(channels)))
+
+
+def _copy(meta: Mapping[str, object] | None) -> dict[str, Any]:
+    return cast("dict[str, Any]", thawed(meta)) if meta else {}
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _as_names(names: Iterable[str]) -> tuple[str, ...]:

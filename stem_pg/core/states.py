@@ -70,3 +70,5 @@ class DeadLetterReason(StrEnum):
     LEASE_EXPIRED = "lease_expired"
     #: Under payload signing: unsigned, signed with an unknown key, or tampered with (never run).
     SIGNATURE_INVALID = "signature_invalid"
+    #: The job's arguments do not fit the handler's signature (never run; retrying cannot help).
+    BAD_ARGUMENTS = "bad_arguments"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from stem_pg.core.envelope import check_name
-from stem_pg.core.errors import TaskError, UnknownTaskError
+from stem_pg.core.errors import BadArgumentsError, TaskError, UnknownTaskError
 from stem_pg.core.retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, RetryPolicy
 
 
@@ -102,6 +105,79 @@ class TaskDefinition:
         check_name(name, what="task name")
         return cls(name, fn, options, _context_param(fn))
 
+    @functools.cached_property
+    def arguments(self) -> inspect.Signature:
+        """The parameters a caller gives: the handler's, without the injected context."""
+        signature = inspect.signature(self.fn)
+        kept = [p for p in signature.parameters.values() if p.name != self.context_param]
+        return signature.replace(parameters=kept)
+
+    def check_kwargs(self, kwargs: Mapping[str, Any] | None, *, partial: bool = False) -> None:
+        """Raise BadArgumentsError unless the handler takes ``kwargs`` (with ``partial``,
+        missing ones are allowed: a canvas link gets the previous result later)."""
+        problem = self.kwargs_problem(kwargs, partial=partial)
+        if problem is not None:
+            raise BadArgumentsError(problem)
+
+    def kwargs_problem(self, kwargs: Mapping[str, Any] | None, *, partial: bool = False) -> str | None:
+        """Why the handler cannot be called with ``kwargs`` (names the task), or None."""
+        given = dict(kwargs or {})
+        try:
+            (self.arguments.bind_partial if partial else self.arguments.bind)(**given)
+        except TypeError as exc:
+            return f"task {self.name!r}: {exc}{self._hint(given)}"
+        return None
+
+    def as_kwargs(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``task.delay(*args, **kwargs)``: positionals named after the handler's parameters
+        (jobs carry keyword arguments only); raises BadArgumentsError if they do not fit."""
+        if not args:
+            return dict(kwargs)
+        try:
+            bound = self.arguments.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise BadArgumentsError(f"task {self.name!r}: {exc}") from None
+        named: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind = self.arguments.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL or kind is inspect.Parameter.POSITIONAL_ONLY:
+                raise BadArgumentsError(
+                    f"task {self.name!r}: parameter {name!r} cannot be given as a keyword,"
+                    " and jobs carry keyword arguments only"
+                )
+            named.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
+        return named
+
+    def _hint(self, given: Mapping[str, Any]) -> str:
+        params = self.arguments.parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return ""
+        hints = [
+            f"; did you mean {close[0]!r} for {name!r}?"
+            for name in given
+            if name not in params and (close := difflib.get_close_matches(name, params, n=1))
+        ]
+        return hints[0] if hints else ""
+
+
+TASK_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(TaskOptions))
+
+
+def make_options(where: str, options: Mapping[str, Any]) -> TaskOptions:
+    """``@app.task(**options)`` as TaskOptions; an unknown option is a BadArgumentsError that
+    names ``where`` and suggests the closest option name."""
+    for key in options:
+        if key not in TASK_OPTION_NAMES:
+            close = suggestion(key, TASK_OPTION_NAMES)
+            raise BadArgumentsError(f"{where}: unknown task option {key!r}{close}")
+    return TaskOptions(**options)
+
+
+def suggestion(name: str, known: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for the closest of ``known`` to ``name``, or an empty string."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
 
 def _context_param(fn: Callable[..., Any]) -> str | None:
     for param in inspect.signature(fn).parameters.values():
@@ -131,11 +207,19 @@ class TaskRegistry:
     def get(self, name: str) -> TaskDefinition | None:
         return self._tasks.get(name)
 
+    def close_match(self, name: str) -> str | None:
+        """The registered name closest to an unknown ``name`` (a likely typo), or None."""
+        if name in self:
+            return None
+        close = difflib.get_close_matches(name, [d.name for d in self], n=1, cutoff=0.8)
+        return close[0] if close else None
+
     def __getitem__(self, name: str) -> TaskDefinition:
         try:
             return self._tasks[name]
         except KeyError:
-            raise UnknownTaskError(f"task {name!r} is not registered") from None
+            close = suggestion(name, self._tasks)
+            raise UnknownTaskError(f"task {name!r} is not registered{close}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks

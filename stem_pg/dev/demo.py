@@ -15,7 +15,7 @@ from stem_pg.core.canvas import chord
 from stem_pg.core.tasks import Retry
 from stem_pg.db.connect import connection
 from stem_pg.db.queries import queries_for
-from stem_pg.db.stores.tasks import state_counts
+from stem_pg.db.stores.tasks import database_now, state_counts
 from stem_pg.schema.migrate import migrate
 from stem_pg.worker import Worker, WorkerSettings
 from stem_pg.worker.context import TaskContext
@@ -64,6 +64,8 @@ def run_demo(url: str, namespace: str = DEMO_NAMESPACE, say: Callable[[str], Any
     """Migrate, enqueue a few tasks, run a worker until they finish, report. True if all succeeded."""
     say(f"migrating namespace {namespace!r} ...")
     migrate(url, namespace)
+    with connection(url, role="demo") as conn:
+        since = database_now(conn)  # the counts at the end are of this run's jobs only
     app = build_demo_app(url, namespace)
     handles = {
         "demo.add(2, 3)": app.enqueue("demo.add", {"x": 2, "y": 3}),
@@ -96,9 +98,10 @@ def run_demo(url: str, namespace: str = DEMO_NAMESPACE, say: Callable[[str], Any
         loop.call_soon_threadsafe(worker.request_stop)
         thread.join(timeout=30)
         app.close()
-    say(f"done in {time.monotonic() - started:.2f}s. Job state is plain SQL:")
-    say(f'  SELECT state, count(*) FROM "{namespace}".task_states GROUP BY state;')
+    say(f"done in {time.monotonic() - started:.2f}s. Job state is plain SQL (this run's jobs):")
+    say(f'  SELECT state, count(*) FROM "{namespace}".task_states')
+    say(f"  WHERE enqueued_at >= '{since.isoformat()}' GROUP BY state;")
     with connection(url, role="demo") as conn:
-        for row in state_counts(conn, queries_for(namespace)):
+        for row in state_counts(conn, queries_for(namespace), since=since):
             say(f"    {row.state:<10} {row.count}")
     return ok

@@ -2,8 +2,9 @@
 
 Installing and configuring PostgreSQL is the largest hurdle for a newcomer, so when no database
 URL is configured stem_pg starts its own server: a private data directory, trust authentication,
-listening on 127.0.0.1 only, on a port chosen free at start.  `embedded_url()` leaves it running
-so reruns are fast; a later start on the same directory reuses it (found via postmaster.pid).
+listening on 127.0.0.1 only, on a stable port (54329, or a free one if another program holds it;
+remembered in the directory).  `embedded_url()` leaves it running so reruns are fast; a later
+start on the same directory reuses it (found via postmaster.pid); `stem embedded stop` stops it.
 
 Binaries: a local PostgreSQL (`pg_ctl` on PATH, `pg_config --bindir`, the newest
 /usr/lib/postgresql/*/bin), else the optional `pgserver` wheel (the `embedded` extra), whose
@@ -13,10 +14,11 @@ PostgreSQL refuses to run as root, so as root (containers, CI) it runs as the `p
 user: the base directory is chowned to it and ancestors it cannot search get o+x (search, not
 read).  Root's default is /var/tmp/stem_pg-embedded, as root's home is usually 0700 (/var/tmp
 outlives reboots, unlike /tmp); a symlinked or foreign-owned base directory is refused.
+Everyone else's is $XDG_DATA_HOME/stem_pg/embedded (~/.local/share/stem_pg/embedded).
 
 Layout: pgdata/ (the cluster), run/ (unix socket, only if its path fits the 107-byte limit;
-else TCP only), server.log, lock (serialises starts).  Trust auth lets any local user in as
-superuser: for demos and tests only.
+else TCP only), server.log, lock (serialises starts), port (the port to use again).  Trust
+auth lets any local user in as superuser: for demos and tests only.
 """
 
 from __future__ import annotations
@@ -49,9 +51,16 @@ SERVER_USER = "postgres"  # the system user the server runs as when we are root
 DB_NAME = "stem"
 SUPERUSER = "postgres"
 ROOT_DEFAULT_DIR = Path("/var/tmp/stem_pg-embedded")
+DEFAULT_PORT = 54329  # next to 5432, and stable: an exported STEM_BROKER_URL keeps working
+PORT_FILE = "port"
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the trailing NUL
 _TIMEOUT = 120.0
 _SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
+
+
+def server_url(port: int) -> str:
+    """The URL of the `stem` database of an embedded server listening on `port`."""
+    return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{DB_NAME}"
 
 
 def _has_server(bin_dir: Path) -> bool:
@@ -121,13 +130,15 @@ def _server_user() -> pwd.struct_passwd | None:
 
 
 def default_dir() -> Path:
-    """$STEM_EMBEDDED_DIR, else ~/.cache/stem_pg/embedded (root: /var/tmp/stem_pg-embedded)."""
+    """$STEM_EMBEDDED_DIR, else $XDG_DATA_HOME/stem_pg/embedded (~/.local/share/stem_pg/embedded;
+    root: /var/tmp/stem_pg-embedded)."""
     env = os.environ.get("STEM_EMBEDDED_DIR")
     if env:
         return Path(env).expanduser().resolve()
     if os.geteuid() == 0:
         return ROOT_DEFAULT_DIR
-    return Path.home() / ".cache" / "stem_pg" / "embedded"
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home).expanduser().resolve() / "stem_pg" / "embedded"
 
 
 def _can_search(path: Path, user: pwd.struct_passwd) -> bool:
@@ -247,6 +258,37 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_is_free(port: int) -> bool:
+    """Whether the server could listen on `port`: as PostgreSQL does, with SO_REUSEADDR, so
+    connections of a stopped server lingering in TIME_WAIT do not count as taking it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def remembered_port(data_dir: Path) -> int | None:
+    """The port the server in `data_dir` last started on, if it started there before."""
+    try:
+        text = (data_dir / PORT_FILE).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def _stable_port(data_dir: Path) -> int:
+    """The remembered port, else DEFAULT_PORT; a free one if another program holds that."""
+    wanted = remembered_port(data_dir) or DEFAULT_PORT
+    if _port_is_free(wanted):
+        return wanted
+    port = _free_port()
+    log.info("port %d is taken by another program; the embedded PostgreSQL uses %d", wanted, port)
+    return port
+
+
 def _log_tail(log_file: Path, offset: int = 0, lines: int = 25) -> str:
     try:
         with log_file.open("rb") as fh:
@@ -295,6 +337,15 @@ class EmbeddedPostgres:
         self._started = False  # True only if this object started the server
 
     @property
+    def reused(self) -> bool:
+        """Whether `start()` found the server already running (and so did not start it)."""
+        return self._url is not None and not self._started
+
+    def running(self) -> tuple[int, int] | None:
+        """(pid, port) of the server on this directory if one runs, started by anyone."""
+        return _postmaster(self.pgdata)
+
+    @property
     def url(self) -> str:
         if self._url is None:
             raise ConfigError(f"embedded PostgreSQL in {self.data_dir} is not started")
@@ -318,7 +369,7 @@ class EmbeddedPostgres:
                 port = running[1]
                 log.info("reusing embedded PostgreSQL on port %d (%s)", port, self.pgdata)
             _ensure_database(port)
-        self._url = f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{DB_NAME}"
+        self._url = server_url(port)
         return self._url
 
     def stop(self, *, force: bool = False) -> None:
@@ -355,9 +406,10 @@ class EmbeddedPostgres:
         args += ["-c", f"unix_socket_directories={sockets}"]
         return shlex.join(args)  # pg_ctl hands -o to a shell
 
-    def _start_server(self, bin_dir: Path, tries: int = 3) -> int:
-        """Start the server on a free port, retrying if another process took it meanwhile."""
-        port = self._port or _free_port()
+    def _start_server(self, bin_dir: Path, tries: int = 3, port: int | None = None) -> int:
+        """Start the server on its stable port (or a free one), retrying on a free port if
+        another process took it meanwhile; remember the port for the next start."""
+        port = port or self._port or _stable_port(self.data_dir)
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         args = [str(bin_dir / "pg_ctl"), "start", "-D", str(self.pgdata), "-w", "-t", "60"]
         args += ["-l", str(self.log_file), "-o", self._server_options(port)]
@@ -367,9 +419,10 @@ class EmbeddedPostgres:
             tail = _log_tail(self.log_file, offset)
             if "already in use" in tail and tries > 1 and not self._port:
                 log.info("port %d was taken meanwhile; retrying", port)
-                return self._start_server(bin_dir, tries - 1)
+                return self._start_server(bin_dir, tries - 1, _free_port())
             raise ConfigError(f"{exc}\n--- tail of {self.log_file} ---\n{tail}") from exc
         log.info("started embedded PostgreSQL on 127.0.0.1:%d (%s)", port, self.pgdata)
+        (self.data_dir / PORT_FILE).write_text(f"{port}\n")
         return port
 
 

@@ -193,6 +193,7 @@ def _workers(metadata: MetaData) -> Table:
         _moment("started_at", nullable=False, now=True),
         _moment("last_heartbeat_at", nullable=False, now=True),
         _moment("stopped_at"),
+        Column("tasks", JSONB, nullable=True),  # each task's enqueue options (migration 0009)
     )
 
 

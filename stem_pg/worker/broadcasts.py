@@ -14,11 +14,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stem_pg.core.logs import current_job
+from stem_pg.core.routing_registry import BROADCAST_QUEUE_PREFIX
 from stem_pg.core.signing import SIGNATURE_HEADER
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn
 from stem_pg.db.stores.broadcasts import BroadcastAck, BroadcastStore, ClaimedBroadcast
 from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, RetryLater
 from stem_pg.worker.context import Inflight
+from stem_pg.worker.logs import log_outcome
 from stem_pg.worker.outcomes import count_as
 from stem_pg.worker.slots import Run
 from stem_pg.worker.state import WorkerState
@@ -101,7 +104,12 @@ class BroadcastConsumer:
         return len(claimed)
 
     async def _run(self, message_id: int, entry: Inflight) -> None:
-        outcome = await self.run(entry, "message")
+        context = current_job.set(entry.job)
+        try:
+            outcome = await self.run(entry, "message")
+        finally:
+            current_job.reset(context)
+        log_outcome(entry, outcome, "message")
         self.state.broadcast_inflight.pop(message_id, None)
         self.state.counts[count_as(outcome)] += 1
         self.acks.add(message_id, outcome)
@@ -134,7 +142,7 @@ def _as_job(message: ClaimedBroadcast) -> ClaimedJob:
     return ClaimedJob(
         id=message.task_id,
         task=message.task,
-        queue=f"broadcast:{message.channel}",
+        queue=BROADCAST_QUEUE_PREFIX + message.channel,
         priority=0,
         args=message.args,
         headers=headers,

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from stem_pg.core.envelope import encode_json
 from stem_pg.core.errors import StemError
+from stem_pg.core.routing_registry import RoutingInfo, RoutingRegistry
 from stem_pg.core.tasks import Retry
 from stem_pg.db.stores.rows import ClaimedJob
 
@@ -63,9 +64,12 @@ class TaskContext:
     stop (soft time limit passed, lease lost, revoked with terminate).
     """
 
-    def __init__(self, entry: Inflight, worker_id: str, wake_leases: Any) -> None:
+    def __init__(
+        self, entry: Inflight, worker_id: str, wake_leases: Any, routing: RoutingRegistry | None = None
+    ) -> None:
         self._entry = entry
         self._wake_leases = wake_leases
+        self._routing = routing
         self.worker_id = worker_id
 
     @property
@@ -83,6 +87,13 @@ class TaskContext:
     @property
     def priority(self) -> int:
         return self._entry.job.priority
+
+    @property
+    def routing(self) -> RoutingInfo:
+        """Where this job was routed: queue (None for a broadcast message), priority,
+        broadcast channel, and the read-only ``meta`` the routing file gives them."""
+        routing = self._routing if self._routing is not None else RoutingRegistry()
+        return routing.info(self._entry.job.queue, self._entry.job.priority)
 
     @property
     def lease_token(self) -> str:

@@ -15,6 +15,7 @@ read that finds nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -28,7 +29,7 @@ from stem_pg.core.tasks import TaskRegistry
 from stem_pg.db.managed import AsyncConn
 from stem_pg.db.stores.control import CommandRow, ControlStore
 from stem_pg.worker.context import Inflight
-from stem_pg.worker.revokes import RevokeSet, describe
+from stem_pg.worker.revokes import RevokeSet, describe, log_revokes
 from stem_pg.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ class WorkerControl:
         Returns the ids this worker terminated.
         """
         fresh = self.revokes.apply(await self.store.revokes_since(conn, after=self.revokes.version))
+        if fresh:
+            log_revokes(self.state.id, fresh)
         self.revokes.drop_expired()
         self.paused = frozenset(p.queue for p in await self.store.paused(conn))
         self._last_sync = self.clock()
@@ -269,7 +272,7 @@ def _describe(entry: Inflight, now: float | None) -> dict[str, Any]:
         info["runtime"] = round(now - entry.started_at, 3)
         info["started_at"] = _iso(datetime.now(UTC).timestamp() - (now - entry.started_at))
     if entry.progress is not None:
-        info["progress"] = entry.progress
+        info["progress"] = json.loads(entry.progress)  # an object in the reply, not JSON text
     if entry.revoked is not None:
         info["revoked"] = entry.revoked
     return info

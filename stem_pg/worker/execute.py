@@ -15,6 +15,7 @@ from typing import Any
 
 from stem_pg.core.envelope import encode_json
 from stem_pg.core.errors import TaskError
+from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.states import DeadLetterReason, TaskState
 from stem_pg.core.tasks import TaskDefinition, TaskRegistry
 from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
@@ -47,6 +48,7 @@ class Executor:
         started: Callable[[], None] = lambda: None,
         overran: Callable[[str], None] = lambda reason: None,
         verify: Callable[[ClaimedJob], str | None] | None = None,
+        routing: RoutingRegistry | None = None,
     ) -> None:
         #: Task name -> handler: what the worker runs is looked up here, in ``run``.
         self.registry = registry
@@ -62,6 +64,8 @@ class Executor:
         self.overran = overran
         #: Under payload signing: why a job's signature does not verify (None: it does).
         self.verify = verify
+        #: What ``ctx.routing`` reads (the queue's or channel's ``meta``).
+        self.routing = routing
         #: Sync handlers still running in threads (also those the worker stopped waiting for).
         self.running_threads = 0
 
@@ -90,6 +94,8 @@ class Executor:
                 return self._unregistered(entry)
             if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
                 return Finish(job.id, entry.token, TaskState.CANCELLED, error="expired before it started")
+            if (problem := definition.kwargs_problem(job.args)) is not None:  # a TypeError is not transient
+                return dead_letter(entry, f"bad_arguments: {problem}", DeadLetterReason.BAD_ARGUMENTS)
             try:
                 value = await self._call(definition, entry)
             except Exception as exc:  # the handler's own failure
@@ -110,9 +116,11 @@ class Executor:
             return RetryLater(job.id, entry.token, 1.0, f"internal worker error: {exc!r}")
 
     def _unregistered(self, entry: Inflight) -> Outcome:
+        close = self.registry.close_match(entry.job.task)
+        hint = f"; did you mean {close!r}?" if close else ""
         return dead_letter(
             entry,
-            f"task {entry.job.task!r} is not registered on worker {self.worker_id}",
+            f"task {entry.job.task!r} is not registered on worker {self.worker_id}{hint}",
             DeadLetterReason.UNREGISTERED_TASK,
         )
 
@@ -125,7 +133,9 @@ class Executor:
         options = definition.options
         kwargs = dict(entry.job.args) if entry.job.args else {}
         if definition.context_param is not None:
-            kwargs[definition.context_param] = TaskContext(entry, self.worker_id, self.wake_leases)
+            kwargs[definition.context_param] = TaskContext(
+                entry, self.worker_id, self.wake_leases, self.routing
+            )
         if options.soft_time_limit is not None:
             entry.soft_deadline = time.monotonic() + options.soft_time_limit
         if definition.is_async:

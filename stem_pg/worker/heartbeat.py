@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from stem_pg.core.logs import job_fields
 from stem_pg.db.managed import AsyncConn
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.workers import WorkerStore
@@ -108,4 +109,5 @@ class Heartbeat:
                     self.state.id,
                     job_id,
                     "stopping it" if entry.started else "it will not start here",
+                    extra={**job_fields(entry.job), "event": "lease_lost"},
                 )

@@ -1,6 +1,6 @@
 """Housekeeping every worker runs: rescue expired leases, cancel expired jobs, vacuum the
-jobs table when dead rows pile up, prune results (and, at the same pace as pruning, whatever
-else the worker hands in: revokes, replies, broadcasts)."""
+jobs table when dead rows pile up, prune results and long-gone workers (and, at the same pace
+as pruning, whatever else the worker hands in: revokes, replies, broadcasts)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from stem_pg.db.stores.jobs import AsyncConn, JobStore
 from stem_pg.db.stores.vacuum import VacuumStore
+from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.worker.settings import WorkerSettings
 from stem_pg.worker.vacuum import JobsVacuum
 
@@ -24,6 +25,7 @@ class MaintenanceReport:
     cancelled: int = 0
     vacuumed: int = 0  # dead rows the jobs table had when this pass vacuumed it
     pruned: int = 0
+    workers_pruned: int = 0  # rows of workers gone for longer than settings.worker_retention
 
 
 class Maintenance:
@@ -39,8 +41,10 @@ class Maintenance:
         clock: Callable[[], float] = time.monotonic,
         housekeeping: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
         vacuum: JobsVacuum | None = None,
+        workers: WorkerStore | None = None,
     ) -> None:
         self.jobs = jobs
+        self.workers = workers
         self.settings = settings
         self.on_requeued = on_requeued
         self.housekeeping = tuple(housekeeping)
@@ -67,6 +71,9 @@ class Maintenance:
         if now - self._last_prune >= self.settings.prune_interval:
             self._last_prune = now
             report.pruned = await self.jobs.prune_results(conn)
+            if self.workers is not None:
+                retention = self.settings.worker_retention
+                report.workers_pruned = await self.workers.prune(conn, retention=retention)
             for chore in self.housekeeping:
                 await chore(conn)
         return report

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from stem_pg.db.stores.control import RevokeRow
+
+log = logging.getLogger(__name__)
+
+#: The most task ids one "revokes applied" line names.
+LOGGED_IDS = 10
 
 
 class RevokeSet:
@@ -57,6 +63,24 @@ class RevokeSet:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+def log_revokes(worker_id: str, rows: Sequence[RevokeRow]) -> None:
+    """One INFO line for the revokes a worker just learned of (at start-up: all current ones)."""
+    ids = [row.task_id for row in rows]
+    more = f" and {len(ids) - LOGGED_IDS} more" if len(ids) > LOGGED_IDS else ""
+    log.info(
+        "worker %s: %d revoke%s applied: %s%s",
+        worker_id,
+        len(ids),
+        "" if len(ids) == 1 else "s",
+        ", ".join(
+            f"{row.task_id} ({describe(row)}{', terminate' if row.terminate else ''})"
+            for row in rows[:LOGGED_IDS]
+        ),
+        more,
+        extra={"event": "revoke", "ids": ids[:LOGGED_IDS], "count": len(ids)},
+    )
 
 
 def describe(row: RevokeRow) -> str:

@@ -32,6 +32,9 @@ class WorkerSettings:
     shutdown_grace: float = 30.0
     maintenance_interval: float = 5.0
     prune_interval: float = 60.0
+    #: Seconds a worker stays in the workers table once gone (stopped, or silent that long):
+    #: ``stem worker status`` lists it as gone until the maintenance pass forgets it.
+    worker_retention: float = 7 * 24 * 3600.0
     #: Vacuum the jobs table from the maintenance pass when dead rows pile up (worker/vacuum.py).
     vacuum: bool = True
     #: Retire the process (the supervisor replaces it) after it started this many tasks.
@@ -39,6 +42,8 @@ class WorkerSettings:
     #: Retire the process when its resident memory exceeds this many KiB after a task.
     max_memory_per_child: int | None = None
     worker_id: str = field(default_factory=default_worker_id)
+    #: Seconds between the INFO lines that count what was processed (0: no such line).
+    summary_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -47,7 +52,8 @@ class WorkerSettings:
             raise ConfigError(f"--concurrency must be at least 1, got {self.concurrency}")
         if self.prefetch_multiplier < 1:
             raise ConfigError(f"--prefetch-multiplier must be at least 1, got {self.prefetch_multiplier}")
-        for name in ("lease_seconds", "poll_interval", "maintenance_interval", "prune_interval"):
+        positive = ("lease_seconds", "poll_interval", "maintenance_interval", "prune_interval")
+        for name in (*positive, "worker_retention"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for flag, value in (
@@ -56,6 +62,8 @@ class WorkerSettings:
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{flag} must be a whole number of at least 1, got {value!r}")
+        if not self.summary_interval >= 0:
+            raise ConfigError(f"--log-summary-interval must be >= 0, got {self.summary_interval!r}")
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown grace must be >= 0, got {self.shutdown_grace}")
 

@@ -14,6 +14,7 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
+from stem_pg.worker.banner import log_banner
 from stem_pg.worker.recycle import EXIT_RETIRED
 from stem_pg.worker.settings import WorkerSettings, default_worker_id
 from stem_pg.worker.worker import Worker
@@ -91,6 +92,7 @@ def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
     supervisor ends when no child is left. With one process there is no supervisor:
     a retired worker re-executes itself (``_leave``).
     """
+    log_banner(app, settings, processes)
     if processes <= 1:
         _leave(run_worker(app, settings))
         return

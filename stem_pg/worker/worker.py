@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.sql import SQL, Identifier
 
 from stem_pg.core.control import ShutdownMode, worker_key
+from stem_pg.core.logs import bind_process, current_job
 from stem_pg.core.redaction import install_log_redaction
 from stem_pg.db.listen import notifications
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
@@ -38,6 +39,7 @@ from stem_pg.worker.execute import Executor
 from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.heartbeat import Heartbeat
 from stem_pg.worker.leases import LeaseGate, leased
+from stem_pg.worker.logs import Summary, log_outcome
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.outcomes import count_as
 from stem_pg.worker.recycle import EXIT_RETIRED, OVERRUN_RETRY_MARGIN, Recycler
@@ -120,6 +122,7 @@ class Worker:
         Log records of this process are redacted from here on (no password in any line).
         """
         install_log_redaction()
+        bind_process(worker=self.id, namespace=self.app.namespace)
         self._assemble()
         if not await self._register():
             return
@@ -136,6 +139,9 @@ class Worker:
                 self._guarded("maintenance", self._maint_conn, self._maintain_once, until_stop=True)
             ),
         ]
+        if self.settings.summary_interval > 0:
+            summary = Summary(self.counts, self.id, self.settings.summary_interval)
+            loops.append(asyncio.create_task(summary.loop()))
         log.info(
             "worker %s consuming %s%s in namespace %s (concurrency %d)",
             self.id,
@@ -194,6 +200,7 @@ class Worker:
             started=self.recycler.task_started,
             overran=self.retire,
             verify=verifier(self.app.planner.signing, self.app.workflows),
+            routing=self.app.routing,
         )
         self.broadcasts = BroadcastConsumer(
             broadcast_store,
@@ -217,6 +224,7 @@ class Worker:
             self.jobs,
             self.settings,
             on_requeued=self._wake.set,
+            workers=self.workers,
             housekeeping=(
                 self.control.maintain,
                 self.broadcasts.maintain,
@@ -280,6 +288,7 @@ class Worker:
                     worker_id=self.id,
                     queues=self.settings.queues,
                     concurrency=self.settings.concurrency,
+                    tasks=self.app.planner.task_options(),
                 )
                 await self.control.sync(conn)  # revokes and pauses before the first claim
                 await self.broadcasts.start(conn)
@@ -389,8 +398,12 @@ class Worker:
 
     async def _run(self, entry: Inflight) -> None:
         # Never start a job on a lease that is lost, running out or not confirmed.
-        refused = None if self.gate.startable(entry) else await self.gate.admit(entry)
-        self._record(entry, refused if refused is not None else await self.executor.run(entry))
+        context = current_job.set(entry.job)  # log lines of its handler name the job
+        try:
+            refused = None if self.gate.startable(entry) else await self.gate.admit(entry)
+            self._record(entry, refused if refused is not None else await self.executor.run(entry))
+        finally:
+            current_job.reset(context)
 
     def _record(self, entry: Inflight, outcome: Outcome) -> None:
         self.inflight.pop(entry.job.id, None)
@@ -408,6 +421,7 @@ class Worker:
             self.flusher.hold(entry, replace(outcome, delay=max(outcome.delay, OVERRUN_RETRY_MARGIN)))
         else:
             self.flusher.add(entry, outcome)
+        log_outcome(entry, outcome)
         self.counts[count_as(outcome)] += 1
         self._wake.set()
 

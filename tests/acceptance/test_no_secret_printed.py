@@ -31,6 +31,7 @@ import typer
 from psycopg.conninfo import conninfo_to_dict
 
 from stem_pg.cli import app as cli_app
+from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE
 from tests.helpers import REPO_ROOT, stem_env
 
 SECRET = "zq9Pl4ntedS3cret"
@@ -162,6 +163,12 @@ def run_once(
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING|ERROR) ")
 
 
+def only_log_lines(lines: list[str]) -> bool:
+    """Whether ``lines`` are log records; a record's further lines (the start-up banners) are
+    indented under its first one."""
+    return all(LOG_LINE.match(line) or (n and line.startswith("  ")) for n, line in enumerate(lines))
+
+
 def complaints(run: Run) -> list[str]:
     """What is wrong with one run's output (empty: all good)."""
     output = run.stdout + run.stderr
@@ -172,7 +179,7 @@ def complaints(run: Run) -> list[str]:
         found.append("printed a traceback")
     lines = run.stderr.strip().splitlines()
     if run.may_succeed and run.returncode == 0:
-        if not all(LOG_LINE.match(line) for line in lines):
+        if not only_log_lines(lines):
             found.append("printed something other than log lines")
     elif run.returncode in (0, None) or run.stdout or len(lines) != 1 or not lines[0].startswith("error: "):
         found.append(f"did not fail with one 'error:' line (exit {run.returncode})")
@@ -210,17 +217,38 @@ def test_no_command_prints_the_password(shape: str, database_url: str, tmp_path:
     assert not problems, f"{len(problems)} of {len(runs)} runs ({took:.0f} s):\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("command", [["worker", "run"], ["beat"]], ids=["worker", "beat"])
-def test_log_lines_of_a_process_that_cannot_connect_hide_it(command: list[str], tmp_path: Path) -> None:
-    """The worker (beat) retries a refused port, logging warnings; the application module
-    logs the URL, a conninfo string and the bare password: every line comes out masked."""
+def test_log_lines_of_a_worker_that_cannot_connect_hide_it(tmp_path: Path) -> None:
+    """A worker that ran before (one that replaces a retired worker: a fresh start refuses
+    an unreachable database, below) retries a refused port, logging warnings; the
+    application module logs the URL, a conninfo string and the bare password: every line
+    comes out masked."""
     url = f"postgresql://stem:{SECRET}@127.0.0.1:{closed_port()}/test"
     env = stem_env(STEM_BROKER_URL=url, SECRETS_APP_LOG="1", SECRETS_APP_PASSWORD=SECRET)
-    run = run_once("stem " + " ".join(command), [*command, "--app", APP], env, True, True, logs=tmp_path)
+    env[REPLACEMENT_VARIABLE] = "1"
+    run = run_once("stem worker run", ["worker", "run", "--app", APP], env, True, True, logs=tmp_path)
     assert SECRET.lower() not in (run.stdout + run.stderr).lower(), run.stderr
     assert "Traceback" not in run.stderr
     assert "connection lost: cannot connect to the database" in run.stderr
-    assert f"database: postgresql://stem:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in run.stderr
-    assert "conninfo: host=db port=5432 password=*** dbname=app" in run.stderr
-    assert "the vault returned '***'" in run.stderr
-    assert all(LOG_LINE.match(line) for line in run.stderr.splitlines()), run.stderr
+    assert_app_lines_masked(run.stderr, url)
+    assert only_log_lines(run.stderr.splitlines()), run.stderr
+
+
+@pytest.mark.parametrize("command", [["worker", "run"], ["beat"]], ids=["worker", "beat"])
+def test_a_worker_or_beat_starting_on_an_unreachable_database_fails_in_one_masked_line(
+    command: list[str], tmp_path: Path
+) -> None:
+    url = f"postgresql://stem:{SECRET}@127.0.0.1:{closed_port()}/test"
+    env = stem_env(STEM_BROKER_URL=url, SECRETS_APP_LOG="1", SECRETS_APP_PASSWORD=SECRET)
+    run = run_once("stem " + " ".join(command), [*command, "--app", APP], env, False, False, logs=tmp_path)
+    assert SECRET.lower() not in (run.stdout + run.stderr).lower(), run.stderr
+    assert "Traceback" not in run.stderr and run.returncode == 1, run.stderr
+    assert_app_lines_masked(run.stderr, url)
+    *logged, last = run.stderr.splitlines()
+    assert only_log_lines(logged), run.stderr
+    assert last.startswith(f"error: cannot connect to the database at 127.0.0.1:{url.rsplit(':', 1)[1]}")
+
+
+def assert_app_lines_masked(stderr: str, url: str) -> None:
+    assert f"database: postgresql://stem:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in stderr
+    assert "conninfo: host=db port=5432 password=*** dbname=app" in stderr
+    assert "the vault returned '***'" in stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROUTING_EXAMPLE, run_cli, stem_env
+from tests.routing_examples import STEM_ROUTING
 
 
 def stem(*args: str, cwd: Path, routing_config: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -108,3 +109,66 @@ def test_missing_file_names_path(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{missing}: routing file not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def stem_file(tmp_path: Path) -> Path:
+    path = tmp_path / "stem.yaml"
+    path.write_text(STEM_ROUTING)
+    return path
+
+
+def test_dump_shows_stems_keys(stem_file: Path) -> None:
+    validate = stem("routing", "validate", stem_file.name, cwd=stem_file.parent)
+    assert validate.returncode == 0, validate.stderr
+    assert validate.stdout.strip() == "stem.yaml: ok (3 queues, 1 broadcast, 3 routes)"
+    result = stem(
+        "routing",
+        "dump",
+        stem_file.name,
+        "-t",
+        "x",
+        "-t",
+        "reports.a",
+        "-q",
+        "secondary",
+        cwd=stem_file.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "fallbacks are advisory" in out
+    assert 'jobs.# region=eu weight=2  {"owner":"billing","limits":{"rate":10}}' in out
+    assert '{"scope":"fleet"}' in out
+    routes = [line.split() for line in out.splitlines() if line[:2] in ("0 ", "1 ")]
+    assert routes[0] == ["0", "task=reports.*|invoices.*", "queue", "primary", "-", "7", "-"]
+    assert routes[1] == [
+        "1",
+        "task=*",
+        "and",
+        "sent",
+        "to",
+        "secondary",
+        "queue",
+        "urgent",
+        "-",
+        "8",
+        '{"note":"promoted"}',
+    ]
+    tasks = [line.split() for line in out.splitlines() if line.startswith(("x ", "reports.a "))]
+    assert tasks == [
+        ["x", "queue", "urgent", "8", "routes[1]"],
+        ["reports.a", "queue", "urgent", "8", "routes[1]"],
+    ]
+    data = json.loads(stem("routing", "dump", stem_file.name, "--json", cwd=stem_file.parent).stdout)
+    assert data["queues"]["primary"]["meta"]["limits"] == {"rate": 10}
+    assert data["routes"][1]["match"]["queue_override"] == "secondary"
+
+
+def test_camel_case_typo_fails_on_one_line(stem_file: Path) -> None:
+    stem_file.write_text(STEM_ROUTING.replace("priorityOverride: 7", "priorityOveride: 7"))
+    result = stem("routing", "validate", stem_file.name, cwd=stem_file.parent)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: stem.yaml:30: routes[0].priorityOveride: unknown key 'priorityOveride'"
+        " (did you mean 'priorityOverride'?); allowed: match, target, priority_override, priority, options"
+    )

@@ -77,7 +77,9 @@ def test_tasks_enqueue_refuses_input_beyond_the_limits_in_one_line(
     stem: Stem, database_url: str, namespace: str
 ) -> None:
     def enqueue(*args: str) -> subprocess.CompletedProcess[str]:
-        return stem_tasks(database_url, "enqueue", "acc.step", *args, "--namespace", namespace)
+        return stem_tasks(
+            database_url, "enqueue", "acc.step", *args, "--namespace", namespace, "--app", WORKER_APP
+        )
 
     too_deep = enqueue("--kwargs", '{"a": ' + "[" * 5000 + "]" * 5000 + "}")
     assert too_deep.returncode == 2 and "Traceback" not in too_deep.stderr, too_deep.stderr[-2000:]

@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, ...]] = [
     ("worker", "status"),
     ("dlq", "list"),
     ("health",),
+    ("migrate",),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +104,18 @@ def test_no_binaries_names_both_options(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(embedded, "pgserver_bin_dir", lambda: None)
     with pytest.raises(ConfigError, match=r"install PostgreSQL.*stem_pg\[embedded\]"):
         embedded.find_bin_dir()
+
+
+def test_default_dir_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("STEM_EMBEDDED_DIR", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    assert embedded.default_dir() == tmp_path / "home" / ".local" / "share" / "stem_pg" / "embedded"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert embedded.default_dir() == tmp_path / "data" / "stem_pg" / "embedded"
+    monkeypatch.setenv("STEM_EMBEDDED_DIR", str(tmp_path / "mine"))
+    assert embedded.default_dir() == tmp_path / "mine"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.delenv("STEM_EMBEDDED_DIR")
+    assert embedded.default_dir() == embedded.ROOT_DEFAULT_DIR  # root's home is usually 0700

@@ -43,7 +43,7 @@ def test_enqueue_request_has_one_home() -> None:
 
 def test_plan_resolves_the_route_and_options() -> None:
     registry = TaskRegistry()
-    registry.register(TaskDefinition.build("t", lambda: None, TaskOptions(max_retries=7, priority=5)))
+    registry.register(TaskDefinition.build("t", lambda x: None, TaskOptions(max_retries=7, priority=5)))
     spec = _planner(registry).plan(EnqueueRequest("t", {"x": 1}))
     assert (spec.task, spec.queue, spec.priority, spec.max_retries) == ("t", "default", 5, 7)
     assert spec.args == '{"x":1}'

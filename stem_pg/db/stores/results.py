@@ -39,6 +39,11 @@ class AsyncResultStore:
     def __init__(self, queries: Queries) -> None:
         self.q = queries
 
+    async def status(self, conn: AsyncConn, *, ids: list[str]) -> list[TaskStatus]:
+        async with conn.cursor(row_factory=class_row(TaskStatus)) as cur:
+            await cur.execute(self.q["task_status"], {"ids": ids})
+            return await cur.fetchall()
+
     async def result(self, conn: AsyncConn, *, id: str) -> StoredResult | None:
         async with conn.cursor(row_factory=class_row(StoredResult)) as cur:
             await cur.execute(self.q["task_result"], {"id": id})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
 
 import psycopg
-from psycopg.rows import TupleRow, class_row
+from psycopg.rows import TupleRow, class_row, scalar_row
 
-from stem_pg.db.queries import Queries
+from stem_pg.db.queries import Queries, query_text
 from stem_pg.db.stores.rows import TaskStatus
 
 
@@ -27,8 +29,20 @@ class StateCount:
     count: int
 
 
-def state_counts(conn: psycopg.Connection[TupleRow], queries: Queries) -> list[StateCount]:
-    """How many tasks are in each state (what ``stem demo`` prints at the end)."""
+def state_counts(
+    conn: psycopg.Connection[TupleRow], queries: Queries, *, since: datetime
+) -> list[StateCount]:
+    """How many tasks enqueued at ``since`` or later are in each state (what ``stem demo``
+    prints at the end)."""
     with conn.cursor(row_factory=class_row(StateCount)) as cur:
-        cur.execute(queries["demo_state_counts"])
+        cur.execute(queries["demo_state_counts"], {"since": since})
         return cur.fetchall()
+
+
+def database_now(conn: psycopg.Connection[TupleRow]) -> datetime:
+    """The database's clock: what ``enqueued_at`` is compared with."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        cur.execute(query_text("demo_now"))
+        now = cur.fetchone()
+    assert now is not None
+    return cast(datetime, now)

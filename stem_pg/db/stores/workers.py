@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.rows import TupleRow, class_row
@@ -35,8 +37,15 @@ class WorkerStore:
         self.q = queries
 
     async def register(
-        self, conn: AsyncConn, *, worker_id: str, queues: Sequence[str], concurrency: int
+        self,
+        conn: AsyncConn,
+        *,
+        worker_id: str,
+        queues: Sequence[str],
+        concurrency: int,
+        tasks: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        """Announce the worker; ``tasks``: each registered task's enqueue options."""
         await conn.execute(
             self.q["worker_register"],
             {
@@ -45,6 +54,7 @@ class WorkerStore:
                 "pid": os.getpid(),
                 "queues": list(queues),
                 "concurrency": concurrency,
+                "tasks": None if tasks is None else json.dumps(tasks),
             },
         )
 
@@ -53,6 +63,19 @@ class WorkerStore:
 
     async def stopped(self, conn: AsyncConn, *, worker_id: str) -> None:
         await conn.execute(self.q["worker_stopped"], {"id": worker_id})
+
+    def task_options(
+        self, conn: psycopg.Connection[TupleRow], *, task: str, stale_after: float
+    ) -> dict[str, Any] | None:
+        """``task``'s enqueue options as the newest live worker registered them, or None."""
+        params = {"task": task, "stale_after": stale_after}
+        row = conn.execute(self.q["worker_task_options"], params).fetchone()
+        return None if row is None else dict(row[0])
+
+    async def prune(self, conn: AsyncConn, *, retention: float) -> int:
+        """Forget workers gone (stopped, or silent) for more than ``retention`` seconds."""
+        cur = await conn.execute(self.q["worker_prune"], {"retention": retention})
+        return cur.rowcount
 
     def list(self, conn: psycopg.Connection[TupleRow], *, stale_after: float) -> builtins.list[WorkerRow]:
         with conn.cursor(row_factory=class_row(WorkerRow)) as cur:
