@@ -5,6 +5,7 @@ The conventions are documented in tests/acceptance/test_readme.py.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -108,6 +109,15 @@ class Project:
 
     def not_run(self, block: Block) -> None:
         """Output shown in a README (``text``): lines after a ``$ `` command must be what it prints."""
+        if block.lang == "json":  # output too (a log line): it must be JSON, whole or line by line
+            try:
+                json.loads(block.body)
+            except ValueError:
+                try:
+                    [json.loads(line) for line in block.body.splitlines() if line.strip()]
+                except ValueError as exc:
+                    self.fail(block, f"not JSON: {exc}")
+            return
         if block.lang != "text" or not block.body.startswith("$ "):
             if block.lang not in ("text", ""):
                 raise BlockFailed(f"{block.where}: no rule runs a {block.lang!r} block (see test_readme.py)")

@@ -16,7 +16,8 @@ How a block is run (write new README blocks to these rules):
   ``python -m asyncio``.
 * ``sql`` blocks run on the database (psycopg, autocommit) after the blocks before them.
 * ``text`` blocks starting with ``$ command`` are transcripts: the command runs in bash and must
-  print exactly the lines that follow (stdout, then stderr). Other ``text`` blocks are output.
+  print exactly the lines that follow (stdout, then stderr). Other ``text`` blocks are output;
+  so are ``json`` blocks without a path comment, which must parse (whole, or line by line).
 * A marker, an HTML comment on the line right before the opening fence, changes that:
   ``<!-- readme: background -->`` runs the (bash) block in the background until the end of its
   section (a worker, beat), where it gets SIGINT as from Ctrl-C; it must not have failed before then.
