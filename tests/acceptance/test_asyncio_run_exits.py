@@ -66,7 +66,7 @@ def test_a_failed_aenqueue_under_asyncio_run_never_hangs_at_exit(database_url: s
     for _ in range(RUNS):
         done = _run(database_url, missing, "fail")
         assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines() == ["raised UndefinedTable", "returned"], (done.stdout, done.stderr)
+        assert done.stdout.splitlines() == ["raised NotMigratedError", "returned"], (done.stdout, done.stderr)
 
 
 def test_aenqueue_under_several_asyncio_runs_then_aclose(database_url: str, namespace: str) -> None:
