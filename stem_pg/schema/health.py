@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
-from stem_pg.core.errors import NotMigratedError
+from stem_pg.core.errors import DatabaseUnavailable, NotMigratedError
 from stem_pg.db.connect import connection
 from stem_pg.db.stores.catalog import CatalogStore
+
+log = logging.getLogger(__name__)
+
+#: Seconds a starting worker or beat waits for a server that is restarting (libpq's
+#: "the database system is starting up / shutting down / in recovery mode" refusals).
+STARTING_UP_WAIT = 60.0
+_RESTARTING = "the database system is"
 
 
 @dataclass(frozen=True)
@@ -30,13 +39,29 @@ def check_health(url: str) -> HealthReport:
     return HealthReport(version, namespaces)
 
 
-def check_migrated(url: str, namespace: str) -> None:
+def check_migrated(url: str, namespace: str, *, starting_up_wait: float = STARTING_UP_WAIT) -> None:
     """Raise NotMigratedError unless ``namespace`` is at this version's head revision (or at
     one newer than this version knows, which expand-contract migrations keep compatible).
 
     A role that may not read the version table (``stem roles``' worker) is only checked for
-    the table's presence. Raises DatabaseUnavailable when the database cannot be reached.
+    the table's presence. Raises DatabaseUnavailable when the database cannot be reached: at
+    once for a wrong host, port, database or password; after up to ``starting_up_wait``
+    seconds while the server says it is starting up or shutting down (a restart).
     """
+    deadline = time.monotonic() + starting_up_wait
+    delay = 0.1
+    while True:
+        try:
+            return _check_migrated(url, namespace)
+        except DatabaseUnavailable as exc:
+            if _RESTARTING not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("the database is restarting; checking namespace %s again shortly", namespace)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _check_migrated(url: str, namespace: str) -> None:
     from stem_pg.schema.migrate import is_older_than_head
 
     store = CatalogStore()
