@@ -39,7 +39,10 @@ SECRET = "s3cret-of-the-tests"
 
 @pytest.fixture(autouse=True)
 def process_fields() -> Iterator[None]:
+    """Each test starts with no process fields: a beat or worker run earlier in this
+    process (the integration tests) leaves its own bound."""
     saved = dict(core_logs._process)
+    core_logs._process.clear()
     yield
     core_logs._process.clear()
     core_logs._process.update(saved)
