@@ -51,6 +51,8 @@ class HorizonHolder:
     age: float | None = None  # seconds its transaction has been open (None: unknown)
     #: A time (epoch seconds, server clock) by which it certainly held this horizon, None: unknown.
     since: float | None = None
+    user_name: str | None = None  # the session's role, the prepared transaction's owner
+    query: str | None = None  # the start of a session's current or last statement, unredacted
 
     @property
     def key(self) -> tuple[str, str, int]:
