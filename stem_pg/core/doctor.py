@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from stem_pg.core.redaction import redact
-from stem_pg.core.vacuum import HorizonHolder, _duration
+from stem_pg.core.vacuum import HorizonHolder, duration_text
 
 Severity = Literal["ok", "warn", "problem"]
 PAGE = 8192
@@ -32,6 +32,9 @@ class Thresholds:
     idle_in_transaction: float = 60.0
     #: A statement running this long while it holds the horizon is a warning.
     long_query: float = 300.0
+    #: An active replication slot (a standby's feedback) this many transactions behind warns;
+    #: an inactive one holding an xmin is always a problem.
+    slot_xmin_age: int = 1_000_000
     dead_ratio_warn: float = 0.2
     dead_ratio_problem: float = 1.0
     #: Dead rows below this count are no finding whatever the ratio (a small table).
@@ -59,6 +62,8 @@ class Finding:
     severity: Severity
     detail: str
     fix: str = ""
+    #: The finding's numbers and names for ``--json`` (a holder's pid, user, query...).
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,7 +123,14 @@ def horizon_findings(holders: Iterable[HorizonHolder], th: Thresholds) -> list[F
         severity = _holder_severity(holder, th)
         if severity != "ok":
             found.append(
-                Finding("xmin_horizon", _subject(holder), severity, _describe(holder), holder.remedy())
+                Finding(
+                    "xmin_horizon",
+                    _subject(holder),
+                    severity,
+                    _describe(holder),
+                    holder.remedy(),
+                    _facts(holder),
+                )
             )
     if not found:
         found.append(
@@ -130,7 +142,9 @@ def horizon_findings(holders: Iterable[HorizonHolder], th: Thresholds) -> list[F
 def _holder_severity(holder: HorizonHolder, th: Thresholds) -> Severity:
     age = holder.age or 0.0
     if holder.kind == "slot":
-        return "problem" if holder.state == "inactive" else "warn"
+        if holder.state == "inactive":
+            return "problem"
+        return "warn" if holder.xmin_age >= th.slot_xmin_age else "ok"
     if holder.kind == "prepared":
         return "problem" if age >= th.idle_in_transaction else "ok"
     if holder.state is not None and holder.state.startswith("idle in transaction"):
@@ -142,6 +156,20 @@ def _subject(holder: HorizonHolder) -> str:
     if holder.kind == "session":
         return f"pid {holder.pid}"
     return f"{'replication slot' if holder.kind == 'slot' else 'prepared transaction'} {holder.name}"
+
+
+def _facts(holder: HorizonHolder) -> dict[str, Any]:
+    return {
+        "kind": holder.kind,
+        "pid": holder.pid,
+        "name": holder.name,
+        "user": holder.user_name,
+        "application_name": holder.application_name,
+        "state": holder.state,
+        "age_seconds": holder.age,
+        "xmin_age": holder.xmin_age,
+        "query": query_excerpt(holder.query) if holder.query else None,
+    }
 
 
 def _describe(holder: HorizonHolder) -> str:
@@ -301,4 +329,4 @@ def _size(n: int) -> str:
 
 
 def _ago(moment: float | None, now: float) -> str:
-    return "never" if moment is None else f"{_duration(max(0.0, now - moment))} ago"
+    return "never" if moment is None else f"{duration_text(max(0.0, now - moment))} ago"

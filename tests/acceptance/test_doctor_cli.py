@@ -18,6 +18,7 @@ def test_a_session_idle_in_transaction_is_named_and_exits_1(database_url: str, n
         held.execute("SELECT txid_current()")  # an xid: VACUUM must keep every row deleted after it
         pid = held.info.backend_pid
         run = run_stem(database_url, "doctor", "--namespace", namespace, "--idle-after", "0")
+        as_json = run_stem(database_url, "doctor", "--namespace", namespace, "--idle-after", "0", "--json")
         held.rollback()
     assert run.returncode == 1, run.stdout + run.stderr
     (line,) = [x for x in run.stdout.splitlines() if x.startswith(f"PROBLEM xmin_horizon pid {pid}:")]
@@ -25,6 +26,14 @@ def test_a_session_idle_in_transaction_is_named_and_exits_1(database_url: str, n
     assert "idle in transaction" in line
     assert "query: SELECT txid_current()" in line
     assert f"fix: end its transaction, or SELECT pg_terminate_backend({pid})" in run.stdout
+    assert as_json.returncode == 1, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False
+    (finding,) = [f for f in report["findings"] if f["facts"].get("pid") == pid]
+    assert finding["severity"] == "problem"
+    assert finding["facts"]["application_name"] == app_name
+    assert finding["facts"]["state"] == "idle in transaction"
+    assert finding["facts"]["query"] == "SELECT txid_current()"
 
 
 def test_a_clean_namespace_has_no_problem_of_its_own(database_url: str, namespace: str) -> None:

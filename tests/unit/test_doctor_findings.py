@@ -51,6 +51,8 @@ def test_a_session_idle_in_transaction_past_the_threshold_is_a_problem_named_by_
     assert finding.subject == "pid 4242"
     assert "'report-tool'" in finding.detail and "'alice'" in finding.detail and "SELECT 1" in finding.detail
     assert "pg_terminate_backend(4242)" in finding.fix
+    assert finding.facts["pid"] == 4242 and finding.facts["application_name"] == "report-tool"
+    assert finding.facts["user"] == "alice" and finding.facts["state"] == "idle in transaction"
     assert exit_code(findings) == 1
 
 
@@ -77,6 +79,10 @@ def test_slots_and_prepared_transactions() -> None:
     ]
     assert "pg_drop_replication_slot('standby')" in findings[0].fix
     assert "ROLLBACK PREPARED 'tx-1'" in findings[1].fix
+    feedback = HorizonHolder(kind="slot", xmin=1, xmin_age=50, name="replica", state="active")
+    assert [f.severity for f in horizon_findings([feedback], TH)] == ["ok"]
+    behind = HorizonHolder(kind="slot", xmin=1, xmin_age=2_000_000, name="replica", state="active")
+    assert [f.severity for f in horizon_findings([behind], TH)] == ["warn"]
 
 
 def test_the_query_excerpt_masks_literals_and_stops_at_80_characters() -> None:
