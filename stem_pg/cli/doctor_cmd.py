@@ -20,8 +20,8 @@ def doctor_command(
         typer.Option(
             "--idle-after",
             min=0,
-            help="Seconds a session may sit idle in transaction (or a transaction stay prepared)"
-            " while it holds the xmin horizon before it is a problem.",
+            help="Seconds the transaction of a session idle in transaction (or a prepared"
+            " transaction) may stay open while it holds the xmin horizon before it is a problem.",
         ),
     ] = 60.0,
     long_query: Annotated[

@@ -21,7 +21,8 @@ from stem_pg.core.vacuum import HorizonHolder, duration_text
 
 Severity = Literal["ok", "warn", "problem"]
 PAGE = 8192
-_LITERAL = re.compile(r"'(?:[^']|'')*'?")
+#: A string literal, closed or cut off ('...', E'...'), or a dollar-quoted one ($x$...$x$).
+_LITERAL = re.compile(r"'(?:[^']|'')*'?|\$(?P<tag>\w*)\$.*?(?:\$(?P=tag)\$|$)", re.S)
 
 
 @dataclass(frozen=True)

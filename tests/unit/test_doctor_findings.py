@@ -91,6 +91,9 @@ def test_the_query_excerpt_masks_literals_and_stops_at_80_characters() -> None:
     assert "'***'" in excerpt
     assert len(excerpt) == 80
     assert query_excerpt("SELECT\n  1") == "SELECT 1"
+    assert "s3cr3t" not in query_excerpt("DO $body$ BEGIN PERFORM set_token('s3cr3t'); END $body$")
+    assert "s3cr3t" not in query_excerpt("SELECT $$s3cr3t")
+    assert query_excerpt("SELECT $1, x FROM t") == "SELECT $1, x FROM t"
 
 
 def test_dead_rows_warn_then_become_a_problem() -> None:
