@@ -24,11 +24,13 @@ WHERE s.schemaname = %(schema)s AND s.relname = 'jobs';
 -- are left out: the horizon ignores them. `since`: a time by which it certainly held it (a
 -- session's last state change: the snapshot was taken by then, give or take the planning of a
 -- statement just started). Sessions of other roles show pid, application_name and their xmin
--- but no state or times (pg_read_all_stats sees them).
-WITH holders (kind, pid, name, application_name, state, xmin, age, since) AS (
+-- but no state, times or query (pg_read_all_stats sees them). `limit`: NULL lists them all
+-- (stem doctor), oldest first; `query`: the start of the session's current or last statement.
+WITH holders (kind, pid, name, application_name, state, xmin, age, since, user_name, query) AS (
     SELECT 'session', a.pid, NULL::text, a.application_name, a.state, h.xid,
            extract(epoch FROM now() - a.xact_start)::float8,
-           CASE WHEN a.backend_type = 'client backend' THEN extract(epoch FROM a.state_change)::float8 END
+           CASE WHEN a.backend_type = 'client backend' THEN extract(epoch FROM a.state_change)::float8 END,
+           a.usename::text, left(a.query, 200)
     FROM pg_stat_activity AS a
     CROSS JOIN LATERAL (VALUES (a.backend_xmin), (a.backend_xid)) AS h (xid)
     WHERE h.xid IS NOT NULL
@@ -38,20 +40,21 @@ WITH holders (kind, pid, name, application_name, state, xmin, age, since) AS (
       AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_vacuum AS v WHERE v.pid = a.pid)
     UNION ALL
     SELECT 'slot', NULL, s.slot_name::text, NULL, CASE WHEN s.active THEN 'active' ELSE 'inactive' END,
-           s.xmin, NULL, NULL
+           s.xmin, NULL, NULL, NULL, NULL
     FROM pg_replication_slots AS s
     WHERE s.xmin IS NOT NULL
     UNION ALL
     SELECT 'prepared', NULL, p.gid, NULL, 'prepared', p.transaction,
-           extract(epoch FROM now() - p.prepared)::float8, extract(epoch FROM p.prepared)::float8
+           extract(epoch FROM now() - p.prepared)::float8, extract(epoch FROM p.prepared)::float8,
+           p.owner::text, NULL
     FROM pg_prepared_xacts AS p
     WHERE p.database = current_database()
 )
 SELECT kind, xmin::text::bigint AS xmin, age(xmin) AS xmin_age, pid, name, application_name, state,
-       age, since
+       age, since, user_name, query
 FROM holders
 ORDER BY age(xmin) DESC
-LIMIT 1;
+LIMIT %(limit)s;
 
 -- name: vacuum_lock
 -- One worker at a time vacuums a namespace's jobs table; the others skip without a word

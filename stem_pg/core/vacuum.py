@@ -51,6 +51,8 @@ class HorizonHolder:
     age: float | None = None  # seconds its transaction has been open (None: unknown)
     #: A time (epoch seconds, server clock) by which it certainly held this horizon, None: unknown.
     since: float | None = None
+    user_name: str | None = None  # the session's role, the prepared transaction's owner
+    query: str | None = None  # the start of a session's current or last statement, unredacted
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -59,7 +61,7 @@ class HorizonHolder:
 
     def describe(self) -> str:
         """Who holds it, in an operator's words."""
-        age = "unknown" if self.age is None else _duration(self.age)
+        age = "unknown" if self.age is None else duration_text(self.age)
         old = f"{self.xmin_age:,} transactions old"
         if self.kind == "slot":
             return f"replication slot {self.name!r} ({self.state or 'state unknown'}, xmin {old})"
@@ -161,7 +163,8 @@ def _moved(last: _LastVacuum, holder: HorizonHolder | None) -> bool:
     return last.horizon is not None and (holder is None or holder.xmin != last.horizon)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``seconds`` in an operator's words: ``4.2 s``, ``12 min 5 s``, ``3 h 2 min``."""
     whole = int(seconds)
     if whole < 60:
         return f"{seconds:.1f} s"

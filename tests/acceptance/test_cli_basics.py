@@ -31,7 +31,9 @@ def test_version_prints_the_package_version() -> None:
     assert result.stdout == f"stem_pg {version('stem_pg')}\n"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["worker", "run", "--help"], ["dlq", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["worker", "run", "--help"], ["dlq", "--help"], ["doctor", "--help"]]
+)
 def test_help_loads_no_database_library(args: list[str]) -> None:
     code = _LOADED.format(HEAVY=HEAVY)
     result = subprocess.run(

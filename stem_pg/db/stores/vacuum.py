@@ -28,8 +28,15 @@ class VacuumStore:
         """The oldest snapshot or transaction other than ours that VACUUM must respect
         (None: there is none, a vacuum can remove every dead row)."""
         async with conn.cursor(row_factory=class_row(HorizonHolder)) as cur:
-            await cur.execute(self.q["vacuum_horizon"])
+            await cur.execute(self.q["vacuum_horizon"], {"limit": 1})
             return await cur.fetchone()
+
+    async def holders(self, conn: AsyncConn) -> list[HorizonHolder]:
+        """Every snapshot or transaction id other than ours that holds the horizon back, the
+        oldest first (a session holding both a snapshot and a transaction id is listed twice)."""
+        async with conn.cursor(row_factory=class_row(HorizonHolder)) as cur:
+            await cur.execute(self.q["vacuum_horizon"], {"limit": None})
+            return await cur.fetchall()
 
     async def vacuum(self, conn: AsyncConn) -> bool:
         """VACUUM the jobs table unless another worker is at it (then False). A
