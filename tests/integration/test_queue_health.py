@@ -48,8 +48,7 @@ def _expected_recent(queue: str) -> dict[str, Any]:
     for minutes in (1, 5, 15):
         window = [r for r in mine if r[2] < minutes * 60]
         expected[f"finished_{minutes}m"] = len(window)
-        for column, index in (("wait", 3), ("run", 4)):
-            values = [r[index] for r in window]
+        for column, values in (("wait", [r[3] for r in window]), ("run", [r[4] for r in window])):
             expected[f"{column}_p50_{minutes}m"] = _percentile(values, 0.5)
             expected[f"{column}_p95_{minutes}m"] = _percentile(values, 0.95)
     failed = sum(1 for r in mine if r[1] == "failed")
