@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0009.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0010.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -462,6 +462,69 @@ CREATE TABLE @NAMESPACE@.results (
     CONSTRAINT results_state_check CHECK ((state = ANY (ARRAY['succeeded'::text, 'failed'::text, 'cancelled'::text])))
 )
 WITH (autovacuum_vacuum_scale_factor='0.02');
+
+CREATE VIEW @NAMESPACE@.queue_health AS
+ WITH live AS (
+         SELECT jobs.queue,
+            count(*) FILTER (WHERE ((jobs.state <> 'running'::text) AND (jobs.not_before <= now()))) AS ready,
+            count(*) FILTER (WHERE ((jobs.state <> 'running'::text) AND (jobs.not_before > now()))) AS scheduled,
+            count(*) FILTER (WHERE (jobs.state = 'running'::text)) AS running,
+            min(jobs.not_before) FILTER (WHERE ((jobs.state <> 'running'::text) AND (jobs.not_before <= now()))) AS oldest_ready
+           FROM @NAMESPACE@.jobs
+          GROUP BY jobs.queue
+        ), done AS (
+         SELECT results.queue,
+            results.state,
+            results.finished_at,
+            (EXTRACT(epoch FROM (results.started_at - results.enqueued_at)))::double precision AS wait,
+            (EXTRACT(epoch FROM (results.finished_at - results.started_at)))::double precision AS run
+           FROM @NAMESPACE@.results
+          WHERE (results.finished_at > (now() - '00:15:00'::interval))
+        ), recent AS (
+         SELECT done.queue,
+            percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY done.wait) FILTER (WHERE (done.finished_at > (now() - '00:01:00'::interval))) AS wait_p50_1m,
+            percentile_cont((0.95)::double precision) WITHIN GROUP (ORDER BY done.wait) FILTER (WHERE (done.finished_at > (now() - '00:01:00'::interval))) AS wait_p95_1m,
+            percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY done.wait) FILTER (WHERE (done.finished_at > (now() - '00:05:00'::interval))) AS wait_p50_5m,
+            percentile_cont((0.95)::double precision) WITHIN GROUP (ORDER BY done.wait) FILTER (WHERE (done.finished_at > (now() - '00:05:00'::interval))) AS wait_p95_5m,
+            percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY done.wait) FILTER (WHERE (done.finished_at > (now() - '00:15:00'::interval))) AS wait_p50_15m,
+            percentile_cont((0.95)::double precision) WITHIN GROUP (ORDER BY done.wait) FILTER (WHERE (done.finished_at > (now() - '00:15:00'::interval))) AS wait_p95_15m,
+            percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY done.run) FILTER (WHERE (done.finished_at > (now() - '00:01:00'::interval))) AS run_p50_1m,
+            percentile_cont((0.95)::double precision) WITHIN GROUP (ORDER BY done.run) FILTER (WHERE (done.finished_at > (now() - '00:01:00'::interval))) AS run_p95_1m,
+            percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY done.run) FILTER (WHERE (done.finished_at > (now() - '00:05:00'::interval))) AS run_p50_5m,
+            percentile_cont((0.95)::double precision) WITHIN GROUP (ORDER BY done.run) FILTER (WHERE (done.finished_at > (now() - '00:05:00'::interval))) AS run_p95_5m,
+            percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY done.run) FILTER (WHERE (done.finished_at > (now() - '00:15:00'::interval))) AS run_p50_15m,
+            percentile_cont((0.95)::double precision) WITHIN GROUP (ORDER BY done.run) FILTER (WHERE (done.finished_at > (now() - '00:15:00'::interval))) AS run_p95_15m,
+            count(*) FILTER (WHERE (done.finished_at > (now() - '00:01:00'::interval))) AS finished_1m,
+            count(*) FILTER (WHERE (done.finished_at > (now() - '00:05:00'::interval))) AS finished_5m,
+            count(*) AS finished_15m,
+            count(*) FILTER (WHERE (done.state = 'failed'::text)) AS failed_15m
+           FROM done
+          GROUP BY done.queue
+        )
+ SELECT queue,
+    COALESCE(live.ready, (0)::bigint) AS ready,
+    COALESCE(live.scheduled, (0)::bigint) AS scheduled,
+    COALESCE(live.running, (0)::bigint) AS running,
+    (EXTRACT(epoch FROM (now() - live.oldest_ready)))::double precision AS oldest_ready_age,
+    recent.wait_p50_1m,
+    recent.wait_p95_1m,
+    recent.wait_p50_5m,
+    recent.wait_p95_5m,
+    recent.wait_p50_15m,
+    recent.wait_p95_15m,
+    recent.run_p50_1m,
+    recent.run_p95_1m,
+    recent.run_p50_5m,
+    recent.run_p95_5m,
+    recent.run_p50_15m,
+    recent.run_p95_15m,
+    COALESCE(recent.finished_1m, (0)::bigint) AS finished_1m,
+    COALESCE(recent.finished_5m, (0)::bigint) AS finished_5m,
+    COALESCE(recent.finished_15m, (0)::bigint) AS finished_15m,
+    COALESCE(recent.failed_15m, (0)::bigint) AS failed_15m,
+    ((recent.failed_15m)::double precision / (NULLIF(recent.finished_15m, 0))::double precision) AS failure_rate_15m
+   FROM (live
+     FULL JOIN recent USING (queue));
 
 CREATE TABLE @NAMESPACE@.revokes (
     version bigint NOT NULL,

@@ -22,6 +22,7 @@ from stem_pg.cli import (
     worker_cmd,
 )
 from stem_pg.cli.beat_cmd import beat_command
+from stem_pg.cli.check_cmd import check_command
 from stem_pg.cli.doctor_cmd import doctor_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
@@ -84,6 +85,7 @@ app.command("migrate")(migrate_command)
 app.command("roles")(roles_command)
 app.command("health")(health_command)
 app.command("doctor")(doctor_command)
+app.command("check")(check_command)
 app.command("demo")(demo_cmd.demo_command)
 app.add_typer(routing_cmd.app, name="routing", cls=_Group)
 app.add_typer(worker_cmd.app, name="worker", cls=_Group)

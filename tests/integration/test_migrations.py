@@ -26,7 +26,14 @@ from tests.helpers import MIGRATED_TABLES, migrated_namespace, unique_namespace
 Db = psycopg.Connection[tuple[Any, ...]]
 
 TABLES = MIGRATED_TABLES
-VIEWS = {"task_states", "queue_depths", "broadcast_deliveries", "workflow_runs", "workflow_steps"}
+VIEWS = {
+    "task_states",
+    "queue_depths",
+    "queue_health",
+    "broadcast_deliveries",
+    "workflow_runs",
+    "workflow_steps",
+}
 VERSION_TABLE = "alembic_version"
 
 
