@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     )
     from stem_pg.core.routing import RoutingConfig
     from stem_pg.core.routing_registry import RoutingRegistry, RoutingSubscription
+    from stem_pg.core.signals import CallNext, PublishInfo, TaskInfo, TaskOutcome, WorkerInfo
     from stem_pg.core.signing import Signing
     from stem_pg.core.tasks import Reject, Retry
     from stem_pg.worker.context import TaskContext
@@ -48,6 +49,11 @@ _EXPORTS = {
     "RoutingSubscription": "stem_pg.core.routing_registry",
     "Signature": "stem_pg.core.canvas",
     "Signing": "stem_pg.core.signing",
+    "CallNext": "stem_pg.core.signals",
+    "PublishInfo": "stem_pg.core.signals",
+    "TaskInfo": "stem_pg.core.signals",
+    "TaskOutcome": "stem_pg.core.signals",
+    "WorkerInfo": "stem_pg.core.signals",
     "chain": "stem_pg.core.canvas",
     "group": "stem_pg.core.canvas",
     "chord": "stem_pg.core.canvas",
@@ -77,6 +83,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CallNext",
     "CanvasResult",
     "ChildWorkflowFailed",
     "ConfigError",
@@ -85,6 +92,7 @@ __all__ = [
     "EventTimeout",
     "NamespaceError",
     "NotMigratedError",
+    "PublishInfo",
     "Reject",
     "Retry",
     "RoutingConfig",
@@ -100,8 +108,11 @@ __all__ = [
     "TaskContext",
     "TaskError",
     "TaskFailed",
+    "TaskInfo",
+    "TaskOutcome",
     "TaskResult",
     "UnknownTaskError",
+    "WorkerInfo",
     "WorkflowCancelled",
     "WorkflowContext",
     "WorkflowError",
