@@ -143,7 +143,8 @@ def test_a_failing_receiver_is_logged_and_does_not_fail_the_job(
         " failed: KeyError: 'async receiver bug'",
     ]
     assert after == ["survives"]
-    assert app.result("survives").status().state == "succeeded"
+    status = app.result("survives").status()
+    assert status is not None and status.state == "succeeded"
 
 
 def test_async_receivers_are_awaited(app: Stem) -> None:
@@ -194,8 +195,11 @@ def test_publish_signals_call_async_receivers_from_sync_enqueue(app: Stem) -> No
 
 def test_worker_signals_fire_as_it_starts_and_stops(app: Stem) -> None:
     events: list[tuple[str, WorkerInfo]] = []
+    def recorder(name: str) -> Any:
+        return lambda info: events.append((name, info))
+
     for name in ("worker_started", "worker_stopping", "worker_stopped"):
-        app.signals[name].connect(lambda info, name=name: events.append((name, info)))
+        app.signals[name].connect(recorder(name))
     with running_worker(app, worker_id="hooked") as worker:
         wait_for(lambda: events, what="worker_started")
         assert worker.id == "hooked"
