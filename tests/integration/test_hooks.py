@@ -195,6 +195,7 @@ def test_publish_signals_call_async_receivers_from_sync_enqueue(app: Stem) -> No
 
 def test_worker_signals_fire_as_it_starts_and_stops(app: Stem) -> None:
     events: list[tuple[str, WorkerInfo]] = []
+
     def recorder(name: str) -> Any:
         return lambda info: events.append((name, info))
 
