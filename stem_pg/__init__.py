@@ -30,7 +30,16 @@ if TYPE_CHECKING:
     )
     from stem_pg.core.routing import RoutingConfig
     from stem_pg.core.routing_registry import RoutingRegistry, RoutingSubscription
-    from stem_pg.core.signals import CallNext, PublishInfo, TaskInfo, TaskOutcome, WorkerInfo
+    from stem_pg.core.signals import (
+        BeatFired,
+        CallNext,
+        ControlInfo,
+        PublishInfo,
+        TaskInfo,
+        TaskOutcome,
+        WorkerInfo,
+        WorkflowInfo,
+    )
     from stem_pg.core.signing import Signing
     from stem_pg.core.tasks import Reject, Retry
     from stem_pg.worker.context import TaskContext
@@ -49,6 +58,9 @@ _EXPORTS = {
     "RoutingSubscription": "stem_pg.core.routing_registry",
     "Signature": "stem_pg.core.canvas",
     "Signing": "stem_pg.core.signing",
+    "BeatFired": "stem_pg.core.signals",
+    "ControlInfo": "stem_pg.core.signals",
+    "WorkflowInfo": "stem_pg.core.signals",
     "CallNext": "stem_pg.core.signals",
     "PublishInfo": "stem_pg.core.signals",
     "TaskInfo": "stem_pg.core.signals",
@@ -83,10 +95,12 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BeatFired",
     "CallNext",
     "CanvasResult",
     "ChildWorkflowFailed",
     "ConfigError",
+    "ControlInfo",
     "DatabaseUnavailable",
     "EnqueueRequest",
     "EventTimeout",
@@ -117,6 +131,7 @@ __all__ = [
     "WorkflowContext",
     "WorkflowError",
     "WorkflowFailed",
+    "WorkflowInfo",
     "WorkflowRun",
     "chain",
     "chord",

@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from stem_pg.core.envelope import JobSpec
@@ -73,6 +74,39 @@ class WorkerInfo:
     worker_id: str
     namespace: str
     queues: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BeatFired:
+    """beat_fired: a schedule entry fired and enqueued ``task_id`` for ``fire_time``."""
+
+    schedule: str
+    task: str | None
+    task_id: str | None
+    fire_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    """workflow_started / resumed / suspended / ended: one job of a run. ``resumes`` counts
+    the suspensions before this job; ``result`` is the function's return value (ended)."""
+
+    workflow: str
+    run_id: str
+    task_id: str
+    resumes: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlInfo:
+    """control_command_received: a worker is about to act on a control command."""
+
+    command: str
+    request_id: str
+    worker_id: str
+    args: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Signal(Generic[P]):
@@ -178,6 +212,16 @@ class Signals:
         self.worker_started: Signal[WorkerInfo] = Signal("worker_started")
         self.worker_stopping: Signal[WorkerInfo] = Signal("worker_stopping")
         self.worker_stopped: Signal[WorkerInfo] = Signal("worker_stopped")
+        #: Beat enqueued a schedule's job.
+        self.beat_fired: Signal[BeatFired] = Signal("beat_fired")
+        #: A workflow run's first job begins (again, if that job is retried).
+        self.workflow_started: Signal[WorkflowInfo] = Signal("workflow_started")
+        #: The run suspended (sleep, event, child): this job ends, a later one resumes it.
+        self.workflow_suspended: Signal[WorkflowInfo] = Signal("workflow_suspended")
+        self.workflow_resumed: Signal[WorkflowInfo] = Signal("workflow_resumed")
+        #: The workflow function returned: the run completes.
+        self.workflow_ended: Signal[WorkflowInfo] = Signal("workflow_ended")
+        self.control_command_received: Signal[ControlInfo] = Signal("control_command_received")
 
     def __getitem__(self, name: str) -> Signal[Any]:
         """The signal called ``name``; raises KeyError naming the known ones."""
@@ -217,7 +261,9 @@ async def run_chain(middleware: list[Middleware], info: TaskInfo, call: CallNext
 
 
 __all__ = [
+    "BeatFired",
     "CallNext",
+    "ControlInfo",
     "Middleware",
     "PublishInfo",
     "Signal",
@@ -225,4 +271,5 @@ __all__ = [
     "TaskInfo",
     "TaskOutcome",
     "WorkerInfo",
+    "WorkflowInfo",
 ]

@@ -183,6 +183,7 @@ class Worker:
             namespace=self.app.namespace,
             request_stop=self.request_stop,
             interval=self.settings.maintenance_interval,
+            signals=self.app.signals,
         )
         broadcast_store = BroadcastStore(queries)
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
+from stem_pg import WorkflowContext
+from stem_pg.beat.scheduler import Beat, BeatSettings
 from stem_pg.client.app import Stem
-from stem_pg.core.signals import CallNext, PublishInfo, TaskInfo, TaskOutcome, WorkerInfo
+from stem_pg.client.control import Control
+from stem_pg.client.schedules import Schedules
+from stem_pg.core.schedules import parse_entry
+from stem_pg.core.signals import (
+    BeatFired,
+    CallNext,
+    ControlInfo,
+    PublishInfo,
+    TaskInfo,
+    TaskOutcome,
+    WorkerInfo,
+)
 from stem_pg.core.tasks import Retry
 from tests.helpers import running_worker, wait_for
 
@@ -217,3 +232,57 @@ def test_unknown_signals_and_sync_middleware_are_refused(app: Stem) -> None:
         app.on("task_exploded")
     with pytest.raises(TypeError, match="must be an async def"):
         app.middleware(lambda ctx, call_next: call_next())
+
+
+def test_workflow_signals_follow_a_run_through_a_suspension(app: Stem) -> None:
+    events: list[tuple[str, int, Any]] = []
+
+    @app.workflow(name="hooks.nap")
+    async def nap(ctx: WorkflowContext, who: str) -> str:
+        await ctx.sleep(0.2)
+        return f"rested {who}"
+
+    def recorder(name: str) -> Any:
+        return lambda info: events.append((name, info.resumes, info.result))
+
+    for name in ("workflow_started", "workflow_suspended", "workflow_resumed", "workflow_ended"):
+        app.signals[name].connect(recorder(name))
+    with running_worker(app):
+        run = app.start_workflow("hooks.nap", {"who": "ann"})
+        assert run.get(timeout=10) == "rested ann"
+        wait_for(lambda: len(events) >= 4, what="four workflow signals")
+    assert events == [
+        ("workflow_started", 0, None),
+        ("workflow_suspended", 0, None),
+        ("workflow_resumed", 1, None),
+        ("workflow_ended", 1, "rested ann"),
+    ]
+
+
+async def test_beat_fired_is_sent_per_fire(app: Stem, database_url: str) -> None:
+    t0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    fired: list[BeatFired] = []
+    app.signals.beat_fired.connect(fired.append)
+    Schedules(app.url, app.namespace, clock=lambda: t0).save(
+        parse_entry("tick", {"task": "hooks.tick", "spec": "every:10s"})
+    )
+    beat = Beat(app, BeatSettings(beat_id="beat-hooks"), clock=lambda: t0)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await beat.run_once(conn, now=t0 + timedelta(seconds=5))
+        assert fired == []
+        await beat.run_once(conn, now=t0 + timedelta(seconds=10.2))
+    [shot] = fired
+    assert (shot.schedule, shot.task, shot.fire_time) == ("tick", "hooks.tick", t0 + timedelta(seconds=10))
+    assert shot.task_id is not None and app.result(shot.task_id).status() is not None
+
+
+def test_control_command_received_is_sent_by_the_worker(app: Stem) -> None:
+    received: list[ControlInfo] = []
+    app.signals.control_command_received.connect(received.append)
+    started: list[WorkerInfo] = []
+    app.signals.worker_started.connect(started.append)
+    with running_worker(app, worker_id="controlled"):
+        wait_for(lambda: started, what="worker_started")
+        assert list(Control(app.url, app.namespace).ping(timeout=5).replies) == ["controlled"]
+    [command] = received
+    assert (command.command, command.worker_id) == ("ping", "controlled")
