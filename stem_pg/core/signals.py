@@ -118,7 +118,7 @@ class Signal(Generic[P]):
 
     __slots__ = ("name", "receivers")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str = "") -> None:
         self.name = name
         self.receivers: list[Receiver[P]] = []
 
@@ -195,33 +195,35 @@ class Signals:
 
     def __init__(self) -> None:
         #: A job is about to be written to its queue (once per job of an enqueue).
-        self.before_publish: Signal[PublishInfo] = Signal("before_publish")
+        self.before_publish: Signal[PublishInfo] = Signal()
         #: A job was written (its transaction may still be the caller's to commit).
-        self.after_publish: Signal[PublishInfo] = Signal("after_publish")
+        self.after_publish: Signal[PublishInfo] = Signal()
         #: A worker took a job from its queue and is about to run it.
-        self.task_received: Signal[TaskInfo] = Signal("task_received")
+        self.task_received: Signal[TaskInfo] = Signal()
         #: The handler is about to be called (before the middleware).
-        self.task_started: Signal[TaskInfo] = Signal("task_started")
-        self.task_succeeded: Signal[TaskOutcome] = Signal("task_succeeded")
+        self.task_started: Signal[TaskInfo] = Signal()
+        self.task_succeeded: Signal[TaskOutcome] = Signal()
         #: An attempt failed: the job is retried (task_retried follows) or dead-lettered.
-        self.task_failed: Signal[TaskOutcome] = Signal("task_failed")
-        self.task_retried: Signal[TaskOutcome] = Signal("task_retried")
-        self.task_dead_lettered: Signal[TaskOutcome] = Signal("task_dead_lettered")
+        self.task_failed: Signal[TaskOutcome] = Signal()
+        self.task_retried: Signal[TaskOutcome] = Signal()
+        self.task_dead_lettered: Signal[TaskOutcome] = Signal()
         #: The job was cancelled: revoked, or expired before it started.
-        self.task_revoked: Signal[TaskOutcome] = Signal("task_revoked")
-        self.worker_started: Signal[WorkerInfo] = Signal("worker_started")
-        self.worker_stopping: Signal[WorkerInfo] = Signal("worker_stopping")
-        self.worker_stopped: Signal[WorkerInfo] = Signal("worker_stopped")
+        self.task_revoked: Signal[TaskOutcome] = Signal()
+        self.worker_started: Signal[WorkerInfo] = Signal()
+        self.worker_stopping: Signal[WorkerInfo] = Signal()
+        self.worker_stopped: Signal[WorkerInfo] = Signal()
         #: Beat enqueued a schedule's job.
-        self.beat_fired: Signal[BeatFired] = Signal("beat_fired")
+        self.beat_fired: Signal[BeatFired] = Signal()
         #: A workflow run's first job begins (again, if that job is retried).
-        self.workflow_started: Signal[WorkflowInfo] = Signal("workflow_started")
+        self.workflow_started: Signal[WorkflowInfo] = Signal()
         #: The run suspended (sleep, event, child): this job ends, a later one resumes it.
-        self.workflow_suspended: Signal[WorkflowInfo] = Signal("workflow_suspended")
-        self.workflow_resumed: Signal[WorkflowInfo] = Signal("workflow_resumed")
+        self.workflow_suspended: Signal[WorkflowInfo] = Signal()
+        self.workflow_resumed: Signal[WorkflowInfo] = Signal()
         #: The workflow function returned: the run completes.
-        self.workflow_ended: Signal[WorkflowInfo] = Signal("workflow_ended")
-        self.control_command_received: Signal[ControlInfo] = Signal("control_command_received")
+        self.workflow_ended: Signal[WorkflowInfo] = Signal()
+        self.control_command_received: Signal[ControlInfo] = Signal()
+        for name, signal in vars(self).items():
+            signal.name = name  # each is named after its attribute
 
     def __getitem__(self, name: str) -> Signal[Any]:
         """The signal called ``name``; raises KeyError naming the known ones."""
