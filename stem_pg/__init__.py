@@ -30,6 +30,16 @@ if TYPE_CHECKING:
     )
     from stem_pg.core.routing import RoutingConfig
     from stem_pg.core.routing_registry import RoutingRegistry, RoutingSubscription
+    from stem_pg.core.signals import (
+        BeatFired,
+        CallNext,
+        ControlInfo,
+        PublishInfo,
+        TaskInfo,
+        TaskOutcome,
+        WorkerInfo,
+        WorkflowInfo,
+    )
     from stem_pg.core.signing import Signing
     from stem_pg.core.tasks import Reject, Retry
     from stem_pg.worker.context import TaskContext
@@ -48,6 +58,14 @@ _EXPORTS = {
     "RoutingSubscription": "stem_pg.core.routing_registry",
     "Signature": "stem_pg.core.canvas",
     "Signing": "stem_pg.core.signing",
+    "BeatFired": "stem_pg.core.signals",
+    "ControlInfo": "stem_pg.core.signals",
+    "WorkflowInfo": "stem_pg.core.signals",
+    "CallNext": "stem_pg.core.signals",
+    "PublishInfo": "stem_pg.core.signals",
+    "TaskInfo": "stem_pg.core.signals",
+    "TaskOutcome": "stem_pg.core.signals",
+    "WorkerInfo": "stem_pg.core.signals",
     "chain": "stem_pg.core.canvas",
     "group": "stem_pg.core.canvas",
     "chord": "stem_pg.core.canvas",
@@ -77,14 +95,18 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BeatFired",
+    "CallNext",
     "CanvasResult",
     "ChildWorkflowFailed",
     "ConfigError",
+    "ControlInfo",
     "DatabaseUnavailable",
     "EnqueueRequest",
     "EventTimeout",
     "NamespaceError",
     "NotMigratedError",
+    "PublishInfo",
     "Reject",
     "Retry",
     "RoutingConfig",
@@ -100,12 +122,16 @@ __all__ = [
     "TaskContext",
     "TaskError",
     "TaskFailed",
+    "TaskInfo",
+    "TaskOutcome",
     "TaskResult",
     "UnknownTaskError",
+    "WorkerInfo",
     "WorkflowCancelled",
     "WorkflowContext",
     "WorkflowError",
     "WorkflowFailed",
+    "WorkflowInfo",
     "WorkflowRun",
     "chain",
     "chord",

@@ -33,6 +33,7 @@ from stem_pg.core.logs import bind_process, stem_version
 from stem_pg.core.planning import EnqueueRequest
 from stem_pg.core.redaction import install_log_redaction, redact
 from stem_pg.core.schedules import ScheduleEntry, decide, entry_from_row
+from stem_pg.core.signals import BeatFired, Signal
 from stem_pg.db.listen import notifications
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
 from stem_pg.db.stores.beat import BeatStore, Fired, Shot
@@ -141,6 +142,8 @@ class Beat:
                 if shot.error and shot.name in advanced:
                     log.warning("beat %s: schedule %r did not fire: %s", self.id, shot.name, shot.error)
             _log_fires(shots, fired)
+            if self.app.signals.beat_fired:
+                await _send_fires(self.app.signals.beat_fired, shots, fired)
         report.next_due = await self.store.next_due(conn, now=now)
         return report
 
@@ -336,6 +339,15 @@ def _log_fires(shots: list[Shot], fired: list[Fired]) -> None:
                 done.task_id,
                 extra={"event": "fire", "schedule": done.name, "task": task, "id": done.task_id},
             )
+
+
+async def _send_fires(signal: Signal[BeatFired], shots: list[Shot], fired: list[Fired]) -> None:
+    by_name = {shot.name: shot for shot in shots}
+    for done in fired:
+        if done.fired:
+            shot = by_name[done.name]
+            task = shot.job.task if shot.job is not None else None
+            await signal.asend(BeatFired(done.name, task, done.task_id, shot.fire_time))
 
 
 def check_single_database(config: StemConfig) -> None:

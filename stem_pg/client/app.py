@@ -27,6 +27,7 @@ from stem_pg.core.envelope import JobSpec, check_task_id
 from stem_pg.core.planning import EnqueueRequest, Expires, Planner
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
+from stem_pg.core.signals import Middleware, Signals, check_middleware
 from stem_pg.core.signing import Signing
 from stem_pg.core.tasks import TaskDefinition, TaskRegistry, make_options
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_RESULT_TTL", "EnqueueRequest", "Expires", "Stem"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=Middleware)
 Request = EnqueueRequest | tuple[str, Mapping[str, Any]]
 
 
@@ -84,6 +86,8 @@ class Stem(BackendFacade):
             signing=_signing(signing, self.config),
         )
         self.workflows: dict[str, WorkflowDefinition] = {}
+        #: What ``@app.middleware`` registered, outermost first (the worker runs each task in it).
+        self.middleware_chain: list[Middleware] = []
 
     # -- the planner's (url, namespace, pool, wake... are the backend's: BackendFacade) ---------
 
@@ -106,6 +110,29 @@ class Stem(BackendFacade):
     @property
     def default_max_retries(self) -> int:
         return self.planner.default_max_retries
+
+    # -- hooks (stem_pg.core.signals) ---------------------------------------------
+
+    @property
+    def signals(self) -> Signals:
+        """This app's signals: ``app.signals.task_failed.connect(receiver)``."""
+        return self.backend.signals
+
+    def on(self, name: str) -> Callable[[F], F]:
+        """Connect the decorated receiver to signal ``name``; raises KeyError for an unknown one."""
+        signal = self.signals[name]
+
+        def connect(fn: F) -> F:
+            signal.connect(fn)
+            return fn
+
+        return connect
+
+    def middleware(self, fn: M) -> M:
+        """Register ``async def fn(ctx: TaskInfo, call_next)`` to wrap every task run (sync and
+        async handlers), after those registered before it; raises TypeError for a sync function."""
+        self.middleware_chain.append(check_middleware(fn))
+        return fn
 
     # -- registration -------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import psycopg
 
 from stem_pg.client.waker import Waker, due_queues
 from stem_pg.core.envelope import JobSpec
+from stem_pg.core.signals import Signals
 from stem_pg.db.connect import connect, connect_async, with_keepalives
 from stem_pg.db.queries import Queries, queries_for
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore
@@ -61,6 +62,8 @@ class Backend:
         self._quiet: weakref.WeakSet[object] = weakref.WeakSet()
         self._waker: Waker | None = None
         self._reached = False  # whether a connection to the database ever opened
+        #: The app's hooks (stem_pg.core.signals): every feature that sends one reads them here.
+        self.signals = Signals()
 
     @property
     def url(self) -> str:

@@ -27,6 +27,7 @@ from stem_pg.client.waker import Announce
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import TaskError
 from stem_pg.core.planning import EnqueueRequest, Planner
+from stem_pg.core.signals import PublishInfo, Signal, publish_info
 from stem_pg.core.storable import shown
 from stem_pg.db.missing import migrated
 from stem_pg.db.queries import Queries
@@ -64,6 +65,8 @@ def enqueue_many(
     queued = len(items) - len(routed)
     specs: list[JobSpec] = []
     planned = _recorded(_plan(planner, items, routed, numbered), specs)
+    if backend.signals.before_publish:
+        planned = _before_publish(backend.signals.before_publish, planned)
     if connection is None:
         with (
             migrated(backend.namespace),
@@ -84,6 +87,9 @@ def enqueue_many(
             else:
                 ids = insert_sync(connection, backend.queries, list(planned))
         backend.wake(specs, connection)
+    if backend.signals.after_publish:
+        for spec, task_id in zip(specs, ids, strict=True):
+            backend.signals.after_publish.send(publish_info(spec, task_id))
     published = publish_sync(backend, routed, connection)
     return merge_results(backend, ids, published)
 
@@ -100,6 +106,9 @@ async def aenqueue_many(
     items = [_request(i, r) for i, r in enumerate(requests)]
     routed = planner.plan_routed(items, numbered=numbered)
     specs = list(_plan(planner, items, routed, numbered))
+    signals = backend.signals
+    for spec in specs if signals.before_publish else ():
+        await signals.before_publish.asend(publish_info(spec))
     if connection is not None:
         with migrated(backend.namespace):
             ids = await insert_async(connection, backend.queries, specs)
@@ -114,8 +123,17 @@ async def aenqueue_many(
                         await backend.awake(specs, conn if how is not Announce.BY_WAKER else None)
                     except psycopg.Error:
                         await backend.awake(specs)
+    for spec, task_id in zip(specs, ids, strict=True) if signals.after_publish else ():
+        await signals.after_publish.asend(publish_info(spec, task_id))
     published = await publish_async(backend, routed, connection)
     return merge_results(backend, ids, published)
+
+
+def _before_publish(signal: Signal[PublishInfo], specs: Iterable[JobSpec]) -> Iterator[JobSpec]:
+    """Pass ``specs`` through, sending ``before_publish`` for each as it is planned."""
+    for spec in specs:
+        signal.send(publish_info(spec))
+        yield spec
 
 
 def _recorded(specs: Iterable[JobSpec], into: list[JobSpec]) -> Iterator[JobSpec]:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stem_pg.core.control import SHUTDOWN_MODES, Command, ControlError, Reply, ShutdownMode, request_key
+from stem_pg.core.signals import ControlInfo, Signals
 from stem_pg.core.tasks import TaskRegistry
 from stem_pg.db.managed import AsyncConn
 from stem_pg.db.stores.control import CommandRow, ControlStore
@@ -55,6 +56,7 @@ class WorkerControl:
         request_stop: Callable[[ShutdownMode], None],
         interval: float,
         clock: Callable[[], float] = time.monotonic,
+        signals: Signals | None = None,
     ) -> None:
         self.store = store
         self.state = state
@@ -65,6 +67,7 @@ class WorkerControl:
         self.paused: frozenset[str] = frozenset()
         self.interval = interval
         self.clock = clock
+        self.signals = signals or Signals()
         #: The newest command id seen (None until ``start``): later ones are read next.
         self.cursor: int | None = None
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
@@ -168,6 +171,9 @@ class WorkerControl:
 
     async def handle(self, conn: AsyncConn, command: Command) -> None:
         """Run one command and send its reply (if the sender asked for one)."""
+        if self.signals.control_command_received:
+            info = ControlInfo(command.command, command.id, self.state.id, dict(command.args))
+            await self.signals.control_command_received.asend(info)
         try:
             reply = Reply(command.id, self.state.id, data=await self._dispatch(conn, command))
         except Exception as exc:  # a bad command must not stop the control loop

@@ -21,6 +21,7 @@ from stem_pg.core.tasks import TaskDefinition, TaskRegistry
 from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
 from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, Release, RetryLater
 from stem_pg.worker.context import Inflight, TaskContext
+from stem_pg.worker.hooks import TaskHooks
 from stem_pg.worker.outcomes import dead_letter, outcome_of, storable
 from stem_pg.worker.state import WorkerState
 
@@ -49,6 +50,7 @@ class Executor:
         overran: Callable[[str], None] = lambda reason: None,
         verify: Callable[[ClaimedJob], str | None] | None = None,
         routing: RoutingRegistry | None = None,
+        hooks: TaskHooks | None = None,
     ) -> None:
         #: Task name -> handler: what the worker runs is looked up here, in ``run``.
         self.registry = registry
@@ -68,12 +70,17 @@ class Executor:
         self.routing = routing
         #: Sync handlers still running in threads (also those the worker stopped waiting for).
         self.running_threads = 0
+        #: Signals and middleware (stem_pg.worker.hooks).
+        self.hooks = hooks or TaskHooks(None, (), state.id)
 
     async def run(self, entry: Inflight, what: str = "task") -> Outcome:
         """Run the job of ``entry`` once (unless the worker is stopping) and say how it
         ended, in an outcome Postgres can store; never raises. ``what`` names it in errors:
         "task", or "message" for a broadcast."""
-        return storable(await self._attempt(entry, what))
+        outcome = storable(await self._attempt(entry, what))
+        if what == "task":
+            await self.hooks.ended(entry, outcome)
+        return outcome
 
     async def _attempt(self, entry: Inflight, what: str) -> Outcome:
         job = entry.job
@@ -81,6 +88,8 @@ class Executor:
         try:
             if self.state.stopping:  # claimed, but no runner had started it: hand it back
                 return Release(job.id, entry.token)
+            if what == "task":
+                await self.hooks.received(entry)
             entry.started = True
             entry.started_at = time.monotonic()
             self.started()
@@ -97,7 +106,10 @@ class Executor:
             if (problem := definition.kwargs_problem(job.args)) is not None:  # a TypeError is not transient
                 return dead_letter(entry, f"bad_arguments: {problem}", DeadLetterReason.BAD_ARGUMENTS)
             try:
-                value = await self._call(definition, entry)
+                if what == "task":
+                    value = await self.hooks.call(entry, functools.partial(self._call, definition, entry))
+                else:
+                    value = await self._call(definition, entry)
             except Exception as exc:  # the handler's own failure
                 return outcome_of(entry, exc, definition, worker_id=self.worker_id, what=what)
             if entry.revoked is not None:  # revoked with terminate, but it ran to its end first

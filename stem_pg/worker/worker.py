@@ -38,6 +38,7 @@ from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
 from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.heartbeat import Heartbeat
+from stem_pg.worker.hooks import TaskHooks, worker_signal
 from stem_pg.worker.leases import LeaseGate, leased
 from stem_pg.worker.logs import Summary, log_outcome
 from stem_pg.worker.maintenance import Maintenance
@@ -126,6 +127,7 @@ class Worker:
         self._assemble()
         if not await self._register():
             return
+        await worker_signal(self.app.signals.worker_started, self.app.namespace, self.settings)
         self.slots.start()
         claimer = asyncio.create_task(
             self._guarded("claimer", self._claim_conn, self._claim_once, until_stop=True)
@@ -151,8 +153,10 @@ class Worker:
             self.settings.concurrency,
         )
         await self._stop.wait()
+        await worker_signal(self.app.signals.worker_stopping, self.app.namespace, self.settings)
         await self.shutdown.run(claimer, loops)
         await self._close()
+        await worker_signal(self.app.signals.worker_stopped, self.app.namespace, self.settings)
 
     def _assemble(self) -> None:
         """Make the connections (opened on first use) and the parts, inside the running loop.
@@ -179,6 +183,7 @@ class Worker:
             namespace=self.app.namespace,
             request_stop=self.request_stop,
             interval=self.settings.maintenance_interval,
+            signals=self.app.signals,
         )
         broadcast_store = BroadcastStore(queries)
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)
@@ -201,6 +206,7 @@ class Worker:
             overran=self.retire,
             verify=verifier(self.app.planner.signing, self.app.workflows),
             routing=self.app.routing,
+            hooks=TaskHooks(self.app.signals, self.app.middleware_chain, self.id),
         )
         self.broadcasts = BroadcastConsumer(
             broadcast_store,

@@ -14,6 +14,7 @@ from typing import Any
 
 from stem_pg.client.backend import Backend
 from stem_pg.core.planning import Planner
+from stem_pg.core.signals import WorkflowInfo
 from stem_pg.core.tasks import TaskDefinition, TaskRegistry
 from stem_pg.core.workflows import WorkflowDefinition
 from stem_pg.worker.context import TaskContext
@@ -35,10 +36,22 @@ def workflow_handler(
         if started is None:
             return None
         run, ledger = started
+        signals = backend.signals
+        begun = signals.workflow_resumed if run.resumes else signals.workflow_started
+        info = WorkflowInfo(run.workflow, run.id, ctx.task_id, run.resumes, run.params)
+        if begun:
+            await begun.asend(info)
         try:
-            return await definition.fn(WorkflowContext(job, run, ledger), **run.params)
-        except (Suspended, RunStopped):
+            result = await definition.fn(WorkflowContext(job, run, ledger), **run.params)
+        except Suspended:
+            if signals.workflow_suspended:
+                await signals.workflow_suspended.asend(info)
             return None
+        except RunStopped:
+            return None
+        if signals.workflow_ended:
+            await signals.workflow_ended.asend(replace(info, result=result))
+        return result
 
     run_workflow.__qualname__ = f"workflow:{definition.name}"
     return run_workflow
