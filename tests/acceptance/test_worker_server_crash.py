@@ -55,9 +55,10 @@ def test_a_claim_survives_a_server_crash_and_no_job_runs_twice_at_once(
         wait_for(lambda: _running(cluster, namespace) == JOBS, 30, f"all claimed\n{workers.logs()}")
         time.sleep(0.2)
         cluster.crash()
-        second = workers.start(app="tests.acceptance.spanapp:app", lease=LEASE, concurrency=4)
-        time.sleep(0.5)  # the second worker is up and waiting for the server
         cluster.start()
+        # A worker refuses to start while its database is down (one line, exit 1), so the
+        # second worker starts once the server is back, racing the first for the jobs.
+        second = workers.start(app="tests.acceptance.spanapp:app", lease=LEASE, concurrency=4)
 
         def finished() -> bool:
             with cluster.connect() as db:
