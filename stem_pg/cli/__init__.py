@@ -15,6 +15,7 @@ from stem_pg.cli import (
     demo_cmd,
     dlq_cmd,
     embedded_cmd,
+    metrics_cmd,
     routing_cmd,
     schedule_cmd,
     tasks_cmd,
@@ -96,6 +97,7 @@ app.command("beat")(beat_command)
 app.command("purge")(purge_command)
 app.add_typer(wf_cmd.app, name="wf", cls=_Group)
 app.add_typer(embedded_cmd.app, name="embedded", cls=_Group)
+app.add_typer(metrics_cmd.app, name="metrics", cls=_Group)
 
 
 def main() -> None:

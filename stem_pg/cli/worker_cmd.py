@@ -124,6 +124,7 @@ def run_command(
             " nothing was; 0: never).",
         ),
     ] = 60.0,
+    metrics_port: common.MetricsPortOption = None,
 ) -> None:
     """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop).
 
@@ -137,6 +138,10 @@ def run_command(
     from stem_pg.worker.settings import WorkerSettings, default_worker_id
     from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, supervise
 
+    if metrics_port is not None:
+        from stem_pg.metrics.exposition import require_client
+
+        require_client()
     log_options.configure(loglevel, log_format)
     stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace, component="worker")
     config = common.config()
@@ -161,7 +166,7 @@ def run_command(
     )
     if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
         common.require_migrated(stem)
-    supervise(stem, settings, processes)
+    supervise(stem, settings, processes, metrics_port)
 
 
 @app.command("status")

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from stem_pg.core.logs import job_fields
@@ -48,6 +48,8 @@ class Heartbeat:
         self.state = state
         #: Jobs that ended but whose outcome is not written yet: their leases are held too.
         self.unflushed = unflushed
+        #: Told how many leases each extension extended and how many it found lost (the metrics).
+        self.on_checked: Callable[[int, int], None] | None = None
         self.wanted = asyncio.Event()
         self._revalidate = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -98,10 +100,12 @@ class Heartbeat:
         """Stop jobs whose lease the heartbeat could not extend. Only the jobs it asked
         about count: jobs claimed while it ran were not part of the question."""
         inflight = self.state.inflight
+        lost = 0
         for entry in asked:
             job_id = entry.job.id
             if job_id not in alive and not entry.lost and inflight.get(job_id) is entry:
                 entry.lost = True
+                lost += 1
                 if entry.task is not None and entry.started:
                     entry.task.cancel()  # a sync handler stops at its next checkpoint
                 log.warning(
@@ -111,3 +115,5 @@ class Heartbeat:
                     "stopping it" if entry.started else "it will not start here",
                     extra={**job_fields(entry.job), "event": "lease_lost"},
                 )
+        if self.on_checked is not None:
+            self.on_checked(len(alive), lost)
