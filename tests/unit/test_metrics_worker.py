@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from stem_pg.db.stores.rows import ClaimedJob
 from stem_pg.metrics.worker import RUN_BUCKETS, UNREGISTERED, PendingObservations, WorkerMetrics
@@ -25,7 +26,7 @@ def job(task: str, queue: str = "default", waited: float = 0.5) -> ClaimedJob:
     return ClaimedJob("id", task, queue, 0, None, None, 1, 3, None, None, True, waited=waited)
 
 
-def samples(registry: CollectorRegistry) -> list:  # type: ignore[type-arg]
+def samples(registry: CollectorRegistry) -> list[Sample]:
     text = generate_latest(registry).decode()
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
