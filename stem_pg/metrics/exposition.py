@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from stem_pg.core.errors import StemError
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from prometheus_client.registry import Collector, CollectorRegistry
 
 INSTALL_HINT = "pip install 'stem_pg[metrics]'"
@@ -34,12 +36,15 @@ def require_client(flag: str = "--metrics-port") -> None:
         ) from None
 
 
-def serve(port: int, registry: Collector, *, flag: str = "--metrics-port", addr: str = "0.0.0.0") -> None:
+def serve(
+    port: int, registry: Collector, *, flag: str = "--metrics-port", addr: str = "0.0.0.0"
+) -> WSGIServer:
     """Serve ``registry`` on ``http://addr:port/metrics`` from a daemon thread of this process."""
     from prometheus_client import start_http_server
 
     try:
-        start_http_server(port, addr=addr, registry=registry)
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
+        return server
     except OSError as exc:
         raise MetricsUnavailable(f"{flag} {port}: cannot listen on it: {exc.strerror or exc}") from None
 
@@ -58,6 +63,8 @@ class SharedMetrics:
         from prometheus_client import values
 
         self.path = tempfile.mkdtemp(prefix="stem-metrics-")
+        #: The supervisor's server, once serving: a forked process closes its copy of the socket.
+        self.server: WSGIServer | None = None
         self._previous = os.environ.get(MULTIPROCESS_VARIABLE)
         os.environ[MULTIPROCESS_VARIABLE] = self.path
         # Chosen when prometheus_client is imported: an app that imported it already got the
@@ -71,6 +78,12 @@ class SharedMetrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self.path)  # type: ignore[no-untyped-call]
         return registry
+
+    def forked(self) -> None:
+        """In a forked process: let go of the inherited listening socket, so that the port is
+        free once the supervisor is gone, whatever happens to this process."""
+        if self.server is not None:
+            self.server.socket.close()
 
     def process_exited(self, pid: int) -> None:
         from prometheus_client.multiprocess import mark_process_dead

@@ -80,10 +80,13 @@ def _leave(worker: Worker) -> None:
         sys.exit(worker.exit_code)
 
 
-def _child(app: Stem, settings: WorkerSettings, measured: bool) -> None:
+def _child(app: Stem, settings: WorkerSettings, shared: SharedMetrics | None) -> None:
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    metrics = worker_metrics(app, settings) if measured else None  # written to this process's files
+    metrics = None
+    if shared is not None:
+        shared.forked()
+        metrics = worker_metrics(app, settings)  # written to this process's files
     worker = run_worker(app, settings, signals=(signal.SIGTERM,), metrics=metrics)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -122,7 +125,7 @@ def supervise(app: Stem, settings: WorkerSettings, processes: int, metrics_port:
 
         shared = SharedMetrics()
         try:
-            serve(metrics_port, shared.registry())
+            shared.server = serve(metrics_port, shared.registry())
         except BaseException:
             shared.close()
             raise
@@ -142,9 +145,7 @@ def _fork_and_watch(
 
     def spawn(slot: int) -> None:
         child_settings = _replace_id(settings, f"{settings.worker_id}-{slot}")
-        proc = context.Process(
-            target=_child, args=(app, child_settings, shared is not None), name=f"stem-worker-{slot}"
-        )
+        proc = context.Process(target=_child, args=(app, child_settings, shared), name=f"stem-worker-{slot}")
         proc.start()
         children[slot] = proc
 
