@@ -31,8 +31,8 @@ def _seed(db: Db, namespace: str) -> None:
         db.execute(
             sql.SQL(
                 "INSERT INTO {}.jobs (id, task, queue, state, not_before, enqueued_at, started_at)"
-                " VALUES (%s, 't', 'emails', %s, now() - make_interval(secs => %s), now() - interval '1 hour',"
-                " CASE WHEN %s = 'running' THEN now() END)"
+                " VALUES (%s, 't', 'emails', %s, now() - make_interval(secs => %s),"
+                " now() - interval '1 hour', CASE WHEN %s = 'running' THEN now() END)"
             ).format(ns),
             (f"j{i}", state, ready_since, state),
         )
