@@ -36,14 +36,14 @@ def follow(
     from stem_pg.db.heartbeats import heartbeats, listen_heartbeats
 
     listen_heartbeats(conn, namespace)  # before the first read: no beat falls in between
-    rows = store.list(conn, stale_after=stale_after)
-    if as_json:
-        for row in rows:
-            _json_line("worker", asdict(row))
-    else:
-        common.print_table([asdict(w) for w in rows], table)
-    seen = {row.id: row.status for row in rows}
     try:
+        rows = store.list(conn, stale_after=stale_after)
+        if as_json:
+            for row in rows:
+                _json_line("worker", asdict(row))
+        else:
+            common.print_table([asdict(w) for w in rows], table)
+        seen = {row.id: row.status for row in rows}
         while True:
             for beat in heartbeats(conn, timeout=interval):
                 _print_beat(beat, as_json)
