@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 #: The shortest --interval: a refresh reads the database each time.
 MIN_INTERVAL = 0.1
 #: Columns that hold names (left-aligned); the others hold numbers, ages and rates.
-_NAME_COLUMNS = frozenset({"queue", "task", "worker", "status", "host", "queues", "name", "enabled"})
+_NAME_COLUMNS = frozenset(
+    {"queue", "task", "worker", "status", "host", "queues", "name", "enabled", "top reason", "last error"}
+)
 
 
 def _view(value: str) -> str:
@@ -154,7 +156,7 @@ def _show_once(rows: list[Any], view: str, window: str, ns: str, json_output: bo
     from rich.console import Console
 
     console = Console(width=None if sys.stdout.isatty() else 200)
-    console.print(_rich_table(rows, view, window, ns))
+    console.print(_rich_table(rows, view, window, ns, console.width))
 
 
 def _watch_json(reader: _Reader, seconds: float) -> None:
@@ -164,14 +166,20 @@ def _watch_json(reader: _Reader, seconds: float) -> None:
 
 
 def _watch_table(reader: _Reader, view: str, window: str, ns: str, seconds: float) -> None:
+    from rich.console import Console
     from rich.live import Live
 
-    with Live(_rich_table(reader.read(), view, window, ns), auto_refresh=False) as live:
+    console = Console()
+
+    def draw(rows: list[Any]) -> Table:
+        return _rich_table(rows, view, window, ns, console.width)
+
+    with Live(draw(reader.read()), console=console, auto_refresh=False) as live:
         while True:
             deadline = time.monotonic() + seconds
             while reader.wait(max(0.0, deadline - time.monotonic())):  # a heartbeat: show it now
-                live.update(_rich_table(reader.current(), view, window, ns), refresh=True)
-            live.update(_rich_table(reader.read(), view, window, ns), refresh=True)
+                live.update(draw(reader.current()), refresh=True)
+            live.update(draw(reader.read()), refresh=True)
 
 
 def _until(reader: _Reader, deadline: float) -> None:
@@ -179,17 +187,31 @@ def _until(reader: _Reader, deadline: float) -> None:
         pass
 
 
-def _rich_table(rows: list[Any], view: str, window: str, ns: str) -> Table:
+def _rich_table(rows: list[Any], view: str, window: str, ns: str, width: int) -> Table:
+    """The table, its rightmost columns left out (and named) when all would not fit ``width``."""
     from rich import box
     from rich.table import Table
 
     headers, cells = table(view, rows, window=window)
+    shown = _fitting(headers, cells, width)
     at = datetime.now(UTC).strftime("%H:%M:%S UTC")
     grid = Table(title=f"{view} in namespace {ns} at {at}", box=box.SIMPLE_HEAD, title_justify="left")
-    for header in headers:
+    for header in headers[:shown]:
         grid.add_column(header.upper(), justify="left" if header in _NAME_COLUMNS else "right", no_wrap=True)
     for row in cells:
-        grid.add_row(*row)
-    if not cells:
-        grid.caption = "(none)"
+        grid.add_row(*row[:shown])
+    notes = [] if cells else ["(none)"]
+    if shown < len(headers):
+        notes.append(f"not shown, too narrow: {', '.join(headers[shown:])} (widen the terminal, or --json)")
+    grid.caption = "; ".join(notes) or None
     return grid
+
+
+def _fitting(headers: list[str], cells: list[list[str]], width: int) -> int:
+    """How many leading columns fit ``width`` (at least one), each as wide as its widest cell."""
+    used = 0
+    for i, header in enumerate(headers):
+        used += max([len(header), *(len(row[i]) for row in cells)]) + 3  # padding and the rule's gap
+        if used > width and i > 0:
+            return i
+    return len(headers)

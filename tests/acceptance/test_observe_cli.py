@@ -94,6 +94,7 @@ def test_tables_show_human_units(database_url: str, namespace: str, db: Db) -> N
 
 
 def test_dlq_and_schedules_views(database_url: str, namespace: str, db: Db) -> None:
+    assert "(none)" in _observe(database_url, namespace, "dlq").stdout
     ns = sql.Identifier(namespace)
     db.execute(
         sql.SQL(
