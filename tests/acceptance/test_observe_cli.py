@@ -4,6 +4,7 @@ table speaks human units, ``--watch`` refreshes until Ctrl-C, and a bad argument
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -14,8 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
+from typer.testing import CliRunner
 
-from tests.helpers import REPO_ROOT, run_stem, stem_env
+from stem_pg.cli import app
+from tests.helpers import REPO_ROOT, run_cli, stem_env
 
 Db = psycopg.Connection[tuple[Any, ...]]
 
@@ -54,8 +57,10 @@ def _seed(db: Db, namespace: str) -> None:
 
 
 def _observe(database_url: str, namespace: str, *args: str) -> Any:
-    run = run_stem(database_url, "observe", *args, "--namespace", namespace)
-    assert run.returncode == 0, run.stdout + run.stderr
+    """``stem observe`` in process (a process costs seconds; the watch test runs the real one)."""
+    env = {key: None for key in os.environ if key.startswith("STEM_")} | {"STEM_BROKER_URL": database_url}
+    run = CliRunner().invoke(app, ["observe", *args, "--namespace", namespace], env=env)
+    assert run.exit_code == 0, run.output + repr(run.exception)
     return run
 
 
@@ -162,9 +167,19 @@ def test_watch_json_prints_a_reading_per_refresh_until_ctrl_c(
         ),
     ],
 )
-def test_a_bad_argument_is_one_line(database_url: str, namespace: str, args: list[str], message: str) -> None:
-    run = run_stem(database_url, "observe", *args, "--namespace", namespace)
+def test_a_bad_argument_is_one_line(args: list[str], message: str) -> None:
+    """In process (each is refused before any connection); the real program below."""
+    run = CliRunner().invoke(app, ["observe", *args])
+    assert run.exit_code == 2, run.output
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], run.stderr
+
+
+def test_the_program_refuses_an_unknown_view_with_one_line() -> None:
+    run = run_cli("observe", "job", env=stem_env())
     assert run.returncode == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and message in errors[0], run.stderr
+    assert errors == [
+        "Error: Invalid value for VIEW: unknown view 'job': choose one of queues, workers, dlq, schedules"
+    ]
