@@ -27,6 +27,7 @@ from stem_pg.cli.check_cmd import check_command
 from stem_pg.cli.doctor_cmd import doctor_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
+from stem_pg.cli.observe_cmd import observe_command
 from stem_pg.cli.purge_cmd import purge_command
 from stem_pg.cli.roles_cmd import roles_command
 from stem_pg.core.errors import StemError
@@ -87,6 +88,7 @@ app.command("roles")(roles_command)
 app.command("health")(health_command)
 app.command("doctor")(doctor_command)
 app.command("check")(check_command)
+app.command("observe")(observe_command)
 app.command("demo")(demo_cmd.demo_command)
 app.add_typer(routing_cmd.app, name="routing", cls=_Group)
 app.add_typer(worker_cmd.app, name="worker", cls=_Group)

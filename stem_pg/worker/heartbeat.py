@@ -1,5 +1,6 @@
 """The worker's heartbeat: extends the leases of the jobs it holds, stops the ones whose
-lease it lost, and tells the workers table it is alive.
+lease it lost, and tells the workers table it is alive (in the same statement, the
+namespace's heartbeat topic hears it too: ``stem_pg.core.heartbeats``).
 
 After any connection failure (``connection_lost``) it extends every held lease again as
 soon as it has a connection: a lease it cannot extend is lost (logged by task id, the job
@@ -85,7 +86,7 @@ class Heartbeat:
                 if entry.job.id in alive:
                     leased(entry, sent=sent, epoch=epoch, seconds=lease)
             self._mark_lost(held, alive)
-        await self.workers.heartbeat(conn, worker_id=self.state.id)
+        await self.workers.heartbeat(conn, beat=self.state.beat())
         self.state.last_heartbeat_at = datetime.now(UTC)
         with contextlib.suppress(TimeoutError):  # unless a connection failed meanwhile: beat again at once
             await asyncio.wait_for(self._revalidate.wait(), min(LEASE_WAKE_THROTTLE, self.interval() / 2))

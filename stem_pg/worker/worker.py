@@ -307,6 +307,7 @@ class Worker:
                     queues=self.settings.queues,
                     concurrency=self.settings.concurrency,
                     tasks=self.app.planner.task_options(),
+                    beat=self.state.beat(),
                 )
                 await self.control.sync(conn)  # revokes and pauses before the first claim
                 await self.broadcasts.start(conn)
