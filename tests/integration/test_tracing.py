@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from stem_pg import TaskContext, chain, chord
+from stem_pg import TaskContext, WorkflowContext, chain, chord
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.tasks import Retry
@@ -170,6 +170,28 @@ def test_a_chains_spans_share_a_trace_and_each_link_follows_the_previous(
     creates = _spans(exporter, "create default")
     callback = next(p for p in processes if (p.attributes or {})["messaging.stem_pg.task"] == "t.total")
     assert _linked(callback) == {c.context.span_id for c in creates}  # its own producer and the 3 members'
+
+
+def test_a_workflow_runs_first_job_is_traced_from_the_caller_that_started_it(
+    app: Stem, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    instrument(app, tracer_provider=provider)
+
+    @app.workflow(name="t.flow")
+    async def flow(ctx: WorkflowContext) -> str:
+        await ctx.sleep(0.1)
+        return "done"
+
+    with running_worker(app), provider.get_tracer("test").start_as_current_span("caller") as caller:
+        run = app.start_workflow("t.flow")
+        assert run.get(timeout=10) == "done"
+        processes = _wait_spans(exporter, "process default", 2)  # the start, then the resume
+    [send] = _spans(exporter, "send default")
+    first = next(p for p in processes if p.parent is not None)
+    assert send.context.trace_id == caller.get_span_context().trace_id == first.context.trace_id
+    assert first.parent is not None and first.parent.span_id == send.context.span_id
+    for span in (send, *processes):
+        assert (span.attributes or {})["messaging.message.conversation_id"] == run.id
 
 
 def test_a_signed_job_carries_its_trace_context_under_the_signature(
