@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 #: A job header listing the W3C trace contexts (``traceparent`` values) of the jobs this one
@@ -12,6 +13,13 @@ from typing import Any, Protocol
 TRACE_LINKS_HEADER = "stem-trace-links"
 #: The most contexts one job links to (a chord of thousands links to its first members).
 MAX_TRACE_LINKS = 32
+#: The headers tracing may add to a workflow's resume job (which is not signed: the
+#: signature check lets these through, see stem_pg.worker.verify).
+TRACE_HEADERS = frozenset({"traceparent", "tracestate", TRACE_LINKS_HEADER})
+
+#: While a traced job runs: the trace headers of a job that carries on its work (the resume
+#: job of a workflow run that suspends): its producer's context and a link to this run.
+HANDED_ON: ContextVar[Mapping[str, Any] | None] = ContextVar("stem_pg_trace_handed_on", default=None)
 
 
 class PublishTracing(Protocol):

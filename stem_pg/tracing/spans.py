@@ -23,7 +23,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from stem_pg.core.signals import CallNext, TaskInfo
-from stem_pg.core.trace_hooks import MAX_TRACE_LINKS, TRACE_LINKS_HEADER
+from stem_pg.core.trace_hooks import HANDED_ON, MAX_TRACE_LINKS, TRACE_LINKS_HEADER
 from stem_pg.core.workflows import CANVAS_HEADER, WORKFLOW_HEADER
 
 SYSTEM = "stem_pg"
@@ -145,8 +145,14 @@ class JobTracing:
             attributes["messaging.message.conversation_id"] = conversation
         with self.tracer.start_as_current_span(
             f"process {ctx.queue}", context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes
-        ):
-            return await call_next()
+        ) as span:
+            handed_on: dict[str, Any] = {TRACE_LINKS_HEADER: [_traceparent(span.get_span_context())]}
+            _W3C.inject(handed_on, context=parent)  # a resume job stays in the producer's trace
+            token = HANDED_ON.set(handed_on)
+            try:
+                return await call_next()
+            finally:
+                HANDED_ON.reset(token)
 
     def _common(self, queue: str, task_id: str, task: str) -> dict[str, Any]:
         return {

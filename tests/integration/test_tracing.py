@@ -172,7 +172,7 @@ def test_a_chains_spans_share_a_trace_and_each_link_follows_the_previous(
     assert _linked(callback) == {c.context.span_id for c in creates}  # its own producer and the 3 members'
 
 
-def test_a_workflow_runs_first_job_is_traced_from_the_caller_that_started_it(
+def test_a_workflow_run_is_one_trace_and_a_resume_links_the_run_before_it(
     app: Stem, provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     instrument(app, tracer_provider=provider)
@@ -185,16 +185,20 @@ def test_a_workflow_runs_first_job_is_traced_from_the_caller_that_started_it(
     with running_worker(app), provider.get_tracer("test").start_as_current_span("caller") as caller:
         run = app.start_workflow("t.flow")
         assert run.get(timeout=10) == "done"
-        processes = _wait_spans(exporter, "process default", 2)  # the start, then the resume
+        first, resumed = sorted(_wait_spans(exporter, "process default", 2), key=lambda s: s.start_time or 0)
     [send] = _spans(exporter, "send default")
-    first = next(p for p in processes if p.parent is not None)
-    assert send.context.trace_id == caller.get_span_context().trace_id == first.context.trace_id
-    assert first.parent is not None and first.parent.span_id == send.context.span_id
-    for span in (send, *processes):
+    assert {send.context.trace_id, first.context.trace_id, resumed.context.trace_id} == {
+        caller.get_span_context().trace_id
+    }
+    for process in (first, resumed):
+        assert process.parent is not None and process.parent.span_id == send.context.span_id
+    assert _linked(first) == {send.context.span_id}
+    assert _linked(resumed) == {send.context.span_id, first.context.span_id}
+    for span in (send, first, resumed):
         assert (span.attributes or {})["messaging.message.conversation_id"] == run.id
 
 
-def test_a_signed_job_carries_its_trace_context_under_the_signature(
+def test_signed_jobs_and_unsigned_resume_jobs_carry_their_trace_context(
     database_url: str, namespace: str, provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     signed = Stem(
@@ -206,12 +210,19 @@ def test_a_signed_job_carries_its_trace_context_under_the_signature(
     def echo(word: str) -> str:
         return word
 
+    @signed.workflow(name="t.nap")
+    async def nap(ctx: WorkflowContext) -> str:
+        await ctx.sleep(0.1)  # its resume job, written by the worker, is unsigned but traced
+        return "rested"
+
     try:
         with running_worker(signed):
             assert signed.enqueue("t.echo", {"word": "hi"}).get(timeout=10) == "hi"
-        [send] = _wait_spans(exporter, "send default", 1)
-        [process] = _wait_spans(exporter, "process default", 1)
-        assert process.parent is not None and process.parent.span_id == send.context.span_id
+            assert signed.start_workflow("t.nap").get(timeout=10) == "rested"
+            processes = _wait_spans(exporter, "process default", 3)
+        sends = _spans(exporter, "send default")
+        assert len(sends) == 2
+        assert {p.parent.span_id for p in processes if p.parent} == {s.context.span_id for s in sends}
     finally:
         signed.close()
 
