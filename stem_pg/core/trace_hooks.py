@@ -3,7 +3,7 @@ library behind it (stem_pg.tracing implements it with OpenTelemetry)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -17,9 +17,11 @@ MAX_TRACE_LINKS = 32
 #: signature check lets these through, see stem_pg.worker.verify).
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", TRACE_LINKS_HEADER})
 
-#: While a traced job runs: the trace headers of a job that carries on its work (the resume
-#: job of a workflow run that suspends): its producer's context and a link to this run.
-HANDED_ON: ContextVar[Mapping[str, Any] | None] = ContextVar("stem_pg_trace_handed_on", default=None)
+#: While a traced job runs: what makes the trace headers of a job that carries on its work
+#: (the resume job of a workflow run that suspends): its producer's context, a link to this run.
+HANDED_ON: ContextVar[Callable[[], Mapping[str, Any]] | None] = ContextVar(
+    "stem_pg_trace_handed_on", default=None
+)
 
 
 class PublishTracing(Protocol):

@@ -1,8 +1,10 @@
 """The spans of one app: a producer span per planned job (its context into the job's headers)
-and the consumer middleware that runs each attempt inside a span of the job's trace.
+and the consumer middleware that runs each attempt inside a span of the job's trace (and
+hands the trace on to a workflow's resume job, through ``trace_hooks.HANDED_ON``).
 
 Names and attributes follow the OpenTelemetry messaging conventions: ``send <queue>``
-(PRODUCER) and ``process <queue>`` (CONSUMER); ``messaging.system`` is ``stem_pg``,
+(PRODUCER; for a batch a CLIENT ``send`` span and a PRODUCER ``create <queue>`` per job)
+and ``process <queue>`` (CONSUMER); ``messaging.system`` is ``stem_pg``,
 the messaging system the application talks to (the database under it shows in the
 database client's own spans, ``db.system``); stem's own attributes sit under
 ``messaging.stem_pg.``, as Kafka's and RabbitMQ's do under theirs.
@@ -10,6 +12,7 @@ database client's own spans, ``db.system``); stem's own attributes sit under
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -124,7 +127,7 @@ class JobTracing:
         links = []
         producer = _span_context(parent)
         if producer is not None:
-            links.append(Link(producer, {"messaging.operation.type": "send"}))
+            links.append(Link(producer))
         followed = headers.get(TRACE_LINKS_HEADER) if headers else None
         if isinstance(followed, list):
             for value in followed[:MAX_TRACE_LINKS]:
@@ -132,7 +135,7 @@ class JobTracing:
                     _span_context(_W3C.extract({"traceparent": value})) if isinstance(value, str) else None
                 )
                 if context is not None:
-                    links.append(Link(context, {"stem_pg.link": "follows"}))
+                    links.append(Link(context))
         attributes = {
             **self._common(ctx.queue, ctx.task_id, ctx.task),
             "messaging.operation.type": "process",
@@ -146,9 +149,7 @@ class JobTracing:
         with self.tracer.start_as_current_span(
             f"process {ctx.queue}", context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes
         ) as span:
-            handed_on: dict[str, Any] = {TRACE_LINKS_HEADER: [_traceparent(span.get_span_context())]}
-            _W3C.inject(handed_on, context=parent)  # a resume job stays in the producer's trace
-            token = HANDED_ON.set(handed_on)
+            token = HANDED_ON.set(functools.partial(_handed_on, span.get_span_context(), parent))
             try:
                 return await call_next()
             finally:
@@ -162,6 +163,14 @@ class JobTracing:
             "messaging.stem_pg.task": task,
             "messaging.stem_pg.namespace": self.namespace(),
         }
+
+
+def _handed_on(run: SpanContext, parent: Context) -> dict[str, Any]:
+    """The trace headers of a job that carries on ``run``'s work: in the producer's trace
+    (``parent``), linked to ``run``."""
+    headers: dict[str, Any] = {TRACE_LINKS_HEADER: [_traceparent(run)]}
+    _W3C.inject(headers, context=parent)
+    return headers
 
 
 def _conversation(headers: Mapping[str, Any] | None) -> str | None:

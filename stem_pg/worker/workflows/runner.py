@@ -124,7 +124,7 @@ class RunJob:
             waiting_for=waiting_for,
             wake_at=wake_at,
             resume_at=capped(run, wake_at, datetime.now(UTC)),
-            headers="{}" if traced is None else json.dumps(dict(traced)),
+            headers="{}" if traced is None else json.dumps(dict(traced())),
         )
         if not suspended:
             raise RunStopped
