@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from psycopg import sql
 
 from stem_pg import TaskContext, WorkflowContext, chain, chord
 from stem_pg.client.app import Stem
@@ -243,3 +244,40 @@ def test_uninstrument_stops_the_spans(
     with running_worker(app):
         assert app.enqueue("t.quiet", {}).get(timeout=10) == "ok"
     assert exporter.get_finished_spans() == ()
+
+
+def test_a_batch_is_one_client_span_and_each_job_has_its_own_producer_span(
+    app: Stem, provider: TracerProvider, exporter: InMemorySpanExporter, db: Any, namespace: str
+) -> None:
+    instrument(app, tracer_provider=provider)
+
+    @app.task(name="t.batched")
+    def batched(n: int) -> int:
+        return n
+
+    handles = app.enqueue_many([("t.batched", {"n": n}) for n in range(3)])
+    [send] = _spans(exporter, "send default")
+    creates = _spans(exporter, "create default")
+    assert send.kind is SpanKind.CLIENT and (send.attributes or {})["messaging.batch.message_count"] == 3
+    assert [(c.attributes or {})["messaging.message.id"] for c in creates] == [h.id for h in handles]
+    assert {c.parent.span_id for c in creates if c.parent} == {send.context.span_id}
+    rows = db.execute(
+        sql.SQL("SELECT id, headers ->> 'traceparent' FROM {}.jobs").format(sql.Identifier(namespace))
+    ).fetchall()
+    by_id = {c.context.span_id: (c.attributes or {})["messaging.message.id"] for c in creates}
+    assert {task_id: int(tp.split("-")[2], 16) for task_id, tp in rows} == {v: k for k, v in by_id.items()}
+
+
+async def test_aenqueue_is_traced_like_enqueue(
+    app: Stem, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    instrument(app, tracer_provider=provider)
+
+    @app.task(name="t.async")
+    def in_async() -> None: ...
+
+    with provider.get_tracer("test").start_as_current_span("caller") as caller:
+        handle = await app.aenqueue("t.async", {})
+    [send] = _spans(exporter, "send default")
+    assert send.kind is SpanKind.PRODUCER and send.context.trace_id == caller.get_span_context().trace_id
+    assert (send.attributes or {})["messaging.message.id"] == handle.id
