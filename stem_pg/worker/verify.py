@@ -4,10 +4,10 @@ Every job and broadcast message must carry a signature that one of the worker's
 keys verifies, with one exception: the jobs that resume a workflow run. Those
 are written by the database (the ``wf_wake`` trigger) and by workers, which
 under Ed25519 cannot sign; their payload is nothing but a run id
-(``{"run_id": R}`` with the header ``stem-workflow: R``, and under tracing its trace
-context), and the workflow
-runner acts on one only while the run names that job id as its next job (the
-run and its params were written when a signed producer started it).
+(``{"run_id": R}`` with the header ``stem-workflow: R``, plus the trace headers of
+``stem_pg.core.trace_hooks.TRACE_HEADERS`` when traced), and the workflow runner acts
+on one only while the run names that job id as its next job (the run and its params
+were written when a signed producer started it).
 """
 
 from __future__ import annotations
