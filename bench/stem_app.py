@@ -17,6 +17,11 @@ NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench")
 
 app = Stem(DSN, namespace=NAMESPACE, config=StemConfig(), signing=bench_signing())
 
+if os.environ.get("BENCH_TRACING") == "1":  # the cost of tracing every run (stem_pg.tracing)
+    from bench.tracing_sink import instrument_with_sdk
+
+    instrument_with_sdk(app)
+
 
 @app.task(name="noop")
 async def noop() -> None:

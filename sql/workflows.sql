@@ -64,7 +64,8 @@ FOR UPDATE OF r;
 
 -- name: wf_suspend
 -- Suspend the run (after wf_run_lock): its next job takes over, scheduled for resume_at,
--- or none until a wake-up (event, child) when resume_at is null.
+-- or none until a wake-up (event, child) when resume_at is null. headers: what tracing
+-- adds to the next job's (stem_pg.core.trace_hooks.TRACE_HEADERS), else '{}'.
 WITH run AS (
     UPDATE {ns}.wf_runs AS r
     SET status = 'suspended', job_id = %(next_job_id)s, resumes = r.resumes + 1,
@@ -76,7 +77,8 @@ WITH run AS (
 resume AS (
     INSERT INTO {ns}.jobs (id, task, queue, priority, args, headers, max_retries, not_before)
     SELECT %(next_job_id)s, run.workflow, run.queue, run.priority,
-           jsonb_build_object('run_id', run.id), jsonb_build_object('stem-workflow', run.id),
+           jsonb_build_object('run_id', run.id),
+           jsonb_build_object('stem-workflow', run.id) || %(headers)s::jsonb,
            run.max_retries, %(resume_at)s::timestamptz
     FROM run
     WHERE %(resume_at)s::timestamptz IS NOT NULL

@@ -39,6 +39,13 @@ class _Member:
 def apply_canvas(backend: Backend, planner: Planner, canvas: Canvas, connection: Any = None) -> CanvasResult:
     """Write ``canvas`` and enqueue what runs first; ``connection``: a psycopg Connection
     whose transaction the canvas joins (it exists only if that commits)."""
+    if planner.tracing is not None:
+        with planner.tracing.sending(_size(canvas)):  # one trace: the canvas's (stem_pg.tracing)
+            return _apply(backend, planner, canvas, connection)
+    return _apply(backend, planner, canvas, connection)
+
+
+def _apply(backend: Backend, planner: Planner, canvas: Canvas, connection: Any) -> CanvasResult:
     canvas_id = new_task_id()
     kind, members = _plan(planner, canvas_id, canvas)
     now = [m.spec for m in members if not m.later]
@@ -50,6 +57,14 @@ def apply_canvas(backend: Backend, planner: Planner, canvas: Canvas, connection:
     backend.wake(now, connection)
     handles = [TaskResult(backend, m.spec.id) for m in members]
     return CanvasResult(backend, canvas_id, kind, handles)
+
+
+def _size(canvas: Canvas) -> int:
+    if isinstance(canvas, Chain):
+        return len(canvas.links)
+    if isinstance(canvas, Group):
+        return len(canvas.members)
+    return len(canvas.header.members) + 1 if isinstance(canvas, Chord) else 0
 
 
 def _write(conn: Any, backend: Backend, canvas_id: str, kind: CanvasKind, members: list[_Member]) -> None:
@@ -73,10 +88,20 @@ def _plan(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind,
     """Every member planned (nothing is written before all are valid); an error names the member."""
     if isinstance(canvas, Chain):
         takes = [None, *(sig.result_arg(CHAIN_RESULT_ARG) for sig in canvas.links[1:])]
-        links = [
-            _member(planner, canvas_id, sig, later=i > 0, label=f"chain link {i}", result_arg=arg)
-            for i, (sig, arg) in enumerate(zip(canvas.links, takes, strict=True))
-        ]
+        links: list[_Member] = []
+        for i, (sig, arg) in enumerate(zip(canvas.links, takes, strict=True)):
+            follows = links[-1:]  # traced: each link's span links to the previous one's
+            links.append(
+                _member(
+                    planner,
+                    canvas_id,
+                    sig,
+                    later=i > 0,
+                    label=f"chain link {i}",
+                    result_arg=arg,
+                    follows=follows,
+                )
+            )
         return CanvasKind.CHAIN, links
     if isinstance(canvas, Group):
         return CanvasKind.GROUP, _members(planner, canvas_id, canvas, "group")
@@ -84,7 +109,13 @@ def _plan(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind,
         header = _members(planner, canvas_id, canvas.header, "chord header")
         arg = canvas.callback.result_arg(CHORD_RESULT_ARG)
         callback = _member(
-            planner, canvas_id, canvas.callback, later=True, label="chord callback", result_arg=arg
+            planner,
+            canvas_id,
+            canvas.callback,
+            later=True,
+            label="chord callback",
+            result_arg=arg,
+            follows=header,
         )
         return CanvasKind.CHORD, [*header, callback]
     raise TaskError(f"app.apply takes a chain, group or chord, got {shown(canvas)}")
@@ -105,9 +136,12 @@ def _member(
     later: bool,
     label: str,
     result_arg: str | None = None,
+    follows: list[_Member] | None = None,
 ) -> _Member:
     options = {k: v for k, v in sig.options.items() if k != "result_arg"}
     headers = {**(options.pop("headers", None) or {}), CANVAS_HEADER: canvas_id}
+    if follows and planner.tracing is not None:
+        headers.update(planner.tracing.links([m.spec.headers for m in follows]))
     try:
         spec = planner.plan(EnqueueRequest(sig.task, sig.kwargs, headers=headers, **options))
     except (TaskError, ConfigError) as exc:

@@ -26,7 +26,7 @@ from stem_pg.client.results import TaskResult
 from stem_pg.client.waker import Announce
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import TaskError
-from stem_pg.core.planning import EnqueueRequest, Planner
+from stem_pg.core.planning import BroadcastSpec, EnqueueRequest, Planner
 from stem_pg.core.signals import PublishInfo, Signal, publish_info
 from stem_pg.core.storable import shown
 from stem_pg.db.missing import migrated
@@ -62,6 +62,21 @@ def enqueue_many(
     an invalid request's error names its position; nothing of the batch is written then."""
     items = [_request(i, r) for i, r in enumerate(requests)]
     routed = planner.plan_routed(items, numbered=numbered)
+    queued = len(items) - len(routed)
+    if planner.tracing is not None and queued:
+        with planner.tracing.sending(queued):  # the span of the insert (stem_pg.tracing)
+            return _enqueue_sync(backend, planner, items, routed, connection, numbered)
+    return _enqueue_sync(backend, planner, items, routed, connection, numbered)
+
+
+def _enqueue_sync(
+    backend: Backend,
+    planner: Planner,
+    items: list[EnqueueRequest],
+    routed: dict[int, BroadcastSpec],
+    connection: Any,
+    numbered: bool,
+) -> list[TaskResult]:
     queued = len(items) - len(routed)
     specs: list[JobSpec] = []
     planned = _recorded(_plan(planner, items, routed, numbered), specs)
@@ -105,6 +120,20 @@ async def aenqueue_many(
     """The async twin of ``enqueue_many`` (``connection``: a psycopg AsyncConnection)."""
     items = [_request(i, r) for i, r in enumerate(requests)]
     routed = planner.plan_routed(items, numbered=numbered)
+    if planner.tracing is not None and len(items) > len(routed):
+        with planner.tracing.sending(len(items) - len(routed)):  # as in enqueue_many
+            return await _enqueue_async(backend, planner, items, routed, connection, numbered)
+    return await _enqueue_async(backend, planner, items, routed, connection, numbered)
+
+
+async def _enqueue_async(
+    backend: Backend,
+    planner: Planner,
+    items: list[EnqueueRequest],
+    routed: dict[int, BroadcastSpec],
+    connection: Any,
+    numbered: bool,
+) -> list[TaskResult]:
     specs = list(_plan(planner, items, routed, numbered))
     signals = backend.signals
     for spec in specs if signals.before_publish else ():

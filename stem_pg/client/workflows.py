@@ -151,6 +151,21 @@ def start_run(
     """
     if workflows.get(name) is None and planner.registry.get(name) is not None:
         raise WorkflowError(f"{name!r} is a task, not a workflow; enqueue it with app.enqueue")
+    if planner.tracing is not None:
+        with planner.tracing.sending(1):  # the first job's producer span (stem_pg.tracing)
+            return _start(backend, planner, workflows, name, params, run_id, connection)
+    return _start(backend, planner, workflows, name, params, run_id, connection)
+
+
+def _start(
+    backend: Backend,
+    planner: Planner,
+    workflows: Workflows,
+    name: str,
+    params: Mapping[str, Any] | None,
+    run_id: str | None,
+    connection: psycopg.Connection[Any] | None,
+) -> WorkflowRun:
     run, spec = plan_run(planner, workflows, name, params, run_id=run_id)
 
     def write(conn: psycopg.Connection[Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from stem_pg.core.routing_registry import ResolvedRoute, RoutingRegistry
 from stem_pg.core.signing import SIGNATURE_HEADER, Signing, with_signature
 from stem_pg.core.storable import DEFAULT_MAX_PAYLOAD_BYTES, MAX_NAME_LENGTH
 from stem_pg.core.tasks import TaskOptions, TaskRegistry
+from stem_pg.core.trace_hooks import PublishTracing
 from stem_pg.core.workflows import CANVAS_HEADER
 
 Expires = datetime | timedelta | float | None
@@ -105,6 +106,8 @@ class Planner:
         self.max_payload_bytes = check_max_payload_bytes(max_payload_bytes)
         #: With an active key, every planned job and message is signed (stem_pg.core.signing).
         self.signing = signing
+        #: Set by ``stem_pg.tracing.instrument``: each planned job gets a producer span.
+        self.tracing: PublishTracing | None = None
         self._placements: dict[tuple[object, ...], Placement] = {}
 
     @property
@@ -151,13 +154,17 @@ class Planner:
             definition.check_kwargs(request.kwargs, partial=CANVAS_HEADER in request.headers)
         key = unique_key(name, place.queue, request.kwargs) if place.unique else None
         task_id = check_task_id(request.task_id) if request.task_id is not None else new_task_id()
+        if self.tracing is not None:  # after routing: trace headers never choose a route
+            request = replace(
+                request, headers=self.tracing.stamp(task_id, name, place.queue, request.headers)
+            )
         return JobSpec(
             id=task_id,
             task=name,
             queue=place.queue,
             priority=place.priority,
             args=args,
-            headers=self._headers(task_id, name, request) if headers or self.signing else "{}",
+            headers=self._headers(task_id, name, request) if request.headers or self.signing else "{}",
             max_retries=place.max_retries,
             eta=check_moment(request.eta, what="eta"),
             countdown=check_seconds(request.countdown, what="countdown"),

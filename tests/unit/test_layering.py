@@ -52,3 +52,9 @@ def test_core_imports_nothing_heavy() -> None:
 
 def test_the_probe_sees_heavy_imports() -> None:
     assert "psycopg" in heavy(modules_after_importing(["stem_pg.db.queries"]))
+
+
+def test_an_app_and_its_worker_load_no_opentelemetry_until_instrumented() -> None:
+    runtime = ["stem_pg", "stem_pg.client.app", "stem_pg.worker.worker", "stem_pg.beat.scheduler"]
+    assert not [m for m in modules_after_importing(runtime) if m.startswith("opentelemetry")]
+    assert "opentelemetry.trace" in modules_after_importing(["stem_pg.tracing"])

@@ -163,15 +163,17 @@ class AsyncWorkflowRunStore:
         waiting_for: str,
         wake_at: datetime | None,
         resume_at: datetime | None,
+        headers: str = "{}",
     ) -> bool:
-        """Hand the run to job ``next_job_id`` (inserted due at ``resume_at`` unless None);
-        False if the run was not running under this lease."""
+        """Hand the run to job ``next_job_id`` (inserted due at ``resume_at`` unless None, with
+        ``headers``, JSON, besides its run's); False if the run was not running under this lease."""
         params = {
             **_lease(lease),
             "next_job_id": next_job_id,
             "waiting_for": waiting_for,
             "wake_at": wake_at,
             "resume_at": resume_at,
+            "headers": headers,
         }
         async with conn.cursor(row_factory=scalar_row) as cur:
             await cur.execute(self.q["wf_suspend"], params)

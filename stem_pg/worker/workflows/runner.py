@@ -23,6 +23,7 @@ from stem_pg.client.workflows import parents_to_wake, plan_run
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.planning import Planner
 from stem_pg.core.tasks import Reject
+from stem_pg.core.trace_hooks import HANDED_ON
 from stem_pg.core.workflows import RunStatus, StepKind, WorkflowDefinition, WorkflowError, job_id_for
 from stem_pg.db.stores.workflow_rows import Checkpoint, RunLease, RunRecord
 from stem_pg.db.stores.workflow_runs import AsyncWorkflowRunStore
@@ -113,7 +114,9 @@ class RunJob:
     async def suspend(
         self, conn: AsyncConn, run: RunRecord, *, waiting_for: str, wake_at: datetime | None
     ) -> None:
-        """Hand the run to its next job, due at ``wake_at`` capped by the run's time limits."""
+        """Hand the run to its next job, due at ``wake_at`` capped by the run's time limits
+        (traced: in this job's trace, linked to this run of it)."""
+        traced = HANDED_ON.get()
         suspended = await self.store.suspend(
             conn,
             lease=self.lease,
@@ -121,6 +124,7 @@ class RunJob:
             waiting_for=waiting_for,
             wake_at=wake_at,
             resume_at=capped(run, wake_at, datetime.now(UTC)),
+            headers="{}" if traced is None else json.dumps(dict(traced())),
         )
         if not suspended:
             raise RunStopped
