@@ -150,6 +150,10 @@ def enqueue_backlog(dsn: str, namespace: str, jobs: int, batch: int, task: str =
     return elapsed
 
 
+#: Extra ``stem worker run`` flags of every worker the harness starts (from its own flags).
+WORKER_FLAGS: list[str] = []
+
+
 def start_worker(
     dsn: str,
     namespace: str,
@@ -176,6 +180,7 @@ def start_worker(
         str(concurrency),
         "--prefetch-multiplier",
         str(prefetch),
+        *WORKER_FLAGS,
     ]
     env = {PROBE_ENV: probe_path, "BENCH_DSN": dsn, "BENCH_NAMESPACE": namespace}
     return spawn(name, argv, env)
@@ -764,6 +769,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sign every job (HMAC-SHA256) and verify it in the workers (STEM_SIGNING_KEYS' cost)",
     )
+    parser.add_argument(
+        "--claim-unregistered",
+        action="store_true",
+        help="start the workers with --claim-unregistered (no task-name filter in the claim)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def worker_options(p: argparse.ArgumentParser, concurrency: int = BEST_CONCURRENCY) -> None:
@@ -835,6 +845,8 @@ def main(argv: list[str] | None = None) -> int:
     install_signal_cleanup()
     if args.no_autovacuum_emulation:
         AUTOVACUUM["enabled"] = False
+    if args.claim_unregistered:
+        WORKER_FLAGS.append("--claim-unregistered")
     if args.signing:
         os.environ[SIGNING_ENV] = "1"  # this process's apps and the workers it starts
     common = {"dsn": args.dsn, "namespace": args.namespace}

@@ -62,6 +62,8 @@ SET enable_sort = off;
 
 -- name: job_claim
 -- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket; nothing while the queue is paused.
+-- Only jobs of the task names in %(tasks)s (the worker's registry; NULL: any task), so a worker
+-- of an older release leaves a task only a newer one knows to the newer one.
 -- The claim is a durable commit (never synchronous_commit off, even where the session's
 -- default is): a claim the worker was told of survives a server crash, so the job cannot
 -- go back to the queue and run elsewhere while this worker runs it.
@@ -75,6 +77,7 @@ picked AS MATERIALIZED (
     FROM {ns}.jobs
     WHERE queue = %(queue)s
       AND state IN ('queued', 'retried')
+      AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
       AND not_before <= now()
       AND NOT EXISTS (SELECT 1 FROM {ns}.paused_queues AS p WHERE p.queue = %(queue)s)
     ORDER BY priority DESC, seq
@@ -97,6 +100,17 @@ RETURNING j.id, j.task, j.queue, j.priority,
           nullif(j.headers - 'stem-signature', '{{}}'::jsonb) AS headers,
           j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late,
           j.headers ->> 'stem-signature' AS signature;
+
+-- name: job_waiting_unregistered
+-- At a worker's start: which jobs waiting on its queues it will never claim (their task is not
+-- among %(tasks)s), counted by task. One pass over the queues' waiting jobs.
+SELECT task, count(*)::int AS waiting
+FROM {ns}.jobs
+WHERE queue = ANY(%(queues)s::text[])
+  AND state IN ('queued', 'retried')
+  AND NOT (task = ANY(%(tasks)s::text[]))
+GROUP BY task
+ORDER BY count(*) DESC, task;
 
 -- name: job_finish
 -- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is
