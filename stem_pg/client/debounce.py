@@ -20,8 +20,10 @@ from datetime import timedelta
 from stem_pg.client.backend import Backend
 from stem_pg.client.results import TaskResult
 from stem_pg.core.durations import parse_duration
+from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import TaskError
 from stem_pg.core.planning import EnqueueRequest, Planner
+from stem_pg.core.signals import publish_info
 from stem_pg.core.storable import MAX_NAME_LENGTH, check_text
 from stem_pg.db.missing import migrated
 from stem_pg.db.stores.debounce import DebounceStore
@@ -81,14 +83,29 @@ def enqueue_debounced(
     spec = planner.plan(request)
     if spec.unique_key is not None:
         raise TaskError(f"{name}: a unique task cannot be debounced (give one or the other)")
+    signals = backend.signals
+    if signals.before_publish:
+        signals.before_publish.send(publish_info(spec))
+    task_id = _upsert(backend, planner, request, spec, key, delay)
+    if signals.after_publish:
+        signals.after_publish.send(publish_info(spec, task_id))
+    return TaskResult(backend, task_id)
+
+
+def _upsert(
+    backend: Backend, planner: Planner, request: EnqueueRequest, spec: JobSpec, key: str, delay: float
+) -> str:
+    """Replace the waiting job of the task and ``key`` with ``spec``'s call, or insert it; its id."""
     store = DebounceStore(backend.queries)
     with migrated(backend.namespace), backend.pool.connection() as conn:
         for _ in range(ROUNDS):
             with conn.transaction():
-                held = store.holder(conn, task=name, key=key)
+                held = store.holder(conn, task=spec.task, key=key)
                 if held is not None:  # the call is signed with the id it runs under
                     store.replace(conn, spec=planner.plan(replace(request, task_id=held)), delay=delay)
-                    return TaskResult(backend, held)
+                    return held
                 if store.insert(conn, spec=spec, key=key, delay=delay):
-                    return TaskResult(backend, spec.id)
-    raise TaskError(f"{name}: debounce key {key!r} changed hands {ROUNDS} times while enqueueing; try again")
+                    return spec.id
+    raise TaskError(
+        f"{spec.task}: debounce key {key!r} changed hands {ROUNDS} times while enqueueing; try again"
+    )

@@ -65,6 +65,8 @@ def test_a_replaced_signed_job_is_signed_for_the_id_it_runs_under(
 
 
 def test_the_run_time_moves_with_each_enqueue(app: Stem, db: psycopg.Connection[Any], namespace: str) -> None:
+    published: list[tuple[str, str]] = []
+    app.signals.after_publish.connect(lambda info: published.append((info.task, info.task_id)))
     first = app.enqueue("deb.save", {"draft": 1}, debounce="1h", key="doc")
     [(due_first,)] = rows(db, namespace, "SELECT not_before FROM {ns}.jobs")
     second = app.enqueue("deb.save", {"draft": 2}, debounce="2h", key="doc")
@@ -72,6 +74,7 @@ def test_the_run_time_moves_with_each_enqueue(app: Stem, db: psycopg.Connection[
         db, namespace, "SELECT id, args->>'draft', not_before FROM {ns}.jobs"
     )
     assert job_id == first.id == second.id and draft == "2"
+    assert published == [("deb.save", job_id)] * 2
     assert 3500 < (due_second - due_first).total_seconds() < 3700
 
 
