@@ -150,8 +150,8 @@ def enqueue_backlog(dsn: str, namespace: str, jobs: int, batch: int, task: str =
     return elapsed
 
 
-#: More ``stem worker run`` arguments for every worker started (``--metrics-port``).
-WORKER_EXTRA_ARGS: list[str] = []
+#: Extra ``stem worker run`` flags of every worker the harness starts (from its own flags).
+WORKER_FLAGS: list[str] = []
 
 
 def start_worker(
@@ -180,7 +180,7 @@ def start_worker(
         str(concurrency),
         "--prefetch-multiplier",
         str(prefetch),
-        *WORKER_EXTRA_ARGS,
+        *WORKER_FLAGS,
     ]
     env = {PROBE_ENV: probe_path, "BENCH_DSN": dsn, "BENCH_NAMESPACE": namespace}
     return spawn(name, argv, env)
@@ -775,6 +775,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="run the workers with --metrics-port PORT (the Prometheus metrics' cost)",
     )
+    parser.add_argument(
+        "--claim-unregistered",
+        action="store_true",
+        help="start the workers with --claim-unregistered (no task-name filter in the claim)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def worker_options(p: argparse.ArgumentParser, concurrency: int = BEST_CONCURRENCY) -> None:
@@ -846,10 +851,12 @@ def main(argv: list[str] | None = None) -> int:
     install_signal_cleanup()
     if args.no_autovacuum_emulation:
         AUTOVACUUM["enabled"] = False
+    if args.claim_unregistered:
+        WORKER_FLAGS.append("--claim-unregistered")
     if args.signing:
         os.environ[SIGNING_ENV] = "1"  # this process's apps and the workers it starts
     if args.metrics_port:
-        WORKER_EXTRA_ARGS[:] = ["--metrics-port", str(args.metrics_port)]
+        WORKER_FLAGS += ["--metrics-port", str(args.metrics_port)]
     common = {"dsn": args.dsn, "namespace": args.namespace}
     try:
         if args.command == "throughput":

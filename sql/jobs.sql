@@ -62,6 +62,8 @@ SET enable_sort = off;
 
 -- name: job_claim
 -- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket; nothing while the queue is paused.
+-- Only jobs of the task names in %(tasks)s (the worker's registry; NULL: any task), so a worker
+-- of an older release leaves a task only a newer one knows to the newer one.
 -- The claim is a durable commit (never synchronous_commit off, even where the session's
 -- default is): a claim the worker was told of survives a server crash, so the job cannot
 -- go back to the queue and run elsewhere while this worker runs it.
@@ -75,6 +77,7 @@ picked AS MATERIALIZED (
     FROM {ns}.jobs
     WHERE queue = %(queue)s
       AND state IN ('queued', 'retried')
+      AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
       AND not_before <= now()
       AND NOT EXISTS (SELECT 1 FROM {ns}.paused_queues AS p WHERE p.queue = %(queue)s)
     ORDER BY priority DESC, seq
@@ -98,6 +101,17 @@ RETURNING j.id, j.task, j.queue, j.priority,
           j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late,
           j.headers ->> 'stem-signature' AS signature,
           extract(epoch FROM now() - greatest(j.enqueued_at, j.not_before))::float8 AS waited;
+
+-- name: job_waiting_unregistered
+-- At a worker's start: which jobs waiting on its queues it will never claim (their task is not
+-- among %(tasks)s), counted by task. One pass over the queues' waiting jobs.
+SELECT task, count(*)::int AS waiting
+FROM {ns}.jobs
+WHERE queue = ANY(%(queues)s::text[])
+  AND state IN ('queued', 'retried')
+  AND NOT (task = ANY(%(tasks)s::text[]))
+GROUP BY task
+ORDER BY count(*) DESC, task;
 
 -- name: job_finish
 -- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is
@@ -171,6 +185,7 @@ UPDATE {ns}.jobs AS j
 SET state = CASE WHEN j.attempts > 1 THEN 'retried' ELSE 'queued' END,
     attempts = j.attempts - 1,
     started_at = NULL,
+    debounce_key = NULL,  -- back to queued: a debounced job of its key may wait already
     lease_token = NULL,
     lease_expires_at = NULL,
     worker_id = NULL
@@ -190,6 +205,7 @@ WITH given AS (
         attempts = CASE WHEN i.started THEN j.attempts ELSE j.attempts - 1 END,
         not_before = CASE WHEN i.started THEN now() ELSE j.not_before END,
         started_at = CASE WHEN i.started THEN j.started_at END,
+        debounce_key = NULL,  -- as job_release
         errors = CASE WHEN i.started
                       THEN j.errors || jsonb_build_array(jsonb_build_object(
                                'attempt', j.attempts, 'error', %(error)s::text, 'at', now()))
@@ -361,3 +377,33 @@ RETURNING id;
 SELECT unique_key, id
 FROM {ns}.jobs
 WHERE unique_key = ANY(%(keys)s::text[]);
+
+-- name: job_debounce_holder
+-- Debounced enqueue: the job of this task and key that waits to start (jobs_debounce_idx),
+-- locked until the replacing transaction ends; none once a worker claimed it.
+SELECT id
+FROM {ns}.jobs
+WHERE task = %(task)s AND debounce_key = %(key)s AND debounce_key IS NOT NULL AND state = 'queued'
+FOR UPDATE;
+
+-- name: job_debounce_replace
+-- Replace the locked holder's call (arguments, headers, options) and run it %(delay)s seconds from now.
+UPDATE {ns}.jobs
+SET queue = %(queue)s, priority = %(priority)s, args = %(args)s::jsonb, headers = %(headers)s::jsonb,
+    max_retries = %(max_retries)s,
+    not_before = now() + make_interval(secs => %(delay)s),
+    expires_at = coalesce(%(expires_at)s::timestamptz, now() + make_interval(secs => %(expires_in)s::float8)),
+    visibility_timeout = %(visibility_timeout)s, acks_late = %(acks_late)s
+WHERE id = %(id)s AND state = 'queued';
+
+-- name: job_debounce_insert
+-- A new debounced job, %(delay)s seconds from now; nothing when another producer's job of the
+-- key got in first (the caller then replaces that one). Returns the id if inserted.
+INSERT INTO {ns}.jobs (id, task, queue, priority, args, headers, max_retries, not_before,
+                       expires_at, visibility_timeout, acks_late, debounce_key)
+VALUES (%(id)s, %(task)s, %(queue)s, %(priority)s, %(args)s::jsonb, %(headers)s::jsonb,
+        %(max_retries)s, now() + make_interval(secs => %(delay)s),
+        coalesce(%(expires_at)s::timestamptz, now() + make_interval(secs => %(expires_in)s::float8)),
+        %(visibility_timeout)s, %(acks_late)s, %(key)s)
+ON CONFLICT DO NOTHING
+RETURNING id;

@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0010.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0011.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -400,6 +400,7 @@ CREATE TABLE @NAMESPACE@.jobs (
     errors jsonb DEFAULT '[]'::jsonb NOT NULL,
     unique_key text,
     unique_until timestamp with time zone,
+    debounce_key text,
     CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'retried'::text])))
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_threshold='1000', autovacuum_analyze_scale_factor='0.02');
@@ -793,6 +794,8 @@ CREATE INDEX dead_letters_queue_idx ON @NAMESPACE@.dead_letters USING btree (que
 CREATE INDEX dead_letters_task_id_idx ON @NAMESPACE@.dead_letters USING btree (task_id);
 
 CREATE INDEX jobs_claim_idx ON @NAMESPACE@.jobs USING btree (queue, priority DESC, seq) WHERE (state = ANY (ARRAY['queued'::text, 'retried'::text]));
+
+CREATE UNIQUE INDEX jobs_debounce_idx ON @NAMESPACE@.jobs USING btree (task, debounce_key) WHERE ((debounce_key IS NOT NULL) AND (state = 'queued'::text));
 
 CREATE INDEX jobs_expires_idx ON @NAMESPACE@.jobs USING btree (expires_at) WHERE ((state = ANY (ARRAY['queued'::text, 'retried'::text])) AND (expires_at IS NOT NULL));
 

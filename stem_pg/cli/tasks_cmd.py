@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 #: Seconds since its last heartbeat within which a worker's registered task options count.
 LIVE_WITHIN = 60.0
 
-app = typer.Typer(help="List registered tasks, show a task's state, enqueue tasks.", no_args_is_help=True)
+app = typer.Typer(
+    help="List registered tasks, show a task's state, enqueue tasks, check waiting work against a release.",
+    no_args_is_help=True,
+)
 
 AppOption = Annotated[
     str, typer.Option("--app", "-A", help="Your application object, as 'package.module:app'.")
@@ -57,6 +60,46 @@ def list_command(app_spec: AppOption, json: common.JsonOption = False) -> None:
             rows,
             ["name", "kind", "queue", "priority", "max_retries", "time_limit", "ignore_result"],
         )
+
+
+@app.command("check")
+def check_command(
+    app_spec: Annotated[
+        str, typer.Option("--app", "-A", help="The release about to be deployed, as 'package.module:app'.")
+    ],
+    namespace: common.NamespaceOption = None,
+    url: common.UrlOption = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the problems as JSON.")] = False,
+) -> None:
+    """Check that --app can run everything waiting in the namespace; exit 1 if not (for CI).
+
+    Lists, one line per task and problem, the queued and scheduled jobs, beat schedules,
+    canvas members planned for later and unfinished workflow runs whose task (or workflow)
+    --app does not register, or whose argument names its handler no longer takes; with the
+    count of each. Exits 0 when there are none.
+    """
+    from stem_pg.cli.loading import load_app
+    from stem_pg.core.deploy_check import find_problems
+    from stem_pg.db.connect import connection
+    from stem_pg.db.stores.tasks_check import waiting_groups
+
+    stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace)
+    common.require_migrated(stem)
+    with connection(stem.url, role="cli") as conn:
+        groups = waiting_groups(conn, stem.queries)
+    problems = find_problems(groups, stem.registry, stem.workflows)
+    if json:
+        common.print_json([asdict(problem) for problem in problems])
+    elif problems:
+        for problem in problems:
+            typer.echo(problem.line())
+    else:
+        checked = sum(group.waiting for group in groups)
+        typer.echo(
+            f"ok: {app_spec} can run all {checked} waiting jobs, schedules, canvas members and workflow runs"
+        )
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command("show")

@@ -108,6 +108,15 @@ def run_command(
             " kibibytes after a task (it finishes its running tasks first).",
         ),
     ] = None,
+    claim_unregistered: Annotated[
+        bool,
+        typer.Option(
+            "--claim-unregistered",
+            help="Also claim jobs of tasks this worker does not register, and dead-letter them"
+            " (unregistered_task). By default a worker claims only its registered task names, so"
+            " during a rolling deploy an older worker leaves a new task's jobs to a newer worker.",
+        ),
+    ] = False,
     namespace: common.WorkerNamespaceOption = None,
     url: common.UrlOption = None,
     loglevel: log_options.LogLevelOption = None,
@@ -161,6 +170,7 @@ def run_command(
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=max_memory_per_child,
         summary_interval=summary_interval,
+        claim_unregistered=claim_unregistered,
     )
     if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
         common.require_migrated(stem)

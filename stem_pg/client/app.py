@@ -17,6 +17,7 @@ from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend, BackendFacade
 from stem_pg.client.broadcasts import BroadcastResult, publish_async, publish_sync
 from stem_pg.client.canvas import CanvasResult, apply_canvas
 from stem_pg.client.control import Control
+from stem_pg.client.debounce import enqueue_debounced
 from stem_pg.client.locks import AsyncLock, Lock
 from stem_pg.client.results import TaskResult
 from stem_pg.client.schedules import Schedules
@@ -246,6 +247,8 @@ class Stem(BackendFacade):
         queue: str | None = None,
         headers: Mapping[str, Any] | None = None,
         connection: Any = None,
+        debounce: float | timedelta | str | None = None,
+        key: str | None = None,
     ) -> TaskResult:
         """Enqueue one job and return its result handle.
 
@@ -253,11 +256,15 @@ class Stem(BackendFacade):
         written in the caller's transaction and exists only once it commits.
         A live job with the same ``task_id`` is left alone (idempotent). For a
         ``unique`` task, a live job with the same task, queue and arguments is
-        returned instead of a new one.
+        returned instead of a new one. With ``debounce="5s"`` and a ``key``, the job runs
+        5 s from now, and a later call with the same task and key before a worker takes it
+        replaces it (the last arguments run, once): ``stem_pg.client.debounce``.
         """
         request = EnqueueRequest(
             name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}
         )
+        if debounce is not None or key is not None:
+            return enqueue_debounced(self.backend, self.planner, request, debounce, key, connection)
         return enqueueing.enqueue_many(
             self.backend, self.planner, [request], connection=connection, numbered=False
         )[0]

@@ -2,7 +2,7 @@
 
 ``stem roles`` creates (or brings up to date) three group roles, without LOGIN:
 
-* ``<ns>_producer``: enqueue (jobs, unique keys, canvases, workflows, broadcasts) and
+* ``<ns>_producer``: enqueue (jobs, unique keys, debounced jobs, canvases, workflows, broadcasts) and
   read results and task states. It cannot command, pause or revoke, touch dead
   letters or schedules, or read the control plane.
 * ``<ns>_worker``: what ``stem worker run`` and ``stem beat`` need: claim, finish,
@@ -27,10 +27,17 @@ from stem_pg.core.namespaces import validate_namespace
 RoleKind = Literal["producer", "worker", "operator"]
 ROLE_KINDS: tuple[RoleKind, ...] = ("producer", "worker", "operator")
 
+#: The jobs columns a producer may update: unique_key, and what a debounced enqueue replaces.
+PRODUCER_JOB_UPDATES = (
+    "unique_key, queue, priority, args, headers, max_retries, not_before, expires_at,"
+    " visibility_timeout, acks_late"
+)
+
 #: Per role: (privileges, objects of the namespace). Views are read with their owner's rights.
 _PRODUCER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SELECT, INSERT", ("jobs", "canvases", "canvas_members", "broadcast_messages", "broadcast_fanout")),
-    ("UPDATE (unique_key)", ("jobs",)),  # unique keys whose unique_for ran out
+    # unique keys whose unique_for ran out; a debounced enqueue replacing the waiting job's call
+    (f"UPDATE ({PRODUCER_JOB_UPDATES})", ("jobs",)),
     ("SELECT, INSERT, UPDATE", ("wf_runs", "wf_steps", "wf_waiters")),
     ("SELECT, INSERT, UPDATE, DELETE", ("locks",)),
     (

@@ -92,6 +92,8 @@ def _jobs(metadata: MetaData) -> Table:
         # Unique tasks (migration 0002): the key is held while the job is live.
         Column("unique_key", Text, nullable=True),
         _moment("unique_until"),
+        # Debounced enqueue (migration 0011): the key, while the job waits to start.
+        Column("debounce_key", Text, nullable=True),
         CheckConstraint(_in("state", TaskState, LIVE_STATES), name="jobs_state_check"),
         postgresql_with={
             "fillfactor": "80",
@@ -122,6 +124,13 @@ def _jobs(metadata: MetaData) -> Table:
         jobs.c.unique_key,
         unique=True,
         postgresql_where=text("unique_key IS NOT NULL"),
+    )
+    Index(
+        "jobs_debounce_idx",
+        jobs.c.task,
+        jobs.c.debounce_key,
+        unique=True,
+        postgresql_where=text("debounce_key IS NOT NULL AND state = 'queued'"),
     )
     return jobs
 

@@ -44,6 +44,9 @@ class WorkerSettings:
     worker_id: str = field(default_factory=default_worker_id)
     #: Seconds between the INFO lines that count what was processed (0: no such line).
     summary_interval: float = 60.0
+    #: Claim jobs of any task, and dead-letter those not registered here (``unregistered_task``),
+    #: as workers did before; by default a worker claims only the task names it registers.
+    claim_unregistered: bool = False
 
     def __post_init__(self) -> None:
         if not self.queues:

@@ -33,6 +33,7 @@ from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, RetryLater
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.db.stores.workflows import WorkflowStore
 from stem_pg.worker.broadcasts import BroadcastAcks, BroadcastConsumer
+from stem_pg.worker.claimable import ClaimableTasks
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
@@ -80,6 +81,7 @@ class Worker:
         #: workflow's task is the handler that replays its runs).
         self.registry = WorkflowTasks(app.registry, app.workflows, app.backend, app.planner)
         self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
+        self.claimable = ClaimableTasks(app.registry, claim_unregistered=settings.claim_unregistered)
         self.workers = WorkerStore(app.queries)
         # The claim loop's own handles on the shared dicts (the same objects as the state's).
         self.inflight = self.state.inflight
@@ -311,6 +313,9 @@ class Worker:
                 )
                 await self.control.sync(conn)  # revokes and pauses before the first claim
                 await self.broadcasts.start(conn)
+                await self.claimable.report_waiting(
+                    conn, self.jobs, worker_id=self.id, queues=self.settings.queues
+                )
                 self.state.last_heartbeat_at = datetime.now(UTC)
                 return True
             except CONNECTION_ERRORS as exc:
@@ -390,6 +395,7 @@ class Worker:
                 worker_id=self.id,
                 token=token,
                 lease_seconds=self.settings.lease_seconds,
+                tasks=self.claimable.names(),
             )
             if self.metrics is not None:
                 self.metrics.claim_ran(queue, len(jobs), time.perf_counter() - began)

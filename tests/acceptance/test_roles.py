@@ -88,6 +88,8 @@ def test_a_producer_enqueues_and_reads_results_but_cannot_stop_a_worker_or_read_
     try:
         assert producer.enqueue("ctl.step").get(timeout=20) == proc.pid
         assert len(producer.enqueue_many([("ctl.step", {}) for _ in range(3)])) == 3
+        debounced = [producer.enqueue("ctl.step", debounce=0.3, key="k") for _ in range(2)]
+        assert debounced[0] == debounced[1] and debounced[1].get(timeout=20) == proc.pid
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             Control(logins["producer"], namespace).shutdown("hard", timeout=2)
         refused = run_stem(
@@ -104,7 +106,7 @@ def test_a_producer_enqueues_and_reads_results_but_cannot_stop_a_worker_or_read_
             conn.execute(sql.SQL("SELECT * FROM {}.jobs").format(sql.Identifier(other)))
     finally:
         producer.close()
-    wait_for(lambda: scalar(db, namespace, "SELECT count(*) FROM {ns}.results") == 4, 20, "four results")
+    wait_for(lambda: scalar(db, namespace, "SELECT count(*) FROM {ns}.results") == 5, 20, "five results")
     assert proc.alive() and len(alive_workers(db, namespace)) == 1
     assert "permission denied" not in as_worker.logs(None), as_worker.logs()
 

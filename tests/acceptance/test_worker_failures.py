@@ -34,10 +34,10 @@ def dead_letters(db: psycopg.Connection[Any], ns: str, task_id: str) -> list[tup
 
 
 @pytest.mark.timeout(60)
-def test_unregistered_task_is_dead_lettered(
+def test_with_claim_unregistered_an_unregistered_task_is_dead_lettered(
     stem: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str
 ) -> None:
-    workers.start()
+    workers.start(extra=["--claim-unregistered"])
     job = stem.enqueue("acc.nobody_registers_this", {"x": 1})
     state, error, attempts = wait_result(db, namespace, job.id, workers)
     assert state == "failed"

@@ -82,7 +82,14 @@ def stop(proc: WorkerProcess) -> None:
 def test_text_log_has_a_line_per_failure_retry_and_dead_letter(
     lapp: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str
 ) -> None:
-    log = run_all(lapp, workers, db, namespace, poll_interval=0.05, extra=["--log-summary-interval", "0.5"])
+    log = run_all(
+        lapp,
+        workers,
+        db,
+        namespace,
+        poll_interval=0.05,
+        extra=["--log-summary-interval", "0.5", "--claim-unregistered"],
+    )
     lines = log.splitlines()
 
     def line(pattern: str) -> str:
@@ -123,7 +130,15 @@ def test_json_log_lines_carry_the_task_fields_from_every_process(
         db,
         namespace,
         processes=2,
-        extra=["--log-format", "json", "--loglevel", "debug", "--log-summary-interval", "0.5"],
+        extra=[
+            "--log-format",
+            "json",
+            "--loglevel",
+            "debug",
+            "--log-summary-interval",
+            "0.5",
+            "--claim-unregistered",
+        ],
     )
     records = []
     for text in log.splitlines():

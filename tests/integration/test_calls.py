@@ -95,7 +95,7 @@ def test_a_job_whose_arguments_do_not_fit_is_dead_lettered_at_once(
     bad = producer.enqueue("math.add", {"x": 1})  # the producer does not know the task
     good = producer.enqueue("math.add", {"x": 1, "y": 2})
     typo = producer.enqueue("math.ad", {"x": 1, "y": 2})
-    with running_worker(app):
+    with running_worker(app, claim_unregistered=True):  # else the typo waits for a worker that has it
         assert good.get(timeout=10) == 3
         with pytest.raises(
             TaskFailed, match=r"'math.ad' is not registered on worker .*; did you mean 'math.add'\?"

@@ -50,6 +50,7 @@ async def _claim_plan(app: Stem) -> list[dict[str, Any]]:
             "worker_id": "w1",
             "token": str(uuid.uuid4()),
             "lease_seconds": 30,
+            "tasks": ["t"],  # the worker's registered task names
         }
         cur = await conn.execute("EXPLAIN (FORMAT JSON) " + app.queries["job_claim"], params)
         row = await cur.fetchone()

@@ -36,7 +36,9 @@ class JobStore:
         worker_id: str,
         token: str,
         lease_seconds: float,
+        tasks: list[str] | None = None,
     ) -> list[ClaimedJob]:
+        """Lease up to ``limit`` due jobs of ``queue`` whose task is one of ``tasks`` (None: any)."""
         # args_row: the RETURNING columns are ClaimedJob's fields in order (no dict per row).
         async with conn.cursor(row_factory=args_row(ClaimedJob)) as cur:
             await cur.execute(
@@ -47,9 +49,17 @@ class JobStore:
                     "worker_id": worker_id,
                     "token": token,
                     "lease_seconds": lease_seconds,
+                    "tasks": tasks,
                 },
             )
             return await cur.fetchall()
+
+    async def waiting_unregistered(
+        self, conn: AsyncConn, *, queues: Sequence[str], tasks: list[str]
+    ) -> list[tuple[str, int]]:
+        """(task, count) of the jobs waiting on ``queues`` whose task is not in ``tasks``."""
+        cur = await conn.execute(self.q["job_waiting_unregistered"], {"queues": list(queues), "tasks": tasks})
+        return [(str(task), int(count)) for task, count in await cur.fetchall()]
 
     async def finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish]) -> int:
         params: dict[str, Any] = {
