@@ -856,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.signing:
         os.environ[SIGNING_ENV] = "1"  # this process's apps and the workers it starts
     if args.metrics_port:
-        WORKER_FLAGS += ["--metrics-port", str(args.metrics_port)]
+        WORKER_FLAGS.extend(["--metrics-port", str(args.metrics_port)])
     common = {"dsn": args.dsn, "namespace": args.namespace}
     try:
         if args.command == "throughput":
