@@ -60,12 +60,16 @@ class Feed:
         changed.set()
 
     async def changes(self) -> AsyncIterator[int]:
-        """A version each time something changed (or ``POLL_EVERY`` passed), for one stream."""
+        """A version each time something changed (or ``POLL_EVERY`` passed), for one stream;
+        changes during the ``MIN_GAP`` pause after each are sent together, never lost."""
+        sent = self.version
         while True:
             changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), POLL_EVERY)
-            yield self.version
+            if self.version == sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), POLL_EVERY)
+            sent = self.version
+            yield sent
             await asyncio.sleep(MIN_GAP)
 
     async def _listen(self) -> None:
