@@ -91,7 +91,7 @@ def in_process(database_url: str, ns: str, **options: Any) -> Iterator[str]:
 
     port = _free_port()
     config = uvicorn.Config(
-        create_app(database_url, ns, **options), port=port, log_level="warning", timeout_graceful_shutdown=0.2
+        create_app(database_url, ns, **options), port=port, log_level="warning", timeout_graceful_shutdown=1
     )
     served = uvicorn.Server(config)
     thread = threading.Thread(target=served.run, daemon=True)
