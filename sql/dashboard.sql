@@ -90,6 +90,19 @@ SELECT * FROM (SELECT * FROM live UNION ALL SELECT * FROM finished) AS page
 ORDER BY enqueued_at DESC, id DESC
 LIMIT %(limit)s;
 
+-- name: dash_job_exact
+-- The job whose id is exactly the search text, live or finished (two primary-key lookups):
+-- a search for an id answers without scanning for substrings.
+SELECT id, task, queue, priority, state, attempts, enqueued_at, started_at,
+       NULL::timestamptz AS finished_at, worker_id, errors -> -1 ->> 'error' AS error
+FROM {ns}.jobs
+WHERE id = %(id)s
+UNION ALL
+SELECT id, task, queue, priority, state, attempts, enqueued_at, started_at, finished_at,
+       worker_id, error
+FROM {ns}.results
+WHERE id = %(id)s;
+
 -- name: dash_job_live
 -- A waiting or running job by id, with everything it carries.
 SELECT id, task, queue, priority, state, args, headers, attempts, max_retries, enqueued_at,

@@ -24,7 +24,7 @@ from stem_pg.db.listen import notifications
 log = logging.getLogger(__name__)
 
 POLL_EVERY = 5.0
-MIN_GAP = 0.3
+MIN_GAP = 1.0  # an overview reads the last hour of results: at most one refresh a second
 RECONNECT_AFTER = 2.0
 
 

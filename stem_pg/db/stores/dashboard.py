@@ -80,7 +80,14 @@ class DashboardStore:
     def jobs(
         self, conn: Conn, *, where: JobFilter, before: tuple[datetime, str] | None, limit: int
     ) -> builtins.list[JobRow]:
-        """A page of jobs newest first, strictly before the page key ``before``."""
+        """A page of jobs newest first, strictly before the page key ``before``. A search
+        that is exactly a job's id finds that job alone (by primary key); any other search
+        scans for the text in ids, task names and errors, newest first, until a page is full
+        (narrow it with since/until on a big namespace)."""
+        if where.search and before is None:
+            exact = self._all(conn, "dash_job_exact", JobRow, id=where.search)
+            if exact:
+                return exact
         before_at, before_id = before or (LATEST, "")
         if where.until is not None and where.until <= before_at:
             before_at, before_id = where.until, ""
