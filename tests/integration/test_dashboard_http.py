@@ -5,9 +5,11 @@ headers, no secret on a page, the bind rule)."""
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
@@ -16,8 +18,12 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 from starlette.testclient import TestClient
 
+from stem_pg import WorkflowContext, chain
 from stem_pg.client.app import Stem
+from stem_pg.client.schedules import Schedules
 from stem_pg.core.errors import ConfigError
+from stem_pg.core.schedule_specs import IntervalSpec
+from stem_pg.core.schedules import ScheduleEntry
 from stem_pg.dashboard import DashboardAuth, create_app
 from stem_pg.dashboard.settings import check_bind
 
@@ -152,3 +158,45 @@ def test_binding_beyond_loopback_needs_authentication() -> None:
     with pytest.raises(ConfigError, match="line 1") as caught:
         DashboardAuth.from_environment({"STEM_DASHBOARD_USERS": "nocolonsecret"})
     assert "nocolonsecret" not in str(caught.value)
+
+
+def test_the_other_actions_go_through_the_library_and_are_logged(
+    client: TestClient,
+    app: Stem,
+    namespace: str,
+    db: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    Schedules(app.url, namespace).save(ScheduleEntry(name="nightly", task="t", spec=IntervalSpec(60)))
+
+    @app.workflow(name="wf.dash")
+    async def flow(ctx: WorkflowContext) -> str:
+        return "done"
+
+    run = app.start_workflow("wf.dash")
+    app.enqueue("reports.build", task_id="to-revoke")
+    add = app.task(name="c.add")(lambda x: x)
+    canvas = chain(add.s(x=1), add.s(x=2)).delay()  # type: ignore[attr-defined]
+    token = _csrf(client, f"/n/{namespace}/schedules")
+    caplog.set_level(logging.INFO, logger="stem_pg.dashboard.actions")
+
+    def act(name: str, **fields: str) -> str:
+        answer = client.post(f"/n/{namespace}/actions/{name}", data={"csrf": token, **fields})
+        assert answer.status_code == 303, answer.text
+        return str(parse_qs(urlsplit(answer.headers["location"]).query)["msg"][0])
+
+    assert act("disable", schedule="nightly") == "schedule nightly disabled"
+    assert "Enable" in client.get(f"/n/{namespace}/schedules").text
+    assert act("enable", schedule="nightly") == "schedule nightly enabled"
+    assert act("cancel", run_id=run.id) == f"cancelled {run.id}"
+    assert act("revoke", task_id="to-revoke") == "revoke to-revoke: cancelled"
+    assert act("enable", schedule="nope").startswith("enable failed: ")
+    status = db.execute(f'SELECT status FROM "{namespace}".wf_runs WHERE id = %s', (run.id,)).fetchone()
+    assert status == ("cancelled",)
+    state = db.execute(f'SELECT state FROM "{namespace}".results WHERE id = %s', ("to-revoke",)).fetchone()
+    assert state == ("cancelled",)
+    assert f"dashboard action disable on {namespace} by local: schedule nightly disabled" in caplog.text
+    assert run.id in client.get(f"/n/{namespace}/workflows?status=cancelled").text
+    assert "wf.dash" in client.get(f"/n/{namespace}/workflows/{run.id}").text
+    assert canvas.id in client.get(f"/n/{namespace}/canvases").text
+    assert "c.add" in client.get(f"/n/{namespace}/canvases/{canvas.id}").text
