@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from urllib.parse import urlencode
 
+from psycopg.errors import InsufficientPrivilege
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
@@ -14,7 +15,7 @@ from stem_pg.client.control import Control
 from stem_pg.client.schedules import Schedules
 from stem_pg.client.workflows import cancel
 from stem_pg.core.errors import StemError
-from stem_pg.core.redaction import redact
+from stem_pg.core.redaction import one_line, redact
 from stem_pg.dashboard.context import Dashboard, dashboard_of, namespace_of
 from stem_pg.dashboard.security import check_csrf
 from stem_pg.dashboard.settings import Principal
@@ -44,8 +45,10 @@ async def act(request: Request) -> Response:
     fields = {k: str(v)[:500] for k, v in form.items() if isinstance(v, str)}
     try:
         outcome = await dash.call(lambda: action(dash, ns, fields, principal))
-    except (StemError, KeyError, ValueError) as exc:
-        outcome = f"{name} failed: {redact(str(exc))}"
+    except KeyError as exc:
+        outcome = f"{name} failed: the form has no {exc.args[0]!r} field"
+    except (StemError, ValueError, InsufficientPrivilege) as exc:
+        outcome = f"{name} failed: {one_line(redact(str(exc)))}"
     log.info("dashboard action %s on %s by %s: %s", name, ns, principal.name, outcome)
     back = fields.get("next", "")
     if not back.startswith("/") or back.startswith("//"):

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from psycopg.errors import InsufficientPrivilege
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from stem_pg.core.redaction import one_line, redact
 from stem_pg.dashboard import actions, pages
 from stem_pg.dashboard.context import Dashboard
 from stem_pg.dashboard.security import Guard
@@ -60,6 +62,12 @@ def create_app(
         assert isinstance(exc, HTTPException)
         return PlainTextResponse(f"{exc.status_code}: {exc.detail}\n", exc.status_code)
 
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        """The database role may not read this page's tables (a producer role, say)."""
+        return PlainTextResponse(
+            f"403: the database role may not read this: {one_line(redact(str(exc)))}\n", 403
+        )
+
     routes = [
         Route("/", home),
         Route("/switch", switch),
@@ -80,6 +88,10 @@ def create_app(
         Route("/n/{ns}/broadcasts/{id:int}", pages.broadcast_detail),
         Route("/n/{ns}/actions/{name}", actions.act, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, InsufficientPrivilege: not_allowed},
+    )
     app.state.dashboard = dash
     return Guard(app, auth=auth, read_only=read_only)

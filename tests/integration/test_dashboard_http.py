@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
@@ -26,6 +28,7 @@ from stem_pg.core.schedule_specs import IntervalSpec
 from stem_pg.core.schedules import ScheduleEntry
 from stem_pg.dashboard import DashboardAuth, create_app
 from stem_pg.dashboard.settings import check_bind
+from tests.helpers import url_as
 
 PAGES = [
     "/",
@@ -200,3 +203,33 @@ def test_the_other_actions_go_through_the_library_and_are_logged(
     assert "wf.dash" in client.get(f"/n/{namespace}/workflows/{run.id}").text
     assert canvas.id in client.get(f"/n/{namespace}/canvases").text
     assert "c.add" in client.get(f"/n/{namespace}/canvases/{canvas.id}").text
+
+
+def test_a_role_that_may_not_read_or_act_gets_a_clear_answer(
+    database_url: str, namespace: str, db: psycopg.Connection[Any]
+) -> None:
+    superuser = db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not superuser or not superuser[0]:
+        pytest.skip("needs a superuser to create a role")
+    role = f"stem_viewer_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        for grant in (
+            "GRANT CONNECT ON DATABASE {db} TO {role}",
+            "GRANT USAGE ON SCHEMA {ns} TO {role}",
+            "GRANT SELECT ON {ns}.jobs TO {role}",
+        ):
+            db.execute(
+                sql.SQL(grant).format(
+                    db=sql.Identifier(db.info.dbname), ns=sql.Identifier(namespace), role=sql.Identifier(role)
+                )
+            )
+        for client in _client(url_as(database_url, role), namespace):
+            page = client.get(f"/n/{namespace}/dead")
+            assert page.status_code == 403 and "may not read" in page.text and "Traceback" not in page.text
+            token = client.cookies.get("stem_csrf") or ""
+            done = client.post(f"/n/{namespace}/actions/pause", data={"queue": "q", "csrf": token})
+            assert done.status_code == 303 and "pause+failed" in done.headers["location"]
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
