@@ -174,6 +174,9 @@ def test_overview_shows_a_queue_and_its_depth(page: Any, server: Server, stem: S
     sync_api.expect(depth).to_have_text("7")
     page.wait_for_function("document.querySelectorAll('.chart canvas').length === 3")
     sync_api.expect(page.locator(".count").first).to_have_text("1")  # the running worker
+    page.goto(f"{server.url}/n/{ns}/workers")
+    sync_api.expect(page.locator("table.workers .state-alive")).to_have_count(1)
+    _shot(page, "workers")
 
 
 def test_a_failure_shows_up_within_two_seconds_without_a_reload(

@@ -18,6 +18,8 @@ from psycopg import sql
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from stem_pg import WorkflowContext, chain
@@ -233,3 +235,20 @@ def test_a_role_that_may_not_read_or_act_gets_a_clear_answer(
     finally:
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_mounted_inside_another_asgi_app(database_url: str, namespace: str) -> None:
+    outer = Starlette(routes=[Mount("/stem", app=create_app(database_url, namespace, auth=DashboardAuth()))])
+    with TestClient(outer, follow_redirects=False) as client:
+        home = client.get("/stem/")
+        assert home.headers["location"] == f"/stem/n/{namespace}/"
+        assert "Path=/stem/" in home.headers["set-cookie"]
+        page = client.get(f"/stem/n/{namespace}/queues/default")
+        assert page.status_code == 200 and 'href="/stem/static/dashboard.css"' in page.text
+        assert client.get("/stem/static/htmx.min.js").status_code == 200
+        token = _csrf(client, f"/stem/n/{namespace}/queues/default")
+        done = client.post(
+            f"/stem/n/{namespace}/actions/pause",
+            data={"queue": "default", "csrf": token, "next": f"/stem/n/{namespace}/queues/default"},
+        )
+        assert done.headers["location"].startswith(f"/stem/n/{namespace}/queues/default?msg=")
