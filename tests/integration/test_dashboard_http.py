@@ -63,8 +63,20 @@ def _csrf(client: TestClient, path: str) -> str:
     return found.group(1)
 
 
-def test_every_page_renders_with_the_namespace_data(client: TestClient, app: Stem, namespace: str) -> None:
-    app.enqueue("reports.build", {"n": 1}, task_id="job-one", queue="default")
+def test_every_page_renders_with_the_namespace_data(
+    client: TestClient, app: Stem, namespace: str, db: psycopg.Connection[Any]
+) -> None:
+    app.enqueue("reports.build", {"n": 1}, task_id="job-one", queue="default", priority=5)
+    message = db.execute(
+        f'INSERT INTO "{namespace}".broadcast_messages (task_id, channel, task)'
+        " VALUES ('b-1', 'news', 'news.flash') RETURNING id"
+    ).fetchone()
+    assert message is not None
+    db.execute(
+        f'INSERT INTO "{namespace}".broadcast_fanout (message_id, subscriber, state)'
+        " VALUES (%s, 'w-1', 'succeeded'), (%s, 'w-2', 'failed')",
+        (message[0], message[0]),
+    )
     for page in PAGES:
         answer = client.get(f"/n/{namespace}{page}")
         assert answer.status_code == 200, (page, answer.text[:500])
@@ -74,6 +86,12 @@ def test_every_page_renders_with_the_namespace_data(client: TestClient, app: Ste
     detail = client.get(f"/n/{namespace}/jobs/job-one").text
     assert "reports.build" in detail and "&#34;n&#34;: 1" in detail
     assert client.get(f"/n/{namespace}/jobs/nope").status_code == 404
+    assert f'<option value="{namespace}" selected>' in overview  # the namespace switcher
+    buckets = client.get(f"/n/{namespace}/queues/default").text
+    assert re.search(r'<td class="num">5</td><td class="num">1</td>', buckets)
+    assert "news.flash" in client.get(f"/n/{namespace}/broadcasts").text
+    deliveries = client.get(f"/n/{namespace}/broadcasts/{message[0]}").text
+    assert "w-1" in deliveries and "state-failed" in deliveries
     assert client.get("/n/not-a-namespace-here/").status_code == 404
 
 
