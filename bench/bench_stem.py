@@ -150,6 +150,10 @@ def enqueue_backlog(dsn: str, namespace: str, jobs: int, batch: int, task: str =
     return elapsed
 
 
+#: More ``stem worker run`` arguments for every worker started (``--metrics-port``).
+WORKER_EXTRA_ARGS: list[str] = []
+
+
 def start_worker(
     dsn: str,
     namespace: str,
@@ -176,6 +180,7 @@ def start_worker(
         str(concurrency),
         "--prefetch-multiplier",
         str(prefetch),
+        *WORKER_EXTRA_ARGS,
     ]
     env = {PROBE_ENV: probe_path, "BENCH_DSN": dsn, "BENCH_NAMESPACE": namespace}
     return spawn(name, argv, env)
@@ -764,6 +769,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sign every job (HMAC-SHA256) and verify it in the workers (STEM_SIGNING_KEYS' cost)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="run the workers with --metrics-port PORT (the Prometheus metrics' cost)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def worker_options(p: argparse.ArgumentParser, concurrency: int = BEST_CONCURRENCY) -> None:
@@ -837,6 +848,8 @@ def main(argv: list[str] | None = None) -> int:
         AUTOVACUUM["enabled"] = False
     if args.signing:
         os.environ[SIGNING_ENV] = "1"  # this process's apps and the workers it starts
+    if args.metrics_port:
+        WORKER_EXTRA_ARGS[:] = ["--metrics-port", str(args.metrics_port)]
     common = {"dsn": args.dsn, "namespace": args.namespace}
     try:
         if args.command == "throughput":

@@ -96,7 +96,8 @@ RETURNING j.id, j.task, j.queue, j.priority,
           nullif(j.args, '{{}}'::jsonb) AS args,
           nullif(j.headers - 'stem-signature', '{{}}'::jsonb) AS headers,
           j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late,
-          j.headers ->> 'stem-signature' AS signature;
+          j.headers ->> 'stem-signature' AS signature,
+          extract(epoch FROM now() - greatest(j.enqueued_at, j.not_before))::float8 AS waited;
 
 -- name: job_finish
 -- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is

@@ -1,21 +1,30 @@
 -- The workers table: who is consuming, from where, and when it was last alive.
 
 -- name: worker_register
--- A worker announces itself at start-up.
-INSERT INTO {ns}.workers (id, host, pid, queues, concurrency, tasks)
-VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(tasks)s::jsonb)
-ON CONFLICT (id) DO UPDATE
-SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
-    concurrency = excluded.concurrency, tasks = excluded.tasks, started_at = now(),
-    last_heartbeat_at = now(), stopped_at = NULL;
+-- A worker announces itself at start-up, and on the heartbeat topic (unless payload is NULL).
+WITH registered AS (
+    INSERT INTO {ns}.workers (id, host, pid, queues, concurrency, tasks)
+    VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(tasks)s::jsonb)
+    ON CONFLICT (id) DO UPDATE
+    SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
+        concurrency = excluded.concurrency, tasks = excluded.tasks, started_at = now(),
+        last_heartbeat_at = now(), stopped_at = NULL
+)
+SELECT pg_notify(%(channel)s, %(payload)s::text) WHERE %(payload)s::text IS NOT NULL;
 
 -- name: worker_heartbeat
--- A worker is still alive.
-UPDATE {ns}.workers SET last_heartbeat_at = now() WHERE id = %(id)s;
+-- A worker is still alive: its row, and the same news on the heartbeat topic.
+WITH beat AS (
+    UPDATE {ns}.workers SET last_heartbeat_at = now() WHERE id = %(id)s
+)
+SELECT pg_notify(%(channel)s, %(payload)s);
 
 -- name: worker_stopped
--- A worker shut down cleanly.
-UPDATE {ns}.workers SET stopped_at = now(), last_heartbeat_at = now() WHERE id = %(id)s;
+-- A worker shut down cleanly: its row, and the heartbeat topic.
+WITH stopped AS (
+    UPDATE {ns}.workers SET stopped_at = now(), last_heartbeat_at = now() WHERE id = %(id)s
+)
+SELECT pg_notify(%(channel)s, %(payload)s);
 
 -- name: worker_prune
 -- Forget workers whose last sign of life (a heartbeat, or the clean stop) is older than the

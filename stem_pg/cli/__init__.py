@@ -15,6 +15,7 @@ from stem_pg.cli import (
     demo_cmd,
     dlq_cmd,
     embedded_cmd,
+    metrics_cmd,
     routing_cmd,
     schedule_cmd,
     tasks_cmd,
@@ -27,6 +28,7 @@ from stem_pg.cli.dashboard_cmd import dashboard_command
 from stem_pg.cli.doctor_cmd import doctor_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
+from stem_pg.cli.observe_cmd import observe_command
 from stem_pg.cli.purge_cmd import purge_command
 from stem_pg.cli.roles_cmd import roles_command
 from stem_pg.core.errors import StemError
@@ -87,6 +89,7 @@ app.command("roles")(roles_command)
 app.command("health")(health_command)
 app.command("doctor")(doctor_command)
 app.command("check")(check_command)
+app.command("observe")(observe_command)
 app.command("demo")(demo_cmd.demo_command)
 app.add_typer(routing_cmd.app, name="routing", cls=_Group)
 app.add_typer(worker_cmd.app, name="worker", cls=_Group)
@@ -98,6 +101,7 @@ app.command("purge")(purge_command)
 app.add_typer(wf_cmd.app, name="wf", cls=_Group)
 app.add_typer(embedded_cmd.app, name="embedded", cls=_Group)
 app.command("dashboard")(dashboard_command)
+app.add_typer(metrics_cmd.app, name="metrics", cls=_Group)
 
 
 def main() -> None:

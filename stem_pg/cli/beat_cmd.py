@@ -32,6 +32,7 @@ def beat_command(
     url: common.UrlOption = None,
     loglevel: log_options.LogLevelOption = None,
     log_format: log_options.LogFormatOption = None,
+    metrics_port: common.MetricsPortOption = None,
 ) -> None:
     """Run beat until SIGTERM/SIGINT: fire due schedule entries as jobs.
 
@@ -40,11 +41,20 @@ def beat_command(
     """
     from stem_pg.beat.scheduler import Beat, BeatSettings, check_single_database
 
+    if metrics_port is not None:
+        from stem_pg.metrics.exposition import require_client
+
+        require_client()
     log_options.configure(loglevel, log_format)
     stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace)
     check_single_database(stem.config)
     common.require_migrated(stem)
     beat = Beat(stem, BeatSettings(lease_seconds=lease, max_sleep=max_sleep))
+    if metrics_port is not None:
+        from stem_pg.metrics.beat import BeatMetrics
+        from stem_pg.metrics.exposition import serve
+
+        serve(metrics_port, BeatMetrics(stem.signals, beat.leading).registry)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

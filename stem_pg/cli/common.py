@@ -59,6 +59,18 @@ WorkflowNamespaceOption = Annotated[
         show_default=False,
     ),
 ]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=1,
+        max=65535,
+        metavar="PORT",
+        help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (one port for all"
+        " --processes; needs stem_pg[metrics]).",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 UrlOption = Annotated[
     str | None,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -124,6 +122,7 @@ def run_command(
             " nothing was; 0: never).",
         ),
     ] = 60.0,
+    metrics_port: common.MetricsPortOption = None,
 ) -> None:
     """Run workers against Postgres until SIGTERM/SIGINT (a second signal forces the stop).
 
@@ -137,6 +136,10 @@ def run_command(
     from stem_pg.worker.settings import WorkerSettings, default_worker_id
     from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, supervise
 
+    if metrics_port is not None:
+        from stem_pg.metrics.exposition import require_client
+
+        require_client()
     log_options.configure(loglevel, log_format)
     stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace, component="worker")
     config = common.config()
@@ -161,7 +164,7 @@ def run_command(
     )
     if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
         common.require_migrated(stem)
-    supervise(stem, settings, processes)
+    supervise(stem, settings, processes, metrics_port)
 
 
 @app.command("status")
@@ -176,35 +179,57 @@ def status_command(
         ),
     ] = 60.0,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Print the list again every --interval until Ctrl-C.")
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="After the list, print a line per heartbeat as workers send it (the"
+            " namespace's heartbeat topic) and per change of status, until Ctrl-C.",
+        ),
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes with --follow.")
+        float,
+        typer.Option(
+            "--interval",
+            min=0.1,
+            help="With --follow, seconds between reads of the workers table, which catch what"
+            " no heartbeat says (a worker gone stale, notifications a pooler drops).",
+        ),
     ] = 2.0,
     url: common.UrlOption = None,
     json: common.JsonOption = False,
 ) -> None:
-    """List workers from the heartbeat table: alive, stale or gone."""
+    """List workers from the heartbeat table: alive, stale or gone (with --follow: live).
+
+    With --json, --follow prints one JSON object a line: {"event": "worker", ...} for a row
+    of the table, {"event": "heartbeat", ...} for a beat (worker, status, host, pid,
+    concurrency, inflight, processed, failed, uptime).
+    """
     from stem_pg.db.connect import connection
     from stem_pg.db.queries import queries_for
     from stem_pg.db.stores.workers import WorkerStore
 
-    store = WorkerStore(queries_for(common.worker_namespace(namespace)))
+    ns = common.worker_namespace(namespace)
+    store = WorkerStore(queries_for(ns))
     with connection(common.database_url(url), role="cli") as conn:
-        while True:
-            rows = [asdict(w) for w in store.list(conn, stale_after=stale_after)]
-            if json:
-                common.print_json(rows)
-            else:
-                if follow:
-                    typer.echo(f"-- {datetime.now(UTC).isoformat(timespec='seconds')}")
-                common.print_table(rows, STATUS_COLUMNS)
-            if not follow:
-                return
-            try:
-                time.sleep(interval)
-            except KeyboardInterrupt:
-                return
+        if follow:
+            from stem_pg.cli.worker_follow import follow as follow_workers
+
+            follow_workers(
+                conn,
+                store,
+                ns,
+                stale_after=stale_after,
+                interval=interval,
+                as_json=json,
+                table=STATUS_COLUMNS,
+            )
+            return
+        rows = [asdict(w) for w in store.list(conn, stale_after=stale_after)]
+        if json:
+            common.print_json(rows)
+        else:
+            common.print_table(rows, STATUS_COLUMNS)
 
 
 STATUS_COLUMNS = ["id", "status", "host", "pid", "queues", "concurrency", "started_at", "last_heartbeat_at"]

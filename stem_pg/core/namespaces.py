@@ -78,6 +78,12 @@ class Channels:
         """Schedule edits, for running beats; the payload is the SQL operation."""
         return f"{self.namespace}:schedules"
 
+    @property
+    def heartbeats(self) -> str:
+        """Every worker's heartbeat, for dashboards and ``stem worker status --follow``; the
+        payload is a small JSON object (``core.heartbeats``)."""
+        return f"{self.namespace}:heartbeats"
+
     def worker(self, worker_key: str) -> str:
         """Wake-ups for one worker (payload ignored); ``worker_key`` is at most 6 bytes."""
         return f"{self.namespace}:control:{worker_key.encode()[:6].decode(errors='ignore')}"

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from stem_pg.core.human import duration_text, percent_text
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -81,20 +83,6 @@ def parse_rate(text: str, *, what: str = "rate") -> float:
     return fraction
 
 
-def seconds_text(seconds: float) -> str:
-    """A duration as people read it: ``42s``, ``7m 05s``, ``2h 05m``."""
-    whole = int(seconds)
-    if whole < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-
-
-def percent_text(fraction: float) -> str:
-    return f"{fraction * 100:.4g}%"
-
-
 def violations(
     limits: Limits, queues: Sequence[QueueReading], late: Sequence[LateSchedule], *, workers_alive: int
 ) -> list[str]:
@@ -109,8 +97,8 @@ def violations(
     if limits.max_schedule_lag is not None:
         for entry in late:
             lines.append(
-                f"schedule {entry.name!r}: next run overdue by {seconds_text(entry.lag)}, more than"
-                f" --max-schedule-lag {seconds_text(limits.max_schedule_lag)}"
+                f"schedule {entry.name!r}: next run overdue by {duration_text(entry.lag)}, more than"
+                f" --max-schedule-lag {duration_text(limits.max_schedule_lag)}"
             )
     return lines
 
@@ -120,8 +108,8 @@ def _queue_violations(limits: Limits, q: QueueReading) -> list[str]:
     age = q.oldest_ready_age
     if limits.max_age is not None and age is not None and age > limits.max_age:
         lines.append(
-            f"queue {q.queue!r}: oldest ready job waits {seconds_text(age)}, more than"
-            f" --max-age {seconds_text(limits.max_age)} ({q.ready} ready)"
+            f"queue {q.queue!r}: oldest ready job waits {duration_text(age)}, more than"
+            f" --max-age {duration_text(limits.max_age)} ({q.ready} ready)"
         )
     rate = q.failure_rate_15m
     if limits.max_failed_rate is not None and rate is not None and rate > limits.max_failed_rate:
@@ -141,12 +129,12 @@ def _queue_violations(limits: Limits, q: QueueReading) -> list[str]:
 def summary(limits: Limits, queues: Sequence[QueueReading], *, workers_alive: int) -> str:
     """The one ``ok`` line: what was checked, and against what."""
     checked = [
-        f"max-age {seconds_text(limits.max_age)}" if limits.max_age is not None else "",
+        f"max-age {duration_text(limits.max_age)}" if limits.max_age is not None else "",
         f"max-failed-rate {percent_text(limits.max_failed_rate)}"
         if limits.max_failed_rate is not None
         else "",
         f"min-workers {limits.min_workers}" if limits.min_workers is not None else "",
-        f"max-schedule-lag {seconds_text(limits.max_schedule_lag)}"
+        f"max-schedule-lag {duration_text(limits.max_schedule_lag)}"
         if limits.max_schedule_lag is not None
         else "",
     ]

@@ -41,12 +41,15 @@ class ManagedConnection:
         on_connect: Callable[[AsyncConn], Awaitable[None]] | None = None,
         *,
         on_lost: Callable[[], None] | None = None,
+        on_reconnect: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
         self.role = role
         self.on_connect = on_connect
         #: Called when a failure discards the connection (or a connect fails).
         self.on_lost = on_lost
+        #: Called with ``role`` when a connection opens after a loss (the metrics count them).
+        self.on_reconnect = on_reconnect
         #: Lost connections: the reconnect backoff and the outage's two log lines.
         self.outage = Outage()
         #: Failed queries on a connection that still works (a statement timeout...): their backoff.
@@ -66,6 +69,8 @@ class ManagedConnection:
             recovery = self.outage.recovered()
             if recovery is not None:
                 log.info("%s reconnected %s", self.role, recovery.describe())
+                if self.on_reconnect is not None:
+                    self.on_reconnect(self.role)
         return self._conn
 
     async def discard(self) -> None:

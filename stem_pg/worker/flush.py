@@ -63,6 +63,8 @@ class OutcomeFlusher:
         worker_id: str,
     ) -> None:
         self.jobs = jobs
+        #: Told the size and the seconds of each flush that wrote outcomes (the metrics).
+        self.on_flushed: Callable[[int, float], None] | None = None
         self.acks = acks
         self.managed = managed
         self.worker_id = worker_id
@@ -111,12 +113,15 @@ class OutcomeFlusher:
             return
         self._writing = len(batch)
         chunks = [batch] if batch else []  # what is left to write, a stack: the last is written next
+        began = time.perf_counter()
         try:
             conn = await self.managed.get()
             while chunks:
                 await self._write_chunk(conn, chunks)
             await self.acks.flush(conn)
             self.managed.settled()
+            if self.on_flushed is not None and batch:
+                self.on_flushed(len(batch), time.perf_counter() - began)
         except TRANSIENT_ERRORS as exc:  # before CONNECTION_ERRORS: they are OperationalErrors too
             # Two flushes finishing members of the same canvases in different orders can
             # deadlock in the jobs_done trigger; Postgres aborts one, which simply retries

@@ -1,5 +1,6 @@
 """The worker's heartbeat: extends the leases of the jobs it holds, stops the ones whose
-lease it lost, and tells the workers table it is alive.
+lease it lost, and tells the workers table it is alive (in the same statement, the
+namespace's heartbeat topic hears it too: ``stem_pg.core.heartbeats``).
 
 After any connection failure (``connection_lost``) it extends every held lease again as
 soon as it has a connection: a lease it cannot extend is lost (logged by task id, the job
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from stem_pg.core.logs import job_fields
@@ -48,6 +49,8 @@ class Heartbeat:
         self.state = state
         #: Jobs that ended but whose outcome is not written yet: their leases are held too.
         self.unflushed = unflushed
+        #: Told how many leases each extension extended and how many it found lost (the metrics).
+        self.on_checked: Callable[[int, int], None] | None = None
         self.wanted = asyncio.Event()
         self._revalidate = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -83,7 +86,7 @@ class Heartbeat:
                 if entry.job.id in alive:
                     leased(entry, sent=sent, epoch=epoch, seconds=lease)
             self._mark_lost(held, alive)
-        await self.workers.heartbeat(conn, worker_id=self.state.id)
+        await self.workers.heartbeat(conn, beat=self.state.beat())
         self.state.last_heartbeat_at = datetime.now(UTC)
         with contextlib.suppress(TimeoutError):  # unless a connection failed meanwhile: beat again at once
             await asyncio.wait_for(self._revalidate.wait(), min(LEASE_WAKE_THROTTLE, self.interval() / 2))
@@ -98,10 +101,12 @@ class Heartbeat:
         """Stop jobs whose lease the heartbeat could not extend. Only the jobs it asked
         about count: jobs claimed while it ran were not part of the question."""
         inflight = self.state.inflight
+        lost = 0
         for entry in asked:
             job_id = entry.job.id
             if job_id not in alive and not entry.lost and inflight.get(job_id) is entry:
                 entry.lost = True
+                lost += 1
                 if entry.task is not None and entry.started:
                     entry.task.cancel()  # a sync handler stops at its next checkpoint
                 log.warning(
@@ -111,3 +116,5 @@ class Heartbeat:
                     "stopping it" if entry.started else "it will not start here",
                     extra={**job_fields(entry.job), "event": "lease_lost"},
                 )
+        if self.on_checked is not None:
+            self.on_checked(len(alive), lost)

@@ -42,6 +42,7 @@ class Maintenance:
         housekeeping: Sequence[Callable[[AsyncConn], Awaitable[object]]] = (),
         vacuum: JobsVacuum | None = None,
         workers: WorkerStore | None = None,
+        on_report: Callable[[MaintenanceReport], None] | None = None,
     ) -> None:
         self.jobs = jobs
         self.workers = workers
@@ -51,6 +52,8 @@ class Maintenance:
         self.clock = clock
         self.vacuum = vacuum or JobsVacuum(VacuumStore(jobs.q))
         self._last_prune = clock()
+        #: Told what each pass did (the metrics count rescues and vacuums).
+        self.on_report = on_report
 
     async def run_once(self, conn: AsyncConn) -> MaintenanceReport:
         report = MaintenanceReport()
@@ -76,4 +79,6 @@ class Maintenance:
                 report.workers_pruned = await self.workers.prune(conn, retention=retention)
             for chore in self.housekeeping:
                 await chore(conn)
+        if self.on_report is not None:
+            self.on_report(report)
         return report

@@ -91,7 +91,7 @@ class Shutdown:
         await self._last_write("mark itself stopped", self._mark_stopped)
 
     async def _mark_stopped(self, conn: AsyncConn) -> None:
-        await self.workers.stopped(conn, worker_id=self.state.id)
+        await self.workers.stopped(conn, beat=self.state.beat("stopped"))
 
     def _held(self) -> list[Inflight]:
         return [*self.state.inflight.values(), *self.state.broadcast_inflight.values()]

@@ -3,11 +3,14 @@ and whether it is stopping. The Worker makes one and hands it to the parts that 
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from stem_pg.core.heartbeats import Beat, Status
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.settings import WorkerSettings
 
@@ -33,3 +36,18 @@ class WorkerState:
     @property
     def id(self) -> str:
         return self.settings.worker_id
+
+    def beat(self, status: Status = "alive") -> Beat:
+        """What the heartbeat topic says about this worker now (``core.heartbeats``)."""
+        counts = self.counts
+        return Beat(
+            worker=self.id,
+            status=status,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=self.settings.concurrency,
+            inflight=len(self.inflight) + len(self.broadcast_inflight),
+            processed=counts["succeeded"] + counts["failed"] + counts["cancelled"],
+            failed=counts["failed"],
+            uptime=time.monotonic() - self.started_monotonic,
+        )

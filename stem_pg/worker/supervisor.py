@@ -1,5 +1,6 @@
-"""Running workers from the CLI: signals, ``--processes`` forked children, and the
-replacement of a process that retired (stem_pg.worker.recycle)."""
+"""Running workers from the CLI: signals, ``--processes`` forked children, the replacement
+of a process that retired (stem_pg.worker.recycle), and ``--metrics-port`` (served by the
+supervisor for all its children: stem_pg.metrics.exposition)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from stem_pg.worker.worker import Worker
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
+    from stem_pg.metrics.exposition import SharedMetrics
+    from stem_pg.metrics.worker import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +34,13 @@ REPLACEMENT_VARIABLE = "_STEM_WORKER_REPLACEMENT"
 
 
 def run_worker(
-    app: Stem, settings: WorkerSettings, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+    app: Stem,
+    settings: WorkerSettings,
+    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+    metrics: WorkerMetrics | None = None,
 ) -> Worker:
     """Run one worker in this process until one of ``signals`` (or a shutdown command)."""
-    worker = Worker(app, settings)
+    worker = Worker(app, settings, metrics=metrics)
     # The application and its libraries are loaded for good: move them out of the
     # collector's reach, so a full collection no longer walks them (a 50+ ms pause).
     gc.collect()
@@ -74,17 +80,28 @@ def _leave(worker: Worker) -> None:
         sys.exit(worker.exit_code)
 
 
-def _child(app: Stem, settings: WorkerSettings) -> None:
+def _child(app: Stem, settings: WorkerSettings, shared: SharedMetrics | None) -> None:
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker = run_worker(app, settings, signals=(signal.SIGTERM,))
+    metrics = None
+    if shared is not None:
+        shared.forked()
+        metrics = worker_metrics(app, settings)  # written to this process's files
+    worker = run_worker(app, settings, signals=(signal.SIGTERM,), metrics=metrics)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(worker.exit_code)
 
 
-def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
-    """Fork ``processes`` workers, forward signals to them, restart any that crash.
+def worker_metrics(app: Stem, settings: WorkerSettings) -> WorkerMetrics:
+    from stem_pg.metrics.worker import WorkerMetrics
+
+    return WorkerMetrics(settings.queues, is_task=app.registry.__contains__)
+
+
+def supervise(app: Stem, settings: WorkerSettings, processes: int, metrics_port: int | None = None) -> None:
+    """Fork ``processes`` workers, forward signals to them, restart any that crash; serve
+    their summed metrics on ``metrics_port``, if given.
 
     A child that exits 0 stopped on purpose (a shutdown command) and is not
     restarted; one that retired (``EXIT_RETIRED``: a task overran its hard time limit,
@@ -94,15 +111,41 @@ def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
     """
     log_banner(app, settings, processes)
     if processes <= 1:
-        _leave(run_worker(app, settings))
+        metrics = None
+        if metrics_port is not None:
+            from stem_pg.metrics.exposition import serve
+
+            metrics = worker_metrics(app, settings)
+            serve(metrics_port, metrics.registry)
+        _leave(run_worker(app, settings, metrics=metrics))
         return
+    shared: SharedMetrics | None = None
+    if metrics_port is not None:
+        from stem_pg.metrics.exposition import SharedMetrics, serve
+
+        shared = SharedMetrics()
+        try:
+            shared.server = serve(metrics_port, shared.registry())
+        except BaseException:
+            shared.close()
+            raise
+    try:
+        _fork_and_watch(app, settings, processes, shared)
+    finally:
+        if shared is not None:
+            shared.close()
+
+
+def _fork_and_watch(
+    app: Stem, settings: WorkerSettings, processes: int, shared: SharedMetrics | None
+) -> None:
     context = multiprocessing.get_context("fork")
     children: dict[int, BaseProcess] = {}
     stopping = {"count": 0}
 
     def spawn(slot: int) -> None:
         child_settings = _replace_id(settings, f"{settings.worker_id}-{slot}")
-        proc = context.Process(target=_child, args=(app, child_settings), name=f"stem-worker-{slot}")
+        proc = context.Process(target=_child, args=(app, child_settings, shared), name=f"stem-worker-{slot}")
         proc.start()
         children[slot] = proc
 
@@ -122,6 +165,8 @@ def supervise(app: Stem, settings: WorkerSettings, processes: int) -> None:
                 continue
             proc.join()
             del children[slot]
+            if shared is not None and proc.pid is not None:
+                shared.process_exited(proc.pid)
             if stopping["count"]:
                 continue
             if proc.exitcode == EXIT_RETIRED:

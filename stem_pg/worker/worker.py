@@ -53,6 +53,7 @@ from stem_pg.worker.workflows import WorkflowTasks
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
+    from stem_pg.metrics.worker import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Worker:
     ``exit_code`` and ``abandoned_threads`` tell the process how to end.
     """
 
-    def __init__(self, app: Stem, settings: WorkerSettings) -> None:
+    def __init__(self, app: Stem, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
         self.app = app
         self.settings = settings
         self.id = settings.worker_id
@@ -93,6 +94,7 @@ class Worker:
         self._claimed_since_maintenance = 0
         self._forced = False
         self._grace = settings.shutdown_grace
+        self.metrics = metrics  # what --metrics-port serves (stem_pg.metrics.worker), if asked for
 
     @property
     def stopping(self) -> bool:
@@ -144,6 +146,8 @@ class Worker:
         if self.settings.summary_interval > 0:
             summary = Summary(self.counts, self.id, self.settings.summary_interval)
             loops.append(asyncio.create_task(summary.loop()))
+        if self.metrics is not None:
+            loops.append(asyncio.create_task(self.metrics.loop(self.inflight.values)))
         log.info(
             "worker %s consuming %s%s in namespace %s (concurrency %d)",
             self.id,
@@ -176,6 +180,11 @@ class Worker:
         self._maint_conn = ManagedConnection(url, "worker-maintenance", on_lost=lost)
         self._control_conn = ManagedConnection(url, "worker-control", on_lost=lost)
         self._listen_conn = ManagedConnection(url, "worker-listen", self._on_listen_connect, on_lost=lost)
+        self._connections: tuple[ManagedConnection, ...] = (self._claim_conn, self._flush_conn)
+        self._connections += (self._house_conn, self._maint_conn, self._control_conn, self._listen_conn)
+        if (metrics := self.metrics) is not None:
+            for managed in self._connections:
+                managed.on_reconnect = metrics.reconnected
         self.control = WorkerControl(
             ControlStore(queries),
             self.state,
@@ -188,7 +197,9 @@ class Worker:
         broadcast_store = BroadcastStore(queries)
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)
         self.flusher = OutcomeFlusher(self.jobs, acks, self._flush_conn, worker_id=self.id)
+        self.flusher.on_flushed = None if metrics is None else metrics.flushed
         self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
+        self.heartbeat.on_checked = None if metrics is None else metrics.leases_checked
         self._wake_leases = self.heartbeat.wanted
         self.gate = LeaseGate(self.state, wake_leases=self.heartbeat.wanted.set)
         self.recycler = Recycler(
@@ -231,6 +242,7 @@ class Worker:
             self.settings,
             on_requeued=self._wake.set,
             workers=self.workers,
+            on_report=None if metrics is None else metrics.maintained,
             housekeeping=(
                 self.control.maintain,
                 self.broadcasts.maintain,
@@ -295,6 +307,7 @@ class Worker:
                     queues=self.settings.queues,
                     concurrency=self.settings.concurrency,
                     tasks=self.app.planner.task_options(),
+                    beat=self.state.beat(),
                 )
                 await self.control.sync(conn)  # revokes and pauses before the first claim
                 await self.broadcasts.start(conn)
@@ -307,14 +320,7 @@ class Worker:
         return False
 
     async def _close(self) -> None:
-        for managed in (
-            self._claim_conn,
-            self._flush_conn,
-            self._house_conn,
-            self._maint_conn,
-            self._control_conn,
-            self._listen_conn,
-        ):
+        for managed in self._connections:
             await managed.discard()
         self.executor.shutdown()
         await self.app.close_async_pool()  # opened in this loop by handlers (workflows, aenqueue)
@@ -376,6 +382,7 @@ class Worker:
         queues = self.settings.queues
         self._rotation = (self._rotation + 1) % len(queues)
         for queue in queues[self._rotation :] + queues[: self._rotation]:
+            began = time.perf_counter()
             jobs = await self.jobs.claim(
                 conn,
                 queue=queue,
@@ -384,6 +391,8 @@ class Worker:
                 token=token,
                 lease_seconds=self.settings.lease_seconds,
             )
+            if self.metrics is not None:
+                self.metrics.claim_ran(queue, len(jobs), time.perf_counter() - began)
             for job in jobs:
                 self._start(job, token, sent, epoch)
             free -= len(jobs)
@@ -428,7 +437,9 @@ class Worker:
         else:
             self.flusher.add(entry, outcome)
         log_outcome(entry, outcome)
-        self.counts[count_as(outcome)] += 1
+        self.counts[kind := count_as(outcome)] += 1
+        if self.metrics is not None:
+            self.metrics.job_ended(entry, kind)
         self._wake.set()
 
     async def _maintain_once(self, conn: AsyncConn) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import REPO_ROOT, run_cli, stem_env
 
-HEAVY = ("alembic", "sqlalchemy", "psycopg", "psycopg_pool")
+HEAVY = ("alembic", "sqlalchemy", "psycopg", "psycopg_pool", "rich")
 
 # Renders the help in-process, then names the heavy modules it loaded (one per line).
 _LOADED = """
@@ -32,7 +32,8 @@ def test_version_prints_the_package_version() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["worker", "run", "--help"], ["dlq", "--help"], ["doctor", "--help"]]
+    "args",
+    [["--help"], ["worker", "run", "--help"], ["dlq", "--help"], ["doctor", "--help"], ["observe", "--help"]],
 )
 def test_help_loads_no_database_library(args: list[str]) -> None:
     code = _LOADED.format(HEAVY=HEAVY)

@@ -27,6 +27,9 @@ class ClaimedJob(NamedTuple):
     acks_late: bool
     #: The ``stem-signature`` header, taken out of ``headers`` by the claim (payload signing).
     signature: str | None = None
+    #: Seconds the job waited ready before this claim: since its enqueue, or the end of its
+    #: countdown or retry delay (the wait-time metric).
+    waited: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow, class_row
 
+from stem_pg.core.heartbeats import Beat, encode
 from stem_pg.db.queries import Queries
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
@@ -44,8 +45,10 @@ class WorkerStore:
         queues: Sequence[str],
         concurrency: int,
         tasks: Mapping[str, Mapping[str, Any]] | None = None,
+        beat: Beat | None = None,
     ) -> None:
-        """Announce the worker; ``tasks``: each registered task's enqueue options."""
+        """Announce the worker; ``tasks``: each registered task's enqueue options; ``beat``
+        (if given) goes out on the heartbeat topic too."""
         await conn.execute(
             self.q["worker_register"],
             {
@@ -55,14 +58,21 @@ class WorkerStore:
                 "queues": list(queues),
                 "concurrency": concurrency,
                 "tasks": None if tasks is None else json.dumps(tasks),
+                "channel": self.q.channels.heartbeats,
+                "payload": None if beat is None else encode(beat),
             },
         )
 
-    async def heartbeat(self, conn: AsyncConn, *, worker_id: str) -> None:
-        await conn.execute(self.q["worker_heartbeat"], {"id": worker_id})
+    async def heartbeat(self, conn: AsyncConn, *, beat: Beat) -> None:
+        """The worker ``beat.worker`` is alive: its row, and ``beat`` on the heartbeat topic."""
+        await conn.execute(self.q["worker_heartbeat"], self._beat_params(beat))
 
-    async def stopped(self, conn: AsyncConn, *, worker_id: str) -> None:
-        await conn.execute(self.q["worker_stopped"], {"id": worker_id})
+    async def stopped(self, conn: AsyncConn, *, beat: Beat) -> None:
+        """The worker ``beat.worker`` stopped cleanly: its row, and ``beat`` on the topic."""
+        await conn.execute(self.q["worker_stopped"], self._beat_params(beat))
+
+    def _beat_params(self, beat: Beat) -> dict[str, str]:
+        return {"id": beat.worker, "channel": self.q.channels.heartbeats, "payload": encode(beat)}
 
     def task_options(
         self, conn: psycopg.Connection[TupleRow], *, task: str, stale_after: float
