@@ -2,9 +2,11 @@
 
 Each notification on the namespace's channels (jobs enqueued, jobs finished, control,
 schedules, broadcasts) bumps a version; every stream sends a ``refresh`` event for it,
-at most one per ``MIN_GAP``. Without notifications a stream still sends one every
-``POLL_EVERY`` seconds, so a lost notification or a dropped listener (while it reconnects)
-costs latency, never a stale page.
+at most one per ``MIN_GAP``. A worker's heartbeat (the heartbeat topic) is kept as that
+worker's latest ``Beat`` and sent as a ``beat`` event, which only the workers page follows.
+Without notifications a stream still sends a ``refresh`` every ``POLL_EVERY`` seconds, so a
+lost notification or a dropped listener (while it reconnects) costs latency, never a stale
+page.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import AsyncIterator
 import psycopg
 from psycopg.sql import SQL, Identifier
 
+from stem_pg.core.heartbeats import Beat, decode
 from stem_pg.core.namespaces import Channels
 from stem_pg.db.connect import connect_async
 from stem_pg.db.listen import notifications
@@ -30,7 +33,14 @@ RECONNECT_AFTER = 2.0
 
 def channels_of(namespace: str) -> list[str]:
     channels = Channels(namespace)
-    return [channels.jobs, channels.done, channels.control, channels.schedules, channels.broadcasts]
+    return [
+        channels.jobs,
+        channels.done,
+        channels.control,
+        channels.schedules,
+        channels.broadcasts,
+        channels.heartbeats,
+    ]
 
 
 class Feed:
@@ -40,7 +50,11 @@ class Feed:
         self.url = url
         self.namespace = namespace
         self.version = 0
+        self.beat_version = 0
+        #: The latest heartbeat of each worker heard since the feed started, by worker id.
+        self.beats: dict[str, Beat] = {}
         self.listening = False
+        self.heartbeats = Channels(namespace).heartbeats
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -54,22 +68,36 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def bump(self) -> None:
-        self.version += 1
+    def bump(self, *, beat: bool = False) -> None:
+        if beat:
+            self.beat_version += 1
+        else:
+            self.version += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def changes(self) -> AsyncIterator[int]:
-        """A version each time something changed (or ``POLL_EVERY`` passed), for one stream;
-        changes during the ``MIN_GAP`` pause after each are sent together, never lost."""
-        sent = self.version
+    def heard(self, note: psycopg.Notify) -> None:
+        if note.channel != self.heartbeats:
+            self.bump()
+            return
+        beat = decode(note.payload)
+        if beat is not None:
+            self.beats[beat.worker] = beat
+            self.bump(beat=True)
+
+    async def changes(self) -> AsyncIterator[str]:
+        """``refresh`` each time data changed (or ``POLL_EVERY`` passed), ``beat`` when only
+        heartbeats came, for one stream; what lands during the ``MIN_GAP`` pause after each
+        is sent next, never lost."""
+        sent, beats = self.version, self.beat_version
         while True:
             changed = self._changed
-            if self.version == sent:
+            if (self.version, self.beat_version) == (sent, beats):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), POLL_EVERY)
-            sent = self.version
-            yield sent
+            quiet = self.version == sent and self.beat_version != beats
+            sent, beats = self.version, self.beat_version
+            yield "beat" if quiet else "refresh"
             await asyncio.sleep(MIN_GAP)
 
     async def _listen(self) -> None:
@@ -81,8 +109,8 @@ class Feed:
                         await conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
                     self.listening = True
                     self.bump()  # what changed while nobody listened
-                    async for _ in notifications(conn):
-                        self.bump()
+                    async for note in notifications(conn):
+                        self.heard(note)
                 finally:
                     self.listening = False
                     await conn.close()
@@ -113,7 +141,8 @@ class Feeds:
 
 
 async def event_stream(feed: Feed) -> AsyncIterator[str]:
-    """Server-sent events: ``refresh`` with the version, whenever the page should reload its data."""
+    """Server-sent events: ``refresh`` whenever the page should reload its data, ``beat`` when a
+    worker's heartbeat came (the data is the feed's versions)."""
     yield "retry: 2000\n\n"
-    async for version in feed.changes():
-        yield f"event: refresh\ndata: {version}\n\n"
+    async for event in feed.changes():
+        yield f"event: {event}\ndata: {feed.version}.{feed.beat_version}\n\n"

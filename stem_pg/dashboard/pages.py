@@ -66,7 +66,7 @@ async def overview(request: Request) -> Response:
             "queues": store.queues(conn),
             "minutes": store.minutes(conn),
             "failures": store.recent_failures(conn, limit=10),
-            "workers": workers(store, conn),
+            "workers": workers(store, conn, {}),
         }
 
     data = await dash.read(ns, read)
@@ -158,8 +158,15 @@ async def dead_letters(request: Request) -> Response:
 async def workers_page(request: Request) -> Response:
     dash, ns = dashboard_of(request), namespace_of(request)
     namespaces = await _namespaces(request)
-    rows = await dash.read(ns, workers)
-    return dash.render(request, "workers.html", namespaces=namespaces, workers=rows)
+    beats = dict(dash.feeds.of(ns).beats)
+    rows = await dash.read(ns, lambda store, conn: workers(store, conn, beats))
+    return dash.render(
+        request,
+        "workers.html",
+        namespaces=namespaces,
+        workers=rows,
+        live_trigger="stem:refresh from:body, stem:beat from:body",
+    )
 
 
 async def schedules(request: Request) -> Response:

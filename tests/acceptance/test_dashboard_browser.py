@@ -8,6 +8,7 @@ README's (docs/dashboard-*.png). Skipped, saying why, without Playwright or Chro
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -176,6 +177,10 @@ def test_overview_shows_a_queue_and_its_depth(page: Any, server: Server, stem: S
     sync_api.expect(page.locator(".count").first).to_have_text("1")  # the running worker
     page.goto(f"{server.url}/n/{ns}/workers")
     sync_api.expect(page.locator("table.workers .state-alive")).to_have_count(1)
+    # The worker beats every 0.7 s (a third of its 2 s lease): a beat fills these in, no reload.
+    sync_api.expect(page.locator("table.workers td.beat")).to_have_text(
+        re.compile(r"^\d+ / \d+$"), timeout=5000
+    )
     _shot(page, "workers")
 
 

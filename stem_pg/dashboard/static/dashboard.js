@@ -5,6 +5,7 @@
   var POLL_MS = 5000;
 
   function refresh() { document.body.dispatchEvent(new Event("stem:refresh")); }
+  function beat() { document.body.dispatchEvent(new Event("stem:beat")); }
 
   function connect() {
     var url = document.body.dataset.live, badge = document.getElementById("live-state");
@@ -16,6 +17,7 @@
       if (badge) { badge.className = "live-state on"; }
     });
     source.addEventListener("refresh", refresh);
+    source.addEventListener("beat", beat);
     source.addEventListener("error", function () {
       if (badge) { badge.className = "live-state off"; }
       if (!poller) { poller = setInterval(refresh, POLL_MS); }
