@@ -51,7 +51,7 @@ async def act(request: Request) -> Response:
         outcome = f"{name} failed: {one_line(redact(str(exc)))}"
     log.info("dashboard action %s on %s by %s: %s", name, ns, principal.name, outcome)
     back = fields.get("next", "")
-    if not back.startswith("/") or back.startswith("//"):
+    if not back.startswith("/") or back.startswith("//") or "\\" in back:  # only a path of this site
         back = f"{request.scope.get('root_path', '')}/n/{ns}/"
     sep = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{sep}{urlencode({'msg': outcome})}", status_code=303)

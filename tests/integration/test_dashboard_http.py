@@ -123,6 +123,9 @@ def test_pause_needs_the_csrf_token(client: TestClient, namespace: str, db: psyc
     paused = db.execute(f'SELECT paused_by FROM "{namespace}".paused_queues').fetchall()
     assert paused == [("dashboard:local",)]
     assert "Paused" in client.get(f"/n/{namespace}/queues/default").text
+    for elsewhere in ("https://evil.example/", "//evil.example/", "/\\evil.example/"):
+        sent = client.post(action, data={"queue": "default", "csrf": token, "next": elsewhere})
+        assert sent.headers["location"].startswith(f"/n/{namespace}/?msg="), elsewhere
 
 
 def test_read_only_hides_and_refuses_actions(database_url: str, namespace: str) -> None:
