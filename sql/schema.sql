@@ -796,12 +796,15 @@ CREATE INDEX dead_letters_task_id_idx ON @NAMESPACE@.dead_letters USING btree (t
 CREATE INDEX jobs_claim_idx ON @NAMESPACE@.jobs USING btree (queue, priority DESC, seq) WHERE (state = ANY (ARRAY['queued'::text, 'retried'::text]));
 
 CREATE UNIQUE INDEX jobs_debounce_idx ON @NAMESPACE@.jobs USING btree (task, debounce_key) WHERE ((debounce_key IS NOT NULL) AND (state = 'queued'::text));
+CREATE INDEX jobs_enqueued_idx ON @NAMESPACE@.jobs USING btree (enqueued_at, id);
 
 CREATE INDEX jobs_expires_idx ON @NAMESPACE@.jobs USING btree (expires_at) WHERE ((state = ANY (ARRAY['queued'::text, 'retried'::text])) AND (expires_at IS NOT NULL));
 
 CREATE INDEX jobs_lease_idx ON @NAMESPACE@.jobs USING btree (lease_expires_at) WHERE (state = 'running'::text);
 
 CREATE UNIQUE INDEX jobs_unique_idx ON @NAMESPACE@.jobs USING btree (unique_key) WHERE (unique_key IS NOT NULL);
+
+CREATE INDEX results_enqueued_idx ON @NAMESPACE@.results USING btree (enqueued_at, id);
 
 CREATE INDEX results_expires_idx ON @NAMESPACE@.results USING btree (expires_at) WHERE (expires_at IS NOT NULL);
 

@@ -24,6 +24,7 @@ from stem_pg.cli import (
 )
 from stem_pg.cli.beat_cmd import beat_command
 from stem_pg.cli.check_cmd import check_command
+from stem_pg.cli.dashboard_cmd import dashboard_command
 from stem_pg.cli.doctor_cmd import doctor_command
 from stem_pg.cli.health_cmd import health_command
 from stem_pg.cli.migrate_cmd import migrate_command
@@ -99,6 +100,7 @@ app.command("beat")(beat_command)
 app.command("purge")(purge_command)
 app.add_typer(wf_cmd.app, name="wf", cls=_Group)
 app.add_typer(embedded_cmd.app, name="embedded", cls=_Group)
+app.command("dashboard")(dashboard_command)
 app.add_typer(metrics_cmd.app, name="metrics", cls=_Group)
 
 

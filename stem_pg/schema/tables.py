@@ -111,6 +111,7 @@ def _jobs(metadata: MetaData) -> Table:
         postgresql_where=text(_in("state", TaskState, LIVE_STATES - {TaskState.RUNNING})),
     )
     Index("jobs_lease_idx", jobs.c.lease_expires_at, postgresql_where=text("state = 'running'"))
+    Index("jobs_enqueued_idx", jobs.c.enqueued_at, jobs.c.id)  # the dashboard's jobs pages, by keyset
     # The expiry sweep (job_cancel_expired) reads waiting jobs with an expiry, and only those.
     Index(
         "jobs_expires_idx",
@@ -158,6 +159,7 @@ def _results(metadata: MetaData) -> Table:
         postgresql_with={"autovacuum_vacuum_scale_factor": "0.02"},
     )
     Index("results_finished_idx", results.c.finished_at)
+    Index("results_enqueued_idx", results.c.enqueued_at, results.c.id)  # the dashboard's jobs pages
     Index("results_expires_idx", results.c.expires_at, postgresql_where=text("expires_at IS NOT NULL"))
     return results
 

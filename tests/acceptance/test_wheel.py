@@ -28,6 +28,13 @@ SHIPPED = (
     "stem_pg/_data/migrations/env.py",
     "stem_pg/_data/migrations/script.py.mako",
     "stem_pg/_data/migrations/versions/0001_queue_engine.py",
+    "stem_pg/_data/sql/dashboard.sql",
+    "stem_pg/dashboard/templates/overview.html",
+    "stem_pg/dashboard/static/htmx.min.js",
+    "stem_pg/dashboard/static/uPlot.iife.min.js",
+    "stem_pg/dashboard/static/uPlot.min.css",
+    "stem_pg/dashboard/static/licenses/htmx-2.0.4-LICENSE.txt",
+    "stem_pg/dashboard/static/licenses/uPlot-1.6.31-LICENSE.txt",
 )
 
 

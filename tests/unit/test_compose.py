@@ -41,19 +41,22 @@ def _resolve(argv: list[str]) -> tuple[Any, list[str]]:
 
 def test_services_and_healthcheck() -> None:
     services = _compose()["services"]
-    assert {"postgres", "migrate", "worker", "beat"} <= set(services)
+    assert {"postgres", "migrate", "worker", "beat", "dashboard"} <= set(services)
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["restart"] == "no"
-    for name in ("worker", "beat"):
+    for name in ("worker", "beat", "dashboard"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    for name in ("migrate", "worker", "beat"):
+    for name in ("migrate", "worker", "beat", "dashboard"):
         assert services[name]["environment"]["STEM_BROKER_URL"].startswith("postgresql://")
 
 
 def test_commands_exist_in_the_cli() -> None:
     services = _compose()["services"]
-    for name in ("migrate", "worker", "beat"):
+    # The dashboard listens beyond the container's loopback: it must be given credentials.
+    assert "STEM_DASHBOARD_TOKEN" in services["dashboard"]["environment"]
+    assert all(port.startswith("127.0.0.1:") for port in services["dashboard"]["ports"])
+    for name in ("migrate", "worker", "beat", "dashboard"):
         command, rest = _resolve(_stem_argv(services[name]))
         assert not hasattr(command, "commands"), f"{name}: {rest} is not a stem command"
         known = {opt for param in command.params for opt in getattr(param, "opts", [])}
