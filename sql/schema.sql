@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0011.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0012.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -796,6 +796,7 @@ CREATE INDEX dead_letters_task_id_idx ON @NAMESPACE@.dead_letters USING btree (t
 CREATE INDEX jobs_claim_idx ON @NAMESPACE@.jobs USING btree (queue, priority DESC, seq) WHERE (state = ANY (ARRAY['queued'::text, 'retried'::text]));
 
 CREATE UNIQUE INDEX jobs_debounce_idx ON @NAMESPACE@.jobs USING btree (task, debounce_key) WHERE ((debounce_key IS NOT NULL) AND (state = 'queued'::text));
+
 CREATE INDEX jobs_enqueued_idx ON @NAMESPACE@.jobs USING btree (enqueued_at, id);
 
 CREATE INDEX jobs_expires_idx ON @NAMESPACE@.jobs USING btree (expires_at) WHERE ((state = ANY (ARRAY['queued'::text, 'retried'::text])) AND (expires_at IS NOT NULL));
