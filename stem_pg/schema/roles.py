@@ -42,6 +42,7 @@ _PRODUCER: tuple[tuple[str, tuple[str, ...]], ...] = (
             "task_states",
             "queue_depths",
             "queue_health",
+            "limiter_state",
             "broadcast_deliveries",
             "workflow_runs",
             "workflow_steps",
@@ -66,6 +67,7 @@ _WORKER: tuple[tuple[str, tuple[str, ...]], ...] = (
             "locks",
             "schedule_fires",
             "control_replies",
+            "limiters",
         ),
     ),
     ("SELECT, UPDATE", ("schedules",)),  # beat records each entry's last fire
@@ -78,6 +80,7 @@ _WORKER: tuple[tuple[str, tuple[str, ...]], ...] = (
             "task_states",
             "queue_depths",
             "queue_health",
+            "limiter_state",
             "broadcast_deliveries",
             "workflow_runs",
             "workflow_steps",

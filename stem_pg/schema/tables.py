@@ -48,6 +48,7 @@ def metadata_for(namespace: str) -> MetaData:
     _schedules(metadata)
     _schedule_fires(metadata)
     _locks(metadata)
+    _limiters(metadata)
     add_control_tables(metadata)
     add_workflow_tables(metadata)
     return metadata
@@ -92,6 +93,8 @@ def _jobs(metadata: MetaData) -> Table:
         # Unique tasks (migration 0002): the key is held while the job is live.
         Column("unique_key", Text, nullable=True),
         _moment("unique_until"),
+        # Rate and concurrency limits (migration 0011): set by the limited claim.
+        Column("limit_key", Text, nullable=True),
         CheckConstraint(_in("state", TaskState, LIVE_STATES), name="jobs_state_check"),
         postgresql_with={
             "fillfactor": "80",
@@ -123,7 +126,32 @@ def _jobs(metadata: MetaData) -> Table:
         unique=True,
         postgresql_where=text("unique_key IS NOT NULL"),
     )
+    # What a concurrency limit counts: the jobs running under it, by limit and by queue.
+    limited = text("state = 'running' AND limit_key IS NOT NULL")
+    Index("jobs_limit_running_idx", jobs.c.limit_key, postgresql_where=limited)
+    Index("jobs_limit_queue_running_idx", jobs.c.queue, postgresql_where=limited)
     return jobs
+
+
+def _limiters(metadata: MetaData) -> Table:
+    """Rate buckets and concurrency locks of the declared limits (migration 0011)."""
+    return Table(
+        "limiters",
+        metadata,
+        Column("kind", Text, nullable=False),
+        Column("scope", Text, nullable=False),
+        Column("key", Text, nullable=False, server_default=text("''::text")),
+        Column("per_second", DOUBLE_PRECISION, nullable=True),
+        Column("burst", DOUBLE_PRECISION, nullable=True),
+        Column("concurrency", Integer, nullable=True),
+        Column("key_field", Text, nullable=True),
+        Column("fail_open", Boolean, nullable=False, server_default=text("true")),
+        Column("tokens", DOUBLE_PRECISION, nullable=True),
+        _moment("refilled_at", nullable=False, now=True),
+        PrimaryKeyConstraint("kind", "scope", "key"),
+        CheckConstraint("kind IN ('rate', 'concurrency')", name="limiters_kind_check"),
+        postgresql_with={"fillfactor": "50"},
+    )
 
 
 def _results(metadata: MetaData) -> Table:

@@ -29,6 +29,7 @@ from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, 
 from stem_pg.db.stores.broadcasts import BroadcastStore
 from stem_pg.db.stores.control import ControlStore
 from stem_pg.db.stores.jobs import JobStore
+from stem_pg.db.stores.limits import LimitStore
 from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, RetryLater
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.db.stores.workflows import WorkflowStore
@@ -40,6 +41,7 @@ from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.heartbeat import Heartbeat
 from stem_pg.worker.hooks import TaskHooks, worker_signal
 from stem_pg.worker.leases import LeaseGate, leased
+from stem_pg.worker.limited import LimitedClaims, plan_for
 from stem_pg.worker.logs import Summary, log_outcome
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.outcomes import count_as
@@ -80,6 +82,8 @@ class Worker:
         self.registry = WorkflowTasks(app.registry, app.workflows, app.backend, app.planner)
         self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
         self.workers = WorkerStore(app.queries)
+        plan = plan_for(settings.queues, app.registry, app.routing)
+        self.limited = LimitedClaims(self.jobs, LimitStore(app.queries), plan, settings, app.namespace)
         # The claim loop's own handles on the shared dicts (the same objects as the state's).
         self.inflight = self.state.inflight
         self.broadcast_inflight = self.state.broadcast_inflight
@@ -188,6 +192,7 @@ class Worker:
         broadcast_store = BroadcastStore(queries)
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)
         self.flusher = OutcomeFlusher(self.jobs, acks, self._flush_conn, worker_id=self.id)
+        self.flusher.after_write = self.limited.after_flush
         self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
         self._wake_leases = self.heartbeat.wanted
         self.gate = LeaseGate(self.state, wake_leases=self.heartbeat.wanted.set)
@@ -235,6 +240,7 @@ class Worker:
                 self.control.maintain,
                 self.broadcasts.maintain,
                 WorkflowStore(queries, retention=self.app.result_ttl).prune,
+                self.limited.register,
             ),
         )
 
@@ -296,6 +302,7 @@ class Worker:
                     concurrency=self.settings.concurrency,
                     tasks=self.app.planner.task_options(),
                 )
+                await self.limited.register(conn)
                 await self.control.sync(conn)  # revokes and pauses before the first claim
                 await self.broadcasts.start(conn)
                 self.state.last_heartbeat_at = datetime.now(UTC)
@@ -360,11 +367,12 @@ class Worker:
                 self.control.wake()
 
     async def _claim_once(self, conn: AsyncConn) -> None:
-        poll = self.settings.poll_interval * random.uniform(0.8, 1.2)
+        poll = self.limited.timeout(self.settings.poll_interval * random.uniform(0.8, 1.2))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(poll):  # no extra task, unlike wait_for: a faster wake-up
                 await self._wake.wait()
         self._wake.clear()
+        self.limited.woke()
         free = self.settings.capacity - len(self.inflight) - len(self.broadcast_inflight)
         if self.state.stopping or free <= 0:
             return
@@ -376,14 +384,7 @@ class Worker:
         queues = self.settings.queues
         self._rotation = (self._rotation + 1) % len(queues)
         for queue in queues[self._rotation :] + queues[: self._rotation]:
-            jobs = await self.jobs.claim(
-                conn,
-                queue=queue,
-                limit=free,
-                worker_id=self.id,
-                token=token,
-                lease_seconds=self.settings.lease_seconds,
-            )
+            jobs = await self.limited.claim(conn, queue=queue, limit=free, token=token)
             for job in jobs:
                 self._start(job, token, sent, epoch)
             free -= len(jobs)
@@ -428,6 +429,7 @@ class Worker:
         else:
             self.flusher.add(entry, outcome)
         log_outcome(entry, outcome)
+        self.limited.done(entry.job)
         self.counts[count_as(outcome)] += 1
         self._wake.set()
 

@@ -1,0 +1,187 @@
+"""Rate and concurrency limits, enforced by the limited claim (migration 0011), with real
+workers (each on its own event loop thread) against the real Postgres.
+
+Handlers record when they start and end (``time.monotonic``, one process), so each test
+checks what ran at once, or how many started in a window, as a ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from stem_pg.client.app import Stem
+from stem_pg.config.settings import StemConfig
+from tests.helpers import running_worker, wait_for
+
+
+class Ledger:
+    """Starts and ends of handler runs, by label."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.starts: list[tuple[float, str]] = []
+        self.ends: list[tuple[float, str]] = []
+        self.running = 0
+        self.peak = 0
+
+    def run(self, label: str, seconds: float) -> None:
+        with self.lock:
+            self.starts.append((time.monotonic(), label))
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(seconds)
+        with self.lock:
+            self.running -= 1
+            self.ends.append((time.monotonic(), label))
+
+    def started(self, label: str | None = None) -> list[float]:
+        with self.lock:
+            return [at for at, name in self.starts if label is None or name == label]
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    return Ledger()
+
+
+@pytest.fixture
+def limited(database_url: str, namespace: str, ledger: Ledger) -> Iterator[Stem]:
+    stem = Stem(database_url, namespace=namespace, config=StemConfig())
+
+    @stem.task(name="lim.rated", rate_limit="20/s")
+    def rated(n: int) -> None:
+        ledger.run("rated", 0)
+
+    @stem.task(name="lim.slots", concurrency_limit=2)
+    def slots(n: int, sleep: float = 0.2) -> None:
+        ledger.run("slots", sleep)
+
+    @stem.task(name="lim.tenant", concurrency_limit=1, concurrency_key="{tenant}")
+    def tenant(tenant: str, sleep: float = 0.02) -> None:
+        ledger.run(tenant, sleep)
+
+    @stem.task(name="lim.grouped", group_rate_limit="5/s", group_rate_key="tenant")
+    def grouped(tenant: str) -> None:
+        ledger.run(f"grouped-{tenant}", 0)
+
+    @stem.task(name="lim.open", rate_limit="1/h")
+    def fail_open(n: int) -> None:
+        ledger.run("open", 0)
+
+    @stem.task(name="lim.closed", rate_limit="100/s", limits_fail_open=False)
+    def fail_closed(n: int) -> None:
+        ledger.run("closed", 0)
+
+    @stem.task(name="lim.free")
+    def free(n: int) -> None:
+        ledger.run("free", 0)
+
+    yield stem
+    stem.close()
+
+
+def _scalar(database_url: str, namespace: str, text: str, *params: Any) -> Any:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(sql.SQL(text).format(ns=sql.Identifier(namespace)), params).fetchone()
+        return row[0] if row else None
+
+
+def test_a_rate_limit_spaces_the_starts_and_leaves_the_rest_queued(limited: Stem, ledger: Ledger) -> None:
+    limited.enqueue_many([("lim.rated", {"n": n}) for n in range(30)])
+    with running_worker(limited, concurrency=20, poll_interval=5.0):
+        wait_for(lambda: len(ledger.started("rated")) >= 30, 10, "30 rate-limited starts")
+    starts = sorted(ledger.started("rated"))
+    # A bucket of 2 (0.1 s worth) refilled at 20 a second: 30 starts take >= 1.4 s, and no
+    # second holds more than 20 + 2 (a poll interval of 5 s: the worker woke for the tokens).
+    assert starts[-1] - starts[0] >= 1.3
+    assert starts[-1] - starts[0] <= 3.0
+    for first in starts:
+        assert sum(1 for at in starts if first <= at < first + 1.0) <= 22
+
+
+def test_a_concurrency_limit_holds_across_workers_and_a_finish_wakes_them(
+    limited: Stem, ledger: Ledger
+) -> None:
+    limited.enqueue_many([("lim.slots", {"n": n}) for n in range(8)])
+    began = time.monotonic()
+    # Two workers, 10 slots each, polling every 5 s: only the NOTIFY after a limited job's
+    # flush can start the next one in time.
+    with (
+        running_worker(limited, concurrency=10, poll_interval=5.0),
+        running_worker(limited, concurrency=10, poll_interval=5.0),
+    ):
+        wait_for(lambda: len(ledger.ends) >= 8, 15, "8 jobs to finish")
+    assert ledger.peak == 2
+    assert time.monotonic() - began < 4.5  # 8 x 0.2 s / 2 = 0.8 s of work, no poll waits
+
+
+def test_a_keyed_limit_is_fair_across_keys(limited: Stem, ledger: Ledger) -> None:
+    limited.enqueue_many([("lim.tenant", {"tenant": "a"}) for _ in range(300)])
+    limited.enqueue_many([("lim.tenant", {"tenant": "b"}) for _ in range(5)])
+    with running_worker(limited, concurrency=4):
+        wait_for(lambda: len(ledger.started("b")) >= 5, 10, "tenant b's 5 jobs to start")
+        a_started = len(ledger.started("a"))
+    assert a_started < 100, "tenant b waited behind tenant a's backlog"
+    assert ledger.peak <= 2  # one of each tenant at once
+
+
+def test_a_group_rate_limit_keeps_a_bucket_per_key(
+    limited: Stem, ledger: Ledger, database_url: str, namespace: str
+) -> None:
+    limited.enqueue_many([("lim.grouped", {"tenant": t}) for t in "ab" for _ in range(4)])
+    with running_worker(limited, concurrency=10):
+        wait_for(lambda: len(ledger.starts) >= 8, 10, "8 grouped starts")
+    for tenant in "ab":
+        starts = sorted(ledger.started(f"grouped-{tenant}"))
+        assert starts[-1] - starts[0] >= 0.5  # 1 at once, then 5 a second: 3 more take 0.6 s
+    keys = _scalar(
+        database_url,
+        namespace,
+        "SELECT string_agg(key, ',' ORDER BY key) FROM {ns}.limiter_state WHERE scope = 'group:lim.grouped'",
+    )
+    assert keys == ",a,b"
+
+
+def test_a_deleted_limiter_row_fails_open_or_closed_as_configured(
+    limited: Stem,
+    ledger: Ledger,
+    database_url: str,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="stem_pg.worker.limited")
+    with running_worker(limited, concurrency=10, maintenance_interval=60.0):
+        wait_for(lambda: _scalar(database_url, namespace, "SELECT count(*) FROM {ns}.limiters"), 10, "rows")
+        limited.enqueue("lim.open", {"n": 0})  # the bucket of 1/h has one token: it runs
+        wait_for(lambda: ledger.started("open"), 10, "the first open job")
+        _scalar(
+            database_url,
+            namespace,
+            "DELETE FROM {ns}.limiters WHERE scope IN ('task:lim.open', 'task:lim.closed') RETURNING 1",
+        )
+        limited.enqueue_many([("lim.open", {"n": n}) for n in range(1, 4)])
+        limited.enqueue_many([("lim.closed", {"n": n}) for n in range(3)])
+        wait_for(lambda: len(ledger.started("open")) >= 4, 10, "the open jobs to run without their limit")
+        time.sleep(0.5)
+        assert ledger.started("closed") == []
+        waiting = "SELECT count(*) FROM {ns}.jobs WHERE task = 'lim.closed' AND state = 'queued'"
+        assert _scalar(database_url, namespace, waiting) == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("rate limit of task:lim.open has no row" in m and "fail open" in m for m in messages)
+    assert any("rate limit of task:lim.closed has no row" in m and "fail closed" in m for m in messages)
+
+
+def test_unlimited_tasks_beside_limited_ones_are_not_held_back(limited: Stem, ledger: Ledger) -> None:
+    limited.enqueue_many([("lim.open", {"n": n}) for n in range(20)])  # 1/h: one runs
+    limited.enqueue_many([("lim.free", {"n": n}) for n in range(20)])
+    with running_worker(limited, concurrency=10):
+        wait_for(lambda: len(ledger.started("free")) >= 20, 10, "the unlimited jobs")
+    assert len(ledger.started("open")) == 1
