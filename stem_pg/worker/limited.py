@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from stem_pg.core.limits import ClaimPlan, Limits, claim_plan
 from stem_pg.core.routing_registry import RoutingRegistry
@@ -74,6 +75,10 @@ class LimitedClaims:
             name for spec in specs.values() for name, task in spec["tasks"].items() if "concurrency" in task
         }
         self._reported: dict[str, float] = {}
+
+    def describe(self) -> dict[str, Any]:
+        """What ``stem worker inspect`` shows: the limited queues, and each declared limit."""
+        return {"limited_queues": sorted(self.queues), "limits": [dict(row) for row in self.plan.rows]}
 
     async def register(self, conn: AsyncConn) -> None:
         """Make the limiter rows of this worker's limits (again, if one was deleted)."""

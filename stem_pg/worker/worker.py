@@ -188,6 +188,7 @@ class Worker:
             request_stop=self.request_stop,
             interval=self.settings.maintenance_interval,
             signals=self.app.signals,
+            limits=self.limited.describe,
         )
         broadcast_store = BroadcastStore(queries)
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)

@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 
 from stem_pg.client.app import Stem
+from stem_pg.client.control import Control
 from stem_pg.config.settings import StemConfig
 from tests.helpers import running_worker, wait_for
 
@@ -185,3 +186,21 @@ def test_unlimited_tasks_beside_limited_ones_are_not_held_back(limited: Stem, le
     with running_worker(limited, concurrency=10):
         wait_for(lambda: len(ledger.started("free")) >= 20, 10, "the unlimited jobs")
     assert len(ledger.started("open")) == 1
+
+
+def test_inspect_reports_the_limited_queues_and_the_limits(limited: Stem) -> None:
+    with running_worker(limited, concurrency=4) as worker:
+        data = Control.of(limited.backend).inspect(timeout=5).replies[worker.id].data
+    assert data["limited_queues"] == ["default"]
+    rated = next(row for row in data["limits"] if row["scope"] == "task:lim.rated")
+    assert rated == {
+        "kind": "rate",
+        "scope": "task:lim.rated",
+        "per_second": 20.0,
+        "burst": 2.0,
+        "concurrency": None,
+        "key_field": None,
+        "fail_open": True,
+    }
+    tenant = next(row for row in data["limits"] if row["scope"] == "task:lim.tenant")
+    assert (tenant["kind"], tenant["concurrency"], tenant["key_field"]) == ("concurrency", 1, "tenant")
