@@ -7,7 +7,7 @@
   running at once, from the handlers' own start/end times (target 3), and the rate
   (target 3 / 0.1 s = 30 jobs/s).
 * fairness: tenant A enqueues 100k jobs, then tenant B 100 (``concurrency_key="{tenant}"``,
-  20 each at once); when B's last job starts after B's enqueue (target <= 2 s).
+  50 each at once); when B's last job starts after B's enqueue (target <= 2 s).
 * nolimits: ``python -m bench throughput`` of this checkout (the limits code, no limit
   configured) and of ``--base`` (a checkout without it), interleaved ``--repeat`` times in
   the same run; the ratio of the medians (target >= 0.97).
@@ -70,16 +70,19 @@ def enqueue(dsn: str, requests: list[tuple[str, dict[str, Any]]]) -> float:
         app.close()
 
 
-def ledger(dsn: str, task: str) -> list[tuple[float, float]]:
-    """(start, end) of each finished job of ``task``, by start."""
+def ledger(dsn: str, task: str, *, claimed: bool = False) -> list[tuple[float, float]]:
+    """(start, end) of each finished job of ``task``, by start: as its handler saw them, or
+    with ``claimed`` when the claim started it (``results.started_at``, the claim's time)."""
+    start = "extract(epoch FROM started_at)" if claimed else "(result ->> 0)::float8"
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
-            sql.SQL("SELECT result FROM {}.results WHERE task = %s AND state = 'succeeded'").format(
-                sql.Identifier(NAMESPACE)
-            ),
+            sql.SQL(
+                "SELECT " + start + ", (result ->> 1)::float8 FROM {}.results"
+                " WHERE task = %s AND state = 'succeeded'"
+            ).format(sql.Identifier(NAMESPACE)),
             (task,),
         ).fetchall()
-    return sorted((float(r[0][0]), float(r[0][1])) for r in rows)
+    return sorted((float(r[0]), float(r[1])) for r in rows)
 
 
 def rate(dsn: str, seconds: float = 60.0) -> dict[str, Any]:
@@ -88,7 +91,15 @@ def rate(dsn: str, seconds: float = 60.0) -> dict[str, Any]:
     log(f"rate: 4 processes, rate_limit=200/s, {seconds:.0f} s")
     with running([start_workers(dsn, processes=4, concurrency=50, name="rate")]):
         time.sleep(seconds + 8)  # start-up, then the measured minute
-    starts = [s for s, _ in ledger(dsn, "rated")]
+    found = {
+        name: windows_of(sorted(s for s, _ in ledger(dsn, "rated", claimed=claimed)), seconds)
+        for name, claimed in (("claimed", True), ("handler_started", False))
+    }
+    return {**found, "burst_allowance": 20}
+
+
+def windows_of(starts: list[float], seconds: float) -> dict[str, Any]:
+    """Starts per second in each 10 s window of the first ``seconds``, and the most in 1 s."""
     first = starts[0]
     starts = [s for s in starts if s < first + seconds]
     windows = [
@@ -100,7 +111,6 @@ def rate(dsn: str, seconds: float = 60.0) -> dict[str, Any]:
         "per_10s_window_jobs_per_s": windows,
         "worst_10s_deviation_pct": round(max(abs(w - 200) / 2 for w in windows), 2),
         "max_started_in_1s": peak_1s,
-        "burst_allowance": 20,
     }
 
 

@@ -34,7 +34,7 @@ async def slots() -> list[float]:
     return [start, time.time()]
 
 
-@app.task(name="tenant", concurrency_limit=20, concurrency_key="{tenant}")
+@app.task(name="tenant", concurrency_limit=50, concurrency_key="{tenant}")
 async def tenant(tenant: str) -> list[float | str]:
     start = time.time()
     await asyncio.sleep(0.005)

@@ -124,6 +124,7 @@ DECLARE
     v_keys integer := 0;
     v_rates text[];
     v_rate_keys text[];
+    v_cursor refcursor;
     v_cand record;
     v_job record;
     v_limit_key text;
@@ -157,21 +158,38 @@ BEGIN
     END IF;
     IF v_budget > 0 THEN
         -- Round robin across fair keys (a task, and its group key's value): every key's first
-        -- job, then every key's second, ...; priority then FIFO inside a key.
-        FOR v_cand IN
-            SELECT c.id, c.task, c.fair_key,
-                   row_number() OVER (PARTITION BY c.fair_key ORDER BY c.priority DESC, c.seq) AS turn
-            FROM (
-                SELECT j.id, j.task, j.priority, j.seq,
-                       j.task || '/' || coalesce(
-                           j.args ->> (p_spec #>> ARRAY['tasks', j.task, 'fair_key']),
-                           j.headers ->> (p_spec #>> ARRAY['tasks', j.task, 'fair_key']), '') AS fair_key
-                FROM {ns}.jobs AS j
-                WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
-            ) AS c
-            ORDER BY turn, c.priority DESC, c.seq
+        -- job, then every key's second, ...; priority then FIFO inside a key. With a group
+        -- key (p_spec.fair) every ready job of the queue is read, else only the first few
+        -- in the claim index's order.
+        IF (p_spec ->> 'fair')::boolean THEN
+            OPEN v_cursor FOR
+                SELECT c.id, c.task, c.fair_key,
+                       row_number() OVER (PARTITION BY c.fair_key ORDER BY c.priority DESC, c.seq) AS turn
+                FROM (
+                    SELECT j.id, j.task, j.priority, j.seq,
+                           j.task || '/' || coalesce(
+                               j.args ->> (p_spec #>> ARRAY['tasks', j.task, 'fair_key']),
+                               j.headers ->> (p_spec #>> ARRAY['tasks', j.task, 'fair_key']), '') AS fair_key
+                    FROM {ns}.jobs AS j
+                    WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
+                ) AS c
+                ORDER BY turn, c.priority DESC, c.seq;
+        ELSE
+            OPEN v_cursor FOR
+                SELECT c.id, c.task, c.task || '/' AS fair_key,
+                       row_number() OVER (PARTITION BY c.task ORDER BY c.priority DESC, c.seq) AS turn
+                FROM (
+                    SELECT j.id, j.task, j.priority, j.seq
+                    FROM {ns}.jobs AS j
+                    WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
+                    ORDER BY j.priority DESC, j.seq
+                    LIMIT p_limit * 4 + 100
+                ) AS c
+                ORDER BY turn, c.priority DESC, c.seq;
+        END IF;
         LOOP
-            EXIT WHEN v_taken >= v_budget;
+            FETCH v_cursor INTO v_cand;
+            EXIT WHEN NOT FOUND OR v_taken >= v_budget;
             IF v_cand.turn = 1 THEN
                 v_keys := v_keys + 1;
             ELSIF cardinality(v_blocked) >= v_keys THEN
@@ -278,6 +296,7 @@ BEGIN
                 RETURN NEXT;
             END IF;
         END LOOP;
+        CLOSE v_cursor;
     END IF;
     IF v_wait IS NOT NULL OR v_busy OR cardinality(v_missing) > 0 THEN
         id := NULL; task := NULL; queue := NULL; priority := NULL; args := NULL; headers := NULL;

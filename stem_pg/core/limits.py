@@ -192,11 +192,12 @@ def claim_plan(
     rows = [row for limits, _ in limited for row in limits.rows()]
     claimed = {queue for _, queue in limited if queue in consumed}
     claimed.update(queue for queue, limits in queue_limits.items() if queue in consumed and limits.any)
+    fair = any("fair_key" in spec for spec in task_specs.values())
     specs: dict[str, dict[str, Any]] = {}
     for queue in sorted(claimed):
         # Every limited task's limits, in each limited queue: one sent elsewhere by an
         # explicit queue= is limited there too, when that queue is a limited one.
-        specs[queue] = {"tasks": task_specs}
+        specs[queue] = {"tasks": task_specs, "fair": fair}
         own = queue_limits.get(queue)
         if own is not None and own.any:
             specs[queue]["queue"] = own.spec()

@@ -204,3 +204,28 @@ def test_inspect_reports_the_limited_queues_and_the_limits(limited: Stem) -> Non
     }
     tenant = next(row for row in data["limits"] if row["scope"] == "task:lim.tenant")
     assert (tenant["kind"], tenant["concurrency"], tenant["key_field"]) == ("concurrency", 1, "tenant")
+
+
+def test_without_group_keys_the_claim_reads_only_the_head_of_the_queue(
+    database_url: str, namespace: str, ledger: Ledger
+) -> None:
+    stem = Stem(database_url, namespace=namespace, config=StemConfig())
+
+    @stem.task(name="lim.head", rate_limit="10/s")
+    def head(n: int) -> None:
+        ledger.run("head", 0)
+
+    @stem.task(name="lim.other")
+    def other(n: int) -> None:
+        ledger.run("other", 0)
+
+    try:
+        stem.enqueue_many([("lim.head", {"n": n}) for n in range(10)])
+        stem.enqueue_many([("lim.other", {"n": n}) for n in range(10)])
+        with running_worker(stem, concurrency=10):
+            wait_for(lambda: len(ledger.started("other")) >= 10, 10, "the unlimited jobs behind")
+            wait_for(lambda: len(ledger.started("head")) >= 10, 10, "the rate-limited jobs")
+        heads = sorted(ledger.started("head"))
+        assert heads[-1] - heads[0] >= 0.7  # 1 at once, then 10 a second
+    finally:
+        stem.close()
