@@ -90,7 +90,7 @@ def rate(dsn: str, seconds: float = 60.0) -> dict[str, Any]:
     enqueue(dsn, [("rated", {})] * int(200 * seconds * 1.2))
     log(f"rate: 4 processes, rate_limit=200/s, {seconds:.0f} s")
     with running([start_workers(dsn, processes=4, concurrency=50, name="rate")]):
-        time.sleep(seconds + 8)  # start-up, then the measured minute
+        time.sleep(seconds + 15)  # start-up, then the measured minute
     found = {
         name: windows_of(sorted(s for s, _ in ledger(dsn, "rated", claimed=claimed)), seconds)
         for name, claimed in (("claimed", True), ("handler_started", False))
@@ -167,8 +167,9 @@ def ledger_tenant(dsn: str, tenant: str) -> list[float]:
 
 def nolimits(base: str, repeat: int, jobs: int) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"limits": [], "base": []}
-    for _ in range(repeat):
-        for label, tree in (("limits", str(REPO)), ("base", base)):
+    trees = [("limits", str(REPO)), ("base", base)]
+    for round_ in range(repeat):
+        for label, tree in trees if round_ % 2 else trees[::-1]:  # alternate who goes first
             log(f"nolimits: throughput of {label} ({tree})")
             subprocess.run(
                 [sys.executable, "-m", "bench", "throughput", "--jobs", str(jobs)],

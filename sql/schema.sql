@@ -129,6 +129,7 @@ CREATE FUNCTION @NAMESPACE@.claim_limited(p_queue text, p_limit integer, p_worke
     LANGUAGE plpgsql
     SET enable_sort TO 'on'
     SET jit TO 'off'
+    SET work_mem TO '64MB'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -187,13 +188,15 @@ BEGIN
                        row_number() OVER (PARTITION BY c.fair_key ORDER BY c.priority DESC, c.seq) AS turn
                 FROM (
                     SELECT j.id, j.task, j.priority, j.seq,
-                           j.task || '/' || coalesce(
-                               j.args ->> (p_spec #>> ARRAY['tasks', j.task, 'fair_key']),
-                               j.headers ->> (p_spec #>> ARRAY['tasks', j.task, 'fair_key']), '') AS fair_key
+                           j.task || '/'
+                               || coalesce(j.args ->> f.field, j.headers ->> f.field, '') AS fair_key
                     FROM @NAMESPACE@.jobs AS j
+                    LEFT JOIN (SELECT t.key AS task, t.value ->> 'fair_key' AS field
+                               FROM jsonb_each(p_spec -> 'tasks') AS t) AS f ON f.task = j.task
                     WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
                 ) AS c
-                ORDER BY turn, c.priority DESC, c.seq;
+                ORDER BY turn, c.priority DESC, c.seq
+                LIMIT p_limit * 4 + 1000;
         ELSE
             OPEN v_cursor FOR
                 SELECT c.id, c.task, c.task || '/' AS fair_key,
@@ -292,7 +295,7 @@ BEGIN
             UPDATE @NAMESPACE@.jobs AS j
             SET state = 'running',
                 attempts = j.attempts + 1,
-                started_at = now(),
+                started_at = clock_timestamp(),  -- when its tokens were taken
                 worker_id = p_worker,
                 lease_token = p_token,
                 lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, p_lease)),

@@ -106,9 +106,11 @@ RETURNS TABLE (id text, task text, queue text, priority smallint, args jsonb, he
                visibility_timeout integer, acks_late boolean, signature text, note text)
 LANGUAGE plpgsql
 -- Its own planner settings: the claim connection turns sorts off for job_claim, which
--- this claim's round robin needs (and a plan costed with sorts off is JIT-compiled).
+-- this claim's round robin needs (and a plan costed with sorts off is JIT-compiled); and
+-- memory to sort a backlog of ~100k ready jobs without spilling to disk.
 SET enable_sort = on
 SET jit = off
+SET work_mem = '64MB'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -167,13 +169,15 @@ BEGIN
                        row_number() OVER (PARTITION BY c.fair_key ORDER BY c.priority DESC, c.seq) AS turn
                 FROM (
                     SELECT j.id, j.task, j.priority, j.seq,
-                           j.task || '/' || coalesce(
-                               j.args ->> (p_spec #>> ARRAY['tasks', j.task, 'fair_key']),
-                               j.headers ->> (p_spec #>> ARRAY['tasks', j.task, 'fair_key']), '') AS fair_key
+                           j.task || '/'
+                               || coalesce(j.args ->> f.field, j.headers ->> f.field, '') AS fair_key
                     FROM {ns}.jobs AS j
+                    LEFT JOIN (SELECT t.key AS task, t.value ->> 'fair_key' AS field
+                               FROM jsonb_each(p_spec -> 'tasks') AS t) AS f ON f.task = j.task
                     WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
                 ) AS c
-                ORDER BY turn, c.priority DESC, c.seq;
+                ORDER BY turn, c.priority DESC, c.seq
+                LIMIT p_limit * 4 + 1000;
         ELSE
             OPEN v_cursor FOR
                 SELECT c.id, c.task, c.task || '/' AS fair_key,
@@ -272,7 +276,7 @@ BEGIN
             UPDATE {ns}.jobs AS j
             SET state = 'running',
                 attempts = j.attempts + 1,
-                started_at = now(),
+                started_at = clock_timestamp(),  -- when its tokens were taken
                 worker_id = p_worker,
                 lease_token = p_token,
                 lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, p_lease)),
