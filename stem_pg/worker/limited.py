@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from stem_pg.core.limits import ClaimPlan, Limits, claim_plan
@@ -75,6 +75,9 @@ class LimitedClaims:
             name for spec in specs.values() for name, task in spec["tasks"].items() if "concurrency" in task
         }
         self._reported: dict[str, float] = {}
+        #: Set by the worker: whether its claim loop can take a job now, and its wake-up.
+        self.has_room: Callable[[], bool] = lambda: False
+        self.wake_self: Callable[[], None] = lambda: None
 
     def describe(self) -> dict[str, Any]:
         """What ``stem worker inspect`` shows: the limited queues, and each declared limit."""
@@ -137,11 +140,15 @@ class LimitedClaims:
             self.finished.add(job.queue)
 
     async def after_flush(self, conn: AsyncConn) -> None:
-        """Outcomes were written: wake the workers of the limited queues whose jobs finished
-        (a concurrency slot is free)."""
+        """Outcomes were written and a concurrency slot is free: this worker claims again at
+        once when it has room (one claim, not every worker's at once), else it wakes the
+        workers of those queues."""
         if self.finished:
             queues, self.finished = sorted(self.finished), set()
-            await self.store.wake(conn, queues=queues)
+            if self.has_room():
+                self.wake_self()
+            else:
+                await self.store.wake(conn, queues=queues)
 
     def _report_missing(self, queue: str, name: str) -> None:
         now = time.monotonic()

@@ -194,6 +194,7 @@ class Worker:
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)
         self.flusher = OutcomeFlusher(self.jobs, acks, self._flush_conn, worker_id=self.id)
         self.flusher.after_write = self.limited.after_flush
+        self.limited.has_room, self.limited.wake_self = self._has_room, self._wake.set
         self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
         self._wake_leases = self.heartbeat.wanted
         self.gate = LeaseGate(self.state, wake_leases=self.heartbeat.wanted.set)
@@ -395,6 +396,9 @@ class Worker:
                 self._maintain_soon.set()
             if free <= 0:
                 return
+
+    def _has_room(self) -> bool:
+        return not self.state.stopping and len(self.inflight) < self.settings.capacity
 
     def _start(self, job: ClaimedJob, token: str, sent: float, epoch: int) -> None:
         entry = Inflight(job, token, float(job.visibility_timeout or self.settings.lease_seconds))

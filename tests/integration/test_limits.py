@@ -190,7 +190,9 @@ def test_unlimited_tasks_beside_limited_ones_are_not_held_back(limited: Stem, le
 
 def test_inspect_reports_the_limited_queues_and_the_limits(limited: Stem) -> None:
     with running_worker(limited, concurrency=4) as worker:
-        data = Control.of(limited.backend).inspect(timeout=5).replies[worker.id].data
+        control = Control.of(limited.backend)
+        reply = wait_for(lambda: control.inspect(timeout=2).replies.get(worker.id), 20, "the inspect reply")
+        data = reply.data
     assert data["limited_queues"] == ["default"]
     rated = next(row for row in data["limits"] if row["scope"] == "task:lim.rated")
     assert rated == {
