@@ -4,8 +4,8 @@ Chosen at worker start, per queue: a queue with limits of its own, or one a limi
 task is routed to, is claimed by ``claim_limited`` (migration 0011); every other queue
 keeps the plain claim, which pays nothing for limits. The limited claim leaves the jobs
 over a limit queued and says when to look again: when a rate limit has a token (a timed
-wake-up, not a poll loop), or when a limited job finishes (its worker NOTIFYs the queue
-after the flush).
+wake-up, not a poll loop), or when a limited job finishes (after the flush of its outcome,
+its worker claims again, or NOTIFYs the queue when it has no room).
 """
 
 from __future__ import annotations
