@@ -20,6 +20,7 @@ from psycopg import sql
 from stem_pg.client.app import Stem
 from stem_pg.client.control import Control
 from stem_pg.config.settings import StemConfig
+from stem_pg.core.routing import RoutingConfig
 from tests.helpers import running_worker, wait_for
 
 
@@ -229,5 +230,30 @@ def test_without_group_keys_the_claim_reads_only_the_head_of_the_queue(
             wait_for(lambda: len(ledger.started("head")) >= 10, 10, "the rate-limited jobs")
         heads = sorted(ledger.started("head"))
         assert heads[-1] - heads[0] >= 0.7  # 1 at once, then 10 a second
+    finally:
+        stem.close()
+
+
+def test_a_queue_limit_from_the_routing_file_holds_every_task_of_the_queue(
+    database_url: str, namespace: str, ledger: Ledger
+) -> None:
+    routing = RoutingConfig.from_mapping(
+        {"queues": {"default": {}, "narrow": {"concurrencyLimit": 1}}}, source="routing.yaml"
+    )
+    stem = Stem(database_url, namespace=namespace, config=StemConfig(), routing=routing)
+
+    @stem.task(name="lim.one", queue="narrow")
+    def one(n: int) -> None:
+        ledger.run("one", 0.1)
+
+    @stem.task(name="lim.two", queue="narrow")
+    def two(n: int) -> None:
+        ledger.run("two", 0.1)
+
+    try:
+        stem.enqueue_many([(name, {"n": n}) for n in range(3) for name in ("lim.one", "lim.two")])
+        with running_worker(stem, queues=("narrow",), concurrency=10):
+            wait_for(lambda: len(ledger.ends) >= 6, 15, "6 jobs to finish")
+        assert ledger.peak == 1
     finally:
         stem.close()
