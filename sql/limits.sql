@@ -45,3 +45,18 @@ ORDER BY scope, kind, key;
 -- name: limited_wake
 -- Tell the workers of these queues that a limited job finished: a slot may be free.
 SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q;
+
+-- name: limiters_prune
+-- Forget idle group rows (key <> ''): a bucket full again, or a concurrency row, untouched for a minute.
+-- A group's row is made again from its limit's row on first use, as it was (a full
+-- bucket; a concurrency limit counts running jobs, not rows), so this changes nothing
+-- but the table's size when a key's values come and go (tenants).
+DELETE FROM {ns}.limiters
+WHERE (kind, scope, key) IN (
+    SELECT kind, scope, key FROM {ns}.limiters
+    WHERE key <> '' AND refilled_at < now() - interval '1 minute'
+      AND (kind = 'concurrency'
+           OR coalesce(tokens, burst) + per_second * extract(epoch FROM now() - refilled_at) >= burst)
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+);

@@ -87,6 +87,12 @@ class LimitedClaims:
         """Make the limiter rows of this worker's limits (again, if one was deleted)."""
         await self.store.register(conn, rows=self.plan.rows)
 
+    async def maintain(self, conn: AsyncConn) -> None:
+        """Each maintenance pass: the limiter rows made again if deleted, idle groups' rows pruned."""
+        if self.plan.rows:
+            await self.register(conn)
+            await self.store.prune(conn)
+
     async def claim(self, conn: AsyncConn, *, queue: str, limit: int, token: str) -> list[ClaimedJob]:
         """Lease up to ``limit`` jobs of ``queue``: by the plain claim, or when the queue is
         a limited one, by the limited claim (only the jobs its limits let start)."""

@@ -242,7 +242,7 @@ class Worker:
                 self.control.maintain,
                 self.broadcasts.maintain,
                 WorkflowStore(queries, retention=self.app.result_ttl).prune,
-                self.limited.register,
+                self.limited.maintain,
             ),
         )
 

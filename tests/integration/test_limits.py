@@ -7,6 +7,7 @@ checks what ran at once, or how many started in a window, as a ledger.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from stem_pg.client.app import Stem
 from stem_pg.client.control import Control
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.routing import RoutingConfig
+from stem_pg.db.stores.limits import LimitStore
 from tests.helpers import running_worker, wait_for
 
 
@@ -257,3 +259,29 @@ def test_a_queue_limit_from_the_routing_file_holds_every_task_of_the_queue(
         assert ledger.peak == 1
     finally:
         stem.close()
+
+
+def test_idle_group_rows_are_pruned_and_made_again_on_use(
+    limited: Stem, ledger: Ledger, database_url: str, namespace: str
+) -> None:
+    limited.enqueue_many([("lim.tenant", {"tenant": t}) for t in ("a", "b")])
+    with running_worker(limited, concurrency=4):
+        wait_for(lambda: len(ledger.ends) >= 2, 10, "2 jobs")
+    rows = "SELECT string_agg(key, ',' ORDER BY key) FROM {ns}.limiters WHERE scope = 'task:lim.tenant'"
+    assert _scalar(database_url, namespace, rows) == ",a,b"
+    _scalar(
+        database_url,
+        namespace,
+        "UPDATE {ns}.limiters SET refilled_at = now() - interval '2 minutes' RETURNING 1",
+    )
+
+    async def prune() -> int:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            return await LimitStore(limited.queries).prune(conn)
+
+    assert asyncio.run(prune()) == 2  # the concurrency rows of a and b ...
+    assert _scalar(database_url, namespace, rows) == ""  # ... not the limits' own rows
+    limited.enqueue("lim.tenant", {"tenant": "a"})
+    with running_worker(limited, concurrency=4):
+        wait_for(lambda: len(ledger.ends) >= 3, 10, "the job of a")
+    assert _scalar(database_url, namespace, rows) == ",a"

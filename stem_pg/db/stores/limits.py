@@ -87,6 +87,11 @@ class LimitStore:
             await conn.execute(self.q["limiters_register"], {"rows": json.dumps(list(rows))})
             await conn.execute(self.q["limiters_groups_update"])
 
+    async def prune(self, conn: AsyncConn, *, limit: int = 1000) -> int:
+        """Forget idle group rows (``limiters_prune``); how many."""
+        cur = await conn.execute(self.q["limiters_prune"], {"limit": limit})
+        return cur.rowcount
+
     async def wake(self, conn: AsyncConn, *, queues: Sequence[str]) -> None:
         await conn.execute(self.q["limited_wake"], {"channel": self.q.channels.jobs, "queues": list(queues)})
 
