@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0012.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0013.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -125,6 +125,215 @@ CREATE FUNCTION @NAMESPACE@.canvas_stop(ns text, canvas text, reason text) RETUR
     SELECT pg_notify(ns || ':done', string_agg(id, ',')) FROM stored HAVING count(*) > 0;
 $$;
 
+CREATE FUNCTION @NAMESPACE@.claim_limited(p_queue text, p_limit integer, p_worker text, p_token uuid, p_lease double precision, p_spec jsonb, p_tasks text[] DEFAULT NULL::text[]) RETURNS TABLE(id text, task text, queue text, priority smallint, args jsonb, headers jsonb, attempts integer, max_retries integer, expires_at timestamp with time zone, visibility_timeout integer, acks_late boolean, signature text, note text)
+    LANGUAGE plpgsql
+    SET enable_sort TO 'on'
+    SET jit TO 'off'
+    SET work_mem TO '64MB'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_queue jsonb := p_spec -> 'queue';
+    v_spec jsonb;
+    v_budget integer := p_limit;
+    v_taken integer := 0;
+    v_wait double precision;
+    v_busy boolean := false;
+    v_missing text[] := ARRAY[]::text[];
+    v_full text[] := ARRAY[]::text[];
+    v_blocked text[] := ARRAY[]::text[];
+    v_keys integer := 0;
+    v_rates text[];
+    v_rate_keys text[];
+    v_cursor refcursor;
+    v_cand record;
+    v_job record;
+    v_limit_key text;
+    v_key text;
+    v_lock integer;
+    v_got double precision;
+    v_ok boolean;
+    i integer;
+BEGIN
+    PERFORM set_config('synchronous_commit',
+                       CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on'
+                       ELSE current_setting('synchronous_commit') END, true);
+    IF EXISTS (SELECT 1 FROM @NAMESPACE@.paused_queues AS p WHERE p.queue = p_queue) THEN
+        RETURN;
+    END IF;
+    IF v_queue ? 'concurrency' THEN
+        v_lock := @NAMESPACE@.limiter_lock('concurrency', 'queue:' || p_queue, '');
+        IF v_lock IS NULL THEN
+            v_missing := v_missing || ('concurrency queue:' || p_queue);
+            IF NOT (v_queue ->> 'fail_open')::boolean THEN
+                v_budget := 0;
+            END IF;
+        ELSIF v_lock = 0 THEN
+            v_busy := true;
+            v_budget := 0;
+        ELSE
+            v_budget := least(v_budget, (v_queue ->> 'concurrency')::integer - (
+                SELECT count(*) FROM @NAMESPACE@.jobs AS j
+                WHERE j.queue = p_queue AND j.state = 'running' AND j.limit_key IS NOT NULL)::integer);
+        END IF;
+    END IF;
+    IF v_budget > 0 THEN
+        -- Round robin across fair keys (a task, and its group key's value): every key's first
+        -- job, then every key's second, ...; priority then FIFO inside a key. With a group
+        -- key (p_spec.fair) every ready job of the queue is read, else only the first few
+        -- in the claim index's order.
+        IF (p_spec ->> 'fair')::boolean THEN
+            OPEN v_cursor FOR
+                SELECT c.id, c.task, c.fair_key,
+                       row_number() OVER (PARTITION BY c.fair_key ORDER BY c.priority DESC, c.seq) AS turn
+                FROM (
+                    SELECT j.id, j.task, j.priority, j.seq,
+                           j.task || '/'
+                               || coalesce(j.args ->> f.field, j.headers ->> f.field, '') AS fair_key
+                    FROM @NAMESPACE@.jobs AS j
+                    LEFT JOIN (SELECT t.key AS task, t.value ->> 'fair_key' AS field
+                               FROM jsonb_each(p_spec -> 'tasks') AS t) AS f ON f.task = j.task
+                    WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
+                      AND (p_tasks IS NULL OR j.task = ANY(p_tasks))  -- deploy-safe: registered tasks only
+                ) AS c
+                ORDER BY turn, c.priority DESC, c.seq
+                LIMIT p_limit * 4 + 1000;
+        ELSE
+            OPEN v_cursor FOR
+                SELECT c.id, c.task, c.task || '/' AS fair_key,
+                       row_number() OVER (PARTITION BY c.task ORDER BY c.priority DESC, c.seq) AS turn
+                FROM (
+                    SELECT j.id, j.task, j.priority, j.seq
+                    FROM @NAMESPACE@.jobs AS j
+                    WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
+                      AND (p_tasks IS NULL OR j.task = ANY(p_tasks))  -- deploy-safe: registered tasks only
+                    ORDER BY j.priority DESC, j.seq
+                    LIMIT p_limit * 4 + 100
+                ) AS c
+                ORDER BY turn, c.priority DESC, c.seq;
+        END IF;
+        LOOP
+            FETCH v_cursor INTO v_cand;
+            EXIT WHEN NOT FOUND OR v_taken >= v_budget;
+            IF v_cand.turn = 1 THEN
+                v_keys := v_keys + 1;
+            ELSIF cardinality(v_blocked) >= v_keys THEN
+                EXIT;  -- every key is over a limit: nothing further can start
+            END IF;
+            CONTINUE WHEN v_cand.fair_key = ANY(v_blocked);
+            SELECT j.args, j.headers INTO v_job FROM @NAMESPACE@.jobs AS j WHERE j.id = v_cand.id;
+            v_spec := p_spec -> 'tasks' -> v_cand.task;
+            v_ok := true;
+            v_limit_key := '';
+            v_rates := ARRAY[]::text[];
+            v_rate_keys := ARRAY[]::text[];
+            IF v_queue ? 'rate' THEN
+                v_rates := v_rates || ('queue:' || p_queue);
+                v_rate_keys := v_rate_keys || ''::text;
+            END IF;
+            IF v_spec ? 'rate' THEN
+                v_rates := v_rates || ('task:' || v_cand.task);
+                v_rate_keys := v_rate_keys || ''::text;
+            END IF;
+            IF v_spec ? 'group_key' THEN
+                v_rates := v_rates || ('group:' || v_cand.task);
+                v_rate_keys := v_rate_keys || coalesce(v_job.args ->> (v_spec ->> 'group_key'),
+                                                       v_job.headers ->> (v_spec ->> 'group_key'), '');
+            END IF;
+            IF v_spec ? 'concurrency' THEN
+                v_key := '';
+                IF v_spec ? 'concurrency_key' THEN
+                    v_key := coalesce(v_job.args ->> (v_spec ->> 'concurrency_key'),
+                                      v_job.headers ->> (v_spec ->> 'concurrency_key'), '');
+                END IF;
+                v_limit_key := 'task:' || v_cand.task || '/' || v_key;
+                IF v_limit_key = ANY(v_full) THEN
+                    v_ok := false;
+                ELSE
+                    v_lock := @NAMESPACE@.limiter_lock('concurrency', 'task:' || v_cand.task, v_key);
+                    IF v_lock IS NULL THEN
+                        v_missing := v_missing || ('concurrency task:' || v_cand.task);
+                        v_ok := (v_spec ->> 'fail_open')::boolean;
+                    ELSIF v_lock = 0 THEN
+                        v_busy := true;
+                        v_ok := false;
+                    ELSIF (SELECT count(*) FROM @NAMESPACE@.jobs AS j
+                           WHERE j.limit_key = v_limit_key AND j.state = 'running')
+                          >= (v_spec ->> 'concurrency')::integer THEN
+                        v_full := v_full || v_limit_key;
+                        v_ok := false;
+                    END IF;
+                END IF;
+            END IF;
+            i := 1;
+            WHILE v_ok AND i <= cardinality(v_rates) LOOP
+                IF (v_rates[i] || '/' || v_rate_keys[i]) = ANY(v_full) THEN
+                    v_ok := false;
+                    EXIT;
+                END IF;
+                v_lock := @NAMESPACE@.limiter_lock('rate', v_rates[i], v_rate_keys[i]);
+                IF v_lock IS NULL THEN
+                    v_missing := v_missing || ('rate ' || v_rates[i]);
+                    v_ok := coalesce((CASE WHEN v_rates[i] = 'queue:' || p_queue THEN v_queue
+                                      ELSE v_spec END ->> 'fail_open')::boolean, true);
+                    v_rates[i] := NULL;
+                ELSIF v_lock = 0 THEN
+                    v_busy := true;
+                    v_ok := false;
+                ELSE
+                    v_got := @NAMESPACE@.limiter_take(v_rates[i], v_rate_keys[i], false);
+                    IF v_got > 0 THEN
+                        v_full := v_full || (v_rates[i] || '/' || v_rate_keys[i]);
+                        v_wait := least(v_wait, v_got);
+                        v_ok := false;
+                    END IF;
+                END IF;
+                i := i + 1;
+            END LOOP;
+            IF NOT v_ok THEN
+                v_blocked := v_blocked || v_cand.fair_key;
+                CONTINUE;
+            END IF;
+            UPDATE @NAMESPACE@.jobs AS j
+            SET state = 'running',
+                attempts = j.attempts + 1,
+                started_at = clock_timestamp(),  -- when its tokens were taken
+                worker_id = p_worker,
+                lease_token = p_token,
+                lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, p_lease)),
+                limit_key = v_limit_key
+            WHERE j.id = (SELECT s.id FROM @NAMESPACE@.jobs AS s
+                          WHERE s.id = v_cand.id AND s.state IN ('queued', 'retried')
+                          FOR UPDATE SKIP LOCKED)
+            RETURNING j.id, j.task, j.queue, j.priority,
+                      nullif(j.args, '{}'::jsonb), nullif(j.headers - 'stem-signature', '{}'::jsonb),
+                      j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late,
+                      j.headers ->> 'stem-signature', NULL::text
+            INTO id, task, queue, priority, args, headers, attempts, max_retries, expires_at,
+                 visibility_timeout, acks_late, signature, note;
+            IF FOUND THEN
+                FOR i IN 1 .. coalesce(cardinality(v_rates), 0) LOOP
+                    IF v_rates[i] IS NOT NULL THEN
+                        PERFORM @NAMESPACE@.limiter_take(v_rates[i], v_rate_keys[i], true);
+                    END IF;
+                END LOOP;
+                v_taken := v_taken + 1;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
+        CLOSE v_cursor;
+    END IF;
+    IF v_wait IS NOT NULL OR v_busy OR cardinality(v_missing) > 0 THEN
+        id := NULL; task := NULL; queue := NULL; priority := NULL; args := NULL; headers := NULL;
+        attempts := NULL; max_retries := NULL; expires_at := NULL; visibility_timeout := NULL;
+        acks_late := NULL; signature := NULL;
+        note := jsonb_build_object('wait', v_wait, 'busy', v_busy,
+                                   'missing', to_jsonb(ARRAY(SELECT DISTINCT unnest(v_missing))))::text;
+        RETURN NEXT;
+    END IF;
+END
+$$;
+
 CREATE FUNCTION @NAMESPACE@.job_done() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -146,6 +355,57 @@ CREATE FUNCTION @NAMESPACE@.job_outcome(finished_id text) RETURNS TABLE(state te
            CASE WHEN r.id IS NULL THEN 'finished without a result' ELSE r.error END
     FROM (SELECT finished_id AS id) AS wanted
     LEFT JOIN @NAMESPACE@.results AS r ON r.id = wanted.id;
+$$;
+
+CREATE FUNCTION @NAMESPACE@.limiter_lock(p_kind text, p_scope text, p_key text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- 1: locked by this transaction (until it ends); 0: another claim holds it; NULL: no row.
+    -- A group's row is made from its limit's row on first use.
+    IF p_key <> '' THEN
+        INSERT INTO @NAMESPACE@.limiters (kind, scope, key, per_second, burst, concurrency, key_field,
+                                   fail_open, tokens)
+        SELECT kind, scope, p_key, per_second, burst, concurrency, key_field, fail_open, burst
+        FROM @NAMESPACE@.limiters
+        WHERE kind = p_kind AND scope = p_scope AND key = ''
+        ON CONFLICT DO NOTHING;
+    END IF;
+    PERFORM 1 FROM @NAMESPACE@.limiters
+    WHERE kind = p_kind AND scope = p_scope AND key = p_key
+    FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN
+        RETURN 1;
+    END IF;
+    PERFORM 1 FROM @NAMESPACE@.limiters WHERE kind = p_kind AND scope = p_scope AND key = p_key;
+    RETURN CASE WHEN FOUND THEN 0 END;
+END
+$$;
+
+CREATE FUNCTION @NAMESPACE@.limiter_take(p_scope text, p_key text, p_take boolean) RETURNS double precision
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_tokens double precision;
+    v_rate double precision;
+BEGIN
+    -- A locked rate bucket, refilled to now: 0 when it holds a token (taken with p_take),
+    -- else the seconds until it holds one.
+    UPDATE @NAMESPACE@.limiters
+    SET tokens = least(burst, coalesce(tokens, burst) + per_second
+                 * greatest(0, extract(epoch FROM clock_timestamp() - refilled_at))),
+        refilled_at = greatest(refilled_at, clock_timestamp())
+    WHERE kind = 'rate' AND scope = p_scope AND key = p_key
+    RETURNING tokens, per_second INTO v_tokens, v_rate;
+    IF v_tokens < 1 THEN
+        RETURN (1 - v_tokens) / v_rate;
+    END IF;
+    IF p_take THEN
+        UPDATE @NAMESPACE@.limiters SET tokens = tokens - 1
+        WHERE kind = 'rate' AND scope = p_scope AND key = p_key;
+    END IF;
+    RETURN 0;
+END
 $$;
 
 CREATE FUNCTION @NAMESPACE@.notify_jobs() RETURNS trigger
@@ -401,6 +661,7 @@ CREATE TABLE @NAMESPACE@.jobs (
     unique_key text,
     unique_until timestamp with time zone,
     debounce_key text,
+    limit_key text,
     CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'retried'::text])))
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_threshold='1000', autovacuum_analyze_scale_factor='0.02');
@@ -413,6 +674,52 @@ ALTER TABLE @NAMESPACE@.jobs ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE @NAMESPACE@.limiters (
+    kind text NOT NULL,
+    scope text NOT NULL,
+    key text DEFAULT ''::text NOT NULL,
+    per_second double precision,
+    burst double precision,
+    concurrency integer,
+    key_field text,
+    fail_open boolean DEFAULT true NOT NULL,
+    tokens double precision,
+    refilled_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT limiters_kind_check CHECK ((kind = ANY (ARRAY['rate'::text, 'concurrency'::text])))
+)
+WITH (fillfactor='50');
+
+CREATE VIEW @NAMESPACE@.limiter_state AS
+ SELECT l.kind,
+    l.scope,
+    l.key,
+    l.per_second,
+    l.burst,
+    l.concurrency,
+    l.key_field,
+    l.fail_open,
+        CASE
+            WHEN (l.kind = 'rate'::text) THEN LEAST(l.burst, (COALESCE(l.tokens, l.burst) + (l.per_second * (GREATEST((0)::numeric, EXTRACT(epoch FROM (now() - l.refilled_at))))::double precision)))
+            ELSE NULL::double precision
+        END AS tokens,
+    ( SELECT count(*) AS count
+           FROM @NAMESPACE@.jobs j
+          WHERE ((j.state = 'running'::text) AND (j.limit_key IS NOT NULL) AND
+                CASE
+                    WHEN starts_with(l.scope, 'queue:'::text) THEN (j.queue = substr(l.scope, 7))
+                    WHEN (l.kind = 'rate'::text) THEN false
+                    WHEN ((l.key = ''::text) AND (l.key_field IS NOT NULL)) THEN starts_with(j.limit_key, (l.scope || '/'::text))
+                    ELSE (j.limit_key = ((l.scope || '/'::text) || l.key))
+                END)) AS running,
+    ( SELECT count(*) AS count
+           FROM @NAMESPACE@.jobs j
+          WHERE ((j.state = ANY (ARRAY['queued'::text, 'retried'::text])) AND (j.not_before <= now()) AND
+                CASE
+                    WHEN starts_with(l.scope, 'queue:'::text) THEN (j.queue = substr(l.scope, 7))
+                    ELSE (j.task = substr(l.scope, (strpos(l.scope, ':'::text) + 1)))
+                END AND ((l.key = ''::text) OR (COALESCE((j.args ->> l.key_field), (j.headers ->> l.key_field), ''::text) = l.key)))) AS ready
+   FROM @NAMESPACE@.limiters l;
 
 CREATE SEQUENCE @NAMESPACE@.lock_tokens
     START WITH 1
@@ -741,6 +1048,9 @@ ALTER TABLE ONLY @NAMESPACE@.dead_letters
 ALTER TABLE ONLY @NAMESPACE@.jobs
     ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY @NAMESPACE@.limiters
+    ADD CONSTRAINT limiters_pkey PRIMARY KEY (kind, scope, key);
+
 ALTER TABLE ONLY @NAMESPACE@.locks
     ADD CONSTRAINT locks_pkey PRIMARY KEY (key);
 
@@ -802,6 +1112,10 @@ CREATE INDEX jobs_enqueued_idx ON @NAMESPACE@.jobs USING btree (enqueued_at, id)
 CREATE INDEX jobs_expires_idx ON @NAMESPACE@.jobs USING btree (expires_at) WHERE ((state = ANY (ARRAY['queued'::text, 'retried'::text])) AND (expires_at IS NOT NULL));
 
 CREATE INDEX jobs_lease_idx ON @NAMESPACE@.jobs USING btree (lease_expires_at) WHERE (state = 'running'::text);
+
+CREATE INDEX jobs_limit_queue_running_idx ON @NAMESPACE@.jobs USING btree (queue) WHERE ((state = 'running'::text) AND (limit_key IS NOT NULL));
+
+CREATE INDEX jobs_limit_running_idx ON @NAMESPACE@.jobs USING btree (limit_key) WHERE ((state = 'running'::text) AND (limit_key IS NOT NULL));
 
 CREATE UNIQUE INDEX jobs_unique_idx ON @NAMESPACE@.jobs USING btree (unique_key) WHERE (unique_key IS NOT NULL);
 

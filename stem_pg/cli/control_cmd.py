@@ -88,6 +88,9 @@ def stats_command(
     _finish(result, json_out, lambda: _table(result, columns, lambda data: data))
 
 
+LIMIT_COLUMNS = ["kind", "scope", "per_second", "burst", "concurrency", "key_field", "fail_open"]
+
+
 def inspect_command(
     worker: WorkerOption = None,
     timeout: TimeoutOption = f"{DEFAULT_TIMEOUT:g}s",
@@ -95,7 +98,7 @@ def inspect_command(
     url: common.UrlOption = None,
     json_out: common.JsonOption = False,
 ) -> None:
-    """What each worker runs now, holds in reserve, knows (tasks) and refuses (revoked, paused)."""
+    """What each worker runs now, holds in reserve, knows (tasks), refuses (revoked, paused) and limits."""
     result = _control(namespace, url).inspect(worker or (), _timeout(timeout))
 
     def render() -> None:
@@ -108,8 +111,11 @@ def inspect_command(
             for section in ("active", "reserved", "broadcasts"):
                 typer.echo(f"{section}:")
                 common.print_table(data.get(section, []), ["id", "task", "queue", "attempt", "runtime"])
-            for key in ("registered", "revoked", "queues", "paused"):
+            for key in ("registered", "revoked", "queues", "paused", "limited_queues"):
                 typer.echo(f"{key}: {', '.join(data.get(key, [])) or '-'}")
+            if data.get("limits"):
+                typer.echo("limits (their state: SELECT * FROM <namespace>.limiter_state):")
+                common.print_table(data["limits"], LIMIT_COLUMNS)
         _missing(result)
 
     _finish(result, json_out, render)

@@ -10,7 +10,7 @@ import typer
 
 from stem_pg.cli import common
 from stem_pg.config.routing_file import load_routing_file
-from stem_pg.core.routing import QueueBinding, RouteDefinition, RoutingConfig
+from stem_pg.core.routing import QueueBinding, QueueDefinition, RouteDefinition, RoutingConfig
 from stem_pg.core.routing_model import thawed
 from stem_pg.core.routing_registry import RoutingRegistry
 
@@ -137,6 +137,16 @@ def _route_index(routes: tuple[RouteDefinition, ...], route: RouteDefinition | N
     return next((i for i, candidate in enumerate(routes) if candidate is route), None)
 
 
+def _describe_limits(queue: QueueDefinition) -> str | None:
+    """``100/s, 10 at once`` (``, fail closed`` when so); None without limits."""
+    parts = [queue.rate_limit] if queue.rate_limit else []
+    if queue.concurrency_limit is not None:
+        parts.append(f"{queue.concurrency_limit} at once")
+    if parts and not queue.limits_fail_open:
+        parts.append("fail closed")
+    return ", ".join(parts) or None
+
+
 def _print_config(routing: RoutingConfig) -> None:
     default = routing.default_queue
     fallbacks = ", ".join(default.fallbacks) or "none"
@@ -154,10 +164,12 @@ def _print_config(routing: RoutingConfig) -> None:
                 "routing_key": q.routing_key,
                 "bindings": [_describe_binding(b) for b in q.bindings] or None,
                 "meta": _compact(q.meta),
+                "limits": _describe_limits(q),
             }
             for name, q in routing.queues.items()
         ]
-        common.print_table(queues, ["name", "priorities", "exchange", "routing_key", "bindings", "meta"])
+        columns = ["name", "priorities", "exchange", "routing_key", "bindings", "meta"]
+        common.print_table(queues, columns + (["limits"] if any(q["limits"] for q in queues) else []))
     else:
         typer.echo("(none defined: any queue name is accepted, with priorities 0..9)")
     typer.echo("\nbroadcasts:")

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from stem_pg.core.errors import RoutingConfigError
+from stem_pg.core.limits import LimitError, Limits, declared_limits
 from stem_pg.core.storable import MAX_NAME_LENGTH, shown
 
 KeyPath = tuple[str | int, ...]
@@ -222,9 +223,27 @@ class QueueDefinition:
     priority_range: PriorityRange = DEFAULT_PRIORITY_RANGE
     bindings: tuple[QueueBinding, ...] = ()
     meta: Mapping[str, object] = field(default_factory=dict)
+    #: Starts of this queue's jobs across the namespace ("100/s"), and how many may run at
+    #: once; enforced by the workers' claim (stem_pg.core.limits).
+    rate_limit: str | None = None
+    concurrency_limit: int | None = None
+    limits_fail_open: bool = True
+
+    @property
+    def limits(self) -> Limits:
+        return declared_limits(
+            f"queue:{self.name}",
+            rate_limit=self.rate_limit,
+            concurrency_limit=self.concurrency_limit,
+            limits_fail_open=self.limits_fail_open,
+        )
 
     def __post_init__(self) -> None:
         check_name(self.name, ("name",), "queue name")
+        try:
+            self.limits  # noqa: B018 (checked when the file is read)
+        except LimitError as exc:
+            raise PathError((), str(exc)) from None
         object.__setattr__(self, "bindings", tuple(self.bindings))
         object.__setattr__(self, "meta", frozen_meta(self.meta, ("meta",)))
 
@@ -235,6 +254,14 @@ class QueueDefinition:
             "priority_range": self.priority_range.to_dict(),
             "bindings": [binding.to_dict() for binding in self.bindings],
             "meta": thawed(self.meta),
+        } | {
+            name: value
+            for name, value in (
+                ("rate_limit", self.rate_limit),
+                ("concurrency_limit", self.concurrency_limit),
+                ("limits_fail_open", None if self.limits_fail_open else False),
+            )
+            if value is not None
         }
 
 

@@ -36,7 +36,16 @@ from stem_pg.core.routing_model import (
 
 _ROOT_KEYS = ("default_queue", "queues", "broadcasts", "routes")
 _DEFAULT_QUEUE_KEYS = ("alias", "queue", "fallbacks")
-_QUEUE_KEYS = ("exchange", "routing_key", "priority_range", "bindings", "meta")
+_QUEUE_KEYS = (
+    "exchange",
+    "routing_key",
+    "priority_range",
+    "bindings",
+    "meta",
+    "rate_limit",
+    "concurrency_limit",
+    "limits_fail_open",
+)
 _BINDING_KEYS = ("routing_key", "headers", "weight")
 _BROADCAST_KEYS = ("delivery", "durability", "meta")
 _ROUTE_KEYS = ("match", "target", "priority_override", "priority", "options")
@@ -194,7 +203,19 @@ def _parse_queue(name: str, data: object) -> QueueDefinition:
     exchange, routing_key = _opt_str(fields, "exchange"), _opt_str(fields, "routing_key")
     with _under("bindings"):
         bindings = _list_of(fields.get("bindings"), _parse_binding)
-    return QueueDefinition(name, exchange, routing_key, priority_range, bindings, _meta(fields, "meta"))
+    fail_open = fields.get("limits_fail_open")
+    return QueueDefinition(
+        name,
+        exchange,
+        routing_key,
+        priority_range,
+        bindings,
+        _meta(fields, "meta"),
+        # Checked by QueueDefinition, which names the key of a bad value.
+        rate_limit=fields.get("rate_limit"),  # type: ignore[arg-type]
+        concurrency_limit=fields.get("concurrency_limit"),  # type: ignore[arg-type]
+        limits_fail_open=True if fail_open is None else fail_open,  # type: ignore[arg-type]
+    )
 
 
 def _parse_binding(_: int, data: object) -> QueueBinding:

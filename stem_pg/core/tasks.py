@@ -13,6 +13,7 @@ from typing import Any
 
 from stem_pg.core.envelope import check_name
 from stem_pg.core.errors import BadArgumentsError, TaskError, UnknownTaskError
+from stem_pg.core.limits import LimitError, Limits, declared_limits
 from stem_pg.core.retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, RetryPolicy
 
 
@@ -53,8 +54,38 @@ class TaskOptions:
     unique: bool = False
     #: Seconds (or a timedelta) after which a live duplicate no longer blocks; implies unique.
     unique_for: float | timedelta | None = None
+    #: Starts of this task across the namespace, as a token bucket: "100/s", "10/m", "500/h".
+    rate_limit: str | None = None
+    #: A rate for each value of the argument (or header) ``group_rate_key`` names ("{tenant}").
+    group_rate_limit: str | None = None
+    group_rate_key: str | None = None
+    #: Jobs of this task running at once across the namespace (for each value of
+    #: ``concurrency_key``, when given; claims are then fair across the values).
+    concurrency_limit: int | None = None
+    concurrency_key: str | None = None
+    #: When a limit's state cannot be read (its limiters row is gone): run the jobs
+    #: unlimited (True, Stem's failOpen) or hold them until it is back (False, failClosed).
+    limits_fail_open: bool = True
+
+    @property
+    def limits(self) -> Limits:
+        """The rate and concurrency limits these options declare (a task's scope is its name,
+        set by ``task_limits``)."""
+        return declared_limits(
+            "task:",
+            rate_limit=self.rate_limit,
+            group_rate_limit=self.group_rate_limit,
+            group_rate_key=self.group_rate_key,
+            concurrency_limit=self.concurrency_limit,
+            concurrency_key=self.concurrency_key,
+            limits_fail_open=self.limits_fail_open,
+        )
 
     def __post_init__(self) -> None:
+        try:
+            self.limits  # noqa: B018 (checked here, so a bad limit fails at @app.task)
+        except LimitError as exc:
+            raise TaskError(str(exc)) from None
         for name in ("time_limit", "soft_time_limit", "visibility_timeout"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -158,6 +189,11 @@ class TaskDefinition:
             if name not in params and (close := difflib.get_close_matches(name, params, n=1))
         ]
         return hints[0] if hints else ""
+
+
+def task_limits(definition: TaskDefinition) -> Limits:
+    """A registered task's limits, scoped ``task:<name>``."""
+    return dataclasses.replace(definition.options.limits, scope=f"task:{definition.name}")
 
 
 TASK_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(TaskOptions))

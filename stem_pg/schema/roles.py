@@ -49,6 +49,7 @@ _PRODUCER: tuple[tuple[str, tuple[str, ...]], ...] = (
             "task_states",
             "queue_depths",
             "queue_health",
+            "limiter_state",
             "broadcast_deliveries",
             "workflow_runs",
             "workflow_steps",
@@ -73,6 +74,7 @@ _WORKER: tuple[tuple[str, tuple[str, ...]], ...] = (
             "locks",
             "schedule_fires",
             "control_replies",
+            "limiters",
         ),
     ),
     ("SELECT, UPDATE", ("schedules",)),  # beat records each entry's last fire
@@ -85,6 +87,7 @@ _WORKER: tuple[tuple[str, tuple[str, ...]], ...] = (
             "task_states",
             "queue_depths",
             "queue_health",
+            "limiter_state",
             "broadcast_deliveries",
             "workflow_runs",
             "workflow_steps",

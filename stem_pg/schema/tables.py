@@ -48,6 +48,7 @@ def metadata_for(namespace: str) -> MetaData:
     _schedules(metadata)
     _schedule_fires(metadata)
     _locks(metadata)
+    _limiters(metadata)
     add_control_tables(metadata)
     add_workflow_tables(metadata)
     return metadata
@@ -94,6 +95,8 @@ def _jobs(metadata: MetaData) -> Table:
         _moment("unique_until"),
         # Debounced enqueue (migration 0011): the key, while the job waits to start.
         Column("debounce_key", Text, nullable=True),
+        # Rate and concurrency limits (migration 0013): set by the limited claim.
+        Column("limit_key", Text, nullable=True),
         CheckConstraint(_in("state", TaskState, LIVE_STATES), name="jobs_state_check"),
         postgresql_with={
             "fillfactor": "80",
@@ -133,7 +136,32 @@ def _jobs(metadata: MetaData) -> Table:
         unique=True,
         postgresql_where=text("debounce_key IS NOT NULL AND state = 'queued'"),
     )
+    # What a concurrency limit counts: the jobs running under it, by limit and by queue.
+    limited = text("state = 'running' AND limit_key IS NOT NULL")
+    Index("jobs_limit_running_idx", jobs.c.limit_key, postgresql_where=limited)
+    Index("jobs_limit_queue_running_idx", jobs.c.queue, postgresql_where=limited)
     return jobs
+
+
+def _limiters(metadata: MetaData) -> Table:
+    """Rate buckets and concurrency locks of the declared limits (migration 0013)."""
+    return Table(
+        "limiters",
+        metadata,
+        Column("kind", Text, nullable=False),
+        Column("scope", Text, nullable=False),
+        Column("key", Text, nullable=False, server_default=text("''::text")),
+        Column("per_second", DOUBLE_PRECISION, nullable=True),
+        Column("burst", DOUBLE_PRECISION, nullable=True),
+        Column("concurrency", Integer, nullable=True),
+        Column("key_field", Text, nullable=True),
+        Column("fail_open", Boolean, nullable=False, server_default=text("true")),
+        Column("tokens", DOUBLE_PRECISION, nullable=True),
+        _moment("refilled_at", nullable=False, now=True),
+        PrimaryKeyConstraint("kind", "scope", "key"),
+        CheckConstraint("kind IN ('rate', 'concurrency')", name="limiters_kind_check"),
+        postgresql_with={"fillfactor": "50"},
+    )
 
 
 def _results(metadata: MetaData) -> Table:

@@ -57,8 +57,11 @@ class WorkerControl:
         interval: float,
         clock: Callable[[], float] = time.monotonic,
         signals: Signals | None = None,
+        limits: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self.store = store
+        #: The worker's rate and concurrency limits, as ``inspect`` reports them.
+        self.limits = limits
         self.state = state
         self.registry = registry
         self.namespace = namespace
@@ -262,7 +265,7 @@ class WorkerControl:
             "revoked": self.revokes.ids(),
             "queues": list(state.settings.queues),
             "paused": sorted(self.paused),
-        }
+        } | self.limits()
 
     async def maintain(self, conn: AsyncConn) -> None:
         """Housekeeping of the control tables (every worker may run it)."""

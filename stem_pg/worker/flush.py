@@ -80,6 +80,9 @@ class OutcomeFlusher:
         self._closed = False
         #: Jobs whose outcome the database refused: a failure is being written instead.
         self.refused_ids: set[str] = set()
+        #: Run on the flush connection after each write of outcomes (the limited claims
+        #: tell other workers of freed concurrency slots).
+        self.after_write: Callable[[AsyncConn], Awaitable[None]] | None = None
 
     def add(self, entry: Inflight, outcome: Outcome) -> None:
         self.unflushed[entry.job.id] = entry
@@ -118,6 +121,8 @@ class OutcomeFlusher:
             conn = await self.managed.get()
             while chunks:
                 await self._write_chunk(conn, chunks)
+            if batch and self.after_write is not None:
+                await self.after_write(conn)
             await self.acks.flush(conn)
             self.managed.settled()
             if self.on_flushed is not None and batch:

@@ -29,6 +29,7 @@ from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, 
 from stem_pg.db.stores.broadcasts import BroadcastStore
 from stem_pg.db.stores.control import ControlStore
 from stem_pg.db.stores.jobs import JobStore
+from stem_pg.db.stores.limits import LimitStore
 from stem_pg.db.stores.rows import ClaimedJob, Finish, Outcome, RetryLater
 from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.db.stores.workflows import WorkflowStore
@@ -41,6 +42,7 @@ from stem_pg.worker.flush import OutcomeFlusher
 from stem_pg.worker.heartbeat import Heartbeat
 from stem_pg.worker.hooks import TaskHooks, worker_signal
 from stem_pg.worker.leases import LeaseGate, leased
+from stem_pg.worker.limited import LimitedClaims, plan_for
 from stem_pg.worker.logs import Summary, log_outcome
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.outcomes import count_as
@@ -83,6 +85,8 @@ class Worker:
         self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
         self.claimable = ClaimableTasks(app.registry, claim_unregistered=settings.claim_unregistered)
         self.workers = WorkerStore(app.queries)
+        plan = plan_for(settings.queues, app.registry, app.routing)
+        self.limited = LimitedClaims(self.jobs, LimitStore(app.queries), plan, settings, app.namespace)
         # The claim loop's own handles on the shared dicts (the same objects as the state's).
         self.inflight = self.state.inflight
         self.broadcast_inflight = self.state.broadcast_inflight
@@ -195,11 +199,14 @@ class Worker:
             request_stop=self.request_stop,
             interval=self.settings.maintenance_interval,
             signals=self.app.signals,
+            limits=self.limited.describe,
         )
         broadcast_store = BroadcastStore(queries)
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)
         self.flusher = OutcomeFlusher(self.jobs, acks, self._flush_conn, worker_id=self.id)
         self.flusher.on_flushed = None if metrics is None else metrics.flushed
+        self.flusher.after_write = self.limited.after_flush
+        self.limited.has_room, self.limited.wake_self = self._has_room, self._wake.set
         self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
         self.heartbeat.on_checked = None if metrics is None else metrics.leases_checked
         self._wake_leases = self.heartbeat.wanted
@@ -249,6 +256,7 @@ class Worker:
                 self.control.maintain,
                 self.broadcasts.maintain,
                 WorkflowStore(queries, retention=self.app.result_ttl).prune,
+                self.limited.maintain,
             ),
         )
 
@@ -311,6 +319,7 @@ class Worker:
                     tasks=self.app.planner.task_options(),
                     beat=self.state.beat(),
                 )
+                await self.limited.register(conn)
                 await self.control.sync(conn)  # revokes and pauses before the first claim
                 await self.broadcasts.start(conn)
                 await self.claimable.report_waiting(
@@ -371,11 +380,12 @@ class Worker:
                 self.control.wake()
 
     async def _claim_once(self, conn: AsyncConn) -> None:
-        poll = self.settings.poll_interval * random.uniform(0.8, 1.2)
+        poll = self.limited.timeout(self.settings.poll_interval * random.uniform(0.8, 1.2))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(poll):  # no extra task, unlike wait_for: a faster wake-up
                 await self._wake.wait()
         self._wake.clear()
+        self.limited.woke()
         free = self.settings.capacity - len(self.inflight) - len(self.broadcast_inflight)
         if self.state.stopping or free <= 0:
             return
@@ -388,14 +398,8 @@ class Worker:
         self._rotation = (self._rotation + 1) % len(queues)
         for queue in queues[self._rotation :] + queues[: self._rotation]:
             began = time.perf_counter()
-            jobs = await self.jobs.claim(
-                conn,
-                queue=queue,
-                limit=free,
-                worker_id=self.id,
-                token=token,
-                lease_seconds=self.settings.lease_seconds,
-                tasks=self.claimable.names(),
+            jobs = await self.limited.claim(
+                conn, queue=queue, limit=free, token=token, tasks=self.claimable.names()
             )
             if self.metrics is not None:
                 self.metrics.claim_ran(queue, len(jobs), time.perf_counter() - began)
@@ -408,6 +412,9 @@ class Worker:
                 self._maintain_soon.set()
             if free <= 0:
                 return
+
+    def _has_room(self) -> bool:
+        return not self.state.stopping and len(self.inflight) < self.settings.capacity
 
     def _start(self, job: ClaimedJob, token: str, sent: float, epoch: int) -> None:
         entry = Inflight(job, token, float(job.visibility_timeout or self.settings.lease_seconds))
@@ -443,6 +450,7 @@ class Worker:
         else:
             self.flusher.add(entry, outcome)
         log_outcome(entry, outcome)
+        self.limited.done(entry.job)
         self.counts[kind := count_as(outcome)] += 1
         if self.metrics is not None:
             self.metrics.job_ended(entry, kind)

@@ -30,6 +30,7 @@ VIEWS = {
     "task_states",
     "queue_depths",
     "queue_health",
+    "limiter_state",
     "broadcast_deliveries",
     "workflow_runs",
     "workflow_steps",

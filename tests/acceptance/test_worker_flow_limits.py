@@ -1,0 +1,57 @@
+"""A concurrency limit with real worker processes: a worker SIGKILLed while it holds the
+only slot does not leak it; the slot comes back once the job's lease expires and the
+rescuer puts the job back, and the limit still holds (one job at a time)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from stem_pg.client.app import Stem
+from tests.acceptance.flowapp import make_flow_app
+from tests.acceptance.workerapp import Workers, ledger_app, query, wait_registered
+from tests.helpers import wait_for
+
+APP = "tests.acceptance.flowapp:app"
+LEASE = 2.0
+
+
+@pytest.fixture
+def flow(database_url: str, namespace: str, db: psycopg.Connection[Any]) -> Iterator[Stem]:
+    with ledger_app(make_flow_app, database_url, namespace, db) as application:
+        yield application
+
+
+def _events(db: psycopg.Connection[Any], namespace: str) -> list[tuple[Any, ...]]:
+    return query(db, namespace, "SELECT n, pid, attempt, event, at FROM {ns}.ledger ORDER BY at")
+
+
+@pytest.mark.timeout(60)
+def test_a_sigkilled_worker_gives_its_concurrency_slot_back_after_the_lease(
+    flow: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str
+) -> None:
+    first = workers.start(app=APP, lease=LEASE, concurrency=4)
+    wait_registered(db, namespace, {first.pid})
+    flow.enqueue("flow.slot", {"n": 1, "sleeps": [60, 0]})
+    wait_for(lambda: _events(db, namespace), 15, "job 1 to start")
+    flow.enqueue("flow.slot", {"n": 2})
+    first.signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+    second = workers.start(app=APP, lease=LEASE, concurrency=4)
+    finished = "SELECT count(*) FROM {ns}.ledger WHERE event = 'finished'"
+    wait_for(lambda: query(db, namespace, finished)[0][0] == 2, 45, f"both jobs to finish\n{workers.logs()}")
+
+    events = _events(db, namespace)
+    killed_start = events[0][4]
+    later = events[1:]
+    assert {(n, pid) for n, pid, _, _, _ in later} == {(1, second.pid), (2, second.pid)}
+    # Nothing started while the dead worker's lease held the slot ...
+    assert all((at - killed_start).total_seconds() >= LEASE for *_, at in later)
+    # ... and after that, one job at a time: each start follows the previous finish.
+    kinds = [event for _, _, _, event, _ in later]
+    assert kinds == ["started", "finished", "started", "finished"]
