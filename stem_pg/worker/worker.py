@@ -19,12 +19,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from psycopg.sql import SQL, Identifier
-
-from stem_pg.core.control import ShutdownMode, worker_key
+from stem_pg.core.control import ShutdownMode
 from stem_pg.core.logs import bind_process, current_job
 from stem_pg.core.redaction import install_log_redaction
-from stem_pg.db.listen import notifications
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection, run_guarded
 from stem_pg.db.stores.broadcasts import BroadcastStore
 from stem_pg.db.stores.control import ControlStore
@@ -35,6 +32,7 @@ from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.db.stores.workflows import WorkflowStore
 from stem_pg.worker.broadcasts import BroadcastAcks, BroadcastConsumer
 from stem_pg.worker.claimable import ClaimableTasks
+from stem_pg.worker.connections import WorkerConnections
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
@@ -43,6 +41,7 @@ from stem_pg.worker.heartbeat import Heartbeat
 from stem_pg.worker.hooks import TaskHooks, worker_signal
 from stem_pg.worker.leases import LeaseGate, leased
 from stem_pg.worker.limited import LimitedClaims, plan_for
+from stem_pg.worker.listener import WorkerListener
 from stem_pg.worker.logs import Summary, log_outcome
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.outcomes import count_as
@@ -95,7 +94,6 @@ class Worker:
         #: Why the process retires (stem_pg.worker.recycle), if it does.
         self.retired: str | None = None
         self._stop_requested = False
-        self._queue_set = frozenset(settings.queues)
         self._rotation = 0
         self._claimed_since_maintenance = 0
         self._forced = False
@@ -138,15 +136,15 @@ class Worker:
         await worker_signal(self.app.signals.worker_started, self.app.namespace, self.settings)
         self.slots.start()
         claimer = asyncio.create_task(
-            self._guarded("claimer", self._claim_conn, self._claim_once, until_stop=True)
+            self._guarded("claimer", self.conns.claim, self._claim_once, until_stop=True)
         )
         loops = [
-            asyncio.create_task(self._guarded("listener", self._listen_conn, self._listen_once)),
+            asyncio.create_task(self._guarded("listener", self.conns.listen, self.listener.run_once)),
             asyncio.create_task(self.flusher.loop()),
-            asyncio.create_task(self._guarded("control", self._control_conn, self.control.run_once)),
-            asyncio.create_task(self._guarded("leases", self._house_conn, self.heartbeat.run_once)),
+            asyncio.create_task(self._guarded("control", self.conns.control, self.control.run_once)),
+            asyncio.create_task(self._guarded("leases", self.conns.house, self.heartbeat.run_once)),
             asyncio.create_task(
-                self._guarded("maintenance", self._maint_conn, self._maintain_once, until_stop=True)
+                self._guarded("maintenance", self.conns.maintenance, self._maintain_once, until_stop=True)
             ),
         ]
         if self.settings.summary_interval > 0:
@@ -178,19 +176,14 @@ class Worker:
         self._maintain_soon = asyncio.Event()
         self._stop = asyncio.Event()
         self.slots = Slots(self.settings.concurrency)
-        url, queries = self.app.url, self.app.queries
-        lost = self._connection_lost
-        self._claim_conn = ManagedConnection(url, "worker-claim", self.jobs.plan_claims, on_lost=lost)
-        self._flush_conn = ManagedConnection(url, "worker-flush", on_lost=lost)
-        self._house_conn = ManagedConnection(url, "worker-leases", on_lost=lost)
-        self._maint_conn = ManagedConnection(url, "worker-maintenance", on_lost=lost)
-        self._control_conn = ManagedConnection(url, "worker-control", on_lost=lost)
-        self._listen_conn = ManagedConnection(url, "worker-listen", self._on_listen_connect, on_lost=lost)
-        self._connections: tuple[ManagedConnection, ...] = (self._claim_conn, self._flush_conn)
-        self._connections += (self._house_conn, self._maint_conn, self._control_conn, self._listen_conn)
-        if (metrics := self.metrics) is not None:
-            for managed in self._connections:
-                managed.on_reconnect = metrics.reconnected
+        url, queries, metrics = self.app.url, self.app.queries, self.metrics
+        self.conns = WorkerConnections(
+            url,
+            plan_claims=self.jobs.plan_claims,
+            listen_connected=self._listen_connected,
+            on_lost=self._connection_lost,
+            on_reconnect=None if metrics is None else metrics.reconnected,
+        )
         self.control = WorkerControl(
             ControlStore(queries),
             self.state,
@@ -203,7 +196,7 @@ class Worker:
         )
         broadcast_store = BroadcastStore(queries)
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)
-        self.flusher = OutcomeFlusher(self.jobs, acks, self._flush_conn, worker_id=self.id)
+        self.flusher = OutcomeFlusher(self.jobs, acks, self.conns.flush, worker_id=self.id)
         self.flusher.on_flushed = None if metrics is None else metrics.flushed
         self.flusher.after_write = self.limited.after_flush
         self.limited.has_room, self.limited.wake_self = self._has_room, self._wake.set
@@ -236,13 +229,21 @@ class Worker:
             run=self.executor.run,
             recorded=self.flush_soon,
         )
+        self.listener = WorkerListener(
+            queries.channels,
+            worker_id=self.id,
+            queues=self.settings.queues,
+            broadcast_channels=self.broadcasts.channels,
+            wake=self._wake.set,
+            control=self.control,
+        )
         self.shutdown = Shutdown(
             self.jobs,
             self.workers,
             self.state,
             self.slots,
             self.flusher,
-            self._flush_conn,
+            self.conns.flush,
             grace=lambda: self._grace,
             forced=lambda: self._forced,
         )
@@ -259,6 +260,9 @@ class Worker:
                 self.limited.maintain,
             ),
         )
+
+    async def _listen_connected(self, conn: AsyncConn) -> None:
+        await self.listener.on_connect(conn)
 
     def _connection_lost(self) -> None:
         """Any connection failed: no held job starts until its lease is confirmed again."""
@@ -308,9 +312,9 @@ class Worker:
     async def _register(self) -> bool:
         while not self.state.stopping:
             try:
-                conn = await self._house_conn.get()
+                conn = await self.conns.house.get()
                 await self.control.start(conn)  # the command cursor, before we listen
-                await self._listen_conn.get()  # registered means listening: commands reach us
+                await self.conns.listen.get()  # registered means listening: commands reach us
                 await self.workers.register(
                     conn,
                     worker_id=self.id,
@@ -328,14 +332,13 @@ class Worker:
                 self.state.last_heartbeat_at = datetime.now(UTC)
                 return True
             except CONNECTION_ERRORS as exc:
-                await self._house_conn.lost(exc)  # one warning per outage, a backoff per attempt
-        await self._listen_conn.discard()
-        await self._house_conn.discard()
+                await self.conns.house.lost(exc)  # one warning per outage, a backoff per attempt
+        await self.conns.listen.discard()
+        await self.conns.house.discard()
         return False
 
     async def _close(self) -> None:
-        for managed in self._connections:
-            await managed.discard()
+        await self.conns.discard()
         self.executor.shutdown()
         await self.app.close_async_pool()  # opened in this loop by handlers (workflows, aenqueue)
         log.info("worker %s stopped", self.id)
@@ -354,30 +357,6 @@ class Worker:
         state = self.state
         until = (lambda: state.stopping) if until_stop else (lambda: False)
         return run_guarded(f"worker {self.id}: {name}", managed, once, until=until)
-
-    async def _on_listen_connect(self, conn: AsyncConn) -> None:
-        channels = self.app.queries.channels
-        names = [channels.jobs, channels.control, channels.worker(worker_key(self.id))]
-        if self.settings.broadcasts:
-            names.append(channels.broadcasts)
-        for name in names:
-            await conn.execute(SQL("LISTEN {}").format(Identifier(name)))
-        self._wake.set()  # anything enqueued while we were not listening
-        self.control.request_sync()  # and any revoke or pause we did not hear about
-
-    async def _listen_once(self, conn: AsyncConn) -> None:
-        channels = self.app.queries.channels
-        async for note in notifications(conn):  # a listener that stops answering raises
-            if note.channel == channels.jobs:
-                if note.payload in self._queue_set:
-                    self._wake.set()
-                    await asyncio.sleep(0)  # the claim goes out before this wait is set up again
-            elif note.channel == channels.broadcasts:
-                if note.payload in self.broadcasts.channels:
-                    self._wake.set()
-                    await asyncio.sleep(0)
-            else:  # a control channel: only a hint to read the command rows
-                self.control.wake()
 
     async def _claim_once(self, conn: AsyncConn) -> None:
         poll = self.limited.timeout(self.settings.poll_interval * random.uniform(0.8, 1.2))

@@ -106,6 +106,7 @@ def arguments(path: tuple[str, ...], schedule_file: Path) -> list[str]:
         "run_id": [ID],
         "step": ["--step", "s"],
         "topic": ["t"],
+        "view": ["queues"],
     }
     args: list[str] = []
     for param in command.params:

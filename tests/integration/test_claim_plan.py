@@ -42,7 +42,7 @@ async def _claim_plan(app: Stem) -> list[dict[str, Any]]:
     """The claim's plan nodes, planned on the claim connection the worker opens."""
     worker = Worker(app, WorkerSettings(queues=("default",)))
     worker._assemble()
-    conn = await worker._claim_conn.get()
+    conn = await worker.conns.claim.get()
     try:
         params = {
             "queue": "default",
@@ -55,7 +55,7 @@ async def _claim_plan(app: Stem) -> list[dict[str, Any]]:
         cur = await conn.execute("EXPLAIN (FORMAT JSON) " + app.queries["job_claim"], params)
         row = await cur.fetchone()
     finally:
-        await worker._claim_conn.discard()
+        await worker.conns.claim.discard()
         worker.executor.pool.shutdown()
     assert row is not None
     return list(_nodes(row[0][0]["Plan"]))

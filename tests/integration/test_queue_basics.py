@@ -61,8 +61,8 @@ def test_a_cancelled_claim_keeps_its_connection(app: Stem, database_url: str) ->
         return "ran"
 
     with running_worker(app, poll_interval=0.05) as worker, psycopg.connect(database_url) as blocker:
-        wait_for(lambda: worker._claim_conn.backend_pid is not None)
-        pid = worker._claim_conn.backend_pid
+        wait_for(lambda: worker.conns.claim.backend_pid is not None)
+        pid = worker.conns.claim.backend_pid
         blocker.execute(sql.SQL("LOCK TABLE {}.jobs").format(sql.Identifier(app.namespace)))
         waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s"
         with psycopg.connect(database_url, autocommit=True) as admin:
@@ -70,4 +70,4 @@ def test_a_cancelled_claim_keeps_its_connection(app: Stem, database_url: str) ->
             admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
             blocker.rollback()
         assert app.enqueue("after_cancel").get(timeout=10) == "ran"
-        assert worker._claim_conn.backend_pid == pid
+        assert worker.conns.claim.backend_pid == pid
