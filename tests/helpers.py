@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -22,6 +23,7 @@ from psycopg import sql
 from stem_pg.client.app import Stem
 from stem_pg.schema.migrate import migrate
 from stem_pg.worker import Worker, WorkerSettings
+from tests.cli_forkserver import spawn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,21 +121,57 @@ def stem_env(**variables: str | None) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str], cwd: Path | str = REPO_ROOT, timeout: float = 60
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path | str = REPO_ROOT,
+    timeout: float = 60,
+    real_process: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m stem_pg *args`` as a real process; a failing exit code is the test's to check."""
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", *args],
-        cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+    """``python -m stem_pg *args`` as a process of its own; a failing exit code is the test's to check.
+
+    By default the process is forked from a server that has imported stem_pg and its libraries
+    once (tests/cli_forkserver.py: a second less per command); ``real_process`` starts a fresh
+    interpreter instead, which each CLI matrix keeps for some cases to prove the real entry point.
+    """
+    command = [sys.executable, "-m", "stem_pg", *args]
+    if real_process:
+        return subprocess.run(
+            command, cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    with (
+        open(os.devnull, "rb") as stdin,
+        tempfile.TemporaryFile() as stdout,
+        tempfile.TemporaryFile() as stderr,
+    ):
+        process = spawn(
+            args, env=env, cwd=cwd, stdin=stdin.fileno(), stdout=stdout.fileno(), stderr=stderr.fileno()
+        )
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = (stream.read().decode("utf-8", "replace") for stream in (stdout, stderr))
+    # Text mode, as subprocess.run(text=True) reads it: universal newlines.
+    out, err = (text.replace("\r\n", "\n").replace("\r", "\n") for text in (out, err))
+    return subprocess.CompletedProcess(command, process.returncode or 0, out, err)
 
 
 def run_stem(
-    database_url: str, *args: str, cwd: Path | str = REPO_ROOT, timeout: float = 60, **env: str
+    database_url: str,
+    *args: str,
+    cwd: Path | str = REPO_ROOT,
+    timeout: float = 60,
+    real_process: bool = False,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m stem_pg *args`` from the repository root, with the database in
-    ``STEM_BROKER_URL``, ``env`` added and no other ``STEM_*`` variable of ours."""
-    return run_cli(*args, env=stem_env(STEM_BROKER_URL=database_url, **env), cwd=cwd, timeout=timeout)
+    ``STEM_BROKER_URL``, ``env`` added and no other ``STEM_*`` variable of ours (see run_cli)."""
+    environment = stem_env(STEM_BROKER_URL=database_url, **env)
+    return run_cli(*args, env=environment, cwd=cwd, timeout=timeout, real_process=real_process)
 
 
 def drop_schema(url: str, name: str) -> None:
