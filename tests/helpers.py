@@ -4,6 +4,7 @@ extra namespaces, and the data several test modules read."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from stem_pg.client.app import Stem
-from stem_pg.schema.migrate import migrate
+from stem_pg.schema.migrate import migration_sql
 from stem_pg.worker import Worker, WorkerSettings
 from tests.cli_forkserver import spawn
 
@@ -184,11 +185,34 @@ def unique_namespace(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+#: The namespace the migration script is rendered for, then renamed (see apply_migrations).
+_SCRIPT_NAMESPACE = "stem-tests-script"
+
+
+@functools.cache
+def migration_script() -> str:
+    """The SQL of all migrations, for ``_SCRIPT_NAMESPACE``; alembic renders it with global
+    state, so call this first from the main thread (tests.namespace_stock does)."""
+    return migration_sql(_SCRIPT_NAMESPACE)
+
+
+def apply_migrations(database_url: str, namespace: str) -> None:
+    """Migrate ``namespace`` to the head by running the SQL ``stem migrate --sql`` prints,
+    rendered once per test process: the schema, and alembic's version table at the head,
+    that ``migrate()`` builds (tests/integration/test_migration_script.py compares them),
+    in one round trip and without alembic's per-call start-up. Tests of migrating itself
+    call ``migrate()``."""
+    quoted = sql.Identifier(namespace).as_string(None)
+    script = migration_script().replace(sql.Identifier(_SCRIPT_NAMESPACE).as_string(None), quoted)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(script.encode())
+
+
 @contextmanager
 def migrated_namespace(database_url: str, prefix: str = "t") -> Iterator[str]:
     """A second unique namespace (``prefix-<hex>``), migrated; dropped afterwards."""
     name = unique_namespace(prefix)
-    migrate(database_url, name)
+    apply_migrations(database_url, name)
     try:
         yield name
     finally:
