@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import faulthandler
 import gc
 import importlib
 import io
@@ -158,6 +159,8 @@ def become(request: dict[str, Any], fds: list[int]) -> None:
     for name, stream in streams.items():  # new ones, as a fresh interpreter makes them for its fds
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
+    if os.environ.get("PYTHONFAULTHANDLER"):  # stacks on SIGABRT, which a hung worker's test sends
+        faulthandler.enable()
 
 
 def _pythonpath(env: Mapping[str, str]) -> list[str]:
