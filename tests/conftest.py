@@ -14,8 +14,8 @@ import pytest
 
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
-from stem_pg.schema.migrate import migrate
-from tests.helpers import drop_schema, unique_namespace
+from tests.helpers import apply_migrations, unique_namespace
+from tests.namespace_stock import NamespaceStock
 
 
 @pytest.fixture(scope="session")
@@ -37,19 +37,37 @@ def database_url() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def namespace_stock(database_url: str) -> Iterator[NamespaceStock]:
+    """Migrated namespaces made ahead, and used ones dropped behind, by a thread of the session."""
+    stock = NamespaceStock(database_url)
+    try:
+        yield stock
+    finally:
+        stock.close()
+
+
 @pytest.fixture
-def fresh_namespace(database_url: str) -> Iterator[str]:
+def fresh_namespace(database_url: str, namespace_stock: NamespaceStock) -> Iterator[str]:
     """A unique namespace name, not migrated; dropped afterwards."""
     name = unique_namespace()
     yield name
-    drop_schema(database_url, name)
+    namespace_stock.discard(name)
 
 
 @pytest.fixture
-def namespace(database_url: str, fresh_namespace: str) -> str:
-    """A unique, migrated namespace."""
-    migrate(database_url, fresh_namespace)
-    return fresh_namespace
+def namespace(request: pytest.FixtureRequest, database_url: str, namespace_stock: NamespaceStock) -> str:
+    """A unique, migrated namespace (by the migrations' SQL: tests.helpers.apply_migrations).
+
+    It is ``fresh_namespace`` when the test asks for that too; else one the stock made ahead.
+    """
+    if "fresh_namespace" in request.fixturenames:
+        name: str = request.getfixturevalue("fresh_namespace")
+        apply_migrations(database_url, name)
+        return name
+    name = namespace_stock.take()
+    request.addfinalizer(lambda: namespace_stock.discard(name))
+    return name
 
 
 @pytest.fixture

@@ -4,9 +4,11 @@ extra namespaces, and the data several test modules read."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -20,8 +22,9 @@ import psycopg
 from psycopg import sql
 
 from stem_pg.client.app import Stem
-from stem_pg.schema.migrate import migrate
+from stem_pg.schema.migrate import migration_sql
 from stem_pg.worker import Worker, WorkerSettings
+from tests.cli_forkserver import spawn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,21 +123,57 @@ def stem_env(**variables: str | None) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str], cwd: Path | str = REPO_ROOT, timeout: float = 60
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path | str = REPO_ROOT,
+    timeout: float = 60,
+    real_process: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m stem_pg *args`` as a real process; a failing exit code is the test's to check."""
-    return subprocess.run(
-        [sys.executable, "-m", "stem_pg", *args],
-        cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+    """``python -m stem_pg *args`` as a process of its own; a failing exit code is the test's to check.
+
+    By default the process is forked from a server that has imported stem_pg and its libraries
+    once (tests/cli_forkserver.py: a second less per command); ``real_process`` starts a fresh
+    interpreter instead, which each CLI matrix keeps for some cases to prove the real entry point.
+    """
+    command = [sys.executable, "-m", "stem_pg", *args]
+    if real_process:
+        return subprocess.run(
+            command, cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    with (
+        open(os.devnull, "rb") as stdin,
+        tempfile.TemporaryFile() as stdout,
+        tempfile.TemporaryFile() as stderr,
+    ):
+        process = spawn(
+            args, env=env, cwd=cwd, stdin=stdin.fileno(), stdout=stdout.fileno(), stderr=stderr.fileno()
+        )
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = (stream.read().decode("utf-8", "replace") for stream in (stdout, stderr))
+    # Text mode, as subprocess.run(text=True) reads it: universal newlines.
+    out, err = (text.replace("\r\n", "\n").replace("\r", "\n") for text in (out, err))
+    return subprocess.CompletedProcess(command, process.returncode or 0, out, err)
 
 
 def run_stem(
-    database_url: str, *args: str, cwd: Path | str = REPO_ROOT, timeout: float = 60, **env: str
+    database_url: str,
+    *args: str,
+    cwd: Path | str = REPO_ROOT,
+    timeout: float = 60,
+    real_process: bool = False,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m stem_pg *args`` from the repository root, with the database in
-    ``STEM_BROKER_URL``, ``env`` added and no other ``STEM_*`` variable of ours."""
-    return run_cli(*args, env=stem_env(STEM_BROKER_URL=database_url, **env), cwd=cwd, timeout=timeout)
+    ``STEM_BROKER_URL``, ``env`` added and no other ``STEM_*`` variable of ours (see run_cli)."""
+    environment = stem_env(STEM_BROKER_URL=database_url, **env)
+    return run_cli(*args, env=environment, cwd=cwd, timeout=timeout, real_process=real_process)
 
 
 def drop_schema(url: str, name: str) -> None:
@@ -147,11 +186,34 @@ def unique_namespace(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+#: The namespace the migration script is rendered for, then renamed (see apply_migrations).
+_SCRIPT_NAMESPACE = "stem-tests-script"
+
+
+@functools.cache
+def migration_script() -> str:
+    """The SQL of all migrations, for ``_SCRIPT_NAMESPACE``; alembic renders it with global
+    state, so call this first from the main thread (tests.namespace_stock does)."""
+    return migration_sql(_SCRIPT_NAMESPACE)
+
+
+def apply_migrations(database_url: str, namespace: str) -> None:
+    """Migrate ``namespace`` to the head by running the SQL ``stem migrate --sql`` prints,
+    rendered once per test process: the schema, and alembic's version table at the head,
+    that ``migrate()`` builds (tests/integration/test_migration_script.py compares them),
+    in one round trip and without alembic's per-call start-up. Tests of migrating itself
+    call ``migrate()``."""
+    quoted = sql.Identifier(namespace).as_string(None)
+    script = migration_script().replace(sql.Identifier(_SCRIPT_NAMESPACE).as_string(None), quoted)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(script.encode())
+
+
 @contextmanager
 def migrated_namespace(database_url: str, prefix: str = "t") -> Iterator[str]:
     """A second unique namespace (``prefix-<hex>``), migrated; dropped afterwards."""
     name = unique_namespace(prefix)
-    migrate(database_url, name)
+    apply_migrations(database_url, name)
     try:
         yield name
     finally:

@@ -26,7 +26,7 @@ print("\\n".join(sorted({{m.split(".")[0] for m in sys.modules}} & set(heavy))),
 
 
 def test_version_prints_the_package_version() -> None:
-    result = run_cli("--version", env=stem_env())
+    result = run_cli("--version", env=stem_env(), real_process=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"stem_pg {version('stem_pg')}\n"
 

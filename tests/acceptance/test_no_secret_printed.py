@@ -32,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from stem_pg.cli import app as cli_app
 from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE
+from tests.cli_forkserver import ForkedProcess, spawn
 from tests.helpers import REPO_ROOT, stem_env
 
 SECRET = "zq9Pl4ntedS3cret"
@@ -133,14 +134,30 @@ class Run:
 
 
 def run_once(
-    label: str, argv: list[str], env: dict[str, str], long_running: bool, may_succeed: bool, *, logs: Path
+    label: str,
+    argv: list[str],
+    env: dict[str, str],
+    long_running: bool,
+    may_succeed: bool,
+    *,
+    logs: Path,
+    real_process: bool = True,
 ) -> Run:
+    """One command in a session of its own: a fresh interpreter, or (``real_process=False``) a
+    child forked from the pre-imported server of tests/cli_forkserver.py, a second faster."""
     out_path, err_path = logs / f"{uuid.uuid4().hex}.out", logs / f"{uuid.uuid4().hex}.err"
-    with out_path.open("w") as out, err_path.open("w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stem_pg", *argv],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=err, text=True, start_new_session=True,
-        )  # fmt: skip
+    process: subprocess.Popen[str] | ForkedProcess
+    with out_path.open("w") as out, err_path.open("w") as err, open(os.devnull, "rb") as stdin:
+        if real_process:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "stem_pg", *argv],
+                cwd=REPO_ROOT, env=env, stdout=out, stderr=err, text=True, start_new_session=True,
+            )  # fmt: skip
+        else:
+            process = spawn(
+                argv, env=env, cwd=REPO_ROOT, stdin=stdin.fileno(), stdout=out.fileno(), stderr=err.fileno(),
+                new_session=True,
+            )  # fmt: skip
     try:
         if long_running:  # it retries a database it cannot reach: wait for its warning, then stop it
             deadline = time.monotonic() + 30
@@ -195,7 +212,10 @@ def test_every_command_is_covered() -> None:
     assert len(commands) >= 30
 
 
-@pytest.mark.parametrize("shape", list(url_shapes("postgresql://postgres@127.0.0.1:5432/test")))
+SHAPES = list(url_shapes("postgresql://postgres@127.0.0.1:5432/test"))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_no_command_prints_the_password(shape: str, database_url: str, tmp_path: Path) -> None:
     url = url_shapes(database_url)[shape]
     schedule_file = tmp_path / "schedules.yaml"
@@ -210,9 +230,15 @@ def test_no_command_prints_the_password(shape: str, database_url: str, tmp_path:
         jobs.append((f"STEM_BROKER_URL stem {' '.join(argv)}", argv, env, long_running, may_succeed))
         if has_url:
             jobs.append((f"stem {' '.join(argv)} --url", [*argv, "--url", url], plain, False, may_succeed))
+    # The first command of every shape, and the worker and beat of the first shape, start a fresh
+    # interpreter (the real entry point); the others are forked, as like a real process as that
+    # (tests/acceptance/test_cli_forkserver.py compares them).
+    real = [n == 0 or (shape == SHAPES[0] and job[3]) for n, job in enumerate(jobs)]
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        runs = list(pool.map(lambda job: run_once(*job, logs=tmp_path), jobs))
+        runs = list(
+            pool.map(lambda job, fresh: run_once(*job, logs=tmp_path, real_process=fresh), jobs, real)
+        )
     problems = [c for run in runs for c in complaints(run)]
     took = time.monotonic() - started
     assert not problems, f"{len(problems)} of {len(runs)} runs ({took:.0f} s):\n" + "\n".join(problems)

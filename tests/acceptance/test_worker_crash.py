@@ -42,7 +42,7 @@ def results(db: psycopg.Connection[Any], ns: str, task_id: str) -> list[tuple[An
 def test_sigkilled_worker_job_runs_again_after_lease_and_completes_once(
     stem: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str
 ) -> None:
-    first = workers.start(lease=LEASE, concurrency=2)
+    first = workers.start(lease=LEASE, concurrency=2, real_process=True)  # the others are forked
     wait_registered(db, namespace, {first.pid})
     job = stem.enqueue("acc.step", {"sleeps": [60, 0.2]})
     wait_for(lambda: started_by(db, namespace, job.id, first.pid), 15, "the first worker to start the job")

@@ -184,7 +184,8 @@ def test_banner_names_the_namespace_database_and_tasks_and_no_password(
 ) -> None:
     workers = Workers(with_password(database_url, SECRET), namespace, tmp_path)
     try:
-        proc = workers.start(app=APP, env=DIAGNOSE, extra=["--queue", "default"])
+        # A fresh interpreter, as a user starts it: its whole output is the banner and log lines.
+        proc = workers.start(app=APP, env=DIAGNOSE, extra=["--queue", "default"], real_process=True)
         wait_for(lambda: "consuming default" in proc.log(), 20, f"the worker to start\n{proc.log()}")
         stop(proc)
         json_proc = workers.start(app=APP, env=DIAGNOSE, extra=["--log-format", "json"], processes=2)

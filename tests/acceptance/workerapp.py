@@ -34,6 +34,7 @@ from psycopg import sql
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 from stem_pg.worker.context import TaskContext
+from tests.cli_forkserver import ForkedProcess, spawn
 from tests.helpers import REPO_ROOT, stem_env, wait_for
 
 LEDGER_APP_NAME = "stem_test:ledger"
@@ -182,7 +183,7 @@ def worker_pid(worker_id: str | None) -> int | None:
 class WorkerProcess:
     """One ``python -m stem_pg worker run`` process (its own session, so its group can be killed)."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes] | ForkedProcess, log_path: Path) -> None:
         self.popen = popen
         self.log_path = log_path
 
@@ -237,8 +238,13 @@ class Workers:
         app: str = "tests.acceptance.workerapp:app",
         namespace: str | None = None,
         env: dict[str, str] | None = None,
+        real_process: bool = False,
     ) -> WorkerProcess:
-        """``env``: more environment variables for the worker (STEM_SIGNING_KEYS, ...)."""
+        """``env``: more environment variables for the worker (STEM_SIGNING_KEYS, ...).
+
+        The worker is forked from the pre-imported server of tests/cli_forkserver.py (a process
+        of its own, in a session of its own, a second or two sooner); ``real_process`` starts a
+        fresh interpreter instead."""
         env = stem_env(STEM_BROKER_URL=self.url, PYTHONUNBUFFERED="1", **(env or {}))
         log_path = self.log_dir / f"worker-{len(self.started)}.log"
         args = [
@@ -251,10 +257,17 @@ class Workers:
             "--poll-interval", str(poll_interval),
             *extra,
         ]  # fmt: skip
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                args, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        popen: subprocess.Popen[bytes] | ForkedProcess
+        with log_path.open("wb") as log, open(os.devnull, "rb") as stdin:
+            if real_process:
+                popen = subprocess.Popen(
+                    args, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            else:
+                popen = spawn(
+                    args[3:], env=env, cwd=REPO_ROOT, stdin=stdin.fileno(), stdout=log.fileno(),
+                    stderr=log.fileno(), new_session=True,
+                )  # fmt: skip
         proc = WorkerProcess(popen, log_path)
         self.started.append(proc)
         return proc
