@@ -146,12 +146,14 @@ class LimitedClaims:
         if self.wake_at is not None and self.wake_at <= time.monotonic():
             self.wake_at = None
 
-    def done(self, job: ClaimedJob) -> None:
+    def done(self, job: ClaimedJob) -> bool:
         """``job`` ended here: if it held a concurrency slot, its queue's workers are told
-        once its outcome is written."""
+        once its outcome is written. True when it did (the slot is free only then)."""
         slotted = job.task in self._slotted_tasks or job.queue in self._slotted_queues
         if slotted and job.queue in self.queues:
             self.finished.add(job.queue)
+            return True
+        return False
 
     async def after_flush(self, conn: AsyncConn) -> None:
         """Outcomes were written and a concurrency slot is free: this worker claims again at

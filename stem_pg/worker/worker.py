@@ -429,11 +429,12 @@ class Worker:
         else:
             self.flusher.add(entry, outcome)
         log_outcome(entry, outcome)
-        self.limited.done(entry.job)
+        slot_freed = self.limited.done(entry.job)
         self.counts[kind := count_as(outcome)] += 1
         if self.metrics is not None:
             self.metrics.job_ended(entry, kind)
-        self._wake.set()
+        if not slot_freed:
+            self._wake.set()  # else the flush of its outcome wakes the claim (after_flush)
 
     async def _maintain_once(self, conn: AsyncConn) -> None:
         with contextlib.suppress(TimeoutError):

@@ -127,6 +127,26 @@ def test_a_concurrency_limit_holds_across_workers_and_a_finish_wakes_them(
     assert time.monotonic() - began < 4.5  # 8 x 0.2 s / 2 = 0.8 s of work, no poll waits
 
 
+def test_a_finished_limited_job_costs_one_claim_after_its_flush(
+    limited: Stem, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The slot is free only once the outcome is written: a claim before that finds the
+    # limit full (a wasted round trip holding the limiter row); the flush wakes the claim.
+    claims: list[int] = []
+    claim = LimitStore.claim
+
+    async def counted(self: LimitStore, conn: Any, **kwargs: Any) -> Any:
+        claims.append(kwargs["limit"])
+        return await claim(self, conn, **kwargs)
+
+    monkeypatch.setattr(LimitStore, "claim", counted)
+    limited.enqueue_many([("lim.slots", {"n": n, "sleep": 0.05}) for n in range(8)])
+    with running_worker(limited, concurrency=10, poll_interval=5.0):
+        wait_for(lambda: len(ledger.ends) >= 8, 10, "8 jobs to finish")
+    assert ledger.peak == 2
+    assert len(claims) <= 8, claims  # the first, then at most one per flushed finish (12-16 before)
+
+
 def test_a_keyed_limit_is_fair_across_keys(limited: Stem, ledger: Ledger) -> None:
     limited.enqueue_many([("lim.tenant", {"tenant": "a"}) for _ in range(300)])
     limited.enqueue_many([("lim.tenant", {"tenant": "b"}) for _ in range(5)])
