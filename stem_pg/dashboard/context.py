@@ -59,12 +59,14 @@ class Dashboard:
         """Run ``work`` with the namespace's store on a pooled connection, off the event loop."""
         return await run_in_threadpool(self._pooled(namespace, work))
 
-    async def read_snapshot(self, namespace: str, work: Callable[[DashboardStore, Conn], T]) -> T:
-        """``read``, or the namespace's snapshot while it is fresh (see ``snapshots``); the
-        value is shared by every caller: never change it."""
+    async def read_snapshot(
+        self, namespace: str, work: Callable[[DashboardStore, Conn], T], *, reuse: bool
+    ) -> T:
+        """``read``, or (if ``reuse``) the namespace's snapshot while it is fresh (see
+        ``snapshots``); the value is shared by every caller: never change it."""
         version = self.feeds.version_of(namespace)
         run = self._pooled(namespace, work)
-        found: T = await run_in_threadpool(self.snapshots.get, namespace, version, run)
+        found: T = await run_in_threadpool(self.snapshots.get, namespace, version, run, reuse=reuse)
         return found
 
     def _pooled(self, namespace: str, work: Callable[[DashboardStore, Conn], T]) -> Callable[[], T]:

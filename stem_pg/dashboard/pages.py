@@ -72,7 +72,8 @@ async def overview(request: Request) -> Response:
             "workers": workers(store, conn, {}),
         }
 
-    data = await dash.read_snapshot(ns, read)
+    live_refresh = request.headers.get("hx-request") == "true"  # htmx, not a page load
+    data = await dash.read_snapshot(ns, read, reuse=live_refresh)
     axis = charts.minute_axis()
     minutes = data["minutes"]
     per_queue = charts.per_queue(minutes, axis)

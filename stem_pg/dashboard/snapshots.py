@@ -2,10 +2,11 @@
 
 Every open overview refreshes on each change it hears of (at most once a second), so ten
 viewers of a busy namespace would read the last hour of results ten times a second. A kept
-snapshot serves them all while it is younger than ``FRESH_FOR`` and the namespace's live
-feed heard nothing since it was read; a notification (the feed's version moves) or an
-action taken from this dashboard makes the next viewer read afresh, so a change is never
-shown later than it would be without the cache.
+snapshot serves those live refreshes while it is younger than ``FRESH_FOR`` and the
+namespace's live feed heard nothing since it was read; a notification (the feed's version
+moves) or an action taken from this dashboard makes the next refresh read afresh. A page
+load always reads (and keeps what it read): a change made just before it may not have been
+heard yet, and no refresh would follow for it.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ class Snapshots:
         self._forgotten: dict[str, int] = {}
         self._guard = threading.Lock()
 
-    def get(self, namespace: str, version: int | None, read: Callable[[], Any]) -> Any:
-        """The namespace's snapshot if it is fresh and was read at ``version`` of its feed
-        (None: no feed listening, age alone decides), else ``read()``'s, kept. Callers that
-        miss together wait for one read. Blocking: call it off the event loop."""
+    def get(self, namespace: str, version: int | None, read: Callable[[], Any], *, reuse: bool = True) -> Any:
+        """The namespace's snapshot if ``reuse``, it is fresh and it was read at ``version``
+        of its feed (None: no feed listening, age alone decides), else ``read()``'s, kept.
+        Callers that miss together wait for one read. Blocking: call it off the event loop."""
         with self._guard:
             lock = self._locks.setdefault(namespace, threading.Lock())
         with lock:
@@ -45,7 +46,7 @@ class Snapshots:
                 at = (version, self._forgotten.get(namespace, 0))
                 kept = self._kept.get(namespace)
             started = time.monotonic()
-            if kept is not None and kept.version == at and started - kept.read_at < self.fresh_for:
+            if reuse and kept is not None and kept.version == at and started - kept.read_at < self.fresh_for:
                 return kept.value
             value = read()
             with self._guard:

@@ -21,6 +21,8 @@ def test_a_fresh_snapshot_serves_every_viewer_with_one_read() -> None:
     snapshots, read = Snapshots(fresh_for=60), Reads()
     assert [snapshots.get("ns", 3, read) for _ in range(5)] == [1] * 5
     assert snapshots.get("other", 3, read) == 2  # each namespace its own
+    assert snapshots.get("ns", 3, read, reuse=False) == 3  # a page load reads
+    assert snapshots.get("ns", 3, read) == 3  # and keeps what it read
 
 
 def test_a_notification_heard_an_action_or_age_makes_the_next_viewer_read_afresh() -> None:
