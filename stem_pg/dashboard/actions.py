@@ -49,6 +49,7 @@ async def act(request: Request) -> Response:
         outcome = f"{name} failed: the form has no {exc.args[0]!r} field"
     except (StemError, ValueError, InsufficientPrivilege) as exc:
         outcome = f"{name} failed: {one_line(redact(str(exc)))}"
+    dash.snapshots.forget(ns)  # the next overview shows what the action changed
     log.info("dashboard action %s on %s by %s: %s", name, ns, principal.name, outcome)
     back = fields.get("next", "")
     if not back.startswith("/") or back.startswith("//") or "\\" in back:  # only a path of this site

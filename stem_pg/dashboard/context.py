@@ -18,6 +18,7 @@ from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
 from stem_pg.dashboard.live import Feeds
 from stem_pg.dashboard.settings import Principal
+from stem_pg.dashboard.snapshots import Snapshots
 from stem_pg.db.stores.dashboard import Conn, DashboardStore
 
 T = TypeVar("T")
@@ -33,6 +34,7 @@ class Dashboard:
         self.read_only = read_only
         self.title = title
         self.feeds = Feeds(url)
+        self.snapshots = Snapshots()
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
         self.templates = jinja2.Environment(
@@ -55,13 +57,26 @@ class Dashboard:
 
     async def read(self, namespace: str, work: Callable[[DashboardStore, Conn], T]) -> T:
         """Run ``work`` with the namespace's store on a pooled connection, off the event loop."""
+        return await run_in_threadpool(self._pooled(namespace, work))
+
+    async def read_snapshot(
+        self, namespace: str, work: Callable[[DashboardStore, Conn], T], *, reuse: bool
+    ) -> T:
+        """``read``, or (if ``reuse``) the namespace's snapshot while it is fresh (see
+        ``snapshots``); the value is shared by every caller: never change it."""
+        version = self.feeds.version_of(namespace)
+        run = self._pooled(namespace, work)
+        found: T = await run_in_threadpool(self.snapshots.get, namespace, version, run, reuse=reuse)
+        return found
+
+    def _pooled(self, namespace: str, work: Callable[[DashboardStore, Conn], T]) -> Callable[[], T]:
         backend = self.backend(namespace)
 
         def run() -> T:
             with backend.pool.connection() as conn:
                 return work(DashboardStore(backend.queries), conn)
 
-        return await run_in_threadpool(run)
+        return run
 
     async def call(self, work: Callable[[], T]) -> T:
         return await run_in_threadpool(work)

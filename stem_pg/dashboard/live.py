@@ -135,6 +135,12 @@ class Feeds:
         feed.start()
         return feed
 
+    def version_of(self, namespace: str) -> int | None:
+        """The version of the namespace's feed while it listens (None: no feed, or not
+        listening now, so changes may go unheard)."""
+        feed = self._feeds.get(namespace)
+        return feed.version if feed is not None and feed.listening else None
+
     async def stop(self) -> None:
         for feed in self._feeds.values():
             await feed.stop()

@@ -20,6 +20,9 @@ from stem_pg.db.stores.dashboard import Conn, DashboardStore
 from stem_pg.db.stores.dashboard_rows import JobFilter
 
 PAGE = 50
+#: How far back a text search looks when the filter gives no "since": a substring cannot use
+#: an index, so an unbounded search would read every job a big namespace ever ran.
+SEARCH_WITHIN = "24h"
 STATES = [s.value for s in TaskState]
 RUN_STATUSES = [s.value for s in RunStatus]
 
@@ -63,15 +66,16 @@ async def overview(request: Request) -> Response:
 
     def read(store: DashboardStore, conn: Conn) -> dict[str, Any]:
         return {
-            "queues": store.queues(conn),
+            "queues": store.queue_summaries(conn),
             "minutes": store.minutes(conn),
             "failures": store.recent_failures(conn, limit=10),
             "workers": workers(store, conn, {}),
         }
 
-    data = await dash.read(ns, read)
+    live_refresh = request.headers.get("hx-request") == "true"  # htmx, not a page load
+    data = await dash.read_snapshot(ns, read, reuse=live_refresh)
     axis = charts.minute_axis()
-    minutes = data.pop("minutes")
+    minutes = data["minutes"]
     per_queue = charts.per_queue(minutes, axis)
     sparks = {
         queue: {name: charts.sparkline(values) for name, values in series.items()}
@@ -83,7 +87,9 @@ async def overview(request: Request) -> Response:
         namespaces=namespaces,
         sparks=sparks,
         chart=charts.overall(minutes, axis),
-        **data,
+        queues=data["queues"],
+        failures=data["failures"],
+        workers=data["workers"],
     )
 
 
@@ -106,20 +112,29 @@ async def jobs(request: Request) -> Response:
     state = _text(request, "state")
     if state is not None and state not in STATES:
         raise HTTPException(400, f"state: one of {', '.join(STATES)}")
+    search, since = _text(request, "q"), _text(request, "since")
+    bounded = search is not None and since is None  # an id still matches however old (by key)
     where = JobFilter(
         state=state,
         task=_text(request, "task"),
         queue=_text(request, "queue"),
-        since=parse_time(_text(request, "since")),
+        since=parse_time(SEARCH_WITHIN if bounded else since),
         until=parse_time(_text(request, "until")),
-        search=_text(request, "q"),
+        search=search,
     )
     rows = await dash.read(
         ns, lambda store, conn: store.jobs(conn, where=where, before=_key(request), limit=PAGE)
     )
     filters = {k: v for k, v in request.query_params.items() if k not in ("at", "after", "msg")}
     return dash.render(
-        request, "jobs.html", namespaces=namespaces, rows=rows, filters=filters, states=STATES, page=PAGE
+        request,
+        "jobs.html",
+        namespaces=namespaces,
+        rows=rows,
+        filters=filters,
+        states=STATES,
+        page=PAGE,
+        search_within=SEARCH_WITHIN if bounded else None,
     )
 
 

@@ -110,6 +110,39 @@ def test_jobs_pages_follow_by_keyset_without_overlap(client: TestClient, app: St
     assert "bulk-007" not in client.get(f"/n/{namespace}/jobs?state=failed").text
 
 
+def test_a_text_search_looks_back_a_day_unless_given_since(
+    client: TestClient, namespace: str, db: psycopg.Connection[Any]
+) -> None:
+    db.execute(
+        f'INSERT INTO "{namespace}".results (id, task, queue, priority, state, error, attempts,'
+        " enqueued_at, finished_at) VALUES ('old-failure', 'old.task', 'default', 0, 'failed',"
+        " 'KeyError: vintage', 1, now() - interval '2 days', now() - interval '2 days')"
+    )
+    bounded = client.get(f"/n/{namespace}/jobs?q=vintage").text
+    assert "old-failure" not in bounded and "last 24h" in bounded
+    further = client.get(f"/n/{namespace}/jobs?q=vintage&since=3d").text
+    assert "/jobs/old-failure" in further and "last 24h" not in further
+    assert "/jobs/old-failure" in client.get(f"/n/{namespace}/jobs?q=old-failure").text  # its id
+
+
+def test_the_overview_shares_a_snapshot_but_shows_an_action_or_a_page_load_at_once(
+    database_url: str, namespace: str, app: Stem
+) -> None:
+    guarded: Any = create_app(database_url, namespace, auth=DashboardAuth())
+    guarded.app.state.dashboard.snapshots.fresh_for = 60  # (inside the Guard) kept all the test long
+    refresh = {"HX-Request": "true"}  # what the page's live refresh sends
+    with TestClient(guarded, follow_redirects=False) as client:
+        token = _csrf(client, f"/n/{namespace}/queues/held")
+        assert "state-paused" not in client.get(f"/n/{namespace}/", headers=refresh).text
+        app.enqueue("late.task", queue="late", task_id="late-1")
+        assert 'data-queue="late"' not in client.get(f"/n/{namespace}/", headers=refresh).text  # shared
+        assert 'data-queue="late"' in client.get(f"/n/{namespace}/").text  # a page load reads
+        done = client.post(f"/n/{namespace}/actions/pause", data={"queue": "held", "csrf": token})
+        assert done.status_code == 303, done.text
+        overview = client.get(f"/n/{namespace}/", headers=refresh).text
+    assert re.search(r'data-queue="held".*?state-paused', overview, re.S)
+
+
 def test_pause_needs_the_csrf_token(client: TestClient, namespace: str, db: psycopg.Connection[Any]) -> None:
     token = _csrf(client, f"/n/{namespace}/queues/default")
     action = f"/n/{namespace}/actions/pause"

@@ -28,6 +28,7 @@ from stem_pg.db.stores.dashboard_rows import (
     MemberRow,
     MinuteRow,
     QueueRow,
+    QueueSummary,
     ResultRow,
     RunDetail,
     RunningJob,
@@ -67,6 +68,10 @@ class DashboardStore:
 
     def queues(self, conn: Conn) -> builtins.list[QueueRow]:
         return self._all(conn, "dash_queues", QueueRow)
+
+    def queue_summaries(self, conn: Conn) -> builtins.list[QueueSummary]:
+        """Each queue's depth and last 15 minutes' counts, without queue_health's percentiles."""
+        return self._all(conn, "dash_overview_queues", QueueSummary)
 
     def buckets(self, conn: Conn, *, queue: str) -> builtins.list[BucketRow]:
         return self._all(conn, "dash_queue_buckets", BucketRow, queue=queue)

@@ -25,6 +25,20 @@ class QueueRow:
 
 
 @dataclass(frozen=True)
+class QueueSummary:
+    """A queue as the overview shows it (``QueueRow`` without the latency percentiles)."""
+
+    queue: str
+    ready: int
+    scheduled: int
+    running: int
+    oldest_ready_age: float | None
+    finished_15m: int
+    failed_15m: int
+    paused_at: datetime | None
+
+
+@dataclass(frozen=True)
 class BucketRow:
     priority: int
     ready: int
