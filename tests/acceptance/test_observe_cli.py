@@ -95,7 +95,7 @@ def test_tables_show_human_units(database_url: str, namespace: str, db: Db) -> N
     )
     workers = _observe(database_url, namespace, "workers").stdout
     (line,) = [line for line in workers.splitlines() if line.strip().startswith("w1")]
-    assert re.search(r"w1 +alive +h +7 +emails +-/4 +- +- +2h 05m +\d+(\.\d)?s ago", line), line
+    assert re.search(r"w1 +alive +h +7 +emails +-/4 +- +- +2h 05m +\d+(\.\d)?m?s ago", line), line
 
 
 def test_dlq_and_schedules_views(database_url: str, namespace: str, db: Db) -> None:

@@ -11,7 +11,7 @@ import psycopg
 from stem_pg.client.app import Stem
 from stem_pg.core.heartbeats import Beat
 from stem_pg.db.heartbeats import heartbeats, listen_heartbeats
-from tests.helpers import running_worker
+from tests.helpers import running_worker, wait_for
 
 LEASE = 1.5  # the heartbeat runs at a third of the lease: every 0.5 s
 
@@ -31,7 +31,9 @@ def test_beats_arrive_on_the_topic_within_the_heartbeat_interval(database_url: s
     with psycopg.connect(database_url, autocommit=True) as listener:
         listen_heartbeats(listener, app.namespace)
         with running_worker(app, worker_id="w-topic", lease_seconds=LEASE, concurrency=3) as worker:
-            interval = worker.heartbeat.interval()
+            # The worker builds its parts on its own thread, once it runs.
+            heartbeat = wait_for(lambda: getattr(worker, "heartbeat", None), 10, "the worker's parts")
+            interval = heartbeat.interval()
             assert interval == LEASE / 3
             registered, _ = _next_beat(listener, within=10)
             assert (registered.worker, registered.status, registered.concurrency) == ("w-topic", "alive", 3)
