@@ -68,3 +68,11 @@ WHERE enabled
 SELECT status AS key, count(*) AS count
 FROM {ns}.wf_runs
 GROUP BY status;
+
+-- name: metrics_limits
+-- Rate and concurrency limits as the limiter_state view reads them: each limit's own row
+-- (key '') first, then the groups of keyed limits, at most %(max_limits)s rows in all.
+SELECT kind, scope, key, tokens, concurrency, running::int AS running, ready::int AS ready
+FROM {ns}.limiter_state
+ORDER BY key <> '', scope, kind, key
+LIMIT %(max_limits)s;

@@ -1,6 +1,7 @@
 """The namespace exporter's collector: at each scrape it reads the namespace's queues, dead
-letters, workers, schedules and workflow runs from the database (one short transaction, each
-statement under a timeout), so one scrape covers every queue without scraping any worker."""
+letters, workers, schedules, workflow runs and rate and concurrency limits from the database
+(one short transaction, each statement under a timeout), so one scrape covers every queue
+without scraping any worker."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: At most this many queues are reported (by name): each is a few series.
 MAX_QUEUES = 1000
+#: At most this many limiter rows are reported: every limit first, then groups of keyed
+#: limits (one per tenant, say) up to this many in all.
+MAX_LIMITS = 1000
 
 
 class NamespaceCollector(Collector):
@@ -42,7 +46,11 @@ class NamespaceCollector(Collector):
         try:
             with connection(self.url, role="metrics") as conn:
                 reading = self.store.read(
-                    conn, stale_after=self.stale_after, max_queues=MAX_QUEUES, timeout=self.timeout
+                    conn,
+                    stale_after=self.stale_after,
+                    max_queues=MAX_QUEUES,
+                    max_limits=MAX_LIMITS,
+                    timeout=self.timeout,
                 )
         except (psycopg.Error, StemError) as exc:
             log.warning("namespace %s: metrics not read: %s", self.namespace, one_line(str(exc)))
@@ -106,3 +114,31 @@ def families(reading: NamespaceReading) -> Iterator[Metric]:
     for status in RunStatus:
         runs.add_metric([status.value], counted.get(status.value, 0))
     yield runs
+    yield from limit_families(reading)
+
+
+def limit_families(reading: NamespaceReading) -> Iterator[Metric]:
+    """The gauges of the rate and concurrency limits (``limit`` the scope, ``key`` a group's
+    value or '' for the limit itself, whose row counts all its groups)."""
+    tokens = GaugeMetricFamily(
+        "stem_limit_tokens", "Tokens a rate limit's bucket holds now.", labels=["limit", "key"]
+    )
+    running = GaugeMetricFamily(
+        "stem_limit_running", "Running jobs a concurrency limit counts.", labels=["limit", "key"]
+    )
+    capacity = GaugeMetricFamily(
+        "stem_limit_capacity", "Running jobs a concurrency limit allows.", labels=["limit", "key"]
+    )
+    ready = GaugeMetricFamily(
+        "stem_limit_ready_jobs",
+        "Ready jobs under a limit (runnable now, waiting for a claim or a token or slot).",
+        labels=["limit", "key", "kind"],
+    )
+    for row in reading.limits:
+        if row.kind == "rate":
+            tokens.add_metric([row.scope, row.key], row.tokens or 0.0)
+        else:
+            running.add_metric([row.scope, row.key], row.running)
+            capacity.add_metric([row.scope, row.key], row.concurrency or 0)
+        ready.add_metric([row.scope, row.key, row.kind], row.ready)
+    yield from (tokens, running, capacity, ready)

@@ -1,6 +1,7 @@
 """The namespace exporter reads what SQL reads: each queue's depth and oldest ready age as
 the queue_health view gives them, dead letters, workers alive and stale, schedule lag and
-workflow runs by status; a database it cannot reach makes stem_namespace_up 0."""
+workflow runs by status, the rate and concurrency limits as limiter_state gives them (capped,
+each limit before any group); a database it cannot reach makes stem_namespace_up 0."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 from prometheus_client.samples import Sample
 
 from stem_pg.client.app import Stem
+from stem_pg.metrics import namespace as namespace_exporter
 from stem_pg.metrics.namespace import NamespaceCollector
 from tests.acceptance.workerapp import query
+from tests.helpers import running_worker, wait_for
 from tests.metrics_scrape import total
 
 
@@ -93,6 +96,71 @@ def test_exporter_matches_sql(
     assert total(samples, "stem_workflow_runs", status="running") == 1
     assert total(samples, "stem_workflow_runs", status="completed") == 0
     assert total(samples, "stem_namespace_up") == 1
+
+
+def test_exporter_reports_the_limits_as_limiter_state_reads_them(
+    app: Stem, db: psycopg.Connection[Any], namespace: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @app.task(name="lm.rated", rate_limit="1/m")
+    def rated(n: int) -> None: ...
+
+    @app.task(name="lm.slots", concurrency_limit=3)
+    def slots(n: int) -> None: ...
+
+    @app.task(name="lm.keyed", concurrency_limit=2, concurrency_key="{tenant}")
+    def tenant(tenant: str) -> None: ...
+
+    def limiter_rows() -> int:
+        return int(query(db, namespace, "SELECT count(*) FROM {ns}.limiter_state")[0][0])
+
+    with running_worker(app, concurrency=1):  # the worker declares its tasks' limits
+        wait_for(lambda: limiter_rows() == 3, 10, "the worker's three limiter rows")
+    for n in range(4):
+        app.enqueue("lm.rated", {"n": n})
+        app.enqueue("lm.slots", {"n": n})
+    for t in ("a", "a", "b"):
+        app.enqueue("lm.keyed", {"tenant": t})
+    # One job running under each concurrency limit (tenant a's group), the bucket emptied.
+    query(
+        db,
+        namespace,
+        "INSERT INTO {ns}.limiters (kind, scope, key, concurrency, key_field)"
+        " VALUES ('concurrency', 'task:lm.keyed', 'a', 2, 'tenant')",
+    )
+    for task, limit_key in (("lm.slots", "task:lm.slots/"), ("lm.keyed", "task:lm.keyed/a")):
+        query(
+            db,
+            namespace,
+            "UPDATE {ns}.jobs SET state = 'running', started_at = now(), limit_key = %s"
+            " WHERE id = (SELECT id FROM {ns}.jobs WHERE task = %s ORDER BY id LIMIT 1)",
+            [limit_key, task],
+        )
+    query(db, namespace, "UPDATE {ns}.limiters SET tokens = 0, refilled_at = now() WHERE kind = 'rate'")
+
+    samples = collected(database_url, namespace)
+    state = query(
+        db, namespace, "SELECT kind, scope, key, tokens, concurrency, running, ready FROM {ns}.limiter_state"
+    )
+    assert len(state) == 4
+    for kind, scope, key, tokens, concurrency, running_jobs, ready in state:
+        assert total(samples, "stem_limit_ready_jobs", limit=scope, key=key, kind=kind) == ready
+        if kind == "rate":
+            assert total(samples, "stem_limit_tokens", limit=scope, key=key) == pytest.approx(tokens, abs=0.1)
+            assert not [s for s in samples if s.name == "stem_limit_running" and s.labels["limit"] == scope]
+        else:
+            assert total(samples, "stem_limit_running", limit=scope, key=key) == running_jobs
+            assert total(samples, "stem_limit_capacity", limit=scope, key=key) == concurrency
+    by_row = {(r[1], r[2]): r[3:] for r in state}
+    assert by_row[("task:lm.rated", "")][0] < 0.1 and by_row[("task:lm.rated", "")][3] == 4
+    assert by_row[("task:lm.slots", "")][1:] == (3, 1, 3)
+    assert by_row[("task:lm.keyed", "")][1:] == (2, 1, 2)  # the limit's row counts every group
+    assert by_row[("task:lm.keyed", "a")][1:] == (2, 1, 1)
+
+    # Series are capped: every limit's own row first, then groups up to the cap.
+    monkeypatch.setattr(namespace_exporter, "MAX_LIMITS", 3)
+    capped = collected(database_url, namespace)
+    keys = {(s.labels["limit"], s.labels["key"]) for s in capped if s.name == "stem_limit_ready_jobs"}
+    assert keys == {("task:lm.rated", ""), ("task:lm.slots", ""), ("task:lm.keyed", "")}
 
 
 def test_unreachable_database_reports_down(namespace: str) -> None:
