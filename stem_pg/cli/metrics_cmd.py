@@ -34,8 +34,8 @@ def serve_command(
     url: common.UrlOption = None,
 ) -> None:
     """Serve the namespace's queue depths, oldest ready ages, dead letters, workers, schedule
-    lag and workflow runs to Prometheus, read from the database at each scrape, until
-    SIGTERM/SIGINT. Needs stem_pg[metrics]."""
+    lag, workflow runs and rate and concurrency limits to Prometheus, read from the database
+    at each scrape, until SIGTERM/SIGINT. Needs stem_pg[metrics]."""
     from stem_pg.metrics.exposition import require_client
 
     require_client("stem metrics serve")
