@@ -104,7 +104,10 @@ class WorkerControl:
             await self.poll(conn)
             return
         try:
-            first = await asyncio.wait_for(self._inbox.get(), wait)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that
+            # lands as the inner get completes, and the worker's stop then never ends.
+            async with asyncio.timeout(wait):
+                first = await self._inbox.get()
         except TimeoutError:
             return
         wanted = {first}

@@ -68,7 +68,8 @@ class Heartbeat:
 
     async def run_once(self, conn: AsyncConn) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wanted.wait(), self.interval())
+            async with asyncio.timeout(self.interval()):  # not wait_for: see control.run_once
+                await self.wanted.wait()
         self.wanted.clear()
         self._revalidate.clear()
         held = [*self.state.inflight.values(), *self.unflushed.values()]
@@ -89,7 +90,8 @@ class Heartbeat:
         await self.workers.heartbeat(conn, beat=self.state.beat())
         self.state.last_heartbeat_at = datetime.now(UTC)
         with contextlib.suppress(TimeoutError):  # unless a connection failed meanwhile: beat again at once
-            await asyncio.wait_for(self._revalidate.wait(), min(LEASE_WAKE_THROTTLE, self.interval() / 2))
+            async with asyncio.timeout(min(LEASE_WAKE_THROTTLE, self.interval() / 2)):
+                await self._revalidate.wait()
 
     def interval(self) -> float:
         """A third of the shortest lease held (a task may set a short visibility_timeout)."""
