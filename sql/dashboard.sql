@@ -143,13 +143,6 @@ SELECT id, task, queue, priority, state, args, headers, attempts, max_retries, e
 FROM {ns}.jobs
 WHERE id = %(id)s;
 
--- name: dash_job_result
--- A finished job's result row by id.
-SELECT id, task, queue, priority, state, result, error, traceback, attempts, enqueued_at,
-       started_at, finished_at, worker_id
-FROM {ns}.results
-WHERE id = %(id)s;
-
 -- name: dash_job_dead
 -- The dead letters of one task id (a replayed job may have died more than once), newest first.
 SELECT id, task_id, task, queue, priority, args, headers, max_retries, reason, error, errors,

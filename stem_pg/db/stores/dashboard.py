@@ -29,7 +29,6 @@ from stem_pg.db.stores.dashboard_rows import (
     MinuteRow,
     QueueRow,
     QueueSummary,
-    ResultRow,
     RunDetail,
     RunningJob,
     RunRow,
@@ -37,6 +36,8 @@ from stem_pg.db.stores.dashboard_rows import (
     WorkerCounts,
 )
 from stem_pg.db.stores.dead_letters import DeadLetter, DeadLetterDetail
+from stem_pg.db.stores.results import ResultStore
+from stem_pg.db.stores.rows import StoredResult
 
 Conn = psycopg.Connection[TupleRow]
 R = TypeVar("R")
@@ -113,8 +114,8 @@ class DashboardStore:
     def live_job(self, conn: Conn, *, id: str) -> LiveJob | None:
         return self._one(conn, "dash_job_live", LiveJob, id=id)
 
-    def result(self, conn: Conn, *, id: str) -> ResultRow | None:
-        return self._one(conn, "dash_job_result", ResultRow, id=id)
+    def result(self, conn: Conn, *, id: str) -> StoredResult | None:
+        return ResultStore(self.q).result(conn, id=id)
 
     def dead_of(self, conn: Conn, *, id: str) -> builtins.list[DeadLetterDetail]:
         return self._all(conn, "dash_job_dead", DeadLetterDetail, id=id)

@@ -114,23 +114,6 @@ class LiveJob:
 
 
 @dataclass(frozen=True)
-class ResultRow:
-    id: str
-    task: str
-    queue: str
-    priority: int
-    state: str
-    result: Any
-    error: str | None
-    traceback: str | None
-    attempts: int
-    enqueued_at: datetime
-    started_at: datetime | None
-    finished_at: datetime
-    worker_id: str | None
-
-
-@dataclass(frozen=True)
 class CanvasLink:
     canvas_id: str
     position: int
