@@ -303,7 +303,8 @@ class Beat:
     async def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), seconds)
+                async with asyncio.timeout(seconds):  # not wait_for: it can drop a cancel on 3.11
+                    await self._wake.wait()
         self._wake.clear()
 
 

@@ -94,7 +94,8 @@ class Feed:
             changed = self._changed
             if (self.version, self.beat_version) == (sent, beats):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), POLL_EVERY)
+                    async with asyncio.timeout(POLL_EVERY):  # not wait_for: it can drop a cancel on 3.11
+                        await changed.wait()
             quiet = self.version == sent and self.beat_version != beats
             sent, beats = self.version, self.beat_version
             yield "beat" if quiet else "refresh"
