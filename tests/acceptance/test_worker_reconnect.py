@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import Stem
+from stem_pg.core.backoff import RECONNECT_CAP
 from tests.acceptance.workerapp import Workers, create_tables, make_app, registered_pids, scalar
 from tests.cluster import PrivateCluster, migrated, private_cluster
 from tests.helpers import wait_for
@@ -40,6 +41,8 @@ ROLES = (
     "worker-control",
     "worker-listen",
 )
+#: The loops that wait on the server throughout (each must say when it came back).
+WAITING_ROLES = ("worker-claim", "worker-listen", "worker-leases", "worker-flush")
 
 
 @pytest.fixture
@@ -97,7 +100,13 @@ def test_an_outage_costs_each_loop_one_warning_and_a_few_attempts(
         lambda: _done(private_cluster, namespace, after.id), 30, f"a job after the outage\n{workers.logs()}"
     )
     resumed = time.monotonic() - restarted
-    time.sleep(1.0)  # the last loops' "reconnected" lines
+    # The loops that were sleeping a backoff (capped at RECONNECT_CAP) when the server came
+    # back reconnect on their next attempt: wait for their lines rather than guess a sleep.
+    wait_for(
+        lambda: all(f"{role} reconnected after" in proc.log(tail=None)[before:] for role in WAITING_ROLES),
+        2 * RECONNECT_CAP + 5,
+        f"every waiting loop to reconnect\n{workers.logs()}",
+    )
 
     log = proc.log(tail=None)[before:]
     warnings = [line for line in log.splitlines() if " WARNING " in line]
@@ -115,7 +124,7 @@ def test_an_outage_costs_each_loop_one_warning_and_a_few_attempts(
     # The loops that were waiting on the server noticed it at once, retried through the
     # outage with a backoff capped at a few seconds (a handful of attempts in ~10 s, not
     # dozens), and say when it came back (the flusher retries the long job's outcome).
-    for role in ("worker-claim", "worker-listen", "worker-leases", "worker-flush"):
+    for role in WAITING_ROLES:
         assert role in reconnected, f"no 'reconnected after' line for {role}\n{log}"
         assert 3 <= reconnected[role] <= 15, reconnected
     assert all(attempts <= 15 for attempts in reconnected.values()), reconnected
