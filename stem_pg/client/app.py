@@ -35,6 +35,7 @@ from stem_pg.core.tasks import TaskDefinition, TaskRegistry, make_options
 if TYPE_CHECKING:
     from stem_pg.client.workflows import WorkflowDefinition, WorkflowRun
     from stem_pg.db.stores.control import RevokeOutcome
+    from stem_pg.testing.app import AppTesting
 
 __all__ = ["DEFAULT_RESULT_TTL", "EnqueueRequest", "Expires", "Stem"]
 
@@ -418,6 +419,14 @@ class Stem(BackendFacade):
     ) -> AsyncLock:
         """The async twin of ``lock``: ``async with app.alock("key", ttl=30): ...``."""
         return AsyncLock(self.backend, key, ttl, owner, wait=wait)
+
+    @property
+    def testing(self) -> AppTesting:
+        """The test helpers for this app (stem_pg.testing): ``with app.testing.eager(): ...``,
+        ``app.testing.run_until_idle()``, ``app.testing.assert_enqueued(task, kwargs=...)``."""
+        from stem_pg.testing.app import AppTesting
+
+        return AppTesting(self)
 
     @property
     def schedules(self) -> Schedules:

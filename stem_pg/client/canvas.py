@@ -30,7 +30,9 @@ from stem_pg.db.stores.canvas import CanvasMember, CanvasStore
 
 
 @dataclass
-class _Member:
+class PlannedMember:
+    """One member of a canvas, planned: enqueued at once, or ``later`` by the jobs_done trigger."""
+
     spec: JobSpec
     later: bool
     result_arg: str | None = None
@@ -47,7 +49,7 @@ def apply_canvas(backend: Backend, planner: Planner, canvas: Canvas, connection:
 
 def _apply(backend: Backend, planner: Planner, canvas: Canvas, connection: Any) -> CanvasResult:
     canvas_id = new_task_id()
-    kind, members = _plan(planner, canvas_id, canvas)
+    kind, members = plan_canvas(planner, canvas_id, canvas)
     now = [m.spec for m in members if not m.later]
     if connection is not None:
         _write(connection, backend, canvas_id, kind, members)
@@ -67,7 +69,9 @@ def _size(canvas: Canvas) -> int:
     return len(canvas.header.members) + 1 if isinstance(canvas, Chord) else 0
 
 
-def _write(conn: Any, backend: Backend, canvas_id: str, kind: CanvasKind, members: list[_Member]) -> None:
+def _write(
+    conn: Any, backend: Backend, canvas_id: str, kind: CanvasKind, members: list[PlannedMember]
+) -> None:
     if not isinstance(conn, psycopg.Connection):
         raise TaskError(f"connection must be a psycopg Connection, got {type(conn).__name__}")
     CanvasStore(backend.queries).create(
@@ -84,11 +88,13 @@ def _write(conn: Any, backend: Backend, canvas_id: str, kind: CanvasKind, member
     insert_sync(conn, backend.queries, [m.spec for m in members if not m.later])
 
 
-def _plan(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind, list[_Member]]:
-    """Every member planned (nothing is written before all are valid); an error names the member."""
+def plan_canvas(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind, list[PlannedMember]]:
+    """Every member planned (nothing is written before all are valid); an error names the member.
+    Members enqueued later (``later``) take the previous result as ``result_arg``, if any;
+    stem_pg.testing's eager mode runs the same plan without a database."""
     if isinstance(canvas, Chain):
         takes = [None, *(sig.result_arg(CHAIN_RESULT_ARG) for sig in canvas.links[1:])]
-        links: list[_Member] = []
+        links: list[PlannedMember] = []
         for i, (sig, arg) in enumerate(zip(canvas.links, takes, strict=True)):
             follows = links[-1:]  # traced: each link's span links to the previous one's
             links.append(
@@ -121,7 +127,7 @@ def _plan(planner: Planner, canvas_id: str, canvas: Canvas) -> tuple[CanvasKind,
     raise TaskError(f"app.apply takes a chain, group or chord, got {shown(canvas)}")
 
 
-def _members(planner: Planner, canvas_id: str, group: Group, kind: str) -> list[_Member]:
+def _members(planner: Planner, canvas_id: str, group: Group, kind: str) -> list[PlannedMember]:
     return [
         _member(planner, canvas_id, sig, later=False, label=f"{kind} member {i}")
         for i, sig in enumerate(group.members)
@@ -136,8 +142,8 @@ def _member(
     later: bool,
     label: str,
     result_arg: str | None = None,
-    follows: list[_Member] | None = None,
-) -> _Member:
+    follows: list[PlannedMember] | None = None,
+) -> PlannedMember:
     options = {k: v for k, v in sig.options.items() if k != "result_arg"}
     headers = {**(options.pop("headers", None) or {}), CANVAS_HEADER: canvas_id}
     if follows and planner.tracing is not None:
@@ -151,7 +157,7 @@ def _member(
         # leaves that argument out (and says so), covering everything the producer wrote.
         spec.headers = planner.sign(spec.id, spec.task, sig.kwargs, json.loads(spec.headers), free=result_arg)
     # A canvas member is one specific job: unique-task deduplication does not apply.
-    return _Member(replace(spec, unique_key=None, unique_for=None), later, result_arg)
+    return PlannedMember(replace(spec, unique_key=None, unique_for=None), later, result_arg)
 
 
 def _planned_job(spec: JobSpec) -> str:
