@@ -21,6 +21,7 @@ from stem_pg.client.debounce import enqueue_debounced
 from stem_pg.client.locks import AsyncLock, Lock
 from stem_pg.client.results import TaskResult
 from stem_pg.client.schedules import Schedules
+from stem_pg.client.testing import TestingAccess
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.canvas import Canvas, Signature
 from stem_pg.core.dsn import validate_url
@@ -35,7 +36,6 @@ from stem_pg.core.tasks import TaskDefinition, TaskRegistry, make_options
 if TYPE_CHECKING:
     from stem_pg.client.workflows import WorkflowDefinition, WorkflowRun
     from stem_pg.db.stores.control import RevokeOutcome
-    from stem_pg.testing.app import AppTesting
 
 __all__ = ["DEFAULT_RESULT_TTL", "EnqueueRequest", "Expires", "Stem"]
 
@@ -44,7 +44,7 @@ M = TypeVar("M", bound=Middleware)
 Request = EnqueueRequest | tuple[str, Mapping[str, Any]]
 
 
-class Stem(BackendFacade):
+class Stem(BackendFacade, TestingAccess):
     """A stem_pg application: register tasks with ``@app.task`` and enqueue them.
 
     STEM_BROKER_URL, when set, wins over ``url`` and STEM_NAMESPACE over ``namespace``
@@ -419,14 +419,6 @@ class Stem(BackendFacade):
     ) -> AsyncLock:
         """The async twin of ``lock``: ``async with app.alock("key", ttl=30): ...``."""
         return AsyncLock(self.backend, key, ttl, owner, wait=wait)
-
-    @property
-    def testing(self) -> AppTesting:
-        """The test helpers for this app (stem_pg.testing): ``with app.testing.eager(): ...``,
-        ``app.testing.run_until_idle()``, ``app.testing.assert_enqueued(task, kwargs=...)``."""
-        from stem_pg.testing.app import AppTesting
-
-        return AppTesting(self)
 
     @property
     def schedules(self) -> Schedules:
