@@ -10,6 +10,7 @@ import pytest
 from stem_pg import TaskCancelled, chain, chord, group
 from stem_pg.client.app import Stem
 from stem_pg.core.errors import TaskError
+from stem_pg.testing import run_until_idle
 from tests.helpers import running_worker, wait_for
 
 Db = psycopg.Connection[tuple[Any, ...]]
@@ -75,16 +76,17 @@ def test_chain_stops_at_a_failing_link_and_reports_it(app: Stem, db: Db) -> None
 
 def test_group_gathers_results_in_input_order(app: Stem) -> None:
     t = _tasks(app)
-    with running_worker(app, concurrency=8):
-        result = group(t["add"].s(x=i) for i in range(20)).delay()
-        assert result.get(timeout=20) == list(range(20))
+    result = group(t["add"].s(x=i) for i in range(20)).delay()
+    assert len(run_until_idle(app, concurrency=8)) == 20
+    assert result.get(timeout=1) == list(range(20))
 
 
 def test_chord_runs_callback_once_with_ordered_results_even_from_ignore_result_members(app: Stem) -> None:
     t = _tasks(app)
-    with running_worker(app, concurrency=8):
-        result = chord([t["square"].s(x=i) for i in range(10)], t["collect"].s()).delay()
-        assert result.get(timeout=20) == [i * i for i in range(10)]
+    result = chord([t["square"].s(x=i) for i in range(10)], t["collect"].s()).delay()
+    outcomes = run_until_idle(app, concurrency=8)
+    assert [o.task for o in outcomes].count("c.collect") == 1
+    assert result.get(timeout=1) == [i * i for i in range(10)]
 
 
 def test_chord_with_a_failed_member_cancels_its_callback(app: Stem, db: Db) -> None:
@@ -105,10 +107,10 @@ def test_immutable_signature_and_result_arg(app: Stem) -> None:
     def mul(x: int, factor: int) -> int:
         return x * factor
 
-    with running_worker(app):
-        result = chain(t["add"].s(x=3), mul.s(x=2).set(result_arg="factor"), t["add"].si(x=7)).delay()  # type: ignore[attr-defined]
-        assert result.get(timeout=15) == 7
-        assert result.members[1].get(timeout=5) == 6
+    result = chain(t["add"].s(x=3), mul.s(x=2).set(result_arg="factor"), t["add"].si(x=7)).delay()  # type: ignore[attr-defined]
+    outcomes = run_until_idle(app)
+    assert [(o.task, o.result) for o in outcomes] == [("c.add", 3), ("c.mul", 6), ("c.add", 7)]
+    assert result.get(timeout=1) == 7
 
 
 def test_canvas_in_the_callers_transaction(app: Stem, database_url: str, db: Db) -> None:

@@ -39,17 +39,17 @@ def _heard(listener: psycopg.Connection[Any], timeout: float = 0.5) -> list[str]
     return [n.payload for n in listener.notifies(timeout=timeout)]
 
 
-def test_psycopg_transactional_enqueue(app: Stem, database_url: str, db: psycopg.Connection) -> None:
+def test_psycopg_transactional_enqueue(app: Stem, database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
-        app.enqueue("t", {}, task_id="rolled-back", connection=conn)
+        app.enqueue("t", {"n": 1}, task_id="rolled-back", connection=conn)
         conn.rollback()
-        app.enqueue("t", {}, task_id="committed", connection=conn)
-        assert _jobs(db, app.namespace) == []  # not visible before commit
+        app.enqueue("t", {"n": 2}, task_id="committed", connection=conn)
+        app.testing.assert_not_enqueued("t")  # not visible before commit
         conn.commit()
-    assert [row[0] for row in _jobs(db, app.namespace)] == ["committed"]
+    assert [(job.id, job.kwargs) for job in app.testing.enqueued_jobs("t")] == [("committed", {"n": 2})]
 
 
-def test_sqlalchemy_session_and_connection(app: Stem, database_url: str, db: psycopg.Connection) -> None:
+def test_sqlalchemy_session_and_connection(app: Stem, database_url: str) -> None:
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with Session(engine) as session:
         app.enqueue("t", {"n": 1}, task_id="session-rolled-back", connection=session)
@@ -59,8 +59,8 @@ def test_sqlalchemy_session_and_connection(app: Stem, database_url: str, db: psy
     with engine.begin() as connection:
         app.enqueue("t", {"n": 4}, task_id="sa-connection", connection=connection)
     engine.dispose()
-    ids = [row[0] for row in _jobs(db, app.namespace)]
-    assert len(ids) == 3 and "sa-connection" in ids and "session-rolled-back" not in ids
+    app.testing.assert_not_enqueued("t", kwargs={"n": 1})
+    assert [job.kwargs for job in app.testing.enqueued_jobs()] == [{"n": 2}, {"n": 3}, {"n": 4}]
 
 
 def test_enqueue_many_sends_one_notify_per_queue(app: Stem, database_url: str) -> None:
@@ -73,11 +73,12 @@ def test_enqueue_many_sends_one_notify_per_queue(app: Stem, database_url: str) -
     assert sorted(notes) == ["a", "b"]
 
 
-def test_task_id_makes_enqueue_idempotent(app: Stem, db: psycopg.Connection) -> None:
+def test_task_id_makes_enqueue_idempotent(app: Stem) -> None:
     first = app.enqueue("t", {"v": 1}, task_id="same")
     second = app.enqueue("t", {"v": 2}, task_id="same")
     assert first.id == second.id == "same"
-    assert len(_jobs(db, app.namespace)) == 1
+    app.testing.assert_enqueued("t", kwargs={"v": 1}, count=1)  # the first one, left alone
+    assert len(app.testing.enqueued_jobs()) == 1
 
 
 def test_routing_decides_queue_and_clamps_priority(

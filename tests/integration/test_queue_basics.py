@@ -8,6 +8,7 @@ import pytest
 
 from stem_pg.client.app import Stem
 from stem_pg.core.errors import TaskFailed
+from stem_pg.testing import run_until_idle
 from tests.helpers import running_worker
 
 
@@ -21,11 +22,14 @@ def test_sync_and_async_tasks_complete(app: Stem) -> None:
         await asyncio.sleep(0)
         return x * y
 
-    with running_worker(app):
-        first = app.enqueue("math.add", {"x": 2, "y": 3})
-        second = mul.enqueue(x=4, y=5)  # type: ignore[attr-defined]
-        assert first.get(timeout=10) == 5
-        assert second.get(timeout=10) == 20
+    first = app.enqueue("math.add", {"x": 2, "y": 3})
+    second = mul.enqueue(x=4, y=5)  # type: ignore[attr-defined]
+    outcomes = run_until_idle(app)
+    assert sorted((o.task, o.state, o.result) for o in outcomes) == [
+        ("math.add", "succeeded", 5),
+        ("math.mul", "succeeded", 20),
+    ]
+    assert (first.get(timeout=1), second.get(timeout=1)) == (5, 20)
     assert first.state == "succeeded"
 
 
@@ -37,10 +41,11 @@ def test_failure_is_retried_then_dead_lettered(app: Stem, db) -> None:  # type: 
         calls.append(1)
         raise ValueError("boom")
 
-    with running_worker(app):
-        result = app.enqueue("flaky")
-        with pytest.raises(TaskFailed, match="boom"):
-            result.get(timeout=15)
+    result = app.enqueue("flaky")
+    (outcome,) = run_until_idle(app, with_scheduled=True)  # the retries, without their backoff
+    assert (outcome.state, outcome.attempt, outcome.error) == ("failed", 3, "ValueError: boom")
+    with pytest.raises(TaskFailed, match="boom"):
+        result.get(timeout=1)
     assert len(calls) == 3
     row = db.execute(
         f'SELECT reason, attempts, jsonb_array_length(errors) FROM "{app.namespace}".dead_letters'
@@ -54,7 +59,7 @@ def test_a_cancelled_claim_keeps_its_connection(app: Stem, database_url: str) ->
     import psycopg
     from psycopg import sql
 
-    from tests.helpers import running_worker, wait_for
+    from tests.helpers import wait_for
 
     @app.task(name="after_cancel")
     def after_cancel() -> str:
