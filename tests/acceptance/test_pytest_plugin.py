@@ -11,9 +11,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from _pytest.fixtures import getfixturemarker
 
 from stem_pg.client.app import Stem
 from stem_pg.testing.pytest_plugin import load_app
+from tests import conftest as project_conftest
 from tests.helpers import stem_env
 
 APP = """
@@ -70,6 +72,18 @@ def _pytest(project: Path, database_url: str, *args: str) -> subprocess.Complete
 def test_the_plugin_is_registered_as_a_pytest_entry_point() -> None:
     found = importlib.metadata.entry_points(group="pytest11", name="stem_pg")
     assert [entry.value for entry in found] == ["stem_pg.testing.pytest_plugin"]
+
+
+def test_the_plugin_is_harmless_where_its_fixtures_are_not_used(request: pytest.FixtureRequest) -> None:
+    """This suite loads it too (the entry point): it adds three ``stem_*`` fixtures, none of them
+    autouse, and none that this project's conftest defines."""
+    plugin = request.config.pluginmanager.get_plugin("stem_pg")
+    assert plugin is not None
+    markers = {name: getfixturemarker(getattr(plugin, name)) for name in dir(plugin)}
+    fixtures = {name: marker for name, marker in markers.items() if marker is not None}
+    assert sorted(fixtures) == ["stem_app", "stem_database_url", "stem_namespace"]
+    assert not any(marker.autouse for marker in fixtures.values())
+    assert [name for name in dir(project_conftest) if name.startswith("stem_")] == []
 
 
 def test_a_users_suite_gets_a_bound_app_and_a_namespace_per_test(tmp_path: Path, database_url: str) -> None:
