@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from stem_pg.core.errors import ConfigError, TaskError
 from stem_pg.core.signals import TaskOutcome
 from stem_pg.db.connect import connect_async
 from stem_pg.db.stores.testing import TestingStore
@@ -158,6 +159,11 @@ def _queue_names(queues: Iterable[str] | str | None) -> tuple[str, ...]:
 
 async def _default_queues(app: Stem, store: TestingStore, conn: Any) -> tuple[str, ...]:
     """The queues the app's tasks route to, then those holding live jobs."""
-    routed = [app.planner.placement(task.name, None, None, ()).queue for task in app.registry]
+    routed = []
+    for task in app.registry:
+        try:
+            routed.append(app.planner.placement(task.name, None, None, ()).queue)
+        except (TaskError, ConfigError):  # routed to a broadcast channel: no queue to drain
+            continue
     found = [*routed, app.routing.default_queue, *await store.queues(conn)]
     return tuple(dict.fromkeys(found))

@@ -254,3 +254,14 @@ def test_assertions_read_the_eager_record(app: Stem) -> None:
         "  t.add(x=1, y=2) queue=default priority=0 state=succeeded\n"
         "  t.add(x=3) queue=default priority=0 state=succeeded"
     )
+
+
+def test_an_app_without_any_database_url_runs_eagerly() -> None:
+    bare = Stem(namespace="no-url", config=StemConfig())  # no URL anywhere: fine until one is needed
+
+    @bare.task(name="t.hello")
+    def hello(name: str) -> str:
+        return f"hello {name}"
+
+    with bare.testing.eager():
+        assert hello.delay("you").get() == "hello you"  # type: ignore[attr-defined]
