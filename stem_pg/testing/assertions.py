@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from stem_pg.db.stores.testing import TestingStore
 from stem_pg.testing.eager import active_eager, only_eager_app
-from stem_pg.testing.eager_run import signature_of
+from stem_pg.testing.eager_run import task_name_of
 
 if TYPE_CHECKING:
     from stem_pg.client.app import Stem
@@ -40,7 +40,7 @@ def enqueued_jobs(app: Stem, task: object = None, *, queue: str | None = None) -
     """The live jobs of ``app``'s namespace (queued, retried or running), oldest first, of
     ``task`` (a name or a task) and ``queue`` when given. In eager mode: every job enqueued in
     the eager block, whatever its end (no database is read)."""
-    name = None if task is None else signature_of(task)
+    name = None if task is None else task_name_of(task)
     eager = active_eager(app)
     if eager is not None:
         return [
@@ -69,7 +69,7 @@ def assert_enqueued(
     ``priority`` when given; returns the jobs that match. ``app`` may be left out for a task
     that knows its app, or inside the only eager block running."""
     app = _app_for(task, app, "assert_enqueued")
-    name = signature_of(task)
+    name = task_name_of(task)
     everything = enqueued_jobs(app)
     found = [job for job in everything if _matches(job, name, kwargs, queue, priority)]
     if (count is None and found) or (count is not None and len(found) == count):
@@ -91,7 +91,7 @@ def assert_not_enqueued(
 ) -> None:
     """Fail when a job of ``task`` matching the filters (as in ``assert_enqueued``) is enqueued."""
     app = _app_for(task, app, "assert_not_enqueued")
-    name = signature_of(task)
+    name = task_name_of(task)
     everything = enqueued_jobs(app)
     found = [job for job in everything if _matches(job, name, kwargs, queue, priority)]
     if found:

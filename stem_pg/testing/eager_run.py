@@ -196,7 +196,7 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(context.run, asyncio.run, coro).result()
 
 
-def signature_of(task: object) -> str:
+def task_name_of(task: object) -> str:
     """A task's name: a name, a decorated handler (``task_name``), a Task (``name``) or a Signature."""
     if isinstance(task, str):
         return task
