@@ -2,8 +2,9 @@
 
 Transactional enqueue writes through the caller's connection without
 committing, so the job exists if and only if the caller's transaction commits.
-Accepted connections: psycopg ``Connection`` / ``AsyncConnection`` and SQLAlchemy
-``Connection`` / ``Session`` (any driver with the ``%(name)s`` paramstyle).
+Accepted connections: psycopg ``Connection`` / ``AsyncConnection``, SQLAlchemy
+``Connection`` / ``Session`` (any driver with the ``%(name)s`` paramstyle) and Django's
+database connection on psycopg 3 (``stem_pg.client.native``).
 
 This is the hot path: a single job is one statement (which may announce
 itself), a batch one statement, a large batch one COPY that streams while the
@@ -22,6 +23,7 @@ from psycopg.rows import TupleRow
 
 from stem_pg.client.backend import Backend
 from stem_pg.client.broadcasts import merge_results, publish_async, publish_sync
+from stem_pg.client.native import driver_connection
 from stem_pg.client.results import TaskResult
 from stem_pg.client.waker import Announce
 from stem_pg.core.envelope import JobSpec
@@ -60,6 +62,7 @@ def enqueue_many(
     """Insert the jobs among ``requests`` in one statement (one wake-up per queue), then
     publish those routed to broadcast channels; handles in request order. With ``numbered``
     an invalid request's error names its position; nothing of the batch is written then."""
+    connection = driver_connection(connection)  # django.db.connection: its psycopg connection
     items = [_request(i, r) for i, r in enumerate(requests)]
     routed = planner.plan_routed(items, numbered=numbered)
     queued = len(items) - len(routed)
