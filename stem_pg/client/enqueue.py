@@ -15,6 +15,7 @@ rest is still being planned. The SQL is the enqueue store's
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -230,7 +231,14 @@ def insert_planned_sync(
         return _insert_statements(conn, store, list(planned), announce)
     ids: list[str] = []
     rest: list[tuple[int, JobSpec]] = []
-    with conn.transaction():
+    block: AbstractContextManager[object] = conn.transaction()
+    if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        # No transaction begun on a connection outside autocommit (the first statement of a
+        # Django atomic() block): a psycopg block would BEGIN and COMMIT on its own, before the
+        # caller decides. Plan first (a bad request raises before the caller's transaction
+        # begins), then let the statements begin it.
+        planned, block = list(planned), nullcontext()
+    with block:
         store.copy(conn, rows=_copy_rows(planned, ids, rest))
         if rest:
             found = _insert_statements(conn, store, [spec for _, spec in rest])

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -63,7 +62,7 @@ def shop(project: None, shop_namespace: str) -> Iterator[str]:
         yield shop_namespace
 
 
-def manage(database_url: str, *args: str, **env: str) -> list[str]:
+def manage(database_url: str, *args: str) -> list[str]:
     return [sys.executable, MANAGE, *args]
 
 
@@ -184,7 +183,8 @@ def test_get_result_of_an_unknown_id_raises(shop: str) -> None:
 
 def test_stem_migrate_creates_the_settings_namespace(database_url: str, fresh_namespace: str) -> None:
     done = subprocess.run(
-        manage(database_url, "stem_migrate"), cwd=REPO_ROOT, env=manage_env(database_url, STEM_NAMESPACE=fresh_namespace),
+        manage(database_url, "stem_migrate"), cwd=REPO_ROOT,
+        env=manage_env(database_url, STEM_NAMESPACE=fresh_namespace),
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -201,5 +201,21 @@ def test_stem_worker_help_lists_the_worker_options(database_url: str) -> None:
     assert "--concurrency" in done.stdout and "--queue" in done.stdout
 
 
-def _unused(path: Path) -> None:  # keeps Path imported for the fixtures' annotations
-    del path
+def test_a_large_batch_as_the_first_statement_of_a_block_rolls_back_with_it(
+    shop: str, db: psycopg.Connection[Any]
+) -> None:
+    """From 200 jobs on, enqueue_many streams a COPY inside a transaction block of its own;
+    as the first statement of a Django block (no transaction begun yet) it must still be
+    part of the block's transaction, not commit on its own."""
+    from django.db import connection, transaction
+
+    from stem_pg.contrib.django import get_app
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        batch = [("shop.receipt", {"order": n}) for n in range(250)]
+        handles = get_app().enqueue_many(batch, connection=connection)
+        raise Rollback
+    assert sum(job_rows(db, shop, h.id) for h in handles[:5]) == 0

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
 from stem_pg.contrib.django.compat import TaskContext
 
-try:
-    from django.tasks import task  # type: ignore[attr-defined,unused-ignore]
-except ImportError:
+if TYPE_CHECKING:
     from django_tasks import task
+else:
+    try:  # Django >= 6.0
+        from django.tasks import task
+    except ImportError:  # the django-tasks backport
+        from django_tasks import task
 
 
 @task()
