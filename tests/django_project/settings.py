@@ -24,6 +24,6 @@ DATABASES = {
         "PORT": str(_url.port or ""),
     }
 }
-STEM_PG = {"app": "tests.django_project.shop.stem:app", "namespace": "shop"}
+STEM_PG = {"app": os.environ.get("SHOP_STEM_APP", "tests.django_project.shop.stem:app"), "namespace": "shop"}
 TASKS = {"default": {"BACKEND": "stem_pg.contrib.django.tasks.StemBackend"}}
 LOGGING_CONFIG = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from stem_pg.client.app import Stem
+from stem_pg.core.errors import ConfigError
 
 _built: Stem | None = None
 
@@ -21,22 +22,31 @@ def worker_app() -> Stem:
     """The project's app with its Django tasks registered (built once per process)."""
     global _built
     if _built is None:
-        import django
-        from django.apps import apps
-        from django.utils.module_loading import autodiscover_modules
+        from django.core.exceptions import ImproperlyConfigured
 
-        if not apps.ready:
-            django.setup()
-        from django.conf import settings
-
-        from stem_pg.contrib.django.settings import get_app
-
-        app = get_app()
-        autodiscover_modules("tasks")
-        if getattr(settings, "TASKS", None):  # Django's tasks framework is configured
-            _register_django_tasks(app)
-        _built = app
+        try:
+            _built = _build()
+        except ImproperlyConfigured as exc:  # one line from the CLI, not a traceback
+            raise ConfigError(f"Django settings: {exc}") from None
     return _built
+
+
+def _build() -> Stem:
+    import django
+    from django.apps import apps
+    from django.utils.module_loading import autodiscover_modules
+
+    if not apps.ready:
+        django.setup()
+    from django.conf import settings
+
+    from stem_pg.contrib.django.settings import get_app
+
+    app = get_app()
+    autodiscover_modules("tasks")
+    if getattr(settings, "TASKS", None):  # Django's tasks framework is configured
+        _register_django_tasks(app)
+    return app
 
 
 def _register_django_tasks(app: Stem) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand
+
+from stem_pg.core.errors import StemError
+from stem_pg.core.redaction import redact
 
 #: Django's own options, applied by manage.py before the command runs (stem does not know them).
 _DJANGO_VALUED = ("--settings", "--pythonpath")
@@ -38,7 +43,11 @@ class DelegatingCommand(BaseCommand):  # type: ignore[misc]  # Django ships no t
     unparsed (``--help`` shows stem's options, under ``manage.py <name>``)."""
 
     def run_from_argv(self, argv: list[str]) -> None:
-        self.run(without_django_options(argv[2:]), prog_name=f"{Path(argv[0]).name} {argv[1]}")
+        try:
+            self.run(without_django_options(argv[2:]), prog_name=f"{Path(argv[0]).name} {argv[1]}")
+        except (ImproperlyConfigured, StemError) as exc:  # one line, as from stem itself
+            self.stderr.write(f"error: {redact(str(exc))}")
+            sys.exit(1)
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("stem_args", nargs=argparse.REMAINDER, help="Options of the stem command.")
