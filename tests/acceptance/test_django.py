@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -145,9 +146,13 @@ def wait_finished(task: Any, result_id: str, timeout: float = 60.0) -> Any:
 def test_django_tasks_run_on_a_real_worker_and_their_results_read_back(
     shop: str, worker: WorkerProcess
 ) -> None:
-    from tests.django_project.shop.tasks import add, explode, welcome, where
+    from django.utils import timezone
+
+    from tests.django_project.shop.tasks import add, add_later, explode, welcome, where
 
     _, body = get("/signup/?user=ada")
+    not_before = timezone.now() + timedelta(seconds=1)
+    deferred = add_later.using(run_after=not_before, priority=5).enqueue(20, 22)
     assert body["committed"] is True
     enqueued = add.enqueue(2, 3)
     assert enqueued.status == "READY"
@@ -171,6 +176,9 @@ def test_django_tasks_run_on_a_real_worker_and_their_results_read_back(
     assert "no such order" in failed.errors[0].traceback
     enqueued.refresh()
     assert enqueued.status == "SUCCESSFUL"
+    later = wait_finished(add_later, deferred.id)
+    assert (later.status, later.return_value) == ("SUCCESSFUL", 42), worker.log()
+    assert later.started_at is not None and later.started_at >= not_before
 
 
 def test_get_result_of_an_unknown_id_raises(shop: str) -> None:
@@ -224,8 +232,8 @@ def test_a_large_batch_as_the_first_statement_of_a_block_rolls_back_with_it(
 @pytest.mark.parametrize("command", ["stem_worker", "stem_migrate"])
 def test_bad_stem_pg_settings_are_one_line_naming_the_key(database_url: str, command: str) -> None:
     done = subprocess.run(
-        manage(database_url, command), cwd=REPO_ROOT, env=manage_env(database_url, SHOP_STEM_APP="shop_nowhere"),
-        capture_output=True, text=True, timeout=120, check=False,
+        manage(database_url, command), cwd=REPO_ROOT,
+        env=manage_env(database_url, SHOP_STEM_APP="shop_nowhere"), capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [

@@ -39,3 +39,9 @@ def explode(reason: str) -> None:
 @task()
 def welcome(user: str) -> str:
     return f"welcome {user}"
+
+
+@task()
+async def add_later(a: int, b: int) -> int:
+    """An async task: it runs on the worker's event loop."""
+    return a + b
