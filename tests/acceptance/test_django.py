@@ -233,7 +233,8 @@ def test_a_large_batch_as_the_first_statement_of_a_block_rolls_back_with_it(
 def test_bad_stem_pg_settings_are_one_line_naming_the_key(database_url: str, command: str) -> None:
     done = subprocess.run(
         manage(database_url, command), cwd=REPO_ROOT,
-        env=manage_env(database_url, SHOP_STEM_APP="shop_nowhere"), capture_output=True, text=True, timeout=120, check=False,
+        env=manage_env(database_url, SHOP_STEM_APP="shop_nowhere"),
+        capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
