@@ -13,8 +13,8 @@ block commits. Workers (``manage.py stem_worker``) register every task this back
 
 Backend ``OPTIONS``: ``MAX_RETRIES`` (default 0: a raised exception fails the task, as
 Django's own backends do). ``QUEUES`` (Django's key, beside ``OPTIONS``) lists the stem_pg
-queues tasks may name (default ``["default"]``); a task's ``priority`` is clamped into its queue's range (0..9 by default,
-so negative ones run as 0).
+queues tasks may name (default ``["default"]``); a task's ``priority`` is clamped into its
+queue's range (0..9 by default, so negative ones run as 0).
 """
 
 from __future__ import annotations
