@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -107,11 +108,27 @@ app.add_typer(metrics_cmd.app, name="metrics", cls=_Group)
 def main() -> None:
     """Entry point of the ``stem`` script: StemErrors and database errors become one clean
     line and exit 1; no output (log lines, a crash's traceback) shows a password."""
+    _guarded(lambda: app(prog_name="stem"))
+
+
+def run_command(path: Sequence[str], args: Sequence[str], *, prog_name: str) -> None:
+    """Run the ``stem`` command at ``path`` (``("worker", "run")``) with ``args``, as ``main``
+    runs it, for another entry point (``manage.py stem_worker``: its usage and --help name
+    ``prog_name``). Exits as ``main`` does."""
+    import typer.main
+
+    command: Any = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    _guarded(lambda: command.main(args=list(args), prog_name=prog_name))
+
+
+def _guarded(run: Callable[[], object]) -> None:
     install_log_redaction()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("stem_pg").setLevel(logging.INFO)
     try:
-        app(prog_name="stem")
+        run()
     except StemError as exc:
         typer.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(1)

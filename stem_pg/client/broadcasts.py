@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from stem_pg.client.backend import Backend
+from stem_pg.client.native import driver_connection
 from stem_pg.client.results import TaskResult
 from stem_pg.core.errors import TaskError, TaskFailed
 from stem_pg.core.planning import BroadcastSpec
@@ -91,9 +92,10 @@ def merge_results(
 def publish_sync(
     backend: Backend, specs: Mapping[int, BroadcastSpec], connection: Any = None
 ) -> dict[int, BroadcastResult]:
-    """Publish on the caller's connection (psycopg or SQLAlchemy), else on the pool."""
+    """Publish on the caller's connection (psycopg, SQLAlchemy or Django), else on the pool."""
     if not specs:
         return {}
+    connection = driver_connection(connection)
     store = PublishStore(backend.queries)
     if connection is not None:
         return {i: _result(backend, s, store.publish(connection, spec=s)) for i, s in specs.items()}

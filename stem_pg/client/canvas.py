@@ -19,6 +19,7 @@ import psycopg
 
 from stem_pg.client.backend import Backend
 from stem_pg.client.enqueue import insert_sync
+from stem_pg.client.native import driver_connection
 from stem_pg.client.results import TaskResult
 from stem_pg.core.canvas import CHAIN_RESULT_ARG, CHORD_RESULT_ARG, Canvas, Chain, Chord, Group, Signature
 from stem_pg.core.envelope import JobSpec, new_task_id
@@ -41,6 +42,7 @@ class PlannedMember:
 def apply_canvas(backend: Backend, planner: Planner, canvas: Canvas, connection: Any = None) -> CanvasResult:
     """Write ``canvas`` and enqueue what runs first; ``connection``: a psycopg Connection
     whose transaction the canvas joins (it exists only if that commits)."""
+    connection = driver_connection(connection)  # django.db.connection: its psycopg connection
     if planner.tracing is not None:
         with planner.tracing.sending(_size(canvas)):  # one trace: the canvas's (stem_pg.tracing)
             return _apply(backend, planner, canvas, connection)

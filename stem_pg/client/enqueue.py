@@ -2,8 +2,9 @@
 
 Transactional enqueue writes through the caller's connection without
 committing, so the job exists if and only if the caller's transaction commits.
-Accepted connections: psycopg ``Connection`` / ``AsyncConnection`` and SQLAlchemy
-``Connection`` / ``Session`` (any driver with the ``%(name)s`` paramstyle).
+Accepted connections: psycopg ``Connection`` / ``AsyncConnection``, SQLAlchemy
+``Connection`` / ``Session`` (any driver with the ``%(name)s`` paramstyle) and Django's
+database connection on psycopg 3 (``stem_pg.client.native``).
 
 This is the hot path: a single job is one statement (which may announce
 itself), a batch one statement, a large batch one COPY that streams while the
@@ -14,6 +15,7 @@ rest is still being planned. The SQL is the enqueue store's
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +24,7 @@ from psycopg.rows import TupleRow
 
 from stem_pg.client.backend import Backend
 from stem_pg.client.broadcasts import merge_results, publish_async, publish_sync
+from stem_pg.client.native import driver_connection
 from stem_pg.client.results import TaskResult
 from stem_pg.client.waker import Announce
 from stem_pg.core.envelope import JobSpec
@@ -60,6 +63,7 @@ def enqueue_many(
     """Insert the jobs among ``requests`` in one statement (one wake-up per queue), then
     publish those routed to broadcast channels; handles in request order. With ``numbered``
     an invalid request's error names its position; nothing of the batch is written then."""
+    connection = driver_connection(connection)  # django.db.connection: its psycopg connection
     items = [_request(i, r) for i, r in enumerate(requests)]
     routed = planner.plan_routed(items, numbered=numbered)
     queued = len(items) - len(routed)
@@ -227,7 +231,14 @@ def insert_planned_sync(
         return _insert_statements(conn, store, list(planned), announce)
     ids: list[str] = []
     rest: list[tuple[int, JobSpec]] = []
-    with conn.transaction():
+    block: AbstractContextManager[object] = conn.transaction()
+    if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        # No transaction begun on a connection outside autocommit (the first statement of a
+        # Django atomic() block): a psycopg block would BEGIN and COMMIT on its own, before the
+        # caller decides. Plan first (a bad request raises before the caller's transaction
+        # begins), then let the statements begin it.
+        planned, block = list(planned), nullcontext()
+    with block:
         store.copy(conn, rows=_copy_rows(planned, ids, rest))
         if rest:
             found = _insert_statements(conn, store, [spec for _, spec in rest])

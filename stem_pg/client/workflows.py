@@ -21,6 +21,7 @@ import psycopg
 from stem_pg.client.backend import Backend
 from stem_pg.client.control import Control
 from stem_pg.client.enqueue import insert_sync
+from stem_pg.client.native import driver_connection
 from stem_pg.core.envelope import JobSpec, check_name, check_task_id, encode_input
 from stem_pg.core.errors import StemError
 from stem_pg.core.planning import EnqueueRequest, Planner
@@ -149,6 +150,7 @@ def start_run(
 
     Raises WorkflowError if ``name`` is a task, or for params the workflow cannot take.
     """
+    connection = driver_connection(connection)  # django.db.connection: its psycopg connection
     if workflows.get(name) is None and planner.registry.get(name) is not None:
         raise WorkflowError(f"{name!r} is a task, not a workflow; enqueue it with app.enqueue")
     if planner.tracing is not None:

@@ -297,3 +297,19 @@ def test_wake_ups_come_at_commit_from_every_kind_of_writer(app: Stem, database_u
                 )
             )
         assert payloads() == ["by-sql"]
+
+
+def test_a_large_batch_that_begins_the_callers_transaction_rolls_back_with_it(
+    app: Stem, database_url: str, db: psycopg.Connection
+) -> None:
+    """A COPY batch as the first statement on a connection outside autocommit: psycopg's own
+    transaction block would BEGIN and COMMIT it by itself; the caller's rollback must win."""
+    count = sql.SQL("SELECT count(*) FROM {}.jobs").format(sql.Identifier(app.namespace))
+    with psycopg.connect(database_url) as conn:
+        app.enqueue_many([("t", {"i": i}) for i in range(300)], connection=conn)
+        conn.rollback()
+        assert db.execute(count).fetchone() == (0,)
+        app.enqueue_many([("t", {"i": i}) for i in range(300)], connection=conn)
+        assert db.execute(count).fetchone() == (0,)  # not before the caller commits
+        conn.commit()
+    assert db.execute(count).fetchone() == (300,)

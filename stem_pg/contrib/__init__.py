@@ -1,0 +1,1 @@
+"""Integrations with application frameworks, each behind its own extra (``stem_pg[django]``)."""

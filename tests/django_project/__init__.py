@@ -1,0 +1,1 @@
+"""A small Django project for tests/acceptance/test_django.py: settings, manage.py, one app."""
