@@ -35,6 +35,7 @@ from stem_pg.core.tasks import TaskDefinition, TaskRegistry, make_options
 if TYPE_CHECKING:
     from stem_pg.client.workflows import WorkflowDefinition, WorkflowRun
     from stem_pg.db.stores.control import RevokeOutcome
+    from stem_pg.worker.inprocess import InProcessWorker
 
 __all__ = ["DEFAULT_RESULT_TTL", "EnqueueRequest", "Expires", "Stem"]
 
@@ -418,6 +419,15 @@ class Stem(BackendFacade):
     ) -> AsyncLock:
         """The async twin of ``lock``: ``async with app.alock("key", ttl=30): ...``."""
         return AsyncLock(self.backend, key, ttl, owner, wait=wait)
+
+    def worker(
+        self, *, queues: Iterable[str] | None = None, concurrency: int = 10, **options: Any
+    ) -> InProcessWorker:
+        """A worker in this event loop: ``async with app.worker(queues=["default"]):`` (an ASGI
+        lifespan); stem_pg.worker.inprocess. The one import of the worker by the client."""
+        from stem_pg.worker.inprocess import in_process_worker
+
+        return in_process_worker(self, queues, concurrency, **options)
 
     @property
     def schedules(self) -> Schedules:

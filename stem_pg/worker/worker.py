@@ -73,8 +73,17 @@ class Worker:
     ``exit_code`` and ``abandoned_threads`` tell the process how to end.
     """
 
-    def __init__(self, app: Stem, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        app: Stem,
+        settings: WorkerSettings,
+        metrics: WorkerMetrics | None = None,
+        *,
+        embedded: bool = False,
+    ) -> None:
         self.app = app
+        self.embedded = embedded  # in a host's loop (worker/inprocess.py): its pool stays open
+        self.registered = asyncio.Event()  # set once registered and listening
         self.settings = settings
         self.id = settings.worker_id
         self.state = WorkerState(settings)
@@ -133,6 +142,7 @@ class Worker:
         self._assemble()
         if not await self._register():
             return
+        self.registered.set()
         await worker_signal(self.app.signals.worker_started, self.app.namespace, self.settings)
         self.slots.start()
         claimer = asyncio.create_task(
@@ -340,7 +350,8 @@ class Worker:
     async def _close(self) -> None:
         await self.conns.discard()
         self.executor.shutdown()
-        await self.app.close_async_pool()  # opened in this loop by handlers (workflows, aenqueue)
+        if not self.embedded:  # else the host's: it still uses it
+            await self.app.close_async_pool()  # opened in this loop by handlers (workflows, aenqueue)
         log.info("worker %s stopped", self.id)
 
     # -- loops ---------------------------------------------------------------------
