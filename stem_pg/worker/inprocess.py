@@ -42,7 +42,8 @@ class InProcessWorker:
 
     def __init__(self, app: Stem, settings: WorkerSettings) -> None:
         self.app = app
-        self.worker = Worker(app, settings, embedded=True)
+        self.worker = Worker(app, settings)
+        self.worker.embedded = True
         self._task: asyncio.Task[None] | None = None
         self._started = self._stopping = False
 

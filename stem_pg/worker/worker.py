@@ -73,16 +73,11 @@ class Worker:
     ``exit_code`` and ``abandoned_threads`` tell the process how to end.
     """
 
-    def __init__(
-        self,
-        app: Stem,
-        settings: WorkerSettings,
-        metrics: WorkerMetrics | None = None,
-        *,
-        embedded: bool = False,
-    ) -> None:
+    #: In a host program's loop (stem_pg.worker.inprocess): the loop's async pool stays open.
+    embedded = False
+
+    def __init__(self, app: Stem, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
         self.app = app
-        self.embedded = embedded  # in a host's loop (worker/inprocess.py): its pool stays open
         self.registered = asyncio.Event()  # set once registered and listening
         self.settings = settings
         self.id = settings.worker_id
