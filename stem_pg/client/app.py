@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from stem_pg.client import enqueue as enqueueing
+from stem_pg.client.app_runtime import RuntimeFacade
 from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend, BackendFacade
 from stem_pg.client.broadcasts import BroadcastResult, publish_async, publish_sync
 from stem_pg.client.canvas import CanvasResult, apply_canvas
@@ -35,7 +36,6 @@ from stem_pg.core.tasks import TaskDefinition, TaskRegistry, make_options
 if TYPE_CHECKING:
     from stem_pg.client.workflows import WorkflowDefinition, WorkflowRun
     from stem_pg.db.stores.control import RevokeOutcome
-    from stem_pg.worker.inprocess import InProcessWorker
 
 __all__ = ["DEFAULT_RESULT_TTL", "EnqueueRequest", "Expires", "Stem"]
 
@@ -44,7 +44,7 @@ M = TypeVar("M", bound=Middleware)
 Request = EnqueueRequest | tuple[str, Mapping[str, Any]]
 
 
-class Stem(BackendFacade):
+class Stem(BackendFacade, RuntimeFacade):
     """A stem_pg application: register tasks with ``@app.task`` and enqueue them.
 
     STEM_BROKER_URL, when set, wins over ``url`` and STEM_NAMESPACE over ``namespace``
@@ -419,15 +419,6 @@ class Stem(BackendFacade):
     ) -> AsyncLock:
         """The async twin of ``lock``: ``async with app.alock("key", ttl=30): ...``."""
         return AsyncLock(self.backend, key, ttl, owner, wait=wait)
-
-    def worker(
-        self, *, queues: Iterable[str] | None = None, concurrency: int = 10, **options: Any
-    ) -> InProcessWorker:
-        """A worker in this event loop: ``async with app.worker(queues=["default"]):`` (an ASGI
-        lifespan); stem_pg.worker.inprocess. The one import of the worker by the client."""
-        from stem_pg.worker.inprocess import in_process_worker
-
-        return in_process_worker(self, queues, concurrency, **options)
 
     @property
     def schedules(self) -> Schedules:
