@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from stem_pg.core.errors import ScheduleError, StemError
-from stem_pg.core.schedules import ScheduleEntry, parse_entry
+from stem_pg.core.schedules import ScheduleEntry, check_name, parse_entry
 from stem_pg.core.tasks import TaskRegistry
 
 F = TypeVar("F")
@@ -70,6 +70,8 @@ class PeriodicEntries:
             default = _default_name(target)
             entry_name = name or default
             where = f"@app.periodic on {default}"
+            if name is None and not _schedule_name(default):
+                raise ScheduleError(f"{where}: {default!r} is no schedule name: give the entry a name=")
             body = {"task": default, "spec": raw, "timezone": timezone, "kwargs": dict(kwargs or {})}
             body.update(options)
             entry = parse_entry(entry_name, {k: v for k, v in body.items() if v is not None}, source=where)
@@ -108,6 +110,14 @@ def _default_name(target: Any) -> str:
     if isinstance(getattr(target, "task_name", None), str):
         return str(target.task_name)
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(target).__name__)}"
+
+
+def _schedule_name(name: str) -> bool:
+    try:
+        check_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _task_name(target: Any, registry: TaskRegistry) -> str | None:
