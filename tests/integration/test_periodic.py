@@ -108,7 +108,9 @@ def test_the_same_entry_in_a_file_and_in_code_coexists(app: Stem, schedules: Sch
 def test_a_file_cannot_redefine_or_prune_a_code_entry(app: Stem, schedules: Schedules) -> None:
     declare(app)
     schedules.sync_code(app.periodic_entries.entries(app.registry))
-    with pytest.raises(ScheduleError, match="'nightly' is defined in code .@app.periodic. and by this file"):
+    with pytest.raises(
+        ScheduleError, match=r"'nightly' is defined in code \(@app.periodic\) and by this file"
+    ):
         schedules.apply(load_schedule_yaml("nightly:\n  task: t.nightly\n  spec: every:1h\n"))
     plan = schedules.apply(load_schedule_yaml("other:\n  task: t.other\n  spec: every:1h\n"), prune=True)
     assert [(c.action, c.name) for c in plan.changes] == [("create", "other")]
@@ -132,12 +134,10 @@ def test_bad_declarations_fail_where_they_are_made(app: Stem) -> None:
 
 
 def test_a_periodic_function_that_is_no_task_is_refused_at_beat_start(app: Stem) -> None:
-    with pytest.raises(
-        ScheduleError, match=r"<locals>.forgotten' is no schedule name: give the entry a name="
-    ):
+    with pytest.raises(ScheduleError, match=r"<locals>.unnamed' is no schedule name: give the entry a name="):
 
         @app.periodic(every="1h")
-        def forgotten() -> None: ...
+        def unnamed() -> None: ...
 
     @app.periodic(every="1h", name="forgotten")
     def forgotten() -> None: ...
