@@ -31,9 +31,9 @@ def shell_command(
     """Open an interactive Python with app, its tasks and Control loaded (IPython if installed).
 
     Each task is bound to the last part of its name when that is a Python identifier
-    (``myapp.tasks.send_email`` as ``send_email``), as the object ``@app.task`` returned;
-    ``tasks`` maps every task and workflow name to it. The shell refuses, with one line, a
-    database it cannot reach or a namespace not migrated. Lines piped on stdin run as a script.
+    (email.send as send), as the object @app.task returned; tasks maps every task and
+    workflow name to it. The shell refuses, with one line, a database it cannot reach or a
+    namespace not migrated. Lines piped on stdin run as a script.
     """
     stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace)
     common.require_migrated(stem)
