@@ -5,7 +5,7 @@
 -- schedule_list: one row type, ScheduleRow, for both).
 SELECT name, task, spec, kwargs, queue, priority, jitter, enabled, expires_at, misfire,
        misfire_grace, description, next_run_at, last_run_at, total_runs, last_success_at,
-       last_error, last_error_at, drift, version, created_at, updated_at
+       last_error, last_error_at, drift, version, created_at, updated_at, origin
 FROM {ns}.schedules
 WHERE enabled AND next_run_at <= %(now)s AND (expires_at IS NULL OR expires_at > %(now)s)
 ORDER BY next_run_at

@@ -6,7 +6,7 @@
 -- Every entry with its run bookkeeping, by name.
 SELECT name, task, spec, kwargs, queue, priority, jitter, enabled, expires_at, misfire,
        misfire_grace, description, next_run_at, last_run_at, total_runs, last_success_at,
-       last_error, last_error_at, drift, version, created_at, updated_at
+       last_error, last_error_at, drift, version, created_at, updated_at, origin
 FROM {ns}.schedules
 ORDER BY name;
 
@@ -14,17 +14,18 @@ ORDER BY name;
 -- One entry by name.
 SELECT name, task, spec, kwargs, queue, priority, jitter, enabled, expires_at, misfire,
        misfire_grace, description, next_run_at, last_run_at, total_runs, last_success_at,
-       last_error, last_error_at, drift, version, created_at, updated_at
+       last_error, last_error_at, drift, version, created_at, updated_at, origin
 FROM {ns}.schedules
 WHERE name = %(name)s;
 
 -- name: schedule_insert
 -- Create an entry; returns nothing when the name is taken (the caller reports a conflict).
+-- %(origin)s: 'code' for @app.periodic entries beat syncs, else 'store'.
 INSERT INTO {ns}.schedules (name, task, spec, kwargs, queue, priority, jitter, enabled,
-                            expires_at, misfire, misfire_grace, description, next_run_at)
+                            expires_at, misfire, misfire_grace, description, next_run_at, origin)
 VALUES (%(name)s, %(task)s, %(spec)s::jsonb, %(kwargs)s::jsonb, %(queue)s, %(priority)s,
         %(jitter)s, %(enabled)s, %(expires_at)s, %(misfire)s, %(misfire_grace)s,
-        %(description)s, %(next_run_at)s)
+        %(description)s, %(next_run_at)s, %(origin)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING version;
 

@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0013.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0014.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -884,7 +884,9 @@ CREATE TABLE @NAMESPACE@.schedules (
     version integer DEFAULT 1 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT schedules_misfire_check CHECK ((misfire = ANY (ARRAY['run_once'::text, 'skip'::text])))
+    origin text DEFAULT 'store'::text NOT NULL,
+    CONSTRAINT schedules_misfire_check CHECK ((misfire = ANY (ARRAY['run_once'::text, 'skip'::text]))),
+    CONSTRAINT schedules_origin_check CHECK ((origin = ANY (ARRAY['store'::text, 'code'::text])))
 );
 
 CREATE VIEW @NAMESPACE@.task_states AS

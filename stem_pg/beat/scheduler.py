@@ -210,6 +210,7 @@ class Beat:
         Log records of this process are redacted from here on (no password in any line).
         """
         install_log_redaction()
+        await asyncio.to_thread(self.sync_periodic)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         url = self.app.url
@@ -232,6 +233,20 @@ class Beat:
         for managed in (self._lease_conn, self._tick_conn, self._listen_conn):
             await managed.discard()
         log.info("beat %s stopped", self.id)
+
+    def sync_periodic(self) -> None:
+        """Put the app's ``@app.periodic`` entries into the schedule store (ScheduleError, one
+        line, for a clash with a file's entry of the same name)."""
+        entries = self.app.periodic_entries.entries(self.app.registry)
+        plan = self.app.schedules.sync_code(entries)
+        changed = [f"{c.action}d {c.name}" for c in plan.changes if c.action != "unchanged"]
+        if entries or changed:
+            log.info(
+                "beat %s: %d periodic entries in code%s",
+                self.id,
+                len(entries),
+                "; " * bool(changed) + ", ".join(changed),
+            )
 
     def _banner(self) -> None:
         """The start-up lines: who runs, against which database (password masked) and namespace."""

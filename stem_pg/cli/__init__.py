@@ -32,6 +32,7 @@ from stem_pg.cli.migrate_cmd import migrate_command
 from stem_pg.cli.observe_cmd import observe_command
 from stem_pg.cli.purge_cmd import purge_command
 from stem_pg.cli.roles_cmd import roles_command
+from stem_pg.cli.shell_cmd import shell_command
 from stem_pg.core.errors import StemError
 from stem_pg.core.redaction import install_log_redaction, one_line, redact
 
@@ -102,6 +103,7 @@ app.command("purge")(purge_command)
 app.add_typer(wf_cmd.app, name="wf", cls=_Group)
 app.add_typer(embedded_cmd.app, name="embedded", cls=_Group)
 app.command("dashboard")(dashboard_command)
+app.command("shell")(shell_command)
 app.add_typer(metrics_cmd.app, name="metrics", cls=_Group)
 
 

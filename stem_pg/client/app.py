@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from stem_pg.client import enqueue as enqueueing
+from stem_pg.client.app_runtime import RuntimeFacade
 from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend, BackendFacade
 from stem_pg.client.broadcasts import BroadcastResult, publish_async, publish_sync
 from stem_pg.client.canvas import CanvasResult, apply_canvas
@@ -44,7 +45,7 @@ M = TypeVar("M", bound=Middleware)
 Request = EnqueueRequest | tuple[str, Mapping[str, Any]]
 
 
-class Stem(BackendFacade, TestingAccess):
+class Stem(BackendFacade, RuntimeFacade, TestingAccess):
     """A stem_pg application: register tasks with ``@app.task`` and enqueue them.
 
     STEM_BROKER_URL, when set, wins over ``url`` and STEM_NAMESPACE over ``namespace``

@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psycopg
-
 from stem_pg.client.backend import Backend
 from stem_pg.client.native import driver_connection
 from stem_pg.client.results import TaskResult
-from stem_pg.core.errors import TaskError, TaskFailed
+from stem_pg.core.errors import TaskFailed
 from stem_pg.core.planning import BroadcastSpec
 from stem_pg.db.listen import wait_reconnecting
+from stem_pg.db.stores.driver import async_driver_connection
 from stem_pg.db.stores.publish import AsyncPublishStore, Delivery, Published, PublishStore
 
 __all__ = ["BroadcastResult", "BroadcastSpec", "Delivery", "merge_results", "publish_async", "publish_sync"]
@@ -106,13 +105,13 @@ def publish_sync(
 async def publish_async(
     backend: Backend, specs: Mapping[int, BroadcastSpec], connection: Any = None
 ) -> dict[int, BroadcastResult]:
-    """The async twin of ``publish_sync`` (``connection``: a psycopg AsyncConnection)."""
+    """The async twin of ``publish_sync`` (``connection``: a psycopg AsyncConnection, or a
+    SQLAlchemy AsyncSession/AsyncConnection on psycopg)."""
     if not specs:
         return {}
     store = AsyncPublishStore(backend.queries)
     if connection is not None:
-        if not isinstance(connection, psycopg.AsyncConnection):
-            raise TaskError(f"connection must be a psycopg.AsyncConnection, got {type(connection).__name__}")
+        connection = await async_driver_connection(connection)
         return {i: _result(backend, s, await store.publish(connection, spec=s)) for i, s in specs.items()}
     async with (await backend.apool()).connection() as conn:
         return {i: _result(backend, s, await store.publish(conn, spec=s)) for i, s in specs.items()}

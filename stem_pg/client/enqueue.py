@@ -3,8 +3,9 @@
 Transactional enqueue writes through the caller's connection without
 committing, so the job exists if and only if the caller's transaction commits.
 Accepted connections: psycopg ``Connection`` / ``AsyncConnection``, SQLAlchemy
-``Connection`` / ``Session`` (any driver with the ``%(name)s`` paramstyle) and Django's
-database connection on psycopg 3 (``stem_pg.client.native``).
+``Connection`` / ``Session`` (any driver with the ``%(name)s`` paramstyle), Django's
+database connection on psycopg 3 (``stem_pg.client.native``), and for the async twins
+SQLAlchemy ``AsyncSession`` / ``AsyncConnection`` on psycopg.
 
 This is the hot path: a single job is one statement (which may announce
 itself), a batch one statement, a large batch one COPY that streams while the
@@ -34,6 +35,7 @@ from stem_pg.core.signals import PublishInfo, Signal, publish_info
 from stem_pg.core.storable import shown
 from stem_pg.db.missing import migrated
 from stem_pg.db.queries import Queries
+from stem_pg.db.stores.driver import async_driver_connection
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore, UniqueHolder
 
 #: Below this many rows a plain INSERT is as fast as COPY.
@@ -121,7 +123,10 @@ async def aenqueue_many(
     connection: Any = None,
     numbered: bool = True,
 ) -> list[TaskResult]:
-    """The async twin of ``enqueue_many`` (``connection``: a psycopg AsyncConnection)."""
+    """The async twin of ``enqueue_many`` (``connection``: a psycopg AsyncConnection, or a
+    SQLAlchemy AsyncSession/AsyncConnection on psycopg: the job commits with it)."""
+    if connection is not None:
+        connection = await async_driver_connection(connection)
     items = [_request(i, r) for i, r in enumerate(requests)]
     routed = planner.plan_routed(items, numbered=numbered)
     if planner.tracing is not None and len(items) > len(routed):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,11 +129,42 @@ class Schedules:
                     self._carry_out(conn, change, wanted.get(change.name), current.get(change.name))
         return plan
 
+    def sync_code(self, entries: Sequence[ScheduleEntry], *, rounds: int = 3) -> ApplyPlan:
+        """Make the ``code`` entries of the store match ``entries`` (``@app.periodic``, synced by
+        beat at start-up): create, update, delete the ones no longer declared. An entry paused
+        by hand stays paused. Entries from files are left alone; one of the same name with
+        another definition is a ScheduleError. Two beats syncing at once: the loser reads again.
+        """
+        for entry in entries:
+            check_entry(entry)
+            self._first(entry)
+        for attempt in range(rounds):
+            try:
+                with self._conn() as conn, conn.transaction():
+                    current = {row.name: row for row in self.store.list(conn)}
+                    plan = ApplyPlan(tuple(_code_plan(entries, current)))
+                    wanted = {e.name: e for e in entries}
+                    for change in plan.changes:
+                        row, declared = current.get(change.name), wanted.get(change.name)
+                        if declared is not None and row is not None:  # paused by hand: stays so
+                            declared = replace(declared, enabled=row.enabled)
+                        self._carry_out(conn, change, declared, row, origin="code")
+                    return plan
+            except ScheduleConflict:
+                if attempt == rounds - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def _carry_out(
-        self, conn: Conn, change: Change, entry: ScheduleEntry | None, row: ScheduleRow | None
+        self,
+        conn: Conn,
+        change: Change,
+        entry: ScheduleEntry | None,
+        row: ScheduleRow | None,
+        origin: str = "store",
     ) -> None:
         if change.action == "create" and entry is not None:
-            if self.store.insert(conn, entry=entry, next_run_at=self._first(entry)) is None:
+            if self.store.insert(conn, entry=entry, next_run_at=self._first(entry), origin=origin) is None:
                 raise ScheduleConflict(f"entry {entry.name!r} was created by someone else meanwhile")
         elif change.action == "update" and entry is not None and row is not None:
             self._update(conn, entry, row, row.version)
@@ -222,10 +253,39 @@ def _plan(entries: Sequence[ScheduleEntry], current: dict[str, ScheduleRow], pru
         if row is None:
             yield Change("create", entry.name)
             continue
-        stored = _as_mapping(row)
-        differ = tuple(k for k, v in entry.definition().items() if stored[k] != v)
+        differ = _differ(entry, row)
+        if differ and row.origin == "code":
+            raise ScheduleError(_clash(entry.name, differ, "in code (@app.periodic)", "by this file"))
         yield Change("update" if differ else "unchanged", entry.name, differ)
-    if prune:
+    if prune:  # the code's entries are beat's to prune
         listed = {e.name for e in entries}
-        for name in sorted(set(current) - listed):
+        for name in sorted(n for n, row in current.items() if n not in listed and row.origin != "code"):
             yield Change("delete", name)
+
+
+def _code_plan(entries: Sequence[ScheduleEntry], current: dict[str, ScheduleRow]) -> Iterator[Change]:
+    """``sync_code``'s steps: a stored entry not from code that differs is a clash."""
+    for entry in entries:
+        row = current.get(entry.name)
+        if row is None:
+            yield Change("create", entry.name)
+            continue
+        differ = tuple(k for k in _differ(entry, row) if k != "enabled")
+        if differ and row.origin != "code":
+            raise ScheduleError(_clash(entry.name, differ, "in the schedule store (a file?)", "in code"))
+        yield Change("update" if differ else "unchanged", entry.name, differ)
+    listed = {e.name for e in entries}
+    for name in sorted(n for n, row in current.items() if n not in listed and row.origin == "code"):
+        yield Change("delete", name)
+
+
+def _differ(entry: ScheduleEntry, row: ScheduleRow) -> tuple[str, ...]:
+    stored = _as_mapping(row)
+    return tuple(k for k, v in entry.definition().items() if stored[k] != v)
+
+
+def _clash(name: str, fields: tuple[str, ...], there: str, here: str) -> str:
+    return (
+        f"schedule entry {name!r} is defined {there} and {here} with a different {', '.join(fields)}:"
+        " rename one of them"
+    )

@@ -263,7 +263,10 @@ def _schedules(metadata: MetaData) -> Table:
         Column("version", Integer, nullable=False, server_default=text("1")),
         _moment("created_at", nullable=False, now=True),
         _moment("updated_at", nullable=False, now=True),
+        # Where the entry comes from (migration 0014): 'code' for @app.periodic, synced by beat.
+        Column("origin", Text, nullable=False, server_default=text("'store'::text")),
         CheckConstraint("misfire IN ('run_once', 'skip')", name="schedules_misfire_check"),
+        CheckConstraint("origin IN ('store', 'code')", name="schedules_origin_check"),
     )
     Index("schedules_due_idx", schedules.c.next_run_at, postgresql_where=text("enabled"))
     return schedules

@@ -73,8 +73,12 @@ class Worker:
     ``exit_code`` and ``abandoned_threads`` tell the process how to end.
     """
 
+    #: In a host program's loop (stem_pg.worker.inprocess): the loop's async pool stays open.
+    embedded = False
+
     def __init__(self, app: Stem, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
         self.app = app
+        self.registered = asyncio.Event()  # set once registered and listening
         self.settings = settings
         self.id = settings.worker_id
         self.state = WorkerState(settings)
@@ -133,6 +137,7 @@ class Worker:
         self._assemble()
         if not await self._register():
             return
+        self.registered.set()
         await worker_signal(self.app.signals.worker_started, self.app.namespace, self.settings)
         self.slots.start()
         claimer = asyncio.create_task(
@@ -340,7 +345,8 @@ class Worker:
     async def _close(self) -> None:
         await self.conns.discard()
         self.executor.shutdown()
-        await self.app.close_async_pool()  # opened in this loop by handlers (workflows, aenqueue)
+        if not self.embedded:  # else the host's: it still uses it
+            await self.app.close_async_pool()  # opened in this loop by handlers (workflows, aenqueue)
         log.info("worker %s stopped", self.id)
 
     # -- loops ---------------------------------------------------------------------

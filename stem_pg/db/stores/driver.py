@@ -38,6 +38,36 @@ def sqlalchemy_connection(conn: Any) -> Any:
     )
 
 
+async def async_driver_connection(conn: Any) -> Any:
+    """The psycopg AsyncConnection to write on for ``conn``: itself, or the one under a
+    SQLAlchemy ``AsyncSession`` / ``AsyncConnection`` (its transaction begun, as
+    ``session.connection()`` does), so the write commits or rolls back with the session.
+
+    Raises TaskError for anything else, asyncpg sessions included (stem_pg speaks psycopg:
+    ``postgresql+psycopg://``).
+    """
+    if isinstance(conn, psycopg.AsyncConnection):
+        return conn
+    if type(conn).__module__.startswith("sqlalchemy."):
+        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+        if isinstance(conn, AsyncSession):
+            conn = await conn.connection()
+        if isinstance(conn, AsyncConnection):
+            raw = (await conn.get_raw_connection()).driver_connection
+            if isinstance(raw, psycopg.AsyncConnection):
+                return raw
+            driver = conn.dialect.driver
+            raise TaskError(
+                f"connection: a SQLAlchemy async session on driver {driver!r}; stem_pg writes through"
+                " psycopg 3: create its engine with a postgresql+psycopg:// URL"
+            )
+    raise TaskError(
+        "connection must be a psycopg AsyncConnection or a SQLAlchemy AsyncSession/AsyncConnection,"
+        f" got {type(conn).__name__}"
+    )
+
+
 def execute(conn: Any, query: LiteralString, params: dict[str, Any]) -> None:
     """Run ``query`` on a psycopg Connection or a SQLAlchemy Connection/Session."""
     if isinstance(conn, psycopg.Connection):

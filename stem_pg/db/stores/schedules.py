@@ -50,6 +50,8 @@ class ScheduleRow:
     version: int
     created_at: datetime
     updated_at: datetime
+    #: ``store`` (a file, the CLI, app.schedules) or ``code`` (``@app.periodic``, synced by beat).
+    origin: str = "store"
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,11 @@ class ScheduleStore:
             cur.execute(self.q["schedule_get"], {"name": name})
             return cur.fetchone()
 
-    def insert(self, conn: Conn, *, entry: ScheduleEntry, next_run_at: datetime | None) -> int | None:
+    def insert(
+        self, conn: Conn, *, entry: ScheduleEntry, next_run_at: datetime | None, origin: str = "store"
+    ) -> int | None:
         """Create ``entry``; its version, or None if the name is taken."""
-        params = {**definition_params(entry), "next_run_at": next_run_at}
+        params = {**definition_params(entry), "next_run_at": next_run_at, "origin": origin}
         row = conn.execute(self.q["schedule_insert"], params).fetchone()
         return None if row is None else int(row[0])
 
