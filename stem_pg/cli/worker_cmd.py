@@ -51,7 +51,12 @@ def run_command(
     ] = 10,
     processes: Annotated[
         int,
-        typer.Option("--processes", "-p", min=1, help="Worker processes to fork (use every core)."),
+        typer.Option(
+            "--processes",
+            "-p",
+            min=1,
+            help="Worker processes to fork (use every core); they stop if this supervisor dies.",
+        ),
     ] = 1,
     prefetch_multiplier: Annotated[
         int | None,
