@@ -1,7 +1,7 @@
 """Running workers from the CLI: signals, ``--processes`` forked children (which stop if their
 supervisor dies: stem_pg.worker.lifeline), the replacement of a process that retired
-(stem_pg.worker.recycle), and ``--metrics-port`` (served by the supervisor for all its
-children: stem_pg.metrics.exposition)."""
+(stem_pg.worker.recycle), ``--metrics-port`` (served by the supervisor for all its children:
+stem_pg.metrics.exposition), and an exit that no task ignoring its cancel can hold up."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from stem_pg.worker.banner import log_banner
 from stem_pg.worker.lifeline import Lifeline
 from stem_pg.worker.recycle import EXIT_RETIRED
 from stem_pg.worker.settings import WorkerSettings, default_worker_id
+from stem_pg.worker.shutdown import cancel_within
 from stem_pg.worker.worker import Worker
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ RESTART_DELAY = 1.0
 #: Set in the environment of the fresh process that replaces a retired worker: the database
 #: may be away at that moment, and a worker that ran once keeps retrying rather than exit.
 REPLACEMENT_VARIABLE = "_STEM_WORKER_REPLACEMENT"
+#: How long the tasks still there once the worker stopped get to end after a cancel.
+STRAGGLERS_WAIT = 2.0
 
 
 def run_worker(
@@ -70,9 +73,21 @@ def run_worker(
         if lifeline is not None:
             lifeline.watch(loop, orphaned)
         await worker.run()
+        # asyncio.run would cancel what is left (a handler's task, a stuck loop) and wait for
+        # it without end: a task that ignores its cancel must not keep the process.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if await cancel_within(others, STRAGGLERS_WAIT, f"worker {worker.id}"):
+            _exit_now(worker.exit_code)
 
     asyncio.run(main())
     return worker
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _leave(worker: Worker) -> None:
