@@ -170,6 +170,7 @@ class Worker:
             listen_connected=self._listen_connected,
             on_lost=self._connection_lost,
             on_reconnect=None if metrics is None else metrics.reconnected,
+            mode=self.settings.connections,
         )
         self.control = WorkerControl(
             ControlStore(queries),
