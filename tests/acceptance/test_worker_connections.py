@@ -79,8 +79,10 @@ def test_connections_per_worker_process(
     assert ran_in <= children
 
     # Every loop has opened its connection by now (the flush's with the first outcome).
-    for pid in children:
-        wait_for(lambda pid=pid: connections_of(db, pid) == expected, 10, f"process {pid}'s connections")
+    def all_open() -> bool:
+        return all(connections_of(db, pid) == expected for pid in children)
+
+    wait_for(all_open, 10, f"each process's connections to be {expected}")
     assert connections_of(db, supervisor.pid) == []
     if mode == "per-loop":
         assert len(expected) == WORKER_PROCESS
