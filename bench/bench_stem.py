@@ -780,6 +780,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start the workers with --claim-unregistered (no task-name filter in the claim)",
     )
+    parser.add_argument(
+        "--connections",
+        choices=["minimal", "per-loop"],
+        help="start the workers with --connections MODE (default: the worker's own default)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def worker_options(p: argparse.ArgumentParser, concurrency: int = BEST_CONCURRENCY) -> None:
@@ -853,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
         AUTOVACUUM["enabled"] = False
     if args.claim_unregistered:
         WORKER_FLAGS.append("--claim-unregistered")
+    if args.connections:
+        WORKER_FLAGS.extend(["--connections", args.connections])
     if args.signing:
         os.environ[SIGNING_ENV] = "1"  # this process's apps and the workers it starts
     if args.metrics_port:

@@ -1,6 +1,6 @@
 -- What `stem doctor` reads besides the xmin horizon (vacuum_horizon): the jobs table's
 -- statistics, the namespace's indexes, and server-wide NOTIFY and connection headroom.
--- The decisions are stem_pg/core/doctor.py; {ns} is not used, the schema is a parameter.
+-- The decisions are stem_pg/core/doctor.py; the schema is a parameter ({ns} only for the workers table).
 
 -- name: doctor_jobs_table
 -- The jobs table's row counts, changes since its last analyze, last (auto)vacuum and
@@ -39,6 +39,13 @@ JOIN pg_class AS t ON t.oid = x.indrelid
 JOIN pg_namespace AS n ON n.oid = t.relnamespace
 WHERE n.nspname = %(schema)s
 ORDER BY t.relname, i.relname;
+
+-- name: doctor_live_workers
+-- Worker processes of the namespace that run: not stopped, a heartbeat within stale_after seconds.
+SELECT count(*)::int
+FROM {ns}.workers
+WHERE stopped_at IS NULL
+  AND last_heartbeat_at > now() - make_interval(secs => %(stale_after)s);
 
 -- name: doctor_server
 -- The NOTIFY queue's fill (0 to 1), and the connections open against what the server allows

@@ -51,7 +51,12 @@ def run_command(
     ] = 10,
     processes: Annotated[
         int,
-        typer.Option("--processes", "-p", min=1, help="Worker processes to fork (use every core)."),
+        typer.Option(
+            "--processes",
+            "-p",
+            min=1,
+            help="Worker processes to fork (use every core); they stop if this supervisor dies.",
+        ),
     ] = 1,
     prefetch_multiplier: Annotated[
         int | None,
@@ -117,6 +122,15 @@ def run_command(
             " during a rolling deploy an older worker leaves a new task's jobs to a newer worker.",
         ),
     ] = False,
+    connections: Annotated[
+        str,
+        typer.Option(
+            "--connections",
+            metavar="minimal|per-loop",
+            help="minimal: two connections per process (LISTEN, and one the loops share in"
+            " turns); per-loop: six, one per loop (README, 'Connection budget').",
+        ),
+    ] = "per-loop",
     namespace: common.WorkerNamespaceOption = None,
     url: common.UrlOption = None,
     loglevel: log_options.LogLevelOption = None,
@@ -171,6 +185,7 @@ def run_command(
         max_memory_per_child=max_memory_per_child,
         summary_interval=summary_interval,
         claim_unregistered=claim_unregistered,
+        connections=connections,
     )
     if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
         common.require_migrated(stem)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from stem_pg.core.budget import WORKER_PROCESS, fleet_connections
 from stem_pg.core.redaction import redact
 from stem_pg.core.vacuum import HorizonHolder, duration_text
 
@@ -52,6 +53,8 @@ class Thresholds:
     notify_problem: float = 0.9
     connections_warn: float = 0.8
     connections_problem: float = 0.95
+    #: A worker whose last heartbeat is older than this is not counted as running (seconds).
+    worker_stale_after: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,27 @@ def server_findings(server: ServerStats, th: Thresholds) -> list[Finding]:
             "connections", "server", "problem" if share >= th.connections_problem else "warn", detail, fix
         )
     return [notify, conns]
+
+
+def fleet_findings(live_workers: int, server: ServerStats, th: Thresholds) -> list[Finding]:
+    """The connections the namespace's running worker processes may open, against the slots:
+    a worker opens its connections as its loops first need them, so the fleet can run out of
+    slots later even while few are in use now (README, "Connection budget")."""
+    need = fleet_connections(live_workers)
+    share = need / max(server.max_connections, 1)
+    detail = (
+        f"{live_workers} running worker processes may open {need} connections"
+        f" ({WORKER_PROCESS} each) of the {server.max_connections} the server allows ({share:.0%})"
+    )
+    facts = {"worker_processes": live_workers, "per_process": WORKER_PROCESS, "connections": need}
+    if share < th.connections_warn:
+        return [Finding("worker_connections", "fleet", "ok", detail, facts=facts)]
+    fix = (
+        "run fewer worker processes (more --concurrency each), put other clients behind a pooler,"
+        " or raise max_connections"
+    )
+    severity: Severity = "problem" if share >= th.connections_problem else "warn"
+    return [Finding("worker_connections", "fleet", severity, detail, fix, facts)]
 
 
 def exit_code(findings: Iterable[Finding]) -> int:

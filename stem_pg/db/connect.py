@@ -12,6 +12,7 @@ from psycopg.rows import TupleRow
 from stem_pg.core.dsn import remember_url_secrets
 from stem_pg.core.errors import DatabaseUnavailable
 from stem_pg.core.redaction import one_line, redact
+from stem_pg.db.shared import open_shared
 
 __all__ = ["DatabaseUnavailable", "connect", "connect_async", "connection", "with_keepalives"]
 
@@ -76,12 +77,15 @@ def connect(url: str, *, autocommit: bool = True, role: str = "client") -> psyco
 
 
 async def connect_async(
-    url: str, *, autocommit: bool = True, role: str = "worker"
+    url: str, *, autocommit: bool = True, role: str = "worker", shared: bool = False
 ) -> psycopg.AsyncConnection[TupleRow]:
-    """A new asynchronous connection, labelled in ``pg_stat_activity`` by ``role``."""
+    """A new asynchronous connection, labelled in ``pg_stat_activity`` by ``role``; ``shared``:
+    one that several tasks use in turns (stem_pg.db.shared)."""
     remember_url_secrets(url)
     try:
         conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
+        if shared:
+            return await open_shared(conninfo, autocommit=autocommit)
         return await psycopg.AsyncConnection.connect(conninfo, autocommit=autocommit)
     except psycopg.Error as exc:
         raise _unavailable(exc, url) from None

@@ -42,9 +42,13 @@ class ManagedConnection:
         *,
         on_lost: Callable[[], None] | None = None,
         on_reconnect: Callable[[str], None] | None = None,
+        shared: bool = False,
     ) -> None:
         self.url = url
         self.role = role
+        #: Several loops use it, each statement (and transaction) in turn (stem_pg.db.shared).
+        self.shared = shared
+        self._opening = asyncio.Lock()  # loops that share it open it once
         self.on_connect = on_connect
         #: Called when a failure discards the connection (or a connect fails).
         self.on_lost = on_lost
@@ -58,20 +62,26 @@ class ManagedConnection:
 
     async def get(self) -> AsyncConn:
         if self._conn is None or self._conn.closed:
-            conn = await connect_async(self.url, role=self.role)
-            try:
-                if self.on_connect is not None:
-                    await self.on_connect(conn)
-            except BaseException:
-                await _close(conn)
-                raise
-            self._conn = conn
-            recovery = self.outage.recovered()
-            if recovery is not None:
-                log.info("%s reconnected %s", self.role, recovery.describe())
-                if self.on_reconnect is not None:
-                    self.on_reconnect(self.role)
+            async with self._opening:
+                if self._conn is None or self._conn.closed:
+                    await self._open()
+        assert self._conn is not None
         return self._conn
+
+    async def _open(self) -> None:
+        conn = await connect_async(self.url, role=self.role, shared=self.shared)
+        try:
+            if self.on_connect is not None:
+                await self.on_connect(conn)
+        except BaseException:
+            await _close(conn)
+            raise
+        self._conn = conn
+        recovery = self.outage.recovered()
+        if recovery is not None:
+            log.info("%s reconnected %s", self.role, recovery.describe())
+            if self.on_reconnect is not None:
+                self.on_reconnect(self.role)
 
     async def discard(self) -> None:
         """Close the connection (if open); the next ``get()`` opens a new one."""
@@ -79,9 +89,13 @@ class ManagedConnection:
         if conn is not None:
             await _close(conn)
 
-    async def lost(self, error: BaseException) -> None:
+    async def lost(self, error: BaseException, used: AsyncConn | None = None) -> None:
         """The connection failed (or could not be opened): discard it, log if this starts an
-        outage, and sleep the backoff delay before the caller tries again."""
+        outage, and sleep the backoff delay before the caller tries again. ``used``: the
+        connection that failed; when another loop sharing it has opened a new one since,
+        that one is kept and the caller tries it at once."""
+        if used is not None and self._conn is not None and used is not self._conn:
+            return
         failure = self.outage.failed()
         if failure.starts:
             log.warning("%s connection lost: %s; reconnecting with backoff", self.role, describe(error))
@@ -92,16 +106,16 @@ class ManagedConnection:
         await self.discard()
         await asyncio.sleep(failure.delay)
 
-    async def recover(self, error: BaseException) -> None:
-        """After ``error`` from a query: keep the connection if it still works (a cancelled
-        statement, a statement or lock timeout, a deadlock), else it is ``lost``; either way
-        sleep a backoff delay before the caller tries again."""
+    async def recover(self, error: BaseException, used: AsyncConn | None = None) -> None:
+        """After ``error`` from a query on ``used``: keep the connection if it still works (a
+        cancelled statement, a statement or lock timeout, a deadlock), else it is ``lost``;
+        either way sleep a backoff delay before the caller tries again."""
         conn = self._conn
-        if conn is not None and not conn.closed and not conn.broken:
+        if conn is not None and not conn.closed and not conn.broken and (used is None or used is conn):
             log.warning("%s query failed, connection kept: %s", self.role, describe(error))
             await asyncio.sleep(self._errors.failed().delay)
             return
-        await self.lost(error)
+        await self.lost(error, used)
 
     def settled(self) -> None:
         """A query succeeded: the next failed one starts its backoff from the beginning."""
@@ -131,12 +145,14 @@ async def run_guarded(
     loop failed``) and the loop goes on after a backoff."""
     failures = Outage()
     while not until():
+        conn: AsyncConn | None = None
         try:
-            await once(await managed.get())
+            conn = await managed.get()
+            await once(conn)
             managed.settled()
             failures.recovered()
         except CONNECTION_ERRORS as exc:
-            await managed.recover(exc)
+            await managed.recover(exc, conn)
         except asyncio.CancelledError:
             raise
         except Exception:

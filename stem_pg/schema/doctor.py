@@ -10,6 +10,7 @@ from sqlalchemy import UniqueConstraint
 from stem_pg.core.doctor import (
     Finding,
     Thresholds,
+    fleet_findings,
     horizon_findings,
     index_findings,
     server_findings,
@@ -57,6 +58,7 @@ async def _examine(url: str, namespace: str, th: Thresholds) -> list[Finding]:
         table = await doctor.jobs_table(conn)
         indexes = await doctor.indexes(conn)
         server = await doctor.server(conn)
+        live = await doctor.live_workers(conn, stale_after=th.worker_stale_after)
     finally:
         await conn.close()
     return [
@@ -64,4 +66,5 @@ async def _examine(url: str, namespace: str, th: Thresholds) -> list[Finding]:
         *table_findings(table, th),
         *index_findings(indexes, expected_indexes(namespace), th),
         *server_findings(server, th),
+        *fleet_findings(live, server, th),
     ]

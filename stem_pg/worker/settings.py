@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from stem_pg.core.errors import ConfigError
 
+CONNECTION_MODES = ("minimal", "per-loop")
+
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
@@ -47,6 +49,9 @@ class WorkerSettings:
     #: Claim jobs of any task, and dead-letter those not registered here (``unregistered_task``),
     #: as workers did before; by default a worker claims only the task names it registers.
     claim_unregistered: bool = False
+    #: ``per-loop``: a connection per loop (six); ``minimal``: LISTEN on one, the other loops
+    #: sharing a second in turns (stem_pg.worker.connections).
+    connections: str = "per-loop"
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -67,6 +72,8 @@ class WorkerSettings:
                 raise ConfigError(f"{flag} must be a whole number of at least 1, got {value!r}")
         if not self.summary_interval >= 0:
             raise ConfigError(f"--log-summary-interval must be >= 0, got {self.summary_interval!r}")
+        if self.connections not in CONNECTION_MODES:
+            raise ConfigError(f"--connections must be minimal or per-loop, got {self.connections!r}")
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown grace must be >= 0, got {self.shutdown_grace}")
 

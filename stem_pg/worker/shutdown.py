@@ -5,11 +5,13 @@
 2. Running jobs get the grace period to finish (none when forced or told ``soft``).
 3. What still runs is interrupted; outcomes that did come in are flushed, the write
    under way waited for.
-4. Every job it still holds is given back in one statement (``job_give_back``): an
+4. Its loops are cancelled and waited for, within a bound: one that does not end (a cancel
+   lost on the way, see ``cancel_within``) is named in the log and left behind.
+5. Every job it still holds is given back in one statement (``job_give_back``): an
    interrupted one for a retry (the attempt counts), an unstarted one as it was.
-5. It marks itself stopped in the workers table.
+6. It marks itself stopped in the workers table.
 
-Steps 4 and 5 open a fresh connection when theirs is gone (the heartbeat's, say).
+Steps 5 and 6 open a fresh connection when theirs is gone (the heartbeat's, say).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection
 from stem_pg.db.stores.jobs import JobStore
@@ -36,6 +38,30 @@ T = TypeVar("T")
 CLAIMER_WAIT = 5.0
 #: How long the give-back and the stopped mark keep trying (reconnecting) before giving up.
 LAST_WRITES_WAIT = 5.0
+#: How long cancelled loops may take to end before the way out goes on without them.
+LOOPS_WAIT = 2.0
+
+
+async def cancel_within(tasks: Sequence[asyncio.Task[Any]], seconds: float, who: str) -> list[str]:
+    """Cancel ``tasks`` and wait up to ``seconds`` for them to end; return the names of those
+    that did not (logged, as ``who``, on one line). A cancel can be lost (one landing as the
+    task's own wait completes, as Python 3.11's ``wait_for`` could drop it, or code that
+    swallows it): the worker must still get out rather than wait for the task forever."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return []
+    _, pending = await asyncio.wait(tasks, timeout=seconds)
+    stuck = sorted(task.get_name() for task in pending)
+    if stuck:
+        log.error(
+            "%s: %s still running %g s after being cancelled; going on without %s",
+            who,
+            ", ".join(stuck),
+            seconds,
+            "it" if len(stuck) == 1 else "them",
+        )
+    return stuck
 
 
 class Shutdown:
@@ -65,6 +91,10 @@ class Shutdown:
         self.managed = managed
         self.grace = grace
         self.forced = forced
+        #: How long the cancelled loops get to end (step 4).
+        self.loops_wait = LOOPS_WAIT
+        #: Names of the loops that did not end when cancelled: the process exits without them.
+        self.stuck: list[str] = []
         #: Interrupted jobs whose runner ended: given back instead of flushed.
         self._interrupted: dict[str, Inflight] = {}
 
@@ -73,7 +103,7 @@ class Shutdown:
         self._interrupted[entry.job.id] = entry
 
     async def run(self, claimer: asyncio.Task[None], loops: list[asyncio.Task[None]]) -> None:
-        """Steps 1 to 5 (see the module); ``loops`` are cancelled once the outcomes are written."""
+        """Steps 1 to 6 (see the module); ``loops`` are cancelled once the outcomes are written."""
         await asyncio.wait([claimer], timeout=CLAIMER_WAIT)
         # Work no runner started is released at once (each run sees the worker stopping).
         await asyncio.gather(*(run(entry) for entry, run in self.slots.take_waiting()))
@@ -84,9 +114,7 @@ class Shutdown:
         await self.slots.wait_idle()
         await self.slots.close()
         await self.flusher.final(forced=self.forced())
-        for task in (claimer, *loops):
-            task.cancel()
-        await asyncio.gather(claimer, *loops, return_exceptions=True)
+        self.stuck = await cancel_within([claimer, *loops], self.loops_wait, f"worker {self.state.id}")
         await self._give_back()
         await self._last_write("mark itself stopped", self._mark_stopped)
 

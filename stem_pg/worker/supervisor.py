@@ -1,6 +1,7 @@
-"""Running workers from the CLI: signals, ``--processes`` forked children, the replacement
-of a process that retired (stem_pg.worker.recycle), and ``--metrics-port`` (served by the
-supervisor for all its children: stem_pg.metrics.exposition)."""
+"""Running workers from the CLI: signals, ``--processes`` forked children (which stop if their
+supervisor dies: stem_pg.worker.lifeline), the replacement of a process that retired
+(stem_pg.worker.recycle), ``--metrics-port`` (served by the supervisor for all its children:
+stem_pg.metrics.exposition), and an exit that no task ignoring its cancel can hold up."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from stem_pg.worker.banner import log_banner
+from stem_pg.worker.lifeline import Lifeline
 from stem_pg.worker.recycle import EXIT_RETIRED
 from stem_pg.worker.settings import WorkerSettings, default_worker_id
+from stem_pg.worker.shutdown import cancel_within
 from stem_pg.worker.worker import Worker
 
 if TYPE_CHECKING:
@@ -31,6 +34,8 @@ RESTART_DELAY = 1.0
 #: Set in the environment of the fresh process that replaces a retired worker: the database
 #: may be away at that moment, and a worker that ran once keeps retrying rather than exit.
 REPLACEMENT_VARIABLE = "_STEM_WORKER_REPLACEMENT"
+#: How long the tasks still there once the worker stopped get to end after a cancel.
+STRAGGLERS_WAIT = 2.0
 
 
 def run_worker(
@@ -38,22 +43,51 @@ def run_worker(
     settings: WorkerSettings,
     signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
     metrics: WorkerMetrics | None = None,
+    lifeline: Lifeline | None = None,
 ) -> Worker:
-    """Run one worker in this process until one of ``signals`` (or a shutdown command)."""
+    """Run one worker in this process until one of ``signals`` (or a shutdown command), or
+    until the supervisor that forked it dies (``lifeline``)."""
     worker = Worker(app, settings, metrics=metrics)
     # The application and its libraries are loaded for good: move them out of the
     # collector's reach, so a full collection no longer walks them (a 50+ ms pause).
     gc.collect()
     gc.freeze()
 
+    def orphaned() -> None:
+        # One graceful stop, whichever of the death signal and the pipe comes first (a
+        # second request_stop would force it).
+        if not worker.stopping:
+            log.warning("worker %s: its supervisor is gone; stopping", worker.id)
+            worker.request_stop()
+
+    def on_signal() -> None:
+        if lifeline is not None and lifeline.parent_gone():
+            orphaned()  # the parent-death signal (or a SIGTERM as it died)
+        else:
+            worker.request_stop()
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for signum in signals:
-            loop.add_signal_handler(signum, worker.request_stop)
+            loop.add_signal_handler(signum, on_signal)
+        if lifeline is not None:
+            lifeline.watch(loop, orphaned)
         await worker.run()
+        # asyncio.run would cancel what is left (a handler's task, a stuck loop) and wait for
+        # it without end: a task that ignores its cancel must not keep the process.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if await cancel_within(others, STRAGGLERS_WAIT, f"worker {worker.id}"):
+            _exit_now(worker.exit_code)
 
     asyncio.run(main())
     return worker
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _leave(worker: Worker) -> None:
@@ -80,14 +114,20 @@ def _leave(worker: Worker) -> None:
         sys.exit(worker.exit_code)
 
 
-def _child(app: Stem, settings: WorkerSettings, shared: SharedMetrics | None) -> None:
+def _child(app: Stem, settings: WorkerSettings, shared: SharedMetrics | None, lifeline: Lifeline) -> None:
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Not the supervisor's forwarding handler: until the worker's own is set (before it holds
+    # anything), a SIGTERM just ends the process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not lifeline.attach():
+        log.warning("worker %s: its supervisor died as it started; not starting", settings.worker_id)
+        os._exit(0)
     metrics = None
     if shared is not None:
         shared.forked()
         metrics = worker_metrics(app, settings)  # written to this process's files
-    worker = run_worker(app, settings, signals=(signal.SIGTERM,), metrics=metrics)
+    worker = run_worker(app, settings, signals=(signal.SIGTERM,), metrics=metrics, lifeline=lifeline)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(worker.exit_code)
@@ -139,13 +179,25 @@ def supervise(app: Stem, settings: WorkerSettings, processes: int, metrics_port:
 def _fork_and_watch(
     app: Stem, settings: WorkerSettings, processes: int, shared: SharedMetrics | None
 ) -> None:
+    lifeline = Lifeline()  # the children stop if this process dies
+    try:
+        _watch(app, settings, processes, shared, lifeline)
+    finally:
+        lifeline.close()
+
+
+def _watch(
+    app: Stem, settings: WorkerSettings, processes: int, shared: SharedMetrics | None, lifeline: Lifeline
+) -> None:
     context = multiprocessing.get_context("fork")
     children: dict[int, BaseProcess] = {}
     stopping = {"count": 0}
 
-    def spawn(slot: int) -> None:
+    def spawn(slot: int) -> None:  # from the main thread: the death signal follows the forking thread
         child_settings = _replace_id(settings, f"{settings.worker_id}-{slot}")
-        proc = context.Process(target=_child, args=(app, child_settings, shared), name=f"stem-worker-{slot}")
+        proc = context.Process(
+            target=_child, args=(app, child_settings, shared, lifeline), name=f"stem-worker-{slot}"
+        )
         proc.start()
         children[slot] = proc
 

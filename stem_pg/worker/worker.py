@@ -141,22 +141,9 @@ class Worker:
         await worker_signal(self.app.signals.worker_started, self.app.namespace, self.settings)
         self.slots.start()
         claimer = asyncio.create_task(
-            self._guarded("claimer", self.conns.claim, self._claim_once, until_stop=True)
+            self._guarded("claimer", self.conns.claim, self._claim_once, until_stop=True), name="claimer"
         )
-        loops = [
-            asyncio.create_task(self._guarded("listener", self.conns.listen, self.listener.run_once)),
-            asyncio.create_task(self.flusher.loop()),
-            asyncio.create_task(self._guarded("control", self.conns.control, self.control.run_once)),
-            asyncio.create_task(self._guarded("leases", self.conns.house, self.heartbeat.run_once)),
-            asyncio.create_task(
-                self._guarded("maintenance", self.conns.maintenance, self._maintain_once, until_stop=True)
-            ),
-        ]
-        if self.settings.summary_interval > 0:
-            summary = Summary(self.counts, self.id, self.settings.summary_interval)
-            loops.append(asyncio.create_task(summary.loop()))
-        if self.metrics is not None:
-            loops.append(asyncio.create_task(self.metrics.loop(self.inflight.values)))
+        loops = [asyncio.create_task(coro, name=name) for name, coro in self._loops().items()]
         log.info(
             "worker %s consuming %s%s in namespace %s (concurrency %d)",
             self.id,
@@ -188,6 +175,7 @@ class Worker:
             listen_connected=self._listen_connected,
             on_lost=self._connection_lost,
             on_reconnect=None if metrics is None else metrics.reconnected,
+            mode=self.settings.connections,
         )
         self.control = WorkerControl(
             ControlStore(queries),
@@ -313,6 +301,22 @@ class Worker:
         if hasattr(self, "_stop"):
             self._stop.set()
             self._wake.set()
+
+    def _loops(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """The loops besides the claim loop, by name (their task's name, which a log line may quote)."""
+        conns, guarded = self.conns, self._guarded
+        loops = {
+            "listener": guarded("listener", conns.listen, self.listener.run_once),
+            "flusher": self.flusher.loop(),
+            "control": guarded("control", conns.control, self.control.run_once),
+            "leases": guarded("leases", conns.house, self.heartbeat.run_once),
+            "maintenance": guarded("maintenance", conns.maintenance, self._maintain_once, until_stop=True),
+        }
+        if self.settings.summary_interval > 0:
+            loops["summary"] = Summary(self.counts, self.id, self.settings.summary_interval).loop()
+        if self.metrics is not None:
+            loops["metrics"] = self.metrics.loop(self.inflight.values)
+        return loops
 
     async def _register(self) -> bool:
         while not self.state.stopping:

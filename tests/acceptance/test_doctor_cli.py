@@ -9,6 +9,7 @@ import json
 
 import psycopg
 
+from stem_pg.core.budget import WORKER_PROCESS
 from tests.helpers import run_stem
 
 
@@ -49,6 +50,41 @@ def test_a_clean_namespace_has_no_problem_of_its_own(database_url: str, namespac
     problems = any(f["severity"] == "problem" for f in report["findings"])
     assert run.returncode == (1 if problems else 0), run.stderr
     assert report["ok"] is not problems
+
+
+def test_a_fleet_near_the_connection_slots_warns(database_url: str, namespace: str) -> None:
+    """Running worker processes (rows with a fresh heartbeat) that may open about 90 % of the
+    server's connection slots between them: a warning naming the count and the formula."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+        ).fetchone()
+        assert row is not None
+        slots = int(row[0])
+        processes = int(0.9 * slots) // WORKER_PROCESS
+        conn.execute(
+            f'INSERT INTO "{namespace}".workers (id, host, pid, queues, concurrency)'
+            " SELECT 'w' || n, 'host', n, '{default}', 10 FROM generate_series(1, %s) AS n",
+            (processes,),
+        )
+        conn.execute(  # a worker gone silent long ago is not counted
+            f'INSERT INTO "{namespace}".workers (id, host, pid, queues, concurrency, last_heartbeat_at)'
+            " VALUES ('stale', 'host', 1, '{default}', 10, now() - interval '1 hour')"
+        )
+    run = run_stem(database_url, "doctor", "--namespace", namespace, "--json")
+    (finding,) = [f for f in json.loads(run.stdout)["findings"] if f["check"] == "worker_connections"]
+    assert finding["severity"] == "warn", finding
+    need = processes * WORKER_PROCESS
+    assert finding["detail"].startswith(
+        f"{processes} running worker processes may open {need} connections ({WORKER_PROCESS} each)"
+        f" of the {slots} the server allows"
+    )
+    text = run_stem(database_url, "doctor", "--namespace", namespace)
+    lines = [" ".join(x.split()) for x in text.stdout.splitlines()]
+    assert any(x.startswith(f"WARN worker_connections fleet: {processes} running worker") for x in lines), (
+        lines
+    )
 
 
 def test_a_missing_index_is_a_problem(database_url: str, namespace: str) -> None:

@@ -4,10 +4,13 @@ statement, and the final flush waits for the write under way instead of racing i
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from stem_pg.client.app import Stem
@@ -15,9 +18,14 @@ from stem_pg.db.managed import ManagedConnection
 from stem_pg.db.stores.broadcasts import BroadcastStore
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rows import ClaimedJob, Finish, GivenBack, RetryLater
+from stem_pg.db.stores.workers import WorkerStore
 from stem_pg.worker.broadcasts import BroadcastAcks
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.flush import OutcomeFlusher
+from stem_pg.worker.settings import WorkerSettings
+from stem_pg.worker.shutdown import Shutdown
+from stem_pg.worker.slots import Slots
+from stem_pg.worker.state import WorkerState
 
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
 STOPPED = "worker w1 stopped while the task was running"
@@ -117,3 +125,56 @@ async def test_final_flush_waits_for_the_write_under_way(app: Stem, database_url
         states = sql.SQL("SELECT id, state FROM {}.results").format(sql.Identifier(app.namespace))
         assert await (await conn.execute(states)).fetchall() == [("slow", "succeeded")]
         await flusher.managed.discard()
+
+
+async def test_a_loop_that_swallows_its_cancel_holds_up_the_way_out_for_a_bound_only(
+    app: Stem, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loop loses the cancel of the shutdown (as Python 3.11's ``wait_for`` could drop one):
+    the way out waits ``loops_wait`` for it, names it in one log line, and goes on to give back
+    the jobs the worker held."""
+    app.enqueue("t", task_id="held")
+    store = JobStore(app.queries, result_ttl=60)
+    state = WorkerState(WorkerSettings(queues=("default",), worker_id="w1"))
+    managed = ManagedConnection(database_url, "test-shutdown")
+    acks = BroadcastAcks(BroadcastStore(app.queries), worker_id="w1")
+    flusher = OutcomeFlusher(store, acks, managed, worker_id="w1")
+    slots = Slots(1)
+    slots.start()
+    workers = WorkerStore(app.queries)
+    never = lambda: False  # noqa: E731
+    shutdown = Shutdown(store, workers, state, slots, flusher, managed, grace=lambda: 0.0, forced=never)
+    shutdown.loops_wait = 0.5
+    token = str(uuid.uuid4())
+    (job,) = await claim(store, await managed.get(), token)
+    state.inflight[job.id] = Inflight(job, token, 60.0)  # leased, never started
+    state.stopping = True
+
+    swallowed, release = asyncio.Event(), asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.set()  # the cancel is lost: the loop goes on waiting
+        await release.wait()
+
+    loop = asyncio.create_task(stubborn(), name="control")
+    claimer = asyncio.create_task(asyncio.sleep(0), name="claimer")
+    await asyncio.sleep(0)
+    began = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="stem_pg.worker.shutdown"):
+        await asyncio.wait_for(shutdown.run(claimer, [loop]), 10)
+    took = time.monotonic() - began
+    try:
+        assert swallowed.is_set() and not loop.done()
+        assert shutdown.stuck == ["control"]
+        assert 0.5 <= took < 5, took
+        lines = [r.getMessage() for r in caplog.records if "after being cancelled" in r.getMessage()]
+        assert lines == ["worker w1: control still running 0.5 s after being cancelled; going on without it"]
+        # ... and the way out went on: the held job is queued again.
+        assert (await rows(await managed.get(), app.namespace))["held"][:4] == ("queued", 0, None, None)
+    finally:
+        release.set()
+        await loop
+        await managed.discard()

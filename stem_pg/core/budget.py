@@ -1,0 +1,19 @@
+"""The connection budget: how many connections each kind of stem_pg process holds at most, and
+what a fleet of them asks of the server's ``max_connections`` (README, "Connection budget")."""
+
+from __future__ import annotations
+
+#: A worker process: claim, flush, leases (registration and heartbeat), maintenance, control
+#: and listen, one each (stem_pg.worker.connections). A ``--processes N`` supervisor holds none.
+WORKER_PROCESS = 6
+#: ``stem beat``: its lease, its tick and its listen connection (stem_pg.beat.scheduler).
+BEAT_PROCESS = 3
+
+
+def fleet_connections(
+    worker_processes: int, *, beats: int = 0, app_pools: int = 0, pool_size: int = 10
+) -> int:
+    """The most connections a fleet opens: ``worker_processes`` worker processes, ``beats``
+    beat processes, and ``app_pools`` application pools (a web process, or a worker process whose
+    handlers enqueue) of ``pool_size`` each."""
+    return worker_processes * WORKER_PROCESS + beats * BEAT_PROCESS + app_pools * pool_size
