@@ -23,7 +23,7 @@ def test_sync_and_async_tasks_complete(app: Stem) -> None:
 
     with running_worker(app):
         first = app.enqueue("math.add", {"x": 2, "y": 3})
-        second = mul.enqueue(x=4, y=5)  # type: ignore[attr-defined]
+        second = mul.enqueue(x=4, y=5)
         assert first.get(timeout=10) == 5
         assert second.get(timeout=10) == 20
     assert first.state == "succeeded"

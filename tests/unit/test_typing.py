@@ -1,0 +1,56 @@
+"""The typed task API holds for a type checker: ``mypy --strict`` accepts tests/typing/ok.py and
+reports exactly the errors tests/typing/wrong.py announces (a ``# E: <part of the message>``
+comment on each line that must fail, and no error elsewhere)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = ROOT / "tests" / "typing"
+EXPECTED = re.compile(r"#\s*E:\s*(?P<message>.+?)\s*$")
+
+
+def mypy(path: Path) -> dict[int, list[str]]:
+    """mypy's errors for ``path`` (the project's settings, strict), by line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--show-error-codes", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    errors: dict[int, list[str]] = {}
+    for line in done.stdout.splitlines():
+        found = re.match(rf"{re.escape(str(path.relative_to(ROOT)))}:(\d+): error: (.*)", line)
+        if found:
+            errors.setdefault(int(found[1]), []).append(found[2])
+        elif ": error:" in line:  # an error in another file (the package itself): fail loudly
+            errors.setdefault(0, []).append(line)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return errors
+
+
+@pytest.mark.timeout(600)
+def test_typed_calls_pass_mypy_strict() -> None:
+    assert mypy(CASES / "ok.py") == {}
+
+
+@pytest.mark.timeout(600)
+def test_wrong_calls_fail_mypy_strict_with_the_expected_errors() -> None:
+    path = CASES / "wrong.py"
+    expected = {
+        number: found["message"]
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if (found := EXPECTED.search(line))
+    }
+    assert len(expected) >= 10
+    errors = mypy(path)
+    assert sorted(errors) == sorted(expected), errors
+    for number, message in expected.items():
+        assert any(message in error for error in errors[number]), (number, message, errors[number])
