@@ -72,6 +72,11 @@ class Task(Generic[P, R]):
     Calling the task runs the handler here, in this process, as a plain call.
     """
 
+    # Copied from the handler (functools.update_wrapper), as a decorated function has them.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[..., Any]
+
     def __init__(self, app: Stem, definition: TaskDefinition) -> None:
         functools.update_wrapper(self, definition.fn)
         self.app = app
