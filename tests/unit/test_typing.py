@@ -54,3 +54,45 @@ def test_wrong_calls_fail_mypy_strict_with_the_expected_errors() -> None:
     assert sorted(errors) == sorted(expected), errors
     for number, message in expected.items():
         assert any(message in error for error in errors[number]), (number, message, errors[number])
+
+
+@pytest.mark.timeout(600)
+def test_the_readme_task_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    """The Quick tour's app module and calls, and the Typed tasks section, as a user's project."""
+    from tests.acceptance.readme_blocks import readme_blocks
+
+    readme = ROOT / "README.md"
+    typed_at = readme.read_text().split("\n").index("### Typed tasks") + 1
+    blocks = [
+        b
+        for b in readme_blocks(readme)
+        if b.lang == "python"
+        and (b.section == "Quick tour" or (b.section == "Tasks and enqueueing" and b.line > typed_at))
+    ]
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    calls = []
+    for block in blocks:
+        if block.path is not None:
+            (tmp_path / block.path).write_text(block.body)
+        else:
+            calls.append(block.body)
+    assert {b.path for b in blocks} >= {"myapp/tasks.py", "myapp/typed.py"} and len(calls) >= 3
+    (tmp_path / "calls.py").write_text("\n".join(calls))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            "myapp",
+            "calls.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
