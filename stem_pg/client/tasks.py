@@ -43,7 +43,7 @@ class _ContextLike(Protocol):
 Ctx = TypeVar("Ctx", bound=_ContextLike)
 
 
-class Stem(Protocol):
+class TaskApp(Protocol):
     """What a task needs of its app (``stem_pg.client.app.Stem``, which imports this module)."""
 
     planner: Planner
@@ -61,9 +61,6 @@ class Stem(Protocol):
     @property
     def start_workflow(self) -> Callable[..., WorkflowRun]: ...
 
-    @property
-    def task(self) -> TaskDecorator: ...
-
 
 class Task(Generic[P, R]):
     """A registered task: ``enqueue`` / ``delay`` / ``aenqueue`` / ``s`` / ``options``.
@@ -77,7 +74,7 @@ class Task(Generic[P, R]):
     __qualname__: str
     __wrapped__: Callable[..., Any]
 
-    def __init__(self, app: Stem, definition: TaskDefinition) -> None:
+    def __init__(self, app: TaskApp, definition: TaskDefinition) -> None:
         functools.update_wrapper(self, definition.fn)
         self.app = app
         self.definition = definition
@@ -153,7 +150,7 @@ class AsyncTask(Task[P, R]):
 
 
 class TaskCall(Generic[P, R]):
-    """A task with enqueue options (``task.options(...)``); options may be added again."""
+    """A task with enqueue options (``task.options(...)``): the same calls, with those options."""
 
     def __init__(self, task: Task[P, R], options: Mapping[str, Any]) -> None:
         self.task = task
@@ -189,7 +186,9 @@ class TaskDecorator:
     An unknown option is a BadArgumentsError (a TypeError).
     """
 
-    def __init__(self, app: Stem, name: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, app: TaskApp, name: str | None = None, options: Mapping[str, Any] | None = None
+    ) -> None:
         self.app = app
         self.name = name
         self.options = dict(options or {})
@@ -225,7 +224,7 @@ class TaskDecorator:
         return register_task(self.app, fn, name or self.name, {**self.options, **options})
 
 
-def register_task(app: Stem, fn: Callable[..., Any], name: str | None, options: Mapping[str, Any]) -> Any:
+def register_task(app: TaskApp, fn: Callable[..., Any], name: str | None, options: Mapping[str, Any]) -> Any:
     """Register ``fn`` (a Task's own function when given a Task) and return its Task."""
     fn = fn.fn if isinstance(fn, Task) else fn
     task_options = make_options(f"@app.task on {fn.__qualname__}", options)
@@ -238,7 +237,7 @@ def register_task(app: Stem, fn: Callable[..., Any], name: str | None, options: 
 class Workflow(Generic[P, R]):
     """A registered workflow: ``start(**params) -> WorkflowRun[R]``; calling it runs the function."""
 
-    def __init__(self, app: Stem, name: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, app: TaskApp, name: str, fn: Callable[..., Any]) -> None:
         functools.update_wrapper(self, fn)
         self.app = app
         self.fn = fn
@@ -288,7 +287,9 @@ class WorkflowDecorator:
     that replays runs (``stem_pg.worker.workflows``).
     """
 
-    def __init__(self, app: Stem, name: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, app: TaskApp, name: str | None = None, options: Mapping[str, Any] | None = None
+    ) -> None:
         self.app = app
         self.name = name
         self.options = dict(options or {})
@@ -320,7 +321,7 @@ class WorkflowDecorator:
         return register_workflow(self.app, fn, name or self.name, {**self.options, **options})
 
 
-def register_workflow(app: Stem, fn: Callable[..., Any], name: str | None, options: dict[str, Any]) -> Any:
+def register_workflow(app: TaskApp, fn: Callable[..., Any], name: str | None, options: dict[str, Any]) -> Any:
     from stem_pg.client.workflows import workflow_task
     from stem_pg.core.workflows import WorkflowOptions, build_definition, seconds
 

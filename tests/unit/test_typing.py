@@ -96,3 +96,36 @@ def test_the_readme_task_examples_pass_mypy_strict(tmp_path: Path) -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.timeout(600)
+def test_pyright_agrees_on_which_lines_fail() -> None:
+    """pyright (its own messages) accepts ok.py and flags exactly the ``E:`` lines of wrong.py."""
+    import json
+    import shutil
+
+    pyright = shutil.which("pyright", path=str(Path(sys.executable).parent))
+    if pyright is None:
+        pytest.skip("pyright is not installed (it is in the dev extra)")
+    files = [CASES / "ok.py", CASES / "wrong.py"]
+    done = subprocess.run(
+        [pyright, "--outputjson", "--pythonpath", sys.executable, *map(str, files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if not done.stdout.startswith("{"):  # its node runtime could not be fetched or started
+        pytest.skip(f"pyright did not run: {(done.stdout + done.stderr).strip()[:200]}")
+    report = json.loads(done.stdout)
+    failing: dict[str, set[int]] = {}
+    for diagnostic in report["generalDiagnostics"]:
+        if diagnostic["severity"] == "error":
+            line = diagnostic["range"]["start"]["line"] + 1
+            failing.setdefault(Path(diagnostic["file"]).name, set()).add(line)
+    expected = {
+        number
+        for number, line in enumerate((CASES / "wrong.py").read_text().splitlines(), start=1)
+        if EXPECTED.search(line)
+    }
+    assert failing == {"wrong.py": expected}, report["generalDiagnostics"]
