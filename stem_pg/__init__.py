@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from stem_pg.client.app import EnqueueRequest, Stem
     from stem_pg.client.canvas import CanvasResult
     from stem_pg.client.results import TaskResult
+    from stem_pg.client.tasks import AsyncTask, SyncTask, Task, TaskCall, Workflow
     from stem_pg.client.workflows import WorkflowCancelled, WorkflowError, WorkflowFailed, WorkflowRun
     from stem_pg.config.settings import StemConfig
     from stem_pg.core.canvas import Signature, chain, chord, group
@@ -50,6 +51,7 @@ _EXPORTS = {
     "EnqueueRequest": "stem_pg.client.app",
     "StemConfig": "stem_pg.config.settings",
     "TaskResult": "stem_pg.client.results",
+    **{name: "stem_pg.client.tasks" for name in ("AsyncTask", "SyncTask", "Task", "TaskCall", "Workflow")},
     "TaskContext": "stem_pg.worker.context",
     "Retry": "stem_pg.core.tasks",
     "Reject": "stem_pg.core.tasks",
@@ -95,6 +97,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AsyncTask",
     "BeatFired",
     "CallNext",
     "CanvasResult",
@@ -118,6 +121,9 @@ __all__ = [
     "Stem",
     "StemConfig",
     "StemError",
+    "SyncTask",
+    "Task",
+    "TaskCall",
     "TaskCancelled",
     "TaskContext",
     "TaskError",
@@ -127,6 +133,7 @@ __all__ = [
     "TaskResult",
     "UnknownTaskError",
     "WorkerInfo",
+    "Workflow",
     "WorkflowCancelled",
     "WorkflowContext",
     "WorkflowError",

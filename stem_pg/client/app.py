@@ -7,10 +7,9 @@ broadcasts, canvas, locks, schedules, control) receives those, never the facade.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stem_pg.client import enqueue as enqueueing
 from stem_pg.client.app_runtime import RuntimeFacade
@@ -22,6 +21,7 @@ from stem_pg.client.debounce import enqueue_debounced
 from stem_pg.client.locks import AsyncLock, Lock
 from stem_pg.client.results import TaskResult
 from stem_pg.client.schedules import Schedules
+from stem_pg.client.tasks import TaskDecorator, WorkflowDecorator
 from stem_pg.client.testing import TestingAccess
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.canvas import Canvas, Signature
@@ -32,7 +32,7 @@ from stem_pg.core.routing import RoutingConfig
 from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.signals import Middleware, Signals, check_middleware
 from stem_pg.core.signing import Signing
-from stem_pg.core.tasks import TaskDefinition, TaskRegistry, make_options
+from stem_pg.core.tasks import TaskRegistry
 
 if TYPE_CHECKING:
     from stem_pg.client.workflows import WorkflowDefinition, WorkflowRun
@@ -139,96 +139,16 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
 
     # -- registration -------------------------------------------------------------
 
-    @overload
-    def task(self, fn: F, /) -> F: ...
-    @overload
-    def task(self, fn: None = None, /, *, name: str | None = None, **options: Any) -> Callable[[F], F]: ...
+    @property
+    def task(self) -> TaskDecorator:
+        """``@app.task`` / ``@app.task(name=..., **options)``: register a handler (stem_pg.client.tasks)."""
+        return TaskDecorator(self)
 
-    def task(self, fn: F | None = None, /, *, name: str | None = None, **options: Any) -> Any:
-        """Register a ``def`` or ``async def`` handler; options as in TaskOptions.
-
-        The function stays callable as before and gains ``.enqueue(**kwargs)``,
-        ``.delay(*args, **kwargs)`` (positionals named after its parameters), ``.aenqueue``
-        and ``.task_name``. An unknown option is a BadArgumentsError (a TypeError).
-        """
-
-        def register(func: F) -> F:
-            task_options = make_options(f"@app.task on {func.__qualname__}", options)
-            task_name = name or f"{func.__module__}.{func.__qualname__}"
-            self.registry.register(TaskDefinition.build(task_name, func, task_options))
-            self.planner.forget()
-            func.task_name = task_name  # type: ignore[attr-defined]
-            func.enqueue = functools.partial(self._enqueue_kwargs, task_name)  # type: ignore[attr-defined]
-            func.delay = functools.partial(self._delay, task_name)  # type: ignore[attr-defined]
-            func.aenqueue = functools.partial(self._aenqueue_kwargs, task_name)  # type: ignore[attr-defined]
-            func.s = functools.partial(self.signature, task_name)  # type: ignore[attr-defined]
-            func.si = functools.partial(self._immutable_signature, task_name)  # type: ignore[attr-defined]
-            return func
-
-        return register(fn) if fn is not None else register
-
-    @overload
-    def workflow(self, fn: F, /) -> F: ...
-    @overload
-    def workflow(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        max_run_time: float | timedelta | str | None = None,
-        max_suspended_time: float | timedelta | str | None = None,
-        **options: Any,
-    ) -> Callable[[F], F]: ...
-
-    def workflow(
-        self,
-        fn: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        max_run_time: float | timedelta | str | None = None,
-        max_suspended_time: float | timedelta | str | None = None,
-        **options: Any,
-    ) -> Any:
-        """Register an ``async def`` workflow taking ``(ctx: WorkflowContext, **params)``.
-
-        ``max_run_time`` cancels a run that has not ended that long after it started,
-        ``max_suspended_time`` one suspended that long at a time (seconds, timedelta or
-        ``"5m"``). Other options (``queue``, ``priority``, ``max_retries``, ...) are the
-        task options of the jobs that run it. The function gains ``.start(**params)``.
-        The app records the definition and those options; a worker binds the handler
-        that replays runs (``stem_pg.worker.workflows``).
-        """
-        from stem_pg.client.workflows import workflow_task
-        from stem_pg.core.workflows import WorkflowOptions, build_definition, seconds
-
-        def register(func: F) -> F:
-            wf_name = name or f"{func.__module__}.{func.__qualname__}"
-            limits = WorkflowOptions(
-                seconds(max_run_time, what=f"workflow {wf_name!r}: max_run_time"),
-                seconds(max_suspended_time, what=f"workflow {wf_name!r}: max_suspended_time"),
-            )
-            definition = build_definition(wf_name, func, limits)
-            self.task(name=wf_name, **options)(workflow_task(definition))
-            self.workflows[wf_name] = definition
-            func.workflow_name = wf_name  # type: ignore[attr-defined]
-            func.start = functools.partial(self._start_kwargs, wf_name)  # type: ignore[attr-defined]
-            return func
-
-        return register(fn) if fn is not None else register
-
-    def _start_kwargs(self, workflow_name: str, /, **params: Any) -> WorkflowRun:
-        return self.start_workflow(workflow_name, params)
-
-    def _enqueue_kwargs(self, task_name: str, /, **kwargs: Any) -> TaskResult:
-        return self.enqueue(task_name, kwargs)
-
-    def _delay(self, task_name: str, /, *args: Any, **kwargs: Any) -> TaskResult:
-        return self.enqueue(task_name, self.registry[task_name].as_kwargs(args, kwargs))
-
-    async def _aenqueue_kwargs(self, task_name: str, /, **kwargs: Any) -> TaskResult:
-        return await self.aenqueue(task_name, kwargs)
+    @property
+    def workflow(self) -> WorkflowDecorator:
+        """``@app.workflow`` / ``@app.workflow(name=..., **options)``: register a workflow
+        (stem_pg.client.tasks)."""
+        return WorkflowDecorator(self)
 
     # -- enqueue (stem_pg.client.enqueue) --------------------------------------------
 
@@ -313,9 +233,6 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
         """A call of task ``name`` to make later (``task.s(**kwargs)`` is the same);
         enqueue options go through ``.set(queue=..., priority=..., countdown=...)``."""
         return Signature(name, kwargs, app=self)
-
-    def _immutable_signature(self, name: str, /, **kwargs: Any) -> Signature:
-        return Signature(name, kwargs, immutable=True, app=self)
 
     def apply(self, canvas: Canvas, *, connection: Any = None) -> CanvasResult:
         """Apply a chain, group or chord (``stem_pg.chain/group/chord``); see CanvasResult."""

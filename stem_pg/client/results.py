@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, Literal, overload
 
 import psycopg
+from typing_extensions import TypeVar
 
 from stem_pg.client.backend import Backend
 from stem_pg.core.errors import ResultTimeout, StemError, TaskCancelled, TaskFailed
@@ -15,9 +16,16 @@ from stem_pg.db.stores.rows import StoredResult, TaskStatus
 # Moved to stem_pg.db.listen; importable from here until every waiter uses wait_until.
 __all__ = ["TaskResult", "await_mention", "unwrap", "wait_for_mention"]
 
+#: What ``get()`` returns: the handler's return type for ``Task.enqueue``'s handles, else Any.
+R = TypeVar("R", default=Any)
 
-class TaskResult:
-    """A handle on one task id; cheap to create, talks to the database only when asked."""
+
+class TaskResult(Generic[R]):
+    """A handle on one task id; cheap to create, talks to the database only when asked.
+
+    ``TaskResult[R]``: ``task.enqueue(...)`` of a handler returning ``R`` gives one whose
+    ``get()`` is typed ``R``; ``app.enqueue(name, ...)`` cannot know, so its is ``Any``.
+    """
 
     def __init__(self, backend: Backend, task_id: str) -> None:
         self.backend = backend
@@ -71,7 +79,12 @@ class TaskResult:
         with self.backend.pool.connection() as conn:
             return ResultStore(self.backend.queries).result(conn, id=self.id)
 
-    def get(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
+    @overload
+    def get(self, timeout: float | None = None, *, propagate: Literal[True] = True) -> R: ...
+    @overload
+    def get(self, timeout: float | None = None, *, propagate: bool) -> R | None: ...
+
+    def get(self, timeout: float | None = None, *, propagate: bool = True) -> R | None:
         """Block until the task finishes and return its value.
 
         A lost connection (a server restart, a terminated backend) does not end the
@@ -97,9 +110,15 @@ class TaskResult:
             )
         except TimeoutError as exc:
             raise self._timeout(exc, timeout) from exc.__cause__
-        return unwrap(stored, propagate=propagate)
+        value: R | None = unwrap(stored, propagate=propagate)
+        return value
 
-    async def wait(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
+    @overload
+    async def wait(self, timeout: float | None = None, *, propagate: Literal[True] = True) -> R: ...
+    @overload
+    async def wait(self, timeout: float | None = None, *, propagate: bool) -> R | None: ...
+
+    async def wait(self, timeout: float | None = None, *, propagate: bool = True) -> R | None:
         """The async twin of ``get()``."""
         queries = self.backend.queries
         store = AsyncResultStore(queries)
@@ -123,7 +142,8 @@ class TaskResult:
                 except (StemError, OSError, psycopg.Error):
                     pass
             raise ResultTimeout(self.id, timeout or 0.0, state, _unreachable(exc)) from exc.__cause__
-        return unwrap(stored, propagate=propagate)
+        value: R | None = unwrap(stored, propagate=propagate)
+        return value
 
     def _timeout(self, exc: TimeoutError, timeout: float | None) -> ResultTimeout:
         """The timeout of a wait, with the task's state (not read when the database was

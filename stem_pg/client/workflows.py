@@ -14,9 +14,10 @@ import inspect
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Generic
 
 import psycopg
+from typing_extensions import TypeVar
 
 from stem_pg.client.backend import Backend
 from stem_pg.client.control import Control
@@ -56,6 +57,8 @@ __all__ = [
 Workflows = Mapping[str, WorkflowDefinition]
 #: ``WorkflowRun.get()`` re-reads the run at least this often, besides on notifications.
 RECHECK = 5.0
+#: What ``WorkflowRun.get()`` returns: the workflow's return type for ``Workflow.start``, else Any.
+R = TypeVar("R", default=Any)
 
 
 class WorkflowFailed(StemError):
@@ -250,8 +253,9 @@ def rewind(backend: Backend, run_id: str, step: str) -> int:
     return rewound.dropped
 
 
-class WorkflowRun:
-    """A handle on one run: ``status()``, ``steps()``, and ``get()`` / ``wait()`` for its result."""
+class WorkflowRun(Generic[R]):
+    """A handle on one run: ``status()``, ``steps()``, and ``get()`` / ``wait()`` for its result
+    (typed ``R`` for runs started with ``Workflow.start``, else Any)."""
 
     def __init__(self, backend: Backend, run_id: str) -> None:
         self.backend = backend
@@ -272,7 +276,7 @@ class WorkflowRun:
             steps = WorkflowRunStore(self.backend.queries).list_steps(conn, run_id=self.id)
         return [asdict(step) for step in steps]
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> R:
         """Block until the run ends; its result, or WorkflowFailed / WorkflowCancelled.
 
         Raises TimeoutError after ``timeout`` seconds (the run goes on), WorkflowError if
@@ -290,9 +294,10 @@ class WorkflowRun:
             recheck=RECHECK,
             what=f"workflow run {self.id}",
         )
-        return _outcome(self.id, ended)
+        result: R = _outcome(self.id, ended)
+        return result
 
-    async def wait(self, timeout: float | None = None) -> Any:
+    async def wait(self, timeout: float | None = None) -> R:
         """The async twin of ``get()``."""
         store = AsyncWorkflowRunStore(self.backend.queries)
         pool = await self.backend.apool()
@@ -310,7 +315,8 @@ class WorkflowRun:
             recheck=RECHECK,
             what=f"workflow run {self.id}",
         )
-        return _outcome(self.id, ended)
+        result: R = _outcome(self.id, ended)
+        return result
 
     def _ended(self, row: RunOutcome | None) -> RunOutcome | None:
         """The run's outcome once it has ended, else None."""

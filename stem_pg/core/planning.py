@@ -148,8 +148,10 @@ class Planner:
         if request.eta is not None and request.countdown is not None:
             raise TaskError(f"{name}: give either eta or countdown, not both")
         expires_at, expires_in = split_expires(request.expires)
-        args = encode_kwargs(name, request.kwargs, max_bytes=self.max_payload_bytes)
         definition = self._registry.get(name)
+        if definition is not None and definition.models and request.kwargs:
+            request = replace(request, kwargs=definition.models.dump(name, request.kwargs))
+        args = encode_kwargs(name, request.kwargs, max_bytes=self.max_payload_bytes)
         if definition is not None:  # a canvas link gets the previous result later: partial
             definition.check_kwargs(request.kwargs, partial=CANVAS_HEADER in request.headers)
         key = unique_key(name, place.queue, request.kwargs) if place.unique else None

@@ -14,6 +14,7 @@ from typing import Any
 from stem_pg.core.envelope import check_name
 from stem_pg.core.errors import BadArgumentsError, TaskError, UnknownTaskError
 from stem_pg.core.limits import LimitError, Limits, declared_limits
+from stem_pg.core.models import ModelArguments
 from stem_pg.core.retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, RetryPolicy
 
 
@@ -135,6 +136,11 @@ class TaskDefinition:
         """Inspect ``fn``: a parameter annotated ``TaskContext`` (or named ``ctx``) gets the context."""
         check_name(name, what="task name")
         return cls(name, fn, options, _context_param(fn))
+
+    @functools.cached_property
+    def models(self) -> ModelArguments:
+        """The parameters annotated with pydantic models (stem_pg.core.models), if any."""
+        return ModelArguments.of(self.fn)
 
     @functools.cached_property
     def arguments(self) -> inspect.Signature:

@@ -103,7 +103,10 @@ class Executor:
                 return self._unregistered(entry)
             if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
                 return Finish(job.id, entry.token, TaskState.CANCELLED, error="expired before it started")
-            if (problem := definition.kwargs_problem(job.args)) is not None:  # a TypeError is not transient
+            problem = definition.kwargs_problem(job.args)  # a TypeError is not transient
+            if problem is None and definition.models:  # nor an argument its model refuses
+                problem = definition.models.problem(job.task, job.args)
+            if problem is not None:
                 return dead_letter(entry, f"bad_arguments: {problem}", DeadLetterReason.BAD_ARGUMENTS)
             try:
                 if what == "task":
@@ -144,6 +147,8 @@ class Executor:
     async def _call(self, definition: TaskDefinition, entry: Inflight) -> Any:
         options = definition.options
         kwargs = dict(entry.job.args) if entry.job.args else {}
+        if definition.models:  # pydantic model arguments, rebuilt from their JSON
+            kwargs = definition.models.load(entry.job.task, kwargs)
         if definition.context_param is not None:
             kwargs[definition.context_param] = TaskContext(
                 entry, self.worker_id, self.wake_leases, self.routing

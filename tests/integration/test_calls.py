@@ -49,22 +49,22 @@ def test_delay_enqueues_with_keywords_and_names_positionals_after_the_parameters
     @app.task(name="mail.send", priority=3)
     def send(ctx: TaskContext, to: str, subject: str = "hi", **extra: Any) -> None: ...
 
-    by_keyword = send.delay(to="a@x", subject="s")  # type: ignore[attr-defined]
-    by_position = send.delay("b@x", "t", cc="c@x")  # type: ignore[attr-defined]
+    by_keyword = send.delay(to="a@x", subject="s")
+    by_position = send.delay("b@x", "t", cc="c@x")
     assert [row[2] for row in jobs(db, namespace)] == [
         {"to": "a@x", "subject": "s"},
         {"to": "b@x", "subject": "t", "cc": "c@x"},
     ]
     assert by_keyword.state == by_position.state == "queued"
     with pytest.raises(BadArgumentsError, match=r"task 'mail.send': too many positional arguments"):
-        send.delay("c@x", "u", "v")  # type: ignore[attr-defined]
+        send.delay("c@x", "u", "v")
 
     @app.task(name="sum.all")
     def sum_all(*numbers: int) -> int:
         return sum(numbers)
 
     with pytest.raises(TypeError, match=r"jobs carry keyword arguments only"):
-        sum_all.delay(1, 2)  # type: ignore[attr-defined]
+        sum_all.delay(1, 2)
     assert len(jobs(db, namespace)) == 2
 
 
@@ -77,12 +77,12 @@ def test_enqueue_refuses_arguments_the_handler_cannot_take(
     with pytest.raises(BadArgumentsError, match=r"task 'mail.send': missing a required argument: 'to'"):
         app.enqueue("mail.send", {"subject": "s"})
     with pytest.raises(TypeError, match=r"missing a required argument: 'to'; did you mean 'to' for 'too'\?"):
-        send.enqueue(too="a@x")  # type: ignore[attr-defined]
+        send.enqueue(too="a@x")  # type: ignore[call-arg]
     with pytest.raises(BadArgumentsError, match=r"enqueue_many item 1: task 'mail.send': .*'ctx'"):
         app.enqueue_many([("mail.send", {"to": "a"}), ("mail.send", {"to": "b", "ctx": 1})])
     assert jobs(db, namespace) == []
     # A chain link gets the previous result later: only what it cannot take is refused now.
-    app.apply(chain(send.s(to="a@x"), send.s(subject="s")))  # type: ignore[attr-defined]
+    app.apply(chain(send.s(to="a@x"), send.s(subject="s")))
 
 
 def test_a_job_whose_arguments_do_not_fit_is_dead_lettered_at_once(
@@ -123,8 +123,8 @@ def test_progress_shows_on_the_result_and_in_task_states_and_info_follows_celery
     def long_fail() -> None:
         raise ValueError("nope")
 
-    result = long_job.enqueue(steps=3)  # type: ignore[attr-defined]
-    failed = long_fail.delay()  # type: ignore[attr-defined]
+    result = long_job.enqueue(steps=3)
+    failed = long_fail.delay()
     assert result.progress is None and result.info is None
     view = sql.SQL("SELECT progress FROM {}.task_states WHERE id = %s").format(sql.Identifier(namespace))
     with running_worker(app):

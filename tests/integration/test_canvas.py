@@ -107,7 +107,7 @@ def test_immutable_signature_and_result_arg(app: Stem) -> None:
     def mul(x: int, factor: int) -> int:
         return x * factor
 
-    result = chain(t["add"].s(x=3), mul.s(x=2).set(result_arg="factor"), t["add"].si(x=7)).delay()  # type: ignore[attr-defined]
+    result = chain(t["add"].s(x=3), mul.s(x=2).set(result_arg="factor"), t["add"].si(x=7)).delay()
     outcomes = run_until_idle(app)
     assert [(o.task, o.result) for o in outcomes] == [("c.add", 3), ("c.mul", 6), ("c.add", 7)]
     assert result.get(timeout=1) == 7
@@ -158,7 +158,7 @@ def test_replaying_a_dead_chain_link_runs_the_rest_of_the_chain(app: Stem, db: D
         return result * 2
 
     with running_worker(app):
-        result = chain(t["add"].s(x=1), flaky.s(), t["add"].s(x=5)).delay()  # type: ignore[attr-defined]
+        result = chain(t["add"].s(x=1), flaky.s(), t["add"].s(x=5)).delay()
         with pytest.raises(TaskCancelled, match=r"link 1 \(c.flaky\) failed: RuntimeError: not yet"):
             result.get(timeout=15)
         ready.append(True)
@@ -185,7 +185,7 @@ def test_replaying_a_dead_chord_member_runs_the_callback_once_it_succeeds(app: S
         return x * x
 
     with running_worker(app):
-        result = chord([flaky_square.s(x=x) for x in (1, 2, 3)], t["total"].s()).delay()  # type: ignore[attr-defined]
+        result = chord([flaky_square.s(x=x) for x in (1, 2, 3)], t["total"].s()).delay()
         with pytest.raises(TaskCancelled, match="chord member 2"):
             result.get(timeout=15)
         ready.append(True)
@@ -204,7 +204,7 @@ def test_a_group_with_two_dead_members_fails_again_until_both_are_replayed(app: 
         return x
 
     with running_worker(app):
-        result = group([picky.s(x=x) for x in (1, 2, 3)]).delay()  # type: ignore[attr-defined]
+        result = group([picky.s(x=x) for x in (1, 2, 3)]).delay()
         wait_for(lambda: (_canvas(db, app, result.id) or ("",))[0] == "failed")
         ready.append(True)
         _replay(app, result.members[1].id)

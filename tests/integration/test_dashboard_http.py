@@ -235,7 +235,7 @@ def test_the_other_actions_go_through_the_library_and_are_logged(
     run = app.start_workflow("wf.dash")
     app.enqueue("reports.build", task_id="to-revoke")
     add = app.task(name="c.add")(lambda x: x)
-    canvas = chain(add.s(x=1), add.s(x=2)).delay()  # type: ignore[attr-defined]
+    canvas = chain(add.s(x=1), add.s(x=2)).delay()
     token = _csrf(client, f"/n/{namespace}/schedules")
     caplog.set_level(logging.INFO, logger="stem_pg.dashboard.actions")
 

@@ -23,7 +23,7 @@ def test_sync_and_async_tasks_complete(app: Stem) -> None:
         return x * y
 
     first = app.enqueue("math.add", {"x": 2, "y": 3})
-    second = mul.enqueue(x=4, y=5)  # type: ignore[attr-defined]
+    second = mul.enqueue(x=4, y=5)
     outcomes = run_until_idle(app)
     assert sorted((o.task, o.state, o.result) for o in outcomes) == [
         ("math.add", "succeeded", 5),

@@ -41,9 +41,9 @@ def test_every_source_of_waiting_work_is_checked_against_the_new_release(release
     old.enqueue("deploy.resize", {"path": "p.png", "width": 10})
     old.enqueue("deploy.ping")
     old.schedules.save(ScheduleEntry("mail", "deploy.send_mail", parse_spec("every:5m"), {"to": "d@x"}))
-    old.apply(chain(deployapp.ping.s(), deployapp.send_mail.s().set(result_arg="to")))  # type: ignore[attr-defined]
+    old.apply(chain(deployapp.ping.s(), deployapp.send_mail.s().set(result_arg="to")))
     # the previous result arrives as ``width``: given, as far as the binding goes
-    old.apply(chain(deployapp.ping.s(), deployapp.resize_old.s(path="p").set(result_arg="width")))  # type: ignore[attr-defined]
+    old.apply(chain(deployapp.ping.s(), deployapp.resize_old.s(path="p").set(result_arg="width")))
     old.start_workflow("deploy.onboard", {"user": "u1"})
 
     assert problems(old) == []

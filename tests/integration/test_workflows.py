@@ -40,7 +40,7 @@ def test_steps_checkpoint_and_the_run_completes(app: Stem, db: Db) -> None:
         return f"charged {amount}"
 
     with running_worker(app):
-        run = order.start(order_id=2)  # type: ignore[attr-defined]
+        run = order.start(order_id=2)
         assert run.get(timeout=15) == {"total": 42, "charged": "charged 42"}
     assert calls == ["price", "ping", "ping", "charge"]
     steps = [(s["step"], s["kind"], s["output"]) for s in run.steps()]
@@ -202,7 +202,7 @@ def test_max_suspended_time_cancels_a_waiting_run(app: Stem) -> None:
 def test_bad_workflow_input_is_refused(app: Stem) -> None:
     with pytest.raises(WorkflowError, match="must be an 'async def'"):
 
-        @app.workflow(name="wf.sync")
+        @app.workflow(name="wf.sync")  # type: ignore[arg-type]
         def sync_flow(ctx: WorkflowContext) -> None: ...
 
     with pytest.raises(WorkflowError, match="max_run_time"):
@@ -233,7 +233,7 @@ async def test_ended_canvases_and_runs_are_pruned_after_their_retention(app: Ste
 
     with running_worker(app):
         old_run, new_run = app.start_workflow("wf.done"), app.start_workflow("wf.done")
-        old_group = group([noop.s()]).delay()  # type: ignore[attr-defined]
+        old_group = group([noop.s()]).delay()
         old_run.get(timeout=10), new_run.get(timeout=10), old_group.get(timeout=10)
     ns = app.namespace
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:

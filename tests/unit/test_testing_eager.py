@@ -264,4 +264,4 @@ def test_an_app_without_any_database_url_runs_eagerly() -> None:
         return f"hello {name}"
 
     with bare.testing.eager():
-        assert hello.delay("you").get() == "hello you"  # type: ignore[attr-defined]
+        assert hello.delay("you").get() == "hello you"
