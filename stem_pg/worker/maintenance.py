@@ -4,7 +4,10 @@ as pruning, whatever else the worker hands in: revokes, replies, broadcasts)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +57,17 @@ class Maintenance:
         self._last_prune = clock()
         #: Told what each pass did (the metrics count rescues and vacuums).
         self.on_report = on_report
+        #: Set to run the next pass now rather than at the interval (a burst of claims).
+        self.soon = asyncio.Event()
+
+    async def run_when_due(self, conn: AsyncConn) -> None:
+        """Wait for the interval (jittered, so workers do not all run at once) or ``soon``,
+        then run one pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.maintenance_interval * random.uniform(0.8, 1.2)):
+                await self.soon.wait()
+        self.soon.clear()
+        await self.run_once(conn)
 
     async def run_once(self, conn: AsyncConn) -> MaintenanceReport:
         report = MaintenanceReport()

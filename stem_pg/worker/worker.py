@@ -165,7 +165,6 @@ class Worker:
         callbacks into the others (none of them holds the Worker).
         """
         self._wake = asyncio.Event()
-        self._maintain_soon = asyncio.Event()
         self._stop = asyncio.Event()
         self.slots = Slots(self.settings.concurrency)
         url, queries, metrics = self.app.url, self.app.queries, self.metrics
@@ -310,7 +309,9 @@ class Worker:
             "flusher": self.flusher.loop(),
             "control": guarded("control", conns.control, self.control.run_once),
             "leases": guarded("leases", conns.house, self.heartbeat.run_once),
-            "maintenance": guarded("maintenance", conns.maintenance, self._maintain_once, until_stop=True),
+            "maintenance": guarded(
+                "maintenance", conns.maintenance, self.maintenance.run_when_due, until_stop=True
+            ),
         }
         if self.settings.summary_interval > 0:
             loops["summary"] = Summary(self.counts, self.id, self.settings.summary_interval).loop()
@@ -398,7 +399,7 @@ class Worker:
             self._claimed_since_maintenance += len(jobs)
             if self._claimed_since_maintenance >= MAINTAIN_EVERY_CLAIMED:
                 self._claimed_since_maintenance = 0
-                self._maintain_soon.set()
+                self.maintenance.soon.set()
             if free <= 0:
                 return
 
@@ -445,10 +446,3 @@ class Worker:
             self.metrics.job_ended(entry, kind)
         if not slot_freed:
             self._wake.set()  # else the flush of its outcome wakes the claim (after_flush)
-
-    async def _maintain_once(self, conn: AsyncConn) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.maintenance_interval * random.uniform(0.8, 1.2)):
-                await self._maintain_soon.wait()
-        self._maintain_soon.clear()
-        await self.maintenance.run_once(conn)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from stem_pg import TaskContext, chain
 from stem_pg.client.app import Stem
+from stem_pg.client.tasks import Task
 from stem_pg.testing import (
     JobOutcome,
     arun_until_idle,
@@ -53,8 +55,8 @@ def test_run_until_idle_runs_what_is_due_and_returns_the_outcomes(app: Stem) -> 
 
 def test_a_chain_goes_on_until_its_last_link(app: Stem) -> None:
     _tasks(app)
-    add = app.registry["h.add"].fn
-    result = chain(add.s(x=1), add.s(x=10), add.s(x=100)).delay()  # type: ignore[attr-defined]
+    add: Task[..., Any] = Task(app, app.registry["h.add"])
+    result = chain(add.s(x=1), add.s(x=10), add.s(x=100)).delay()
     outcomes = run_until_idle(app)
     assert [(o.task, o.result) for o in outcomes] == [("h.add", 1), ("h.add", 11), ("h.add", 111)]
     assert result.get(timeout=1) == 111
@@ -98,8 +100,8 @@ async def test_arun_until_idle_drains_from_async_code(app: Stem) -> None:
 
 def test_assertions_read_the_jobs_table_and_list_it_when_they_fail(app: Stem) -> None:
     _tasks(app)
-    add = app.registry["h.add"].fn
-    add.enqueue(x=1)  # type: ignore[attr-defined]
+    add: Task[..., Any] = Task(app, app.registry["h.add"])
+    add.enqueue(x=1)
     app.enqueue("h.report", {"day": "wed"}, priority=5)
 
     jobs = assert_enqueued(add, kwargs={"x": 1}, queue="default", count=1)

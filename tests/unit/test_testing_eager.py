@@ -11,6 +11,7 @@ import pytest
 
 from stem_pg import TaskCancelled, TaskContext, TaskFailed, chain, chord, group
 from stem_pg.client.app import Stem
+from stem_pg.client.tasks import Task
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import BadArgumentsError, UnknownTaskWarning
 from stem_pg.core.signals import TaskInfo, TaskOutcome
@@ -55,11 +56,15 @@ def test_delay_runs_the_handler_at_once_and_get_returns_its_value(app: Stem) -> 
 
 
 def test_task_methods_and_the_module_function_go_eager_too(app: Stem) -> None:
-    add = app.registry["t.add"].fn
+    @app.task(name="t.add2")
+    def add(x: int, y: int = 0) -> int:
+        return x + y
+
     with eager(app):
-        assert add.delay(4, 5).get() == 9  # type: ignore[attr-defined]
-        assert add.enqueue(x=1).get() == 1  # type: ignore[attr-defined]
-        assert add.s(x=7).delay().get() == 7  # type: ignore[attr-defined]
+        assert add.delay(4, 5).get() == 9
+        assert add.enqueue(x=1).get() == 1
+        assert add.s(x=7).delay().get() == 7
+        assert add.options(queue="default").enqueue(2, 2).get() == 4
 
 
 def test_the_handler_gets_its_context(app: Stem) -> None:
@@ -171,25 +176,26 @@ def test_a_task_that_enqueues_another_runs_it_inline(app: Stem) -> None:
 
 
 def test_chain_group_and_chord_hand_results_on(app: Stem) -> None:
-    link = app.registry["t.chained"].fn
+    link: Task[..., Any] = Task(app, app.registry["t.chained"])
     with app.testing.eager():
-        assert chain(link.s(x=1), link.s(x=10), link.s(x=100)).delay().get() == 111  # type: ignore[attr-defined]
-        assert group(link.s(x=i) for i in range(5)).delay().get() == [0, 1, 2, 3, 4]  # type: ignore[attr-defined]
-        both = chord([link.s(x=1), link.s(x=2)], app.signature("t.total")).delay()  # type: ignore[attr-defined]
+        assert chain(link.s(x=1), link.s(x=10), link.s(x=100)).delay().get() == 111
+        assert group(link.s(x=i) for i in range(5)).delay().get() == [0, 1, 2, 3, 4]
+        both = chord([link.s(x=1), link.s(x=2)], app.signature("t.total")).delay()
         assert both.get() == 3
         assert [member.state for member in both.members] == ["succeeded"] * 3
 
 
 def test_a_failing_link_stops_the_chain_as_the_database_does(app: Stem) -> None:
-    link, boom = app.registry["t.chained"].fn, app.registry["t.boom"].fn
+    link: Task[..., Any] = Task(app, app.registry["t.chained"])
+    boom: Task[..., Any] = Task(app, app.registry["t.boom"])
     with app.testing.eager():
-        stopped = chain(link.s(x=1), boom.s(), link.s(x=5)).delay()  # type: ignore[attr-defined]
+        stopped = chain(link.s(x=1), boom.s(), link.s(x=5)).delay()
         with pytest.raises(TaskCancelled, match=r"chain stopped: link 1 \(t.boom\) failed: ValueError: bad"):
             stopped.get()
         assert [member.state for member in stopped.members] == ["succeeded", "failed", "cancelled"]
         assert stopped.status() is not None
         callback = app.signature("t.total")
-        failed = chord([link.s(x=1), boom.s()], callback).delay()  # type: ignore[attr-defined]
+        failed = chord([link.s(x=1), boom.s()], callback).delay()
         with pytest.raises(TaskCancelled, match=r"chord member 1 \(t.boom\) failed"):
             failed.get()
 
@@ -238,10 +244,10 @@ def test_what_needs_a_database_is_refused_clearly(app: Stem) -> None:
 
 
 def test_assertions_read_the_eager_record(app: Stem) -> None:
-    add = app.registry["t.add"].fn
+    add: Task[..., Any] = Task(app, app.registry["t.add"])
     with app.testing.eager():
-        add.delay(1, 2)  # type: ignore[attr-defined]
-        add.delay(3)  # type: ignore[attr-defined]
+        add.delay(1, 2)
+        add.delay(3)
         assert [job.kwargs for job in enqueued_jobs(app, "t.add")] == [{"x": 1, "y": 2}, {"x": 3}]
         assert_enqueued(add, kwargs={"x": 3})
         assert_enqueued("t.add", count=2)
