@@ -808,6 +808,13 @@ def _parser() -> argparse.ArgumentParser:
     en.add_argument("--seconds", type=float, default=5.0)
     en.add_argument("--pgqueuer", action="store_true")
 
+    el = sub.add_parser(
+        "enqueue-loop",
+        add_help=False,
+        help="one producer's back-to-back single enqueues and commits per call (bench/enqueue_loop.py)",
+    )
+    el.add_argument("options", nargs="*", help="python -m bench.enqueue_loop's options (see its --help)")
+
     lt = sub.add_parser("latency", help="enqueue -> handler start on an idle worker")
     lt.add_argument("--jobs", type=int, default=1000)
     lt.add_argument("--concurrency", type=int, default=10)
@@ -852,6 +859,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["enqueue-loop"]:  # its own options (--dsn: a database of its own)
+        from bench import enqueue_loop
+
+        return enqueue_loop.main(argv[1:])
     args = _parser().parse_args(argv)
     install_signal_cleanup()
     if args.no_autovacuum_emulation:

@@ -61,7 +61,10 @@ SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q;
 SET enable_sort = off;
 
 -- name: job_claim
--- Lease up to %(limit)s due jobs of one queue: highest priority first, FIFO inside a bucket; nothing while the queue is paused.
+-- Lease up to %(limit)s due jobs of one queue: highest priority first, then in the order they became due; nothing while the queue is paused.
+-- The order is jobs_claim_idx's (queue, priority DESC, not_before, seq): inside a bucket the due
+-- rows come first, so the walk stops at the limit before any job scheduled for later
+-- (migration 0014).
 -- Only jobs of the task names in %(tasks)s (the worker's registry; NULL: any task), so a worker
 -- of an older release leaves a task only a newer one knows to the newer one.
 -- The claim is a durable commit (never synchronous_commit off, even where the session's
@@ -80,7 +83,7 @@ picked AS MATERIALIZED (
       AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
       AND not_before <= now()
       AND NOT EXISTS (SELECT 1 FROM {ns}.paused_queues AS p WHERE p.queue = %(queue)s)
-    ORDER BY priority DESC, seq
+    ORDER BY priority DESC, not_before, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )

@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0014.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0015.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -1105,7 +1105,7 @@ CREATE INDEX dead_letters_queue_idx ON @NAMESPACE@.dead_letters USING btree (que
 
 CREATE INDEX dead_letters_task_id_idx ON @NAMESPACE@.dead_letters USING btree (task_id);
 
-CREATE INDEX jobs_claim_idx ON @NAMESPACE@.jobs USING btree (queue, priority DESC, seq) WHERE (state = ANY (ARRAY['queued'::text, 'retried'::text]));
+CREATE INDEX jobs_claim_idx ON @NAMESPACE@.jobs USING btree (queue, priority DESC, not_before, seq) WHERE (state = ANY (ARRAY['queued'::text, 'retried'::text]));
 
 CREATE UNIQUE INDEX jobs_debounce_idx ON @NAMESPACE@.jobs USING btree (task, debounce_key) WHERE ((debounce_key IS NOT NULL) AND (state = 'queued'::text));
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict
 from typing import Annotated
 
@@ -156,8 +157,9 @@ def run_command(
     when a sync task overruns its hard time_limit, or by --max-tasks-per-child and
     --max-memory-per-child.
     """
+    from stem_pg.worker.lean import LeanPlan, become_lean
     from stem_pg.worker.settings import WorkerSettings, default_worker_id
-    from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, supervise
+    from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE
 
     if metrics_port is not None:
         from stem_pg.metrics.exposition import require_client
@@ -189,7 +191,21 @@ def run_command(
     )
     if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
         common.require_migrated(stem)
-    supervise(stem, settings, processes, metrics_port)
+    # The workers run in a fresh process without the CLI's modules (stem_pg.worker.lean).
+    become_lean(
+        LeanPlan(
+            app_spec=app_spec,
+            url=stem.url,
+            namespace=stem.namespace,
+            log_level=loglevel,
+            log_format=log_format,
+            settings=settings,
+            processes=processes,
+            metrics_port=metrics_port,
+            sys_path=tuple(sys.path),
+            named=name is not None,
+        )
+    )
 
 
 @app.command("status")

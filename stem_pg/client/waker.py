@@ -1,20 +1,19 @@
 """Job wake-ups sent by the application for its inserts, coalesced when they are many.
 
 The application's pool connections insert with ``stem.client_notifies`` on, so
-the insert trigger sends no NOTIFY (migration 0005): a NOTIFY holds a
-database-wide lock from its commit through the WAL flush, and every enqueue
-committing under it would make concurrent enqueues commit one at a time. So an
-enqueue announces itself in one of three ways (``enqueueing()`` picks):
+the insert trigger sends no NOTIFY (migration 0005). An enqueue announces
+itself in one of two ways (``enqueueing()`` picks):
 
-* alone in its process and after a quiet spell (``IDLE_GAP``), the inserting
-  statement sends the NOTIFY itself: one round trip, and the workers hear of
-  the job as the insert commits (the lowest latency);
-* alone but right after another enqueue of its process (a loop of enqueues),
-  it sends the NOTIFY on its connection right after its commit, in a short
-  transaction of its own that holds the lock only briefly;
+* alone in its process (no other enqueue of the process under way), the
+  inserting statement sends the NOTIFY itself: one statement, one commit, and
+  the workers hear of the job as it commits. A loop of single enqueues is one
+  commit per call;
 * while other enqueues of its process are under way, it hands its queues to
   ``request()``: one background thread sends one NOTIFY per queue for every
-  commit that asked since its last one.
+  commit that asked since its last one. A NOTIFY holds a server-wide lock from
+  its commit through the WAL flush, so concurrent inserts that each notified
+  would commit one at a time; inserting quietly lets them share a WAL flush, and
+  the waker's notify-only transaction writes no WAL of its own to wait for.
 
 A wake-up that cannot be sent is only latency lost: workers also poll. The
 waker's connection is reopened at once if it died while idle; while the
@@ -30,7 +29,6 @@ import enum
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
@@ -45,11 +43,6 @@ from stem_pg.db.stores.enqueue import EnqueueStore
 
 log = logging.getLogger(__name__)
 
-#: An enqueue this long after the last one of its process ended may NOTIFY inside its own
-#: commit. Back-to-back enqueues from several processes would queue up for the notify
-#: lock through each other's WAL flushes (8 processes in a loop: -19 % enqueues/s).
-IDLE_GAP = 0.002
-
 
 def due_queues(specs: Iterable[JobSpec]) -> set[str]:
     """The queues that got a job it may run now (delayed ones are found by polling)."""
@@ -61,7 +54,6 @@ class Announce(enum.Enum):
     """How a pool enqueue wakes the workers (see the module docstring)."""
 
     WITH_INSERT = "in the inserting statement"
-    AFTER_COMMIT = "on its connection after the commit"
     BY_WAKER = "through the waker thread"
 
 
@@ -74,7 +66,6 @@ class Waker:
         self.store = EnqueueStore(queries)
         self._pending: set[str] = set()
         self._busy = 0  # pool enqueues under way in this process
-        self._last_end = 0.0  # when the last one ended (time.monotonic)
         self._lock = threading.Lock()
         self._wanted = threading.Event()
         self._closing = threading.Event()  # ends a backoff sleep early
@@ -88,20 +79,15 @@ class Waker:
     @contextlib.contextmanager
     def enqueueing(self) -> Iterator[Announce]:
         """Around a pool enqueue: how it should announce its jobs, from what else this
-        process is enqueueing (the module docstring tells the three ways)."""
+        process is enqueueing (the module docstring tells the two ways)."""
         with self._lock:
             self._busy += 1
             alone = self._busy == 1 and not self._pending
-            if alone and time.monotonic() - self._last_end >= IDLE_GAP:
-                how = Announce.WITH_INSERT
-            else:
-                how = Announce.AFTER_COMMIT if alone else Announce.BY_WAKER
         try:
-            yield how
+            yield Announce.WITH_INSERT if alone else Announce.BY_WAKER
         finally:
             with self._lock:
                 self._busy -= 1
-                self._last_end = time.monotonic()
 
     def request(self, queues: Iterable[str]) -> None:
         """Wake the workers of ``queues`` soon (call it after the inserting commit)."""

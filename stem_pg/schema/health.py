@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from stem_pg.core.errors import DatabaseUnavailable, NotMigratedError
 from stem_pg.db.connect import connection
 from stem_pg.db.stores.catalog import CatalogStore
+from stem_pg.schema.revisions import is_older_than_head
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ def check_migrated(url: str, namespace: str, *, starting_up_wait: float = STARTI
 
 
 def _check_migrated(url: str, namespace: str) -> None:
-    from stem_pg.schema.migrate import is_older_than_head
-
     store = CatalogStore()
     with connection(url, role="check") as conn:
         table = store.version_table(conn, schema=namespace)

@@ -10,7 +10,6 @@ from typing import Literal
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import OperationalError
 
@@ -19,6 +18,9 @@ from stem_pg.core.namespaces import validate_namespace
 from stem_pg.core.redaction import one_line
 from stem_pg.db.connect import DatabaseUnavailable
 from stem_pg.db.resources import migrations_dir
+from stem_pg.schema.revisions import head_revision, is_older_than_head
+
+__all__ = ["current_revision", "head_revision", "is_older_than_head", "migrate", "migration_sql"]
 
 Action = Literal["upgrade", "downgrade"]
 
@@ -63,21 +65,6 @@ def migration_sql(namespace: str, action: Action = "upgrade", revision: str = "h
         else:
             command.downgrade(config, revision, sql=True)
     return buffer.getvalue()
-
-
-def head_revision() -> str:
-    """The newest migration this version of stem_pg ships."""
-    head = ScriptDirectory.from_config(alembic_config("stem", None)).get_current_head()
-    assert head is not None
-    return head
-
-
-def is_older_than_head(revision: str) -> bool:
-    """Whether ``revision`` is one of this version's migrations other than the head (an
-    unknown revision is a newer version's)."""
-    script = ScriptDirectory.from_config(alembic_config("stem", None))
-    known = {rev.revision for rev in script.walk_revisions()}
-    return revision in known and revision != script.get_current_head()
 
 
 def current_revision(url: str, namespace: str) -> str | None:

@@ -105,11 +105,13 @@ def _jobs(metadata: MetaData) -> Table:
             "autovacuum_analyze_scale_factor": "0.02",
         },
     )
-    # The claim index holds only claimable rows: highest priority first, FIFO inside a bucket.
+    # The claim index holds only claimable rows: highest priority first, then due first
+    # (migration 0015: the claim never steps over jobs scheduled for later), FIFO among equals.
     Index(
         "jobs_claim_idx",
         jobs.c.queue,
         jobs.c.priority.desc(),
+        jobs.c.not_before,
         jobs.c.seq,
         postgresql_where=text(_in("state", TaskState, LIVE_STATES - {TaskState.RUNNING})),
     )

@@ -84,3 +84,58 @@ async def test_claim_walks_the_claim_index_whatever_the_statistics(
     walks = [n for n in nodes if n["Node Type"] == "Index Scan" and n.get("Index Name") == "jobs_claim_idx"]
     assert len(walks) == 1, kinds
     assert walks[0]["Scan Direction"] == "Forward"
+
+
+#: Jobs scheduled an hour ahead, enqueued before the due ones (the worst order for a walk
+#: in enqueue order), and due jobs after them.
+DELAYED = 5_000
+DUE = 50
+
+
+async def _claim_analyzed(app: Stem, limit: int) -> list[dict[str, Any]]:
+    """The claim's plan nodes as it ran (EXPLAIN ANALYZE, BUFFERS) on the worker's claim
+    connection, rolled back: what it read, not how long it took."""
+    worker = Worker(app, WorkerSettings(queues=("default",)))
+    worker._assemble()
+    conn = await worker.conns.claim.get()
+    params = {
+        "queue": "default",
+        "limit": limit,
+        "worker_id": "w1",
+        "token": str(uuid.uuid4()),
+        "lease_seconds": 30,
+        "tasks": ["t"],
+    }
+    try:
+        async with conn.transaction(force_rollback=True):
+            query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + app.queries["job_claim"]
+            cur = await conn.execute(query, params)
+            row = await cur.fetchone()
+    finally:
+        await worker.conns.claim.discard()
+        worker.executor.pool.shutdown()
+    assert row is not None
+    return list(_nodes(row[0][0]["Plan"]))
+
+
+@pytest.mark.parametrize("statistics", ["never analyzed", "analyzed"])
+async def test_claim_never_steps_over_jobs_scheduled_for_later(
+    app: Stem, database_url: str, statistics: str
+) -> None:
+    """Inside a bucket the claim index puts due jobs first: a claim behind thousands of
+    jobs scheduled for later reads its due jobs and stops, without visiting one of them."""
+    app.enqueue_many([EnqueueRequest("t", countdown=3600)] * DELAYED)
+    app.enqueue_many([EnqueueRequest("t")] * DUE)
+    if statistics == "analyzed":
+        _analyze(database_url, app.namespace)
+
+    nodes = await _claim_analyzed(app, limit=10)
+
+    walks = [n for n in nodes if n["Node Type"] == "Index Scan" and n.get("Index Name") == "jobs_claim_idx"]
+    assert len(walks) == 1, [n["Node Type"] for n in nodes]
+    walk = walks[0]
+    assert "not_before" in walk.get("Index Cond", ""), walk.get("Index Cond")
+    assert walk["Actual Rows"] == 10
+    assert walk.get("Rows Removed by Filter", 0) == 0  # no scheduled job's row was fetched
+    # A walk over the scheduled jobs' entries would read dozens of index pages.
+    assert walk["Shared Hit Blocks"] + walk["Shared Read Blocks"] < 20, walk

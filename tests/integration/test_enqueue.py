@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,9 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from stem_pg.client import enqueue as enqueue_module
-from stem_pg.client import waker as waker_module
 from stem_pg.client.app import EnqueueRequest, Stem
-from stem_pg.client.waker import IDLE_GAP, Announce
 from stem_pg.config.routing_file import load_routing_yaml
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import RoutingConfigError, TaskError
@@ -176,12 +173,12 @@ def test_a_bad_request_in_a_large_batch_inserts_nothing(
     assert db.execute(count).fetchone() == (400,)
 
 
-def test_a_lone_idle_enqueue_wakes_the_workers_from_its_insert(
+def test_a_lone_enqueue_wakes_the_workers_from_its_insert(
     app: Stem, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Alone in its process after a quiet spell, an enqueue's INSERT statement sends the
-    NOTIFY itself: no wake-up step after the commit, no thread. Delayed jobs and ids
-    that are already live wake nobody."""
+    """Alone in its process, also right behind another (a loop), an enqueue's INSERT
+    statement sends the NOTIFY itself: no wake-up step after the commit, no thread.
+    Delayed jobs and ids that are already live wake nobody."""
 
     def no_wake_after_commit(*args: Any) -> None:
         raise AssertionError("the insert should have announced the job")
@@ -189,10 +186,9 @@ def test_a_lone_idle_enqueue_wakes_the_workers_from_its_insert(
     monkeypatch.setattr(app.backend, "wake", no_wake_after_commit)
     with _listening(database_url, app) as listener:
         handle = app.enqueue("t", queue="alone")
-        assert _heard(listener) == ["alone"]
-        time.sleep(IDLE_GAP)
+        app.enqueue("t", queue="alone")  # back to back
+        assert _heard(listener) == ["alone", "alone"]
         app.enqueue("t", queue="later", countdown=60)
-        time.sleep(IDLE_GAP)
         app.enqueue("t", queue="alone", task_id=handle.id)  # live already: left alone
         assert _heard(listener) == []
     assert app.waker._thread is None
@@ -211,20 +207,12 @@ async def test_a_lone_idle_async_enqueue_wakes_the_workers_from_its_insert(
     await app.aclose()
 
 
-def test_back_to_back_and_concurrent_enqueues_announce_after_their_commits(
+def test_concurrent_enqueues_announce_through_the_waker_after_their_commits(
     app: Stem, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Right after another enqueue of its process, a lone enqueue sends its wake-up on
-    its own connection after the commit (no thread hop); while another is under way,
-    the waker thread sends them, one NOTIFY per queue for the commits that asked."""
-    monkeypatch.setattr(waker_module, "IDLE_GAP", float("inf"))  # never a quiet spell
+    """While another enqueue of its process is under way, the waker thread sends the
+    wake-ups, one NOTIFY per queue for the commits that asked."""
     with _listening(database_url, app) as listener:
-        with app.waker.enqueueing() as how:
-            assert how is Announce.AFTER_COMMIT
-        app.enqueue("t", queue="alone")
-        assert app.waker._thread is None  # sent inline: the thread never started
-        assert _heard(listener) == ["alone"]
-
         with app.waker.enqueueing():  # another enqueue under way in this process
             gate = threading.Event()
             release = app.waker._wanted.wait
@@ -244,8 +232,8 @@ def test_back_to_back_and_concurrent_enqueues_announce_after_their_commits(
 def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_and_wakes(
     app: Stem, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job is committed before the wake-up is sent: if the connection is killed in
-    between, enqueue() still returns the job and the waker thread sends the wake-up."""
+    """The jobs are committed before the wake-up is sent: if the connection is killed in
+    between, enqueue_many() still returns the jobs and the waker thread sends the wake-up."""
     insert = enqueue_module.insert_planned_sync
 
     def insert_then_lose_the_connection(conn: psycopg.Connection[Any], *args: Any, **kw: Any) -> list[str]:
@@ -255,12 +243,13 @@ def test_a_lone_enqueue_whose_connection_dies_after_the_commit_still_succeeds_an
         return ids
 
     monkeypatch.setattr(enqueue_module, "insert_planned_sync", insert_then_lose_the_connection)
-    monkeypatch.setattr(waker_module, "IDLE_GAP", float("inf"))  # the wake-up comes after the commit
     with _listening(database_url, app) as listener:
-        handle = app.enqueue("t", queue="survivor")
+        # Two jobs: one statement inserts them, their wake-up comes after the commit.
+        handles = app.enqueue_many([EnqueueRequest("t", queue="survivor")] * 2)
         assert _heard(listener, timeout=2) == ["survivor"]
-        query = sql.SQL("SELECT queue FROM {}.jobs WHERE id = %s").format(sql.Identifier(app.namespace))
-        assert listener.execute(query, (handle.id,)).fetchall() == [("survivor",)]
+        jobs = sql.Identifier(app.namespace, "jobs")
+        query = sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(jobs)
+        assert listener.execute(query, ([h.id for h in handles],)).fetchall() == [(2,)]
     assert app.waker._thread is not None  # the fallback went through the thread
 
 
