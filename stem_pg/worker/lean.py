@@ -6,8 +6,10 @@ about 8 MB per process. So once ``stem worker run`` has loaded the app, checked
 the namespace and built the settings, it replaces itself (``os.execv``: same pid,
 same stdio and signals) with ``python -m stem_pg.worker.lean``, which imports the
 app again and runs the workers: none of the CLI's modules are ever imported there.
-The plan travels in the environment (``PLAN_VARIABLE``), where a retired worker's
-fresh process (``supervisor._leave``, the same command again) finds it too.
+The plan travels in the environment (``PLAN_VARIABLE``). The lean process takes it out
+at once (it holds the database URL: task code and the subprocesses it starts do not see
+it) and puts it back only for a retired worker's fresh process (``supervisor._leave``,
+the same command again).
 """
 
 from __future__ import annotations
@@ -63,10 +65,11 @@ def _load(spec: str) -> Stem:
     return app
 
 
-def run(plan: LeanPlan) -> None:
-    from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, supervise
+def run(plan: LeanPlan, encoded: str) -> None:
+    from stem_pg.worker.supervisor import REPLACEMENT_ENVIRONMENT, REPLACEMENT_VARIABLE, supervise
 
     os.environ.pop(REPLACEMENT_VARIABLE, None)
+    REPLACEMENT_ENVIRONMENT[PLAN_VARIABLE] = encoded
     sys.path[:0] = [entry for entry in plan.sys_path if entry not in sys.path]
     configure_logging(LogSettings.resolve(plan.log_level, plan.log_format))
     app = _load(plan.app_spec)
@@ -83,7 +86,8 @@ def main() -> None:
     no password in it, exit 1; a bug's traceback, redacted)."""
     install_log_redaction()
     try:
-        run(pickle.loads(base64.b64decode(os.environ[PLAN_VARIABLE])))
+        encoded = os.environ.pop(PLAN_VARIABLE)
+        run(pickle.loads(base64.b64decode(encoded)), encoded)
     except StemError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         sys.exit(1)

@@ -34,6 +34,9 @@ RESTART_DELAY = 1.0
 #: Set in the environment of the fresh process that replaces a retired worker: the database
 #: may be away at that moment, and a worker that ran once keeps retrying rather than exit.
 REPLACEMENT_VARIABLE = "_STEM_WORKER_REPLACEMENT"
+#: More environment for that fresh process only (the lean process's plan, which holds the
+#: database URL: kept out of the environment that task code and its subprocesses see).
+REPLACEMENT_ENVIRONMENT: dict[str, str] = {}
 #: How long the tasks still there once the worker stopped get to end after a cancel.
 STRAGGLERS_WAIT = 2.0
 
@@ -102,6 +105,7 @@ def _leave(worker: Worker) -> None:
         sys.stderr.flush()
         try:
             os.environ[REPLACEMENT_VARIABLE] = "1"  # no start-up check: it keeps retrying instead
+            os.environ.update(REPLACEMENT_ENVIRONMENT)
             os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
         except OSError as exc:  # then a process manager has to start it again
             log.error("worker %s: could not start a fresh process: %s", worker.id, exc)

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from stem_pg.client.app import Stem
 from tests.acceptance.workerapp import Workers, wait_registered
 from tests.helpers import wait_for
 
@@ -21,7 +22,7 @@ NEVER_MAPPED = ("pydantic_core", "sqlalchemy")
 
 
 def test_a_running_worker_is_the_lean_process(
-    workers: Workers, db: psycopg.Connection[Any], namespace: str
+    workers: Workers, db: psycopg.Connection[Any], namespace: str, database_url: str
 ) -> None:
     proc = workers.start(real_process=True, concurrency=200, app="tests.acceptance.leanapp:app")
     try:  # two interpreter start-ups (the command, then the lean process) on a busy machine
@@ -32,6 +33,14 @@ def test_a_running_worker_is_the_lean_process(
     assert b"stem_pg.worker.lean" in cmdline, cmdline
     maps = Path(f"/proc/{proc.pid}/maps").read_text()
     assert [name for name in NEVER_MAPPED if name in maps] == []
+    # The plan (it holds the database URL) left the environment task code hands on.
+    app = Stem(database_url, namespace=namespace)
+    try:
+        inherited = app.enqueue("lean.environment").get(timeout=30)
+    finally:
+        app.close()
+    assert "PATH" in inherited
+    assert "_STEM_WORKER_PLAN" not in inherited
     proc.signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     wait_for(lambda: "stopped" in proc.log(), 5, "the worker's last log line")
