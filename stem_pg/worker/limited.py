@@ -1,8 +1,9 @@
 """The claim of queues with rate or concurrency limits (stem_pg.core.limits).
 
-Chosen at worker start, per queue: a queue with limits of its own, or one a limited
-task is routed to, is claimed by ``claim_limited`` (migration 0013); every other queue
-keeps the plain claim, which pays nothing for limits. The limited claim leaves the jobs
+Chosen at worker start, per queue: a queue with limits of its own, and every queue when
+a registered task has limits (a limited task keeps them on whatever queue it is sent
+to), is claimed by ``claim_limited`` (migration 0013); a worker of an app without task
+limits keeps the plain claim on its other queues, which pays nothing for limits. The limited claim leaves the jobs
 over a limit queued and says when to look again: when a rate limit has a token (a timed
 wake-up, not a poll loop), or when a limited job finishes (after the flush of its outcome,
 its worker claims again, or NOTIFYs the queue when it has no room).
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from stem_pg.core.limits import ClaimPlan, Limits, claim_plan
+from stem_pg.core.limits import ClaimPlan, claim_plan
 from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.tasks import TaskRegistry, task_limits
 from stem_pg.db.managed import AsyncConn
@@ -37,15 +38,9 @@ MISSING_REPORT_INTERVAL = 60.0
 
 
 def plan_for(queues: Iterable[str], registry: TaskRegistry, routing: RoutingRegistry) -> ClaimPlan:
-    """The limited queues among a worker's ``queues``: the tasks' limits, each task placed on
-    the queue its options and the routing send it to, and the routing file's queue limits."""
-    tasks: list[tuple[Limits, str | None]] = []
-    for definition in registry:
-        limits = task_limits(definition)
-        if limits.any:
-            options = definition.options
-            route = routing.resolve(definition.name, queue=options.queue, priority=options.priority)
-            tasks.append((limits, route.name if route.kind == "queue" else None))
+    """The limited queues among a worker's ``queues``: the tasks' limits (every queue, when
+    a task has any: it may be sent to any of them) and the routing file's queue limits."""
+    tasks = [task_limits(definition) for definition in registry]
     own = {name: queue.limits for name, queue in routing.config.queues.items()}
     return claim_plan(queues, tasks, own)
 

@@ -55,3 +55,21 @@ def test_a_sigkilled_worker_gives_its_concurrency_slot_back_after_the_lease(
     # ... and after that, one job at a time: each start follows the previous finish.
     kinds = [event for _, _, _, event, _ in later]
     assert kinds == ["started", "finished", "started", "finished"]
+
+
+@pytest.mark.timeout(60)
+def test_a_limited_task_sent_to_a_queue_without_limits_is_still_limited(
+    flow: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str
+) -> None:
+    # flow.slot is routed to 'default'; sent to 'other' (no limit of its own, no limited
+    # task routed there) by an explicit queue=, its concurrency limit of 1 still holds.
+    started = [
+        workers.start(app=APP, concurrency=4, extra=["--queue", "default", "--queue", "other"]) for _ in range(2)
+    ]
+    wait_registered(db, namespace, {w.pid for w in started})
+    for n in range(4):
+        flow.enqueue("flow.slot", {"n": n, "sleeps": [0.3]}, queue="other")
+    finished = "SELECT count(*) FROM {ns}.ledger WHERE event = 'finished'"
+    wait_for(lambda: query(db, namespace, finished)[0][0] == 4, 30, f"4 jobs to finish\n{workers.logs()}")
+    kinds = [event for _, _, _, event, _ in _events(db, namespace)]
+    assert kinds == ["started", "finished"] * 4, kinds
