@@ -64,7 +64,8 @@ def test_a_limited_task_sent_to_a_queue_without_limits_is_still_limited(
     # flow.slot is routed to 'default'; sent to 'other' (no limit of its own, no limited
     # task routed there) by an explicit queue=, its concurrency limit of 1 still holds.
     started = [
-        workers.start(app=APP, concurrency=4, extra=["--queue", "default", "--queue", "other"]) for _ in range(2)
+        workers.start(app=APP, concurrency=4, extra=["--queue", "default", "--queue", "other"])
+        for _ in range(2)
     ]
     wait_registered(db, namespace, {w.pid for w in started})
     for n in range(4):

@@ -82,7 +82,9 @@ def test_a_limited_task_puts_every_queue_of_the_worker_on_the_limited_claim() ->
     # It may be sent to any of them (queue=), and its limits hold there too.
     task = declared_limits("task:t.x", rate_limit="5/s")
     queue = declared_limits("queue:slow", concurrency_limit=2)
-    plan = claim_plan(["default", "slow", "fast"], [task], {"slow": queue, "fast": declared_limits("queue:fast")})
+    plan = claim_plan(
+        ["default", "slow", "fast"], [task], {"slow": queue, "fast": declared_limits("queue:fast")}
+    )
     assert plan.queues == {"default", "slow", "fast"}
     assert plan.specs["fast"]["tasks"] == {"t.x": {"fail_open": True, "rate": True}}
     assert "queue" not in plan.specs["fast"]
