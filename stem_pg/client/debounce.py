@@ -160,6 +160,5 @@ def _as(planner: Planner, item: Debounced, task_id: str) -> JobSpec:
 
 
 def _lost(item: Debounced) -> TaskError:
-    return TaskError(
-        f"{item.spec.task}: debounce key {item.key!r} changed hands {ROUNDS} times while enqueueing; try again"
-    )
+    task, key = item.spec.task, item.key
+    return TaskError(f"{task}: debounce key {key!r} changed hands {ROUNDS} times while enqueueing; try again")

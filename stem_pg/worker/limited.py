@@ -3,10 +3,11 @@
 Chosen at worker start, per queue: a queue with limits of its own, and every queue when
 a registered task has limits (a limited task keeps them on whatever queue it is sent
 to), is claimed by ``claim_limited`` (migration 0013); a worker of an app without task
-limits keeps the plain claim on its other queues, which pays nothing for limits. The limited claim leaves the jobs
-over a limit queued and says when to look again: when a rate limit has a token (a timed
-wake-up, not a poll loop), or when a limited job finishes (after the flush of its outcome,
-its worker claims again, or NOTIFYs the queue when it has no room).
+limits keeps the plain claim on its other queues, which pays nothing for limits. The
+limited claim leaves the jobs over a limit queued and says when to look again: when a
+rate limit has a token (a timed wake-up, not a poll loop), or when a limited job finishes
+(after the flush of its outcome, its worker claims again, or NOTIFYs the queue when it
+has no room).
 """
 
 from __future__ import annotations

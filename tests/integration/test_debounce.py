@@ -189,7 +189,10 @@ def test_enqueue_many_and_its_async_twin_debounce_their_debounced_requests(
 def test_a_bad_debounced_request_in_a_batch_names_its_position_and_writes_nothing(
     app: Stem, db: psycopg.Connection[Any], namespace: str
 ) -> None:
-    bad = [("deb.other", {"n": 1}), EnqueueRequest("deb.save", {"draft": 1}, debounce="5s")]
+    bad: list[EnqueueRequest | tuple[str, dict[str, Any]]] = [
+        ("deb.other", {"n": 1}),
+        EnqueueRequest("deb.save", {"draft": 1}, debounce="5s"),
+    ]
     with pytest.raises(TaskError, match=r"^enqueue_many item 1: deb.save: debounce needs a key="):
         app.enqueue_many(bad)
     with pytest.raises(TaskError, match=r"^enqueue_many item 1: deb.save: debounce needs a key="):
