@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -71,9 +72,25 @@ class LimitedClaims:
             name for spec in specs.values() for name, task in spec["tasks"].items() if "concurrency" in task
         }
         self._reported: dict[str, float] = {}
-        #: Set by the worker: whether its claim loop can take a job now, and its wake-up.
-        self.has_room: Callable[[], bool] = lambda: False
+        #: Set by the worker (``bind``): its claim loop's free slots now, its wake-up, how it
+        #: starts claimed jobs, the task names it claims (None: any) and its lease epoch.
+        self.free: Callable[[], int] = lambda: 0
         self.wake_self: Callable[[], None] = lambda: None
+        self.start: Callable[[ClaimedJob, str, float, int], None] = lambda job, token, sent, epoch: None
+        self.tasks: Callable[[], list[str] | None] = lambda: None
+        self.lease_epoch: Callable[[], int] = lambda: 0
+
+    def bind(
+        self,
+        *,
+        free: Callable[[], int],
+        wake_self: Callable[[], None],
+        start: Callable[[ClaimedJob, str, float, int], None],
+        tasks: Callable[[], list[str] | None],
+        lease_epoch: Callable[[], int],
+    ) -> None:
+        self.free, self.wake_self, self.start = free, wake_self, start
+        self.tasks, self.lease_epoch = tasks, lease_epoch
 
     def describe(self) -> dict[str, Any]:
         """What ``stem worker inspect`` shows: the limited queues, and each declared limit."""
@@ -151,13 +168,41 @@ class LimitedClaims:
             return True
         return False
 
+    def claim_wanted(self) -> bool:
+        """A limited job that held a slot finished here and this worker has room: the flush
+        writing its outcome claims into the slot in the same transaction (``claim_in_flush``)."""
+        return bool(self.finished) and self.free() > 0
+
+    async def claim_in_flush(self, conn: AsyncConn) -> Callable[[], None]:
+        """Claim the queues of the finished limited jobs on the flush connection, inside the
+        transaction that writes their outcomes: the slots they free are free to this claim,
+        and the hand-off costs one commit and no hop to the claim loop. Returns what starts
+        the claimed jobs, to call once the transaction committed (if it does not, nothing
+        was claimed, and ``after_flush`` wakes the claim loop as without it)."""
+        queues, free = sorted(self.finished), self.free()
+        token, sent, epoch = str(uuid.uuid4()), time.monotonic(), self.lease_epoch()
+        jobs: list[ClaimedJob] = []
+        for queue in queues:
+            if len(jobs) < free:
+                claim = await self.claim_limited(
+                    conn, queue=queue, limit=free - len(jobs), token=token, tasks=self.tasks()
+                )
+                jobs += claim.jobs
+
+        def committed() -> None:
+            self.finished.difference_update(queues)
+            for job in jobs:
+                self.start(job, token, sent, epoch)
+
+        return committed
+
     async def after_flush(self, conn: AsyncConn) -> None:
-        """Outcomes were written and a concurrency slot is free: this worker claims again at
-        once when it has room (one claim, not every worker's at once), else it wakes the
-        workers of those queues."""
+        """Outcomes were written and a concurrency slot is free (and not claimed in the flush):
+        this worker claims again at once when it has room (one claim, not every worker's at
+        once), else it wakes the workers of those queues."""
         if self.finished:
             queues, self.finished = sorted(self.finished), set()
-            if self.has_room():
+            if self.free() > 0:
                 self.wake_self()
             else:
                 await self.store.wake(conn, queues=queues)

@@ -147,6 +147,30 @@ def test_a_finished_limited_job_costs_one_claim_after_its_flush(
     assert len(claims) <= 8, claims  # the first, then at most one per flushed finish (12-16 before)
 
 
+def test_a_finish_that_frees_a_slot_and_the_next_claim_share_one_transaction(
+    limited: Stem, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hand-off of a concurrency slot: the flush that writes the finish claims the next
+    # job in its own transaction (one commit, no hop to the claim loop).
+    in_transaction: list[bool] = []
+    claim = LimitStore.claim
+
+    async def watched(self: LimitStore, conn: Any, **kwargs: Any) -> Any:
+        in_transaction.append(conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS)
+        return await claim(self, conn, **kwargs)
+
+    monkeypatch.setattr(LimitStore, "claim", watched)
+    limited.enqueue_many([("lim.slots", {"n": n, "sleep": 0.05}) for n in range(8)])
+    with running_worker(limited, concurrency=10, poll_interval=5.0):
+        wait_for(lambda: len(ledger.ends) >= 8, 10, "8 jobs to finish")
+    assert ledger.peak == 2
+    # The first claim (2 jobs) is the claim loop's; the 6 that follow finishes, the flush's
+    # (a flush that wrote two finishes at once claims for both).
+    assert in_transaction[0] is False
+    assert sum(in_transaction) >= 3, in_transaction
+    assert len(in_transaction) <= 8, in_transaction
+
+
 def test_a_keyed_limit_is_fair_across_keys(limited: Stem, ledger: Ledger) -> None:
     limited.enqueue_many([("lim.tenant", {"tenant": "a"}) for _ in range(300)])
     limited.enqueue_many([("lim.tenant", {"tenant": "b"}) for _ in range(5)])
