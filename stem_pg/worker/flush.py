@@ -171,7 +171,7 @@ class OutcomeFlusher:
         was written or claimed, and ``chunks`` is left to the plain writes (which find a
         refused outcome, or raise what a lost connection raises)."""
         try:
-            async with conn.transaction():
+            async with conn.pipeline(), conn.transaction():  # BEGIN goes with the first write
                 await self._write(conn, batch)
                 start = await claim.claim_in_flush(conn)
         except Exception as exc:

@@ -193,6 +193,8 @@ class LimitedClaims:
             self.finished.difference_update(queues)
             for job in jobs:
                 self.start(job, token, sent, epoch)
+            if self.wake_at is not None:  # a limit asked to look again: the claim loop, which
+                self.wake_self()  # may be asleep for a whole poll interval, sets its timer
 
         return committed
 

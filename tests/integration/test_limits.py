@@ -171,6 +171,30 @@ def test_a_finish_that_frees_a_slot_and_the_next_claim_share_one_transaction(
     assert len(in_transaction) <= 8, in_transaction
 
 
+def test_a_claim_in_a_flush_that_finds_the_limiter_busy_has_the_claim_loop_look_again(
+    limited: Stem, ledger: Ledger, database_url: str, namespace: str
+) -> None:
+    # Two slots: A (short) and B (long) run, C waits. The limiter row is held by another
+    # claim (here: the test) as A finishes, so the claim in A's flush gets nothing; the
+    # claim loop must look again soon (not at its next poll, 5 s away, nor when B ends).
+    limited.enqueue("lim.slots", {"n": 1, "sleep": 0.3})
+    limited.enqueue("lim.slots", {"n": 2, "sleep": 4.0})
+    with running_worker(limited, concurrency=10, poll_interval=5.0):
+        wait_for(lambda: len(ledger.started("slots")) == 2, 10, "A and B to start")
+        limited.enqueue("lim.slots", {"n": 3, "sleep": 0})
+        with psycopg.connect(database_url) as holder:
+            holder.execute(
+                sql.SQL("SELECT 1 FROM {}.limiters WHERE kind = 'concurrency' FOR UPDATE").format(
+                    sql.Identifier(namespace)
+                )
+            )
+            wait_for(lambda: len(ledger.ends) == 1, 10, "A to end")
+            time.sleep(0.3)  # A's flush and its claim are done meanwhile
+            released = time.monotonic()
+        wait_for(lambda: len(ledger.started("slots")) == 3, 10, "C to start")
+    assert ledger.started("slots")[2] - released < 1.5
+
+
 def test_a_keyed_limit_is_fair_across_keys(limited: Stem, ledger: Ledger) -> None:
     limited.enqueue_many([("lim.tenant", {"tenant": "a"}) for _ in range(300)])
     limited.enqueue_many([("lim.tenant", {"tenant": "b"}) for _ in range(5)])
