@@ -246,7 +246,7 @@ class OutcomeFlusher:
         releases = [o for o in batch if isinstance(o, Release)]
         writes: list[Callable[[], Awaitable[object]]] = []
         if finishes:
-            writes.append(lambda: self.jobs.finish(conn, outcomes=finishes))
+            writes.append(lambda: self.jobs.finish(conn, outcomes=finishes, count=False))
         if retries:
             writes.append(lambda: self.jobs.retry(conn, outcomes=retries))
         if releases:

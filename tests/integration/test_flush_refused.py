@@ -178,7 +178,7 @@ class ClaimInTheFlush:
         return True
 
     async def claim_in_flush(self, conn: psycopg.AsyncConnection[Any]) -> Callable[[], None]:
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         ns = sql.Identifier(self.app.namespace)
         await conn.execute(sql.SQL("INSERT INTO {ns}.claimed_here VALUES (1)").format(ns=ns))
         if self.fail:

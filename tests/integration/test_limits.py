@@ -156,7 +156,7 @@ def test_a_finish_that_frees_a_slot_and_the_next_claim_share_one_transaction(
     claim = LimitStore.claim
 
     async def watched(self: LimitStore, conn: Any, **kwargs: Any) -> Any:
-        in_transaction.append(conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS)
+        in_transaction.append(conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
         return await claim(self, conn, **kwargs)
 
     monkeypatch.setattr(LimitStore, "claim", watched)
