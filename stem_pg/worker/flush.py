@@ -57,7 +57,7 @@ class ClaimInFlush(Protocol):
 
     def claim_wanted(self) -> bool: ...
 
-    async def claim_in_flush(self, conn: AsyncConn) -> Callable[[], None]: ...
+    async def claim_in_flush(self, conn: AsyncConn) -> Callable[[], Awaitable[None]]: ...
 
 
 class OutcomeFlusher:
@@ -170,8 +170,8 @@ class OutcomeFlusher:
         """Write ``batch`` and claim in one transaction; if anything in it fails, nothing of it
         was written or claimed, and ``chunks`` is left to the plain writes (which find a
         refused outcome, or raise what a lost connection raises)."""
-        try:
-            async with conn.pipeline(), conn.transaction():  # BEGIN goes with the first write
+        try:  # BEGIN, the writes, the claim and COMMIT: one round trip
+            async with conn.pipeline(), conn.transaction():
                 await self._write(conn, batch)
                 start = await claim.claim_in_flush(conn)
         except Exception as exc:
@@ -182,7 +182,7 @@ class OutcomeFlusher:
             return
         chunks.clear()
         self._forget(batch)
-        start()
+        await start()
 
     async def _write_chunk(self, conn: AsyncConn, chunks: list[list[Outcome]]) -> None:
         """Write the top chunk; when the database refuses it, split it instead (bisection)

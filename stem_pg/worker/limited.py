@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from stem_pg.core.limits import ClaimPlan, claim_plan
@@ -128,16 +128,23 @@ class LimitedClaims:
     async def claim_limited(
         self, conn: AsyncConn, *, queue: str, limit: int, token: str, tasks: list[str] | None = None
     ) -> LimitedClaim:
-        claim = await self.store.claim(
-            conn,
+        params = self._params(queue=queue, limit=limit, token=token, tasks=tasks)
+        return self._noted(queue, await self.store.read_claim(await self.store.send_claim(conn, **params)))
+
+    def _params(self, *, queue: str, limit: int, token: str, tasks: list[str] | None) -> dict[str, Any]:
+        spec, lease = self._specs[queue], self.lease_seconds
+        return dict(
             queue=queue,
             limit=limit,
             worker_id=self.worker_id,
             token=token,
-            lease_seconds=self.lease_seconds,
-            spec=self._specs[queue],
+            lease_seconds=lease,
+            spec=spec,
             tasks=tasks,
         )
+
+    def _noted(self, queue: str, claim: LimitedClaim) -> LimitedClaim:
+        """``claim``'s wake-up (a rate's token due, a busy limiter) and missing limiter rows."""
         wait = BUSY_WAIT if claim.busy else None
         if claim.wait is not None:
             wait = max(MIN_WAIT, claim.wait) if wait is None else min(wait, max(MIN_WAIT, claim.wait))
@@ -173,25 +180,21 @@ class LimitedClaims:
         writing its outcome claims into the slot in the same transaction (``claim_in_flush``)."""
         return bool(self.finished) and self.free() > 0
 
-    async def claim_in_flush(self, conn: AsyncConn) -> Callable[[], None]:
-        """Claim the queues of the finished limited jobs on the flush connection, inside the
+    async def claim_in_flush(self, conn: AsyncConn) -> Callable[[], Awaitable[None]]:
+        """Claim a queue of the finished limited jobs on the flush connection, in the pipelined
         transaction that writes their outcomes: the slots they free are free to this claim,
-        and the hand-off costs one commit and no hop to the claim loop. Returns what starts
-        the claimed jobs, to call once the transaction committed (if it does not, nothing
-        was claimed, and ``after_flush`` wakes the claim loop as without it)."""
-        queues, free = sorted(self.finished), self.free()
-        token, sent, epoch = str(uuid.uuid4()), time.monotonic(), self.lease_epoch()
-        jobs: list[ClaimedJob] = []
-        for queue in queues:
-            if len(jobs) < free:
-                claim = await self.claim_limited(
-                    conn, queue=queue, limit=free - len(jobs), token=token, tasks=self.tasks()
-                )
-                jobs += claim.jobs
+        and the hand-off costs one commit and one round trip, with no hop to the claim loop.
+        The claim is only sent; what this returns reads it and starts its jobs, to call once
+        the transaction committed (if it does not, nothing was claimed, and ``after_flush``
+        wakes the claim loop as without it). Other finished queues: ``after_flush``."""
+        queue, token = min(self.finished), str(uuid.uuid4())
+        sent, epoch = time.monotonic(), self.lease_epoch()
+        params = self._params(queue=queue, limit=self.free(), token=token, tasks=self.tasks())
+        cur = await self.store.send_claim(conn, **params)
 
-        def committed() -> None:
-            self.finished.difference_update(queues)
-            for job in jobs:
+        async def committed() -> None:
+            self.finished.discard(queue)
+            for job in self._noted(queue, await self.store.read_claim(cur)).jobs:
                 self.start(job, token, sent, epoch)
             if self.wake_at is not None:  # a limit asked to look again: the claim loop, which
                 self.wake_self()  # may be asleep for a whole poll interval, sets its timer

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -177,14 +177,14 @@ class ClaimInTheFlush:
     def claim_wanted(self) -> bool:
         return True
 
-    async def claim_in_flush(self, conn: psycopg.AsyncConnection[Any]) -> Callable[[], None]:
+    async def claim_in_flush(self, conn: psycopg.AsyncConnection[Any]) -> Callable[[], Awaitable[None]]:
         assert conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         ns = sql.Identifier(self.app.namespace)
         await conn.execute(sql.SQL("INSERT INTO {ns}.claimed_here VALUES (1)").format(ns=ns))
         if self.fail:
             await conn.execute("SELECT 1 / 0")
 
-        def start() -> None:
+        async def start() -> None:
             self.started += 1
 
         return start

@@ -133,13 +133,13 @@ def test_a_finished_limited_job_costs_one_claim_after_its_flush(
     # The slot is free only once the outcome is written: a claim before that finds the
     # limit full (a wasted round trip holding the limiter row); the flush wakes the claim.
     claims: list[int] = []
-    claim = LimitStore.claim
+    claim = LimitStore.send_claim
 
     async def counted(self: LimitStore, conn: Any, **kwargs: Any) -> Any:
         claims.append(kwargs["limit"])
         return await claim(self, conn, **kwargs)
 
-    monkeypatch.setattr(LimitStore, "claim", counted)
+    monkeypatch.setattr(LimitStore, "send_claim", counted)
     limited.enqueue_many([("lim.slots", {"n": n, "sleep": 0.05}) for n in range(8)])
     with running_worker(limited, concurrency=10, poll_interval=5.0):
         wait_for(lambda: len(ledger.ends) >= 8, 10, "8 jobs to finish")
@@ -153,13 +153,13 @@ def test_a_finish_that_frees_a_slot_and_the_next_claim_share_one_transaction(
     # The hand-off of a concurrency slot: the flush that writes the finish claims the next
     # job in its own transaction (one commit, no hop to the claim loop).
     in_transaction: list[bool] = []
-    claim = LimitStore.claim
+    claim = LimitStore.send_claim
 
     async def watched(self: LimitStore, conn: Any, **kwargs: Any) -> Any:
         in_transaction.append(conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
         return await claim(self, conn, **kwargs)
 
-    monkeypatch.setattr(LimitStore, "claim", watched)
+    monkeypatch.setattr(LimitStore, "send_claim", watched)
     limited.enqueue_many([("lim.slots", {"n": n, "sleep": 0.05}) for n in range(8)])
     with running_worker(limited, concurrency=10, poll_interval=5.0):
         wait_for(lambda: len(ledger.ends) >= 8, 10, "8 jobs to finish")
