@@ -8,9 +8,11 @@ checks what ran at once, or how many started in a window, as a ledger.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from psycopg import sql
 from stem_pg.client.app import Stem
 from stem_pg.client.control import Control
 from stem_pg.config.settings import StemConfig
+from stem_pg.core.limits import claim_plan, declared_limits
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.db.stores.limits import LimitStore
 from tests.helpers import running_worker, wait_for
@@ -353,3 +356,46 @@ def test_idle_group_rows_are_pruned_and_made_again_on_use(
     with running_worker(limited, concurrency=4):
         wait_for(lambda: len(ledger.ends) >= 3, 10, "the job of a")
     assert _scalar(database_url, namespace, rows) == ",a"
+
+
+async def test_a_rate_limited_claim_writes_its_bucket_once_not_twice_per_job(
+    app: Stem, database_url: str, namespace: str
+) -> None:
+    # Refilled once, spent in memory, written back once (migration 0014): a claim of 40
+    # jobs made 80 updates of the limiter row before, slow enough under load to lose tokens.
+    plan = claim_plan(["default"], [declared_limits("task:lim.fast", rate_limit="1000/s")], {})
+    store = LimitStore(app.queries)
+    app.enqueue_many([("lim.fast", {"n": n}) for n in range(60)])
+    ns = sql.Identifier(namespace)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await store.register(conn, rows=plan.rows)
+        await conn.execute(sql.SQL("CREATE TABLE {}.limiter_updates (n int)").format(ns))
+        await conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {ns}.count_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " INSERT INTO {ns}.limiter_updates VALUES (1); RETURN NEW; END $$"
+            ).format(ns=ns)
+        )
+        await conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER counted BEFORE UPDATE ON {ns}.limiters"
+                " FOR EACH ROW EXECUTE FUNCTION {ns}.count_update()"
+            ).format(ns=ns)
+        )
+        cur = await store.send_claim(
+            conn,
+            queue="default",
+            limit=40,
+            worker_id="w",
+            token=str(uuid.uuid4()),
+            lease_seconds=30,
+            spec=json.dumps(plan.specs["default"]),
+        )
+        claim = await store.read_claim(cur)
+        assert len(claim.jobs) == 40
+        updates = await (
+            await conn.execute(sql.SQL("SELECT count(*) FROM {}.limiter_updates").format(ns))
+        ).fetchone()
+        assert updates == (2,)
+        rows = await (await conn.execute(sql.SQL("SELECT tokens FROM {}.limiters").format(ns))).fetchall()
+        assert len(rows) == 1 and 60 <= rows[0][0] < 62  # 100 (0.1 s worth) - 40, a few ms' refill
