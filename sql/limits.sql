@@ -1,14 +1,14 @@
 -- Rate and concurrency limits (LimitStore): the limited claim and the limiter rows. {ns} is the namespace schema.
 
 -- name: job_claim_limited
--- Lease up to %(limit)s due jobs of one queue with limits, skipping those over a limit (claim_limited, migration 0013).
+-- Lease up to %(limit)s due jobs of one queue with limits, skipping those over a limit (claim_limited_v2, migration 0016).
 -- A row with a NULL id carries a note instead of a job, a JSON object: "wait", the seconds
 -- until a rate limit has a token; "busy", another claim held a limiter; "missing", the
 -- limits whose row is gone.
 SELECT id, task, queue, priority, args, headers, attempts, max_retries, expires_at,
        visibility_timeout, acks_late, signature, note
-FROM {ns}.claim_limited(%(queue)s, %(limit)s, %(worker_id)s, %(token)s::uuid,
-                        %(lease_seconds)s, %(spec)s::jsonb, %(tasks)s::text[]);
+FROM {ns}.claim_limited_v2(%(queue)s, %(limit)s, %(worker_id)s, %(token)s::uuid,
+                           %(lease_seconds)s, %(spec)s::jsonb, %(tasks)s::text[]);
 
 -- name: limiters_register
 -- A worker declares its limits at start and on each maintenance pass: a limit's row is

@@ -17,7 +17,6 @@ from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend, BackendFacade
 from stem_pg.client.broadcasts import BroadcastResult, publish_async, publish_sync
 from stem_pg.client.canvas import CanvasResult, apply_canvas
 from stem_pg.client.control import Control
-from stem_pg.client.debounce import enqueue_debounced
 from stem_pg.client.locks import AsyncLock, Lock
 from stem_pg.client.results import TaskResult
 from stem_pg.client.schedules import Schedules
@@ -183,10 +182,8 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
         replaces it (the last arguments run, once): ``stem_pg.client.debounce``.
         """
         request = EnqueueRequest(
-            name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}
+            name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}, debounce, key
         )
-        if debounce is not None or key is not None:
-            return enqueue_debounced(self.backend, self.planner, request, debounce, key, connection)
         return enqueueing.enqueue_many(
             self.backend, self.planner, [request], connection=connection, numbered=False
         )[0]
@@ -204,10 +201,12 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
         queue: str | None = None,
         headers: Mapping[str, Any] | None = None,
         connection: Any = None,
+        debounce: float | timedelta | str | None = None,
+        key: str | None = None,
     ) -> TaskResult:
         """The async twin of ``enqueue`` (``connection``: a psycopg AsyncConnection)."""
         request = EnqueueRequest(
-            name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}
+            name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}, debounce, key
         )
         handles = await enqueueing.aenqueue_many(
             self.backend, self.planner, [request], connection=connection, numbered=False
@@ -216,7 +215,9 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
 
     def enqueue_many(self, requests: Iterable[Request], *, connection: Any = None) -> list[TaskResult]:
         """Enqueue many jobs in one statement (one wake-up per queue); tasks routed to a
-        broadcast channel are published there, after the jobs (their handles are BroadcastResults)."""
+        broadcast channel are published there, after the jobs (their handles are BroadcastResults).
+        A debounced request (``EnqueueRequest(..., debounce="5s", key=...)``) replaces its key's
+        waiting job in a transaction of its own, after the batch's insert."""
         return enqueueing.enqueue_many(self.backend, self.planner, requests, connection=connection)
 
     async def aenqueue_many(self, requests: Iterable[Request], *, connection: Any = None) -> list[TaskResult]:

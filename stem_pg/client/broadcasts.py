@@ -80,9 +80,10 @@ def _outcome(task_id: str, rows: Sequence[Delivery], *, propagate: bool) -> dict
 
 
 def merge_results(
-    backend: Backend, job_ids: Sequence[str], published: Mapping[int, BroadcastResult]
+    backend: Backend, job_ids: Sequence[str], published: Mapping[int, TaskResult]
 ) -> list[TaskResult]:
-    """Result handles in request order: published messages where they were, jobs around them."""
+    """Result handles in request order: published messages (and debounced jobs) where they
+    were, the batch's jobs around them."""
     jobs = iter(job_ids)
     total = len(job_ids) + len(published)
     return [published[i] if i in published else TaskResult(backend, next(jobs)) for i in range(total)]

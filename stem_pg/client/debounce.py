@@ -1,4 +1,5 @@
-"""Debounced enqueue: ``app.enqueue(name, kwargs, debounce="5s", key="user-42")``.
+"""Debounced enqueue: ``app.enqueue(name, kwargs, debounce="5s", key="user-42")`` (and
+``aenqueue``, and an ``EnqueueRequest(..., debounce=, key=)`` in ``enqueue_many``).
 
 A later enqueue with the same task and key replaces the job that waits to start: its
 arguments become the latest ones and its run time moves to now + ``debounce``, so a burst
@@ -14,7 +15,8 @@ that find no holder cannot both insert one (``jobs_debounce_idx``): the loser lo
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from stem_pg.client.backend import Backend
@@ -22,7 +24,7 @@ from stem_pg.client.results import TaskResult
 from stem_pg.core.durations import parse_duration
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.errors import TaskError
-from stem_pg.core.planning import EnqueueRequest, Planner
+from stem_pg.core.planning import EnqueueRequest, Planner, at_item
 from stem_pg.core.signals import publish_info
 from stem_pg.core.storable import MAX_NAME_LENGTH, check_text
 from stem_pg.db.missing import migrated
@@ -55,17 +57,36 @@ def debounce_seconds(value: Debounce | None, *, task: str) -> float:
     return float(seconds)
 
 
-def enqueue_debounced(
-    backend: Backend,
-    planner: Planner,
-    request: EnqueueRequest,
-    debounce: Debounce | None,
-    key: object,
-    connection: object = None,
-) -> TaskResult:
-    """Insert or replace the waiting job of ``request.task`` and ``key``; its handle."""
-    name = request.task
-    delay = debounce_seconds(debounce, task=name)
+@dataclass(frozen=True)
+class Debounced:
+    """A debounced request, checked and planned: its job, key and delay (seconds)."""
+
+    request: EnqueueRequest
+    spec: JobSpec
+    key: str
+    delay: float
+
+
+def plan_debounced(
+    planner: Planner, items: Sequence[EnqueueRequest], *, connection: object, numbered: bool
+) -> dict[int, Debounced]:
+    """The debounced requests among ``items``, by position, checked before anything is
+    written; with ``numbered`` an error names the request's position."""
+    planned = {}
+    for index, request in enumerate(items):
+        if request.debounced:
+            try:
+                planned[index] = _checked(planner, request, connection)
+            except TaskError as exc:
+                if not numbered:
+                    raise
+                raise at_item(index, exc) from None
+    return planned
+
+
+def _checked(planner: Planner, request: EnqueueRequest, connection: object) -> Debounced:
+    name, key = request.task, request.key
+    delay = debounce_seconds(request.debounce, task=name)
     if connection is not None:
         raise TaskError(f"{name}: a debounced enqueue commits on its own; drop connection=")
     if not isinstance(key, str) or not key:
@@ -83,29 +104,61 @@ def enqueue_debounced(
     spec = planner.plan(request)
     if spec.unique_key is not None:
         raise TaskError(f"{name}: a unique task cannot be debounced (give one or the other)")
+    return Debounced(request, spec, key, delay)
+
+
+def upsert_sync(backend: Backend, planner: Planner, item: Debounced) -> TaskResult:
+    """Replace the waiting job of the task and key with ``item``'s call, or insert it; its handle."""
+    spec, store = item.spec, DebounceStore(backend.queries)
     signals = backend.signals
     if signals.before_publish:
         signals.before_publish.send(publish_info(spec))
-    task_id = _upsert(backend, planner, request, spec, key, delay)
-    if signals.after_publish:
-        signals.after_publish.send(publish_info(spec, task_id))
-    return TaskResult(backend, task_id)
-
-
-def _upsert(
-    backend: Backend, planner: Planner, request: EnqueueRequest, spec: JobSpec, key: str, delay: float
-) -> str:
-    """Replace the waiting job of the task and ``key`` with ``spec``'s call, or insert it; its id."""
-    store = DebounceStore(backend.queries)
     with migrated(backend.namespace), backend.pool.connection() as conn:
         for _ in range(ROUNDS):
             with conn.transaction():
-                held = store.holder(conn, task=spec.task, key=key)
+                held = store.holder(conn, task=spec.task, key=item.key)
                 if held is not None:  # the call is signed with the id it runs under
-                    store.replace(conn, spec=planner.plan(replace(request, task_id=held)), delay=delay)
-                    return held
-                if store.insert(conn, spec=spec, key=key, delay=delay):
-                    return spec.id
-    raise TaskError(
-        f"{spec.task}: debounce key {key!r} changed hands {ROUNDS} times while enqueueing; try again"
-    )
+                    store.replace(conn, spec=_as(planner, item, held), delay=item.delay)
+                    break
+                if store.insert(conn, spec=spec, key=item.key, delay=item.delay):
+                    held = spec.id
+                    break
+        else:
+            raise _lost(item)
+    if signals.after_publish:
+        signals.after_publish.send(publish_info(spec, held))
+    return TaskResult(backend, held)
+
+
+async def upsert_async(backend: Backend, planner: Planner, item: Debounced) -> TaskResult:
+    """The async twin of ``upsert_sync`` (on the backend's async pool)."""
+    spec, store = item.spec, DebounceStore(backend.queries)
+    signals = backend.signals
+    if signals.before_publish:
+        await signals.before_publish.asend(publish_info(spec))
+    with migrated(backend.namespace):
+        async with (await backend.apool()).connection() as conn:
+            for _ in range(ROUNDS):
+                async with conn.transaction():
+                    held = await store.aholder(conn, task=spec.task, key=item.key)
+                    if held is not None:
+                        await store.areplace(conn, spec=_as(planner, item, held), delay=item.delay)
+                        break
+                    if await store.ainsert(conn, spec=spec, key=item.key, delay=item.delay):
+                        held = spec.id
+                        break
+            else:
+                raise _lost(item)
+    if signals.after_publish:
+        await signals.after_publish.asend(publish_info(spec, held))
+    return TaskResult(backend, held)
+
+
+def _as(planner: Planner, item: Debounced, task_id: str) -> JobSpec:
+    """``item``'s call planned under the id of the job it replaces (signed for that id)."""
+    return planner.plan(replace(item.request, task_id=task_id, debounce=None, key=None))
+
+
+def _lost(item: Debounced) -> TaskError:
+    task, key = item.spec.task, item.key
+    return TaskError(f"{task}: debounce key {key!r} changed hands {ROUNDS} times while enqueueing; try again")

@@ -25,6 +25,7 @@ from psycopg.rows import TupleRow
 
 from stem_pg.client.backend import Backend
 from stem_pg.client.broadcasts import merge_results, publish_async, publish_sync
+from stem_pg.client.debounce import Debounced, plan_debounced, upsert_async, upsert_sync
 from stem_pg.client.native import driver_connection
 from stem_pg.client.results import TaskResult
 from stem_pg.client.waker import Announce
@@ -68,11 +69,12 @@ def enqueue_many(
     connection = driver_connection(connection)  # django.db.connection: its psycopg connection
     items = [_request(i, r) for i, r in enumerate(requests)]
     routed = planner.plan_routed(items, numbered=numbered)
+    debounced = _debounced(planner, items, connection, numbered)
     queued = len(items) - len(routed)
     if planner.tracing is not None and queued:
         with planner.tracing.sending(queued):  # the span of the insert (stem_pg.tracing)
-            return _enqueue_sync(backend, planner, items, routed, connection, numbered)
-    return _enqueue_sync(backend, planner, items, routed, connection, numbered)
+            return _enqueue_sync(backend, planner, items, routed, connection, numbered, debounced)
+    return _enqueue_sync(backend, planner, items, routed, connection, numbered, debounced)
 
 
 def _enqueue_sync(
@@ -82,13 +84,17 @@ def _enqueue_sync(
     routed: dict[int, BroadcastSpec],
     connection: Any,
     numbered: bool,
+    debounced: Mapping[int, Debounced],
 ) -> list[TaskResult]:
-    queued = len(items) - len(routed)
+    skip = {**routed, **debounced}
+    queued = len(items) - len(skip)
     specs: list[JobSpec] = []
-    planned = _recorded(_plan(planner, items, routed, numbered), specs)
+    planned = _recorded(_plan(planner, items, skip, numbered), specs)
     if backend.signals.before_publish:
         planned = _before_publish(backend.signals.before_publish, planned)
-    if connection is None:
+    if not queued:
+        ids: list[str] = []
+    elif connection is None:
         with (
             migrated(backend.namespace),
             backend.waker.enqueueing() as how,
@@ -111,8 +117,9 @@ def _enqueue_sync(
     if backend.signals.after_publish:
         for spec, task_id in zip(specs, ids, strict=True):
             backend.signals.after_publish.send(publish_info(spec, task_id))
+    placed = {i: upsert_sync(backend, planner, item) for i, item in debounced.items()}
     published = publish_sync(backend, routed, connection)
-    return merge_results(backend, ids, published)
+    return merge_results(backend, ids, {**published, **placed})
 
 
 async def aenqueue_many(
@@ -129,10 +136,11 @@ async def aenqueue_many(
         connection = await async_driver_connection(connection)
     items = [_request(i, r) for i, r in enumerate(requests)]
     routed = planner.plan_routed(items, numbered=numbered)
+    debounced = _debounced(planner, items, connection, numbered)
     if planner.tracing is not None and len(items) > len(routed):
         with planner.tracing.sending(len(items) - len(routed)):  # as in enqueue_many
-            return await _enqueue_async(backend, planner, items, routed, connection, numbered)
-    return await _enqueue_async(backend, planner, items, routed, connection, numbered)
+            return await _enqueue_async(backend, planner, items, routed, connection, numbered, debounced)
+    return await _enqueue_async(backend, planner, items, routed, connection, numbered, debounced)
 
 
 async def _enqueue_async(
@@ -142,12 +150,15 @@ async def _enqueue_async(
     routed: dict[int, BroadcastSpec],
     connection: Any,
     numbered: bool,
+    debounced: Mapping[int, Debounced],
 ) -> list[TaskResult]:
-    specs = list(_plan(planner, items, routed, numbered))
+    specs = list(_plan(planner, items, {**routed, **debounced}, numbered))
     signals = backend.signals
     for spec in specs if signals.before_publish else ():
         await signals.before_publish.asend(publish_info(spec))
-    if connection is not None:
+    if not specs:
+        ids: list[str] = []
+    elif connection is not None:
         with migrated(backend.namespace):
             ids = await insert_async(connection, backend.queries, specs)
         await backend.awake(specs, connection)
@@ -163,8 +174,9 @@ async def _enqueue_async(
                         await backend.awake(specs)
     for spec, task_id in zip(specs, ids, strict=True) if signals.after_publish else ():
         await signals.after_publish.asend(publish_info(spec, task_id))
+    placed = {i: await upsert_async(backend, planner, item) for i, item in debounced.items()}
     published = await publish_async(backend, routed, connection)
-    return merge_results(backend, ids, published)
+    return merge_results(backend, ids, {**published, **placed})
 
 
 def _before_publish(signal: Signal[PublishInfo], specs: Iterable[JobSpec]) -> Iterator[JobSpec]:
@@ -182,12 +194,23 @@ def _recorded(specs: Iterable[JobSpec], into: list[JobSpec]) -> Iterator[JobSpec
 
 
 def _plan(
-    planner: Planner, items: list[EnqueueRequest], routed: Mapping[int, object], numbered: bool
+    planner: Planner, items: list[EnqueueRequest], skip: Mapping[int, object], numbered: bool
 ) -> Iterator[JobSpec]:
-    """The queue jobs among ``items``, planned lazily (see ``Planner.plan_batch``)."""
+    """The queue jobs among ``items`` (but those at the positions in ``skip``: broadcast and
+    debounced ones), planned lazily (see ``Planner.plan_batch``)."""
     if numbered:
-        return planner.plan_batch(items, skip=routed)
-    return (planner.plan(r) for i, r in enumerate(items) if i not in routed)
+        return planner.plan_batch(items, skip=skip)
+    return (planner.plan(r) for i, r in enumerate(items) if i not in skip)
+
+
+def _debounced(
+    planner: Planner, items: list[EnqueueRequest], connection: Any, numbered: bool
+) -> dict[int, Debounced]:
+    """The debounced requests (each replaces its key's waiting job, after the batch's insert;
+    stem_pg.client.debounce), checked before anything is written."""
+    if not any(r.debounced for r in items):
+        return {}
+    return plan_debounced(planner, items, connection=connection, numbered=numbered)
 
 
 def _request(index: int, item: Request) -> EnqueueRequest:

@@ -181,22 +181,22 @@ class ClaimPlan:
 
 def claim_plan(
     queues: Iterable[str],
-    tasks: Iterable[tuple[Limits, str | None]],
+    tasks: Iterable[Limits],
     queue_limits: Mapping[str, Limits],
 ) -> ClaimPlan:
-    """Which of a worker's ``queues`` need the limited claim, and how: those with their own
-    limits, and those a limited task is routed to (``tasks``: its limits and its queue)."""
+    """Which of a worker's ``queues`` need the limited claim, and how: those with limits of
+    their own, and, when any task has limits (``tasks``), every one of them: a limited task
+    sent to any queue (an explicit ``queue=``, a routing file changed since) keeps its
+    limits there."""
     consumed = set(queues)
-    limited = [(limits, queue) for limits, queue in tasks if limits.any]
-    task_specs = {limits.scope.removeprefix("task:"): limits.spec() for limits, _ in limited}
-    rows = [row for limits, _ in limited for row in limits.rows()]
-    claimed = {queue for _, queue in limited if queue in consumed}
+    limited = [limits for limits in tasks if limits.any]
+    task_specs = {limits.scope.removeprefix("task:"): limits.spec() for limits in limited}
+    rows = [row for limits in limited for row in limits.rows()]
+    claimed = set(consumed) if limited else set()
     claimed.update(queue for queue, limits in queue_limits.items() if queue in consumed and limits.any)
     fair = any("fair_key" in spec for spec in task_specs.values())
     specs: dict[str, dict[str, Any]] = {}
     for queue in sorted(claimed):
-        # Every limited task's limits, in each limited queue: one sent elsewhere by an
-        # explicit queue= is limited there too, when that queue is a limited one.
         specs[queue] = {"tasks": task_specs, "fair": fair}
         own = queue_limits.get(queue)
         if own is not None and own.any:

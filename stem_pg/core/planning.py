@@ -53,6 +53,14 @@ class EnqueueRequest:
     priority: int | None = None
     queue: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    #: ``debounce="5s"`` with a ``key``: the enqueue replaces the key's waiting job
+    #: (stem_pg.client.debounce).
+    debounce: float | timedelta | str | None = None
+    key: str | None = None
+
+    @property
+    def debounced(self) -> bool:
+        return self.debounce is not None or self.key is not None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import psycopg
 
@@ -51,6 +52,14 @@ def database_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
+class ClaimInFlush(Protocol):
+    """A claim made in the transaction that writes outcomes (stem_pg.worker.limited)."""
+
+    def claim_wanted(self) -> bool: ...
+
+    async def claim_in_flush(self, conn: AsyncConn) -> Callable[[], Awaitable[None]]: ...
+
+
 class OutcomeFlusher:
     """The worker's write side: ``add`` buffers, the flush loop writes."""
 
@@ -83,6 +92,9 @@ class OutcomeFlusher:
         #: Run on the flush connection after each write of outcomes (the limited claims
         #: tell other workers of freed concurrency slots).
         self.after_write: Callable[[AsyncConn], Awaitable[None]] | None = None
+        #: When it wants to (a finished job freed a concurrency slot), claims in the
+        #: transaction that writes the batch: one commit for the finish and the next start.
+        self.claim: ClaimInFlush | None = None
 
     def add(self, entry: Inflight, outcome: Outcome) -> None:
         self.unflushed[entry.job.id] = entry
@@ -119,6 +131,8 @@ class OutcomeFlusher:
         began = time.perf_counter()
         try:
             conn = await self.managed.get()
+            if batch and self.claim is not None and self.claim.claim_wanted():
+                await self._write_and_claim(conn, batch, self.claim, chunks)
             while chunks:
                 await self._write_chunk(conn, chunks)
             if batch and self.after_write is not None:
@@ -149,6 +163,26 @@ class OutcomeFlusher:
                 self.wanted.set()
         finally:
             self._writing = 0
+
+    async def _write_and_claim(
+        self, conn: AsyncConn, batch: list[Outcome], claim: ClaimInFlush, chunks: list[list[Outcome]]
+    ) -> None:
+        """Write ``batch`` and claim in one transaction; if anything in it fails, nothing of it
+        was written or claimed, and ``chunks`` is left to the plain writes (which find a
+        refused outcome, or raise what a lost connection raises)."""
+        try:  # BEGIN, the writes, the claim and COMMIT: one round trip
+            async with conn.pipeline(), conn.transaction():
+                await self._write(conn, batch)
+                start = await claim.claim_in_flush(conn)
+        except Exception as exc:
+            if conn.closed or conn.broken:
+                raise
+            if not isinstance(exc, psycopg.Error):
+                log.exception("worker %s: the claim in a flush failed; flushing without it", self.worker_id)
+            return
+        chunks.clear()
+        self._forget(batch)
+        await start()
 
     async def _write_chunk(self, conn: AsyncConn, chunks: list[list[Outcome]]) -> None:
         """Write the top chunk; when the database refuses it, split it instead (bisection)
@@ -212,7 +246,7 @@ class OutcomeFlusher:
         releases = [o for o in batch if isinstance(o, Release)]
         writes: list[Callable[[], Awaitable[object]]] = []
         if finishes:
-            writes.append(lambda: self.jobs.finish(conn, outcomes=finishes))
+            writes.append(lambda: self.jobs.finish(conn, outcomes=finishes, count=False))
         if retries:
             writes.append(lambda: self.jobs.retry(conn, outcomes=retries))
         if releases:

@@ -1,11 +1,13 @@
 """The claim of queues with rate or concurrency limits (stem_pg.core.limits).
 
-Chosen at worker start, per queue: a queue with limits of its own, or one a limited
-task is routed to, is claimed by ``claim_limited`` (migration 0013); every other queue
-keeps the plain claim, which pays nothing for limits. The limited claim leaves the jobs
-over a limit queued and says when to look again: when a rate limit has a token (a timed
-wake-up, not a poll loop), or when a limited job finishes (after the flush of its outcome,
-its worker claims again, or NOTIFYs the queue when it has no room).
+Chosen at worker start, per queue: a queue with limits of its own, and every queue when
+a registered task has limits (a limited task keeps them on whatever queue it is sent
+to), is claimed by ``claim_limited`` (migration 0013); a worker of an app without task
+limits keeps the plain claim on its other queues, which pays nothing for limits. The
+limited claim leaves the jobs over a limit queued and says when to look again: when a
+rate limit has a token (a timed wake-up, not a poll loop), or when a limited job finishes
+(after the flush of its outcome, its worker claims again, or NOTIFYs the queue when it
+has no room).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from stem_pg.core.limits import ClaimPlan, Limits, claim_plan
+from stem_pg.core.limits import ClaimPlan, claim_plan
 from stem_pg.core.routing_registry import RoutingRegistry
 from stem_pg.core.tasks import TaskRegistry, task_limits
 from stem_pg.db.managed import AsyncConn
@@ -37,15 +40,9 @@ MISSING_REPORT_INTERVAL = 60.0
 
 
 def plan_for(queues: Iterable[str], registry: TaskRegistry, routing: RoutingRegistry) -> ClaimPlan:
-    """The limited queues among a worker's ``queues``: the tasks' limits, each task placed on
-    the queue its options and the routing send it to, and the routing file's queue limits."""
-    tasks: list[tuple[Limits, str | None]] = []
-    for definition in registry:
-        limits = task_limits(definition)
-        if limits.any:
-            options = definition.options
-            route = routing.resolve(definition.name, queue=options.queue, priority=options.priority)
-            tasks.append((limits, route.name if route.kind == "queue" else None))
+    """The limited queues among a worker's ``queues``: the tasks' limits (every queue, when
+    a task has any: it may be sent to any of them) and the routing file's queue limits."""
+    tasks = [task_limits(definition) for definition in registry]
     own = {name: queue.limits for name, queue in routing.config.queues.items()}
     return claim_plan(queues, tasks, own)
 
@@ -75,9 +72,25 @@ class LimitedClaims:
             name for spec in specs.values() for name, task in spec["tasks"].items() if "concurrency" in task
         }
         self._reported: dict[str, float] = {}
-        #: Set by the worker: whether its claim loop can take a job now, and its wake-up.
-        self.has_room: Callable[[], bool] = lambda: False
+        #: Set by the worker (``bind``): its claim loop's free slots now, its wake-up, how it
+        #: starts claimed jobs, the task names it claims (None: any) and its lease epoch.
+        self.free: Callable[[], int] = lambda: 0
         self.wake_self: Callable[[], None] = lambda: None
+        self.start: Callable[[ClaimedJob, str, float, int], None] = lambda job, token, sent, epoch: None
+        self.tasks: Callable[[], list[str] | None] = lambda: None
+        self.lease_epoch: Callable[[], int] = lambda: 0
+
+    def bind(
+        self,
+        *,
+        free: Callable[[], int],
+        wake_self: Callable[[], None],
+        start: Callable[[ClaimedJob, str, float, int], None],
+        tasks: Callable[[], list[str] | None],
+        lease_epoch: Callable[[], int],
+    ) -> None:
+        self.free, self.wake_self, self.start = free, wake_self, start
+        self.tasks, self.lease_epoch = tasks, lease_epoch
 
     def describe(self) -> dict[str, Any]:
         """What ``stem worker inspect`` shows: the limited queues, and each declared limit."""
@@ -115,16 +128,23 @@ class LimitedClaims:
     async def claim_limited(
         self, conn: AsyncConn, *, queue: str, limit: int, token: str, tasks: list[str] | None = None
     ) -> LimitedClaim:
-        claim = await self.store.claim(
-            conn,
+        params = self._params(queue=queue, limit=limit, token=token, tasks=tasks)
+        return self._noted(queue, await self.store.read_claim(await self.store.send_claim(conn, **params)))
+
+    def _params(self, *, queue: str, limit: int, token: str, tasks: list[str] | None) -> dict[str, Any]:
+        spec, lease = self._specs[queue], self.lease_seconds
+        return dict(
             queue=queue,
             limit=limit,
             worker_id=self.worker_id,
             token=token,
-            lease_seconds=self.lease_seconds,
-            spec=self._specs[queue],
+            lease_seconds=lease,
+            spec=spec,
             tasks=tasks,
         )
+
+    def _noted(self, queue: str, claim: LimitedClaim) -> LimitedClaim:
+        """``claim``'s wake-up (a rate's token due, a busy limiter) and missing limiter rows."""
         wait = BUSY_WAIT if claim.busy else None
         if claim.wait is not None:
             wait = max(MIN_WAIT, claim.wait) if wait is None else min(wait, max(MIN_WAIT, claim.wait))
@@ -155,13 +175,39 @@ class LimitedClaims:
             return True
         return False
 
+    def claim_wanted(self) -> bool:
+        """A limited job that held a slot finished here and this worker has room: the flush
+        writing its outcome claims into the slot in the same transaction (``claim_in_flush``)."""
+        return bool(self.finished) and self.free() > 0
+
+    async def claim_in_flush(self, conn: AsyncConn) -> Callable[[], Awaitable[None]]:
+        """Claim a queue of the finished limited jobs on the flush connection, in the pipelined
+        transaction that writes their outcomes: the slots they free are free to this claim,
+        and the hand-off costs one commit and one round trip, with no hop to the claim loop.
+        The claim is only sent; what this returns reads it and starts its jobs, to call once
+        the transaction committed (if it does not, nothing was claimed, and ``after_flush``
+        wakes the claim loop as without it). Other finished queues: ``after_flush``."""
+        queue, token = min(self.finished), str(uuid.uuid4())
+        sent, epoch = time.monotonic(), self.lease_epoch()
+        params = self._params(queue=queue, limit=self.free(), token=token, tasks=self.tasks())
+        cur = await self.store.send_claim(conn, **params)
+
+        async def committed() -> None:
+            self.finished.discard(queue)
+            for job in self._noted(queue, await self.store.read_claim(cur)).jobs:
+                self.start(job, token, sent, epoch)
+            if self.wake_at is not None:  # a limit asked to look again: the claim loop, which
+                self.wake_self()  # may be asleep for a whole poll interval, sets its timer
+
+        return committed
+
     async def after_flush(self, conn: AsyncConn) -> None:
-        """Outcomes were written and a concurrency slot is free: this worker claims again at
-        once when it has room (one claim, not every worker's at once), else it wakes the
-        workers of those queues."""
+        """Outcomes were written and a concurrency slot is free (and not claimed in the flush):
+        this worker claims again at once when it has room (one claim, not every worker's at
+        once), else it wakes the workers of those queues."""
         if self.finished:
             queues, self.finished = sorted(self.finished), set()
-            if self.has_room():
+            if self.free() > 0:
                 self.wake_self()
             else:
                 await self.store.wake(conn, queues=queues)

@@ -190,8 +190,11 @@ class Worker:
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)
         self.flusher = OutcomeFlusher(self.jobs, acks, self.conns.flush, worker_id=self.id)
         self.flusher.on_flushed = None if metrics is None else metrics.flushed
-        self.flusher.after_write = self.limited.after_flush
-        self.limited.has_room, self.limited.wake_self = self._has_room, self._wake.set
+        self.flusher.after_write, self.flusher.claim = self.limited.after_flush, self.limited
+        epoch, names = (lambda: self.state.lease_epoch), self.claimable.names
+        self.limited.bind(
+            free=self._free, wake_self=self._wake.set, start=self._start, tasks=names, lease_epoch=epoch
+        )
         self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
         self.heartbeat.on_checked = None if metrics is None else metrics.leases_checked
         self._wake_leases = self.heartbeat.wanted
@@ -376,8 +379,7 @@ class Worker:
                 await self._wake.wait()
         self._wake.clear()
         self.limited.woke()
-        free = self.settings.capacity - len(self.inflight) - len(self.broadcast_inflight)
-        if self.state.stopping or free <= 0:
+        if (free := self._free()) <= 0:
             return
         free -= await self.broadcasts.claim(conn, free)
         if free <= 0:
@@ -403,8 +405,10 @@ class Worker:
             if free <= 0:
                 return
 
-    def _has_room(self) -> bool:
-        return not self.state.stopping and len(self.inflight) < self.settings.capacity
+    def _free(self) -> int:
+        """The jobs the claim may take now (none once stopping)."""
+        used = len(self.inflight) + len(self.broadcast_inflight)
+        return 0 if self.state.stopping else self.settings.capacity - used
 
     def _start(self, job: ClaimedJob, token: str, sent: float, epoch: int) -> None:
         entry = Inflight(job, token, float(job.visibility_timeout or self.settings.lease_seconds))

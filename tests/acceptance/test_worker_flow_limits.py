@@ -14,7 +14,7 @@ import pytest
 from stem_pg.client.app import Stem
 from tests.acceptance.flowapp import make_flow_app
 from tests.acceptance.workerapp import Workers, ledger_app, query, wait_registered
-from tests.helpers import wait_for
+from tests.helpers import run_stem, wait_for
 
 APP = "tests.acceptance.flowapp:app"
 LEASE = 2.0
@@ -55,3 +55,36 @@ def test_a_sigkilled_worker_gives_its_concurrency_slot_back_after_the_lease(
     # ... and after that, one job at a time: each start follows the previous finish.
     kinds = [event for _, _, _, event, _ in later]
     assert kinds == ["started", "finished", "started", "finished"]
+
+
+@pytest.mark.timeout(60)
+def test_a_limited_task_sent_to_a_queue_without_limits_is_still_limited(
+    flow: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str
+) -> None:
+    # flow.slot is routed to 'default'; sent to 'other' (no limit of its own, no limited
+    # task routed there) by an explicit queue=, its concurrency limit of 1 still holds.
+    started = [
+        workers.start(app=APP, concurrency=4, extra=["--queue", "default", "--queue", "other"])
+        for _ in range(2)
+    ]
+    wait_registered(db, namespace, {w.pid for w in started})
+    for n in range(4):
+        flow.enqueue("flow.slot", {"n": n, "sleeps": [0.3]}, queue="other")
+    finished = "SELECT count(*) FROM {ns}.ledger WHERE event = 'finished'"
+    wait_for(lambda: query(db, namespace, finished)[0][0] == 4, 30, f"4 jobs to finish\n{workers.logs()}")
+    kinds = [event for _, _, _, event, _ in _events(db, namespace)]
+    assert kinds == ["started", "finished"] * 4, kinds
+
+
+@pytest.mark.timeout(60)
+def test_stem_worker_inspect_shows_the_limited_queues_and_the_limits(
+    flow: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str, database_url: str
+) -> None:
+    proc = workers.start(app=APP, concurrency=4)
+    wait_registered(db, namespace, {proc.pid})
+    shown = run_stem(database_url, "worker", "inspect", "--namespace", namespace, "--timeout", "5s")
+    assert shown.returncode == 0, shown.stderr
+    assert "limited_queues: default" in shown.stdout
+    assert "limits (their state: SELECT * FROM <namespace>.limiter_state):" in shown.stdout
+    [row] = [line for line in shown.stdout.splitlines() if "task:flow.slot" in line]
+    assert "concurrency" in row and " 1 " in f" {row} "

@@ -16,6 +16,7 @@ from psycopg import sql
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import TaskError
+from stem_pg.core.planning import EnqueueRequest
 from stem_pg.core.signing import Signing
 from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rows import Release
@@ -142,3 +143,58 @@ def test_bad_debounce_arguments_are_refused_with_one_line() -> None:
     for options, message in BAD:
         with pytest.raises(TaskError, match=message):
             stem.enqueue("deb.save", {"draft": 1}, **options)
+
+
+def test_aenqueue_debounces_and_concurrent_async_producers_leave_one_waiting_job(
+    app: Stem, db: psycopg.Connection[Any], namespace: str
+) -> None:
+    async def burst() -> list[str]:
+        first = await app.aenqueue("deb.save", {"draft": 0}, debounce="1h", key="doc")
+        calls = [app.aenqueue("deb.save", {"draft": n}, debounce="2h", key="doc") for n in range(1, 21)]
+        return [first.id] + [h.id for h in await asyncio.gather(*calls)]
+
+    ids = asyncio.run(burst())
+    [(job_id, due)] = rows(db, namespace, "SELECT id, not_before - now() FROM {ns}.jobs")
+    assert set(ids) == {job_id}
+    assert due.total_seconds() > 3600  # the later enqueues moved its run time
+    with pytest.raises(TaskError, match=r"deb.save: debounce needs a key="):
+        asyncio.run(app.aenqueue("deb.save", {"draft": 1}, debounce="5s"))
+
+
+def test_enqueue_many_and_its_async_twin_debounce_their_debounced_requests(
+    app: Stem, db: psycopg.Connection[Any], namespace: str
+) -> None:
+    def batch(draft: int) -> list[EnqueueRequest | tuple[str, dict[str, Any]]]:
+        return [
+            EnqueueRequest("deb.save", {"draft": draft}, debounce="1h", key="doc"),
+            ("deb.other", {"n": draft}),
+            EnqueueRequest("deb.save", {"draft": draft + 1}, debounce="1h", key="doc"),
+            EnqueueRequest("deb.save", {"draft": draft}, debounce="1h", key="memo"),
+        ]
+
+    handles = app.enqueue_many(batch(1))
+    assert handles[0].id == handles[2].id != handles[3].id
+    async_handles = asyncio.run(app.aenqueue_many(batch(5)))
+    assert [h.id for h in async_handles[::2]] == [h.id for h in handles[::2]]
+    assert async_handles[1].id != handles[1].id
+    got = rows(db, namespace, "SELECT task, args FROM {ns}.jobs ORDER BY task, args->>'draft', args->>'n'")
+    assert got == [
+        ("deb.other", {"n": 1}),
+        ("deb.other", {"n": 5}),
+        ("deb.save", {"draft": 5}),  # memo
+        ("deb.save", {"draft": 6}),  # doc: the last call's arguments
+    ]
+
+
+def test_a_bad_debounced_request_in_a_batch_names_its_position_and_writes_nothing(
+    app: Stem, db: psycopg.Connection[Any], namespace: str
+) -> None:
+    bad: list[EnqueueRequest | tuple[str, dict[str, Any]]] = [
+        ("deb.other", {"n": 1}),
+        EnqueueRequest("deb.save", {"draft": 1}, debounce="5s"),
+    ]
+    with pytest.raises(TaskError, match=r"^enqueue_many item 1: deb.save: debounce needs a key="):
+        app.enqueue_many(bad)
+    with pytest.raises(TaskError, match=r"^enqueue_many item 1: deb.save: debounce needs a key="):
+        asyncio.run(app.aenqueue_many(bad))
+    assert rows(db, namespace, "SELECT count(*) FROM {ns}.jobs") == [(0,)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -164,3 +164,55 @@ async def test_an_outcome_whose_failure_is_refused_too_is_logged_and_left_to_the
         in caplog.text
     )
     assert flusher.outcomes == [] and flusher.unflushed == {} and flusher.refused_ids == set()
+
+
+class ClaimInTheFlush:
+    """A claim made in the flush's transaction (as the limited claims make one): it writes
+    a row of its own, so that a test sees whether it was committed with the outcomes."""
+
+    def __init__(self, app: Stem, *, fail: bool = False) -> None:
+        self.app, self.fail = app, fail
+        self.started = 0
+
+    def claim_wanted(self) -> bool:
+        return True
+
+    async def claim_in_flush(self, conn: psycopg.AsyncConnection[Any]) -> Callable[[], Awaitable[None]]:
+        assert conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ns = sql.Identifier(self.app.namespace)
+        await conn.execute(sql.SQL("INSERT INTO {ns}.claimed_here VALUES (1)").format(ns=ns))
+        if self.fail:
+            await conn.execute("SELECT 1 / 0")
+
+        async def start() -> None:
+            self.started += 1
+
+        return start
+
+
+@pytest.mark.parametrize("refuse", ["outcome", "claim", "nothing"])
+async def test_a_claim_in_the_flush_is_committed_with_the_outcomes_or_not_at_all(
+    app: Stem, database_url: str, conn: psycopg.AsyncConnection[Any], refuse: str
+) -> None:
+    await conn.execute(
+        sql.SQL("CREATE TABLE {ns}.claimed_here (n int)").format(ns=sql.Identifier(app.namespace))
+    )
+    token = str(uuid.uuid4())
+    claimed = await claim_all(app, conn, token)
+    outcomes = [Finish(job.id, token, "succeeded", result="1") for job in claimed]
+    if refuse == "outcome":
+        outcomes[5] = Finish(claimed[5].id, token, "succeeded", result=NUL_JSON)
+    flusher = flusher_for(app, database_url)
+    flusher.claim = claiming = ClaimInTheFlush(app, fail=refuse == "claim")
+
+    await flush(flusher, claimed, outcomes)
+
+    # Either way every outcome is written (a refused one as a failure) ...
+    assert flusher.outcomes == [] and flusher.unflushed == {}
+    assert await rows(conn, app, "SELECT count(*) FROM {ns}.results") == [(JOBS,)]
+    failed = await rows(conn, app, "SELECT id FROM {ns}.results WHERE state = 'failed'")
+    assert failed == ([("job-05",)] if refuse == "outcome" else [])
+    # ... and the claim counts only when its transaction committed with them.
+    done = 1 if refuse == "nothing" else 0
+    assert await rows(conn, app, "SELECT count(*) FROM {ns}.claimed_here") == [(done,)]
+    assert claiming.started == done

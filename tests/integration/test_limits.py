@@ -8,9 +8,11 @@ checks what ran at once, or how many started in a window, as a ledger.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from psycopg import sql
 from stem_pg.client.app import Stem
 from stem_pg.client.control import Control
 from stem_pg.config.settings import StemConfig
+from stem_pg.core.limits import claim_plan, declared_limits
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.db.stores.limits import LimitStore
 from tests.helpers import running_worker, wait_for
@@ -133,18 +136,66 @@ def test_a_finished_limited_job_costs_one_claim_after_its_flush(
     # The slot is free only once the outcome is written: a claim before that finds the
     # limit full (a wasted round trip holding the limiter row); the flush wakes the claim.
     claims: list[int] = []
-    claim = LimitStore.claim
+    claim = LimitStore.send_claim
 
     async def counted(self: LimitStore, conn: Any, **kwargs: Any) -> Any:
         claims.append(kwargs["limit"])
         return await claim(self, conn, **kwargs)
 
-    monkeypatch.setattr(LimitStore, "claim", counted)
+    monkeypatch.setattr(LimitStore, "send_claim", counted)
     limited.enqueue_many([("lim.slots", {"n": n, "sleep": 0.05}) for n in range(8)])
     with running_worker(limited, concurrency=10, poll_interval=5.0):
         wait_for(lambda: len(ledger.ends) >= 8, 10, "8 jobs to finish")
     assert ledger.peak == 2
     assert len(claims) <= 8, claims  # the first, then at most one per flushed finish (12-16 before)
+
+
+def test_a_finish_that_frees_a_slot_and_the_next_claim_share_one_transaction(
+    limited: Stem, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hand-off of a concurrency slot: the flush that writes the finish claims the next
+    # job in its own transaction (one commit, no hop to the claim loop).
+    in_transaction: list[bool] = []
+    claim = LimitStore.send_claim
+
+    async def watched(self: LimitStore, conn: Any, **kwargs: Any) -> Any:
+        in_transaction.append(conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
+        return await claim(self, conn, **kwargs)
+
+    monkeypatch.setattr(LimitStore, "send_claim", watched)
+    limited.enqueue_many([("lim.slots", {"n": n, "sleep": 0.05}) for n in range(8)])
+    with running_worker(limited, concurrency=10, poll_interval=5.0):
+        wait_for(lambda: len(ledger.ends) >= 8, 10, "8 jobs to finish")
+    assert ledger.peak == 2
+    # The first claim (2 jobs) is the claim loop's; the 6 that follow finishes, the flush's
+    # (a flush that wrote two finishes at once claims for both).
+    assert in_transaction[0] is False
+    assert sum(in_transaction) >= 3, in_transaction
+    assert len(in_transaction) <= 8, in_transaction
+
+
+def test_a_claim_in_a_flush_that_finds_the_limiter_busy_has_the_claim_loop_look_again(
+    limited: Stem, ledger: Ledger, database_url: str, namespace: str
+) -> None:
+    # Two slots: A (short) and B (long) run, C waits. The limiter row is held by another
+    # claim (here: the test) as A finishes, so the claim in A's flush gets nothing; the
+    # claim loop must look again soon (not at its next poll, 5 s away, nor when B ends).
+    limited.enqueue("lim.slots", {"n": 1, "sleep": 0.3})
+    limited.enqueue("lim.slots", {"n": 2, "sleep": 4.0})
+    with running_worker(limited, concurrency=10, poll_interval=5.0):
+        wait_for(lambda: len(ledger.started("slots")) == 2, 10, "A and B to start")
+        limited.enqueue("lim.slots", {"n": 3, "sleep": 0})
+        with psycopg.connect(database_url) as holder:
+            holder.execute(
+                sql.SQL("SELECT 1 FROM {}.limiters WHERE kind = 'concurrency' FOR UPDATE").format(
+                    sql.Identifier(namespace)
+                )
+            )
+            wait_for(lambda: len(ledger.ends) == 1, 10, "A to end")
+            time.sleep(0.3)  # A's flush and its claim are done meanwhile
+            released = time.monotonic()
+        wait_for(lambda: len(ledger.started("slots")) == 3, 10, "C to start")
+    assert ledger.started("slots")[2] - released < 1.5
 
 
 def test_a_keyed_limit_is_fair_across_keys(limited: Stem, ledger: Ledger) -> None:
@@ -305,3 +356,46 @@ def test_idle_group_rows_are_pruned_and_made_again_on_use(
     with running_worker(limited, concurrency=4):
         wait_for(lambda: len(ledger.ends) >= 3, 10, "the job of a")
     assert _scalar(database_url, namespace, rows) == ",a"
+
+
+async def test_a_rate_limited_claim_writes_its_bucket_once_not_twice_per_job(
+    app: Stem, database_url: str, namespace: str
+) -> None:
+    # Refilled once, spent in memory, written back once (migration 0016): a claim of 40
+    # jobs made 80 updates of the limiter row before, slow enough under load to lose tokens.
+    plan = claim_plan(["default"], [declared_limits("task:lim.fast", rate_limit="1000/s")], {})
+    store = LimitStore(app.queries)
+    app.enqueue_many([("lim.fast", {"n": n}) for n in range(60)])
+    ns = sql.Identifier(namespace)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await store.register(conn, rows=plan.rows)
+        await conn.execute(sql.SQL("CREATE TABLE {}.limiter_updates (n int)").format(ns))
+        await conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {ns}.count_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " INSERT INTO {ns}.limiter_updates VALUES (1); RETURN NEW; END $$"
+            ).format(ns=ns)
+        )
+        await conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER counted BEFORE UPDATE ON {ns}.limiters"
+                " FOR EACH ROW EXECUTE FUNCTION {ns}.count_update()"
+            ).format(ns=ns)
+        )
+        cur = await store.send_claim(
+            conn,
+            queue="default",
+            limit=40,
+            worker_id="w",
+            token=str(uuid.uuid4()),
+            lease_seconds=30,
+            spec=json.dumps(plan.specs["default"]),
+        )
+        claim = await store.read_claim(cur)
+        assert len(claim.jobs) == 40
+        updates = await (
+            await conn.execute(sql.SQL("SELECT count(*) FROM {}.limiter_updates").format(ns))
+        ).fetchone()
+        assert updates == (2,)
+        rows = await (await conn.execute(sql.SQL("SELECT tokens FROM {}.limiters").format(ns))).fetchall()
+        assert len(rows) == 1 and 60 <= rows[0][0] < 62  # 100 (0.1 s worth) - 40, a few ms' refill

@@ -69,18 +69,26 @@ def test_queues_take_limits_in_the_routing_file_in_either_spelling() -> None:
 
 
 def test_only_limited_queues_get_the_limited_claim() -> None:
+    queue = declared_limits("queue:slow", concurrency_limit=2)
+    own = {"slow": queue, "fast": declared_limits("queue:fast")}
+    plan = claim_plan(["default", "slow", "fast"], [declared_limits("task:t.y")], own)
+    assert plan.queues == {"slow"}
+    assert plan.specs["slow"]["queue"] == {"fail_open": True, "concurrency": 2}
+    assert [(r["kind"], r["scope"]) for r in plan.rows] == [("concurrency", "queue:slow")]
+    assert claim_plan(["default"], [], {}).queues == frozenset()
+
+
+def test_a_limited_task_puts_every_queue_of_the_worker_on_the_limited_claim() -> None:
+    # It may be sent to any of them (queue=), and its limits hold there too.
     task = declared_limits("task:t.x", rate_limit="5/s")
     queue = declared_limits("queue:slow", concurrency_limit=2)
     plan = claim_plan(
-        ["default", "slow", "fast"],
-        [(task, "default")],
-        {"slow": queue, "fast": declared_limits("queue:fast")},
+        ["default", "slow", "fast"], [task], {"slow": queue, "fast": declared_limits("queue:fast")}
     )
-    assert plan.queues == {"default", "slow"}
-    assert plan.specs["slow"]["queue"] == {"fail_open": True, "concurrency": 2}
-    assert plan.specs["default"]["tasks"] == {"t.x": {"fail_open": True, "rate": True}}
+    assert plan.queues == {"default", "slow", "fast"}
+    assert plan.specs["fast"]["tasks"] == {"t.x": {"fail_open": True, "rate": True}}
+    assert "queue" not in plan.specs["fast"]
     assert [(r["kind"], r["scope"]) for r in plan.rows] == [
         ("rate", "task:t.x"),
         ("concurrency", "queue:slow"),
     ]
-    assert claim_plan(["default"], [], {}).queues == frozenset()

@@ -1,4 +1,4 @@
-"""Debounced enqueue's statements (``sql/jobs.sql``), on the caller's psycopg connection."""
+"""Debounced enqueue's statements (``sql/jobs.sql``), on a pool's psycopg connection (sync or async)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from stem_pg.core.envelope import JobSpec
 from stem_pg.db.queries import Queries
 
 Conn = psycopg.Connection[Any]
+AsyncConn = psycopg.AsyncConnection[Any]
 
 
 class DebounceStore:
@@ -29,3 +30,16 @@ class DebounceStore:
         """Insert ``spec`` as the job of its task and ``key``; False if another one holds them."""
         params = {**spec.params(), "key": key, "delay": delay}
         return conn.execute(self.q["job_debounce_insert"], params).fetchone() is not None
+
+    async def aholder(self, conn: AsyncConn, *, task: str, key: str) -> str | None:
+        cur = await conn.execute(self.q["job_debounce_holder"], {"task": task, "key": key})
+        row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def areplace(self, conn: AsyncConn, *, spec: JobSpec, delay: float) -> None:
+        await conn.execute(self.q["job_debounce_replace"], {**spec.params(), "delay": delay})
+
+    async def ainsert(self, conn: AsyncConn, *, spec: JobSpec, key: str, delay: float) -> bool:
+        params = {**spec.params(), "key": key, "delay": delay}
+        cur = await conn.execute(self.q["job_debounce_insert"], params)
+        return await cur.fetchone() is not None

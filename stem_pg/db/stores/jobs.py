@@ -61,7 +61,9 @@ class JobStore:
         cur = await conn.execute(self.q["job_waiting_unregistered"], {"queues": list(queues), "tasks": tasks})
         return [(str(task), int(count)) for task, count in await cur.fetchall()]
 
-    async def finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish]) -> int:
+    async def finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish], count: bool = True) -> int:
+        """Write ``outcomes``; how many jobs they finished (0 without ``count``: in a pipeline,
+        not reading it saves waiting for it before the next statement is sent)."""
         params: dict[str, Any] = {
             # A Finish is a tuple in job_finish's row order: it serialises as that array.
             "outcomes": json.dumps(outcomes, separators=(",", ":")),
@@ -69,6 +71,8 @@ class JobStore:
             "channel": self.q.channels.done,
         }
         cur = await conn.execute(self.q["job_finish"], params)
+        if not count:
+            return 0
         row = await cur.fetchone()
         return int(row[0]) if row else 0
 

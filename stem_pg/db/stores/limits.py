@@ -51,7 +51,7 @@ class LimitStore:
     def __init__(self, queries: Queries) -> None:
         self.q = queries
 
-    async def claim(
+    async def send_claim(
         self,
         conn: AsyncConn,
         *,
@@ -62,8 +62,9 @@ class LimitStore:
         lease_seconds: float,
         spec: str,
         tasks: list[str] | None = None,
-    ) -> LimitedClaim:
-        """``job_claim_limited``: ``spec`` is the queue's ``ClaimPlan`` spec as JSON; ``tasks``
+    ) -> psycopg.AsyncCursor[TupleRow]:
+        """``job_claim_limited``, its rows not read yet (``read_claim``; in a pipeline they
+        come with its sync): ``spec`` is the queue's ``ClaimPlan`` spec as JSON; ``tasks``
         the task names the worker registers (None: any task, the catch-all)."""
         params = {
             "queue": queue,
@@ -74,7 +75,9 @@ class LimitStore:
             "spec": spec,
             "tasks": tasks,
         }
-        cur = await conn.execute(self.q["job_claim_limited"], params)
+        return await conn.execute(self.q["job_claim_limited"], params)
+
+    async def read_claim(self, cur: psycopg.AsyncCursor[TupleRow]) -> LimitedClaim:
         claim = LimitedClaim()
         for row in await cur.fetchall():
             if row[0] is not None:
