@@ -109,10 +109,6 @@ class Worker:
         return self.state.stopping
 
     @property
-    def last_heartbeat_at(self) -> datetime | None:
-        return self.state.last_heartbeat_at
-
-    @property
     def exit_code(self) -> int:
         """1 after a forced stop by signal, ``EXIT_RETIRED`` when the process retired (it
         is to be replaced), else 0 (a stop on command or signal is not a failure)."""

@@ -34,7 +34,7 @@ def _sql(db: Db, ns: str, text: str, *params: Any) -> list[tuple[Any, ...]]:
 def running_worker(app: Stem, **settings: Any) -> Iterator[Worker]:
     """A worker in a thread, yielded once it is registered (and so listening)."""
     with _running_worker(app, **settings) as worker:
-        wait_for(lambda: worker.last_heartbeat_at is not None)
+        wait_for(lambda: worker.state.last_heartbeat_at is not None)
         yield worker
 
 
