@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stem_pg.config.settings import Component, StemConfig
+from stem_pg.core.dsn import validate_url
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
 
@@ -81,6 +82,16 @@ UrlOption = Annotated[
     ),
 ]
 
+DirectUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--direct-url",
+        help="A URL straight to Postgres for LISTEN (and the worker's vacuum) when --url is a"
+        " transaction pooler (?stem_pooler=transaction). Defaults to STEM_DIRECT_URL.",
+        show_default=False,
+    ),
+]
+
 
 def config() -> StemConfig:
     """The environment's configuration; errors surface as clean CLI failures."""
@@ -124,11 +135,19 @@ def workflow_namespace(value: str | None, *, app: Stem | None = None) -> str:
 
 
 def apply_to_app(
-    app: Stem, *, url: str | None, namespace_flag: str | None, component: Component = "default"
+    app: Stem,
+    *,
+    url: str | None,
+    namespace_flag: str | None,
+    component: Component = "default",
+    direct_url: str | None = None,
 ) -> Stem:
-    """Point a loaded app at the database and the namespace the rules choose (``url`` and
-    ``namespace_flag``: the ``--url`` and ``--namespace`` values)."""
+    """Point a loaded app at the database and the namespace the rules choose (``url``,
+    ``namespace_flag`` and ``direct_url``: the ``--url``, ``--namespace`` and
+    ``--direct-url`` values)."""
     app.url = database_url(url, app=app)
+    if direct_url:
+        app.direct_url = validate_url(direct_url, source="--direct-url")
     app.namespace = namespace(namespace_flag, app=app, component=component)
     return app
 

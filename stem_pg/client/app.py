@@ -54,7 +54,8 @@ class Stem(BackendFacade):
     kwargs or headers may have) to STEM_MAX_PAYLOAD_BYTES (then 1 MiB). ``signing``
     (a ``Signing``, or ``{key id: key}`` with one key that can sign) defaults to
     STEM_SIGNING_KEYS / STEM_SIGNING_ACTIVE_KEY: jobs are signed when enqueued and
-    verified before they run. Connection pools open on first use.
+    verified before they run. ``direct_url`` (STEM_DIRECT_URL wins): straight to Postgres,
+    for LISTEN behind a transaction pooler (README, Deployment). Pools open on first use.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Stem(BackendFacade):
         pool_size: int = 10,
         max_payload_bytes: int | None = None,
         signing: Signing | Mapping[str, str] | None = None,
+        direct_url: str | None = None,
     ) -> None:
         self.config = config or StemConfig.from_environment()
         if max_payload_bytes is None:
@@ -78,6 +80,8 @@ class Stem(BackendFacade):
             self.config.namespace_for(app=namespace),
             result_ttl=result_ttl,
             pool_size=pool_size,
+            direct_url=self.config.direct_url
+            or (direct_url and validate_url(direct_url, source="direct_url")),
         )
         self.planner = Planner(
             TaskRegistry(),

@@ -93,6 +93,7 @@ class TaskResult:
                 check=lambda conn: store.result(conn, id=self.id),
                 timeout=timeout,
                 late=self._late,
+                poll=self.backend.wait_poll,
                 what=f"task {self.id}",
             )
         except TimeoutError as exc:
@@ -112,6 +113,7 @@ class TaskResult:
                 check=lambda conn: store.result(conn, id=self.id),
                 timeout=timeout,
                 late=self._late,
+                poll=self.backend.wait_poll,
                 what=f"task {self.id}",
             )
         except TimeoutError as exc:

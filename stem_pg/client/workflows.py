@@ -287,6 +287,7 @@ class WorkflowRun:
             late=self._late,
             recheck=RECHECK,
             what=f"workflow run {self.id}",
+            poll=self.backend.wait_poll,
         )
         return _outcome(self.id, ended)
 
@@ -307,6 +308,7 @@ class WorkflowRun:
             late=self._late,
             recheck=RECHECK,
             what=f"workflow run {self.id}",
+            poll=self.backend.wait_poll,
         )
         return _outcome(self.id, ended)
 

@@ -3,9 +3,13 @@ with backoff (stem_pg.db.managed), so a slow or lost one holds up no other loop.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
+from stem_pg.db.connect import pooled
 from stem_pg.db.managed import AsyncConn, ManagedConnection
+
+log = logging.getLogger(__name__)
 
 OnConnect = Callable[[AsyncConn], Awaitable[None]]
 
@@ -13,24 +17,49 @@ OnConnect = Callable[[AsyncConn], Awaitable[None]]
 class WorkerConnections:
     """``claim``, ``flush``, ``house`` (registration and leases), ``maintenance``, ``control``
     and ``listen``; ``on_lost`` runs when any of them fails, ``on_reconnect`` (its role, for
-    metrics) when one is back."""
+    metrics) when one is back.
+
+    Behind a transaction pooler (``url`` says ``stem_pooler=transaction``) ``listen`` and
+    ``maintenance`` (its vacuum holds a session lock) go to ``direct_url``; without one
+    there is no ``listen`` (the claim loop polls), and ``plan_claims`` is not run on a
+    pooled connection (JobStore sets the plan in each claim's transaction)."""
 
     def __init__(
         self,
         url: str,
         *,
+        direct_url: str | None = None,
         plan_claims: OnConnect,
         listen_connected: OnConnect,
         on_lost: Callable[[], None],
         on_reconnect: Callable[[str], None] | None = None,
     ) -> None:
-        self.claim = ManagedConnection(url, "worker-claim", plan_claims, on_lost=on_lost)
+        behind_pooler = pooled(url)
+        if not behind_pooler:
+            direct_url = None  # everything goes to ``url``
+        elif direct_url is None:
+            log.warning(
+                "behind a transaction pooler (stem_pooler=transaction) without STEM_DIRECT_URL:"
+                " this worker does not LISTEN (jobs are found by polling) and leaves the"
+                " vacuum of the jobs table to autovacuum"
+            )
+        listen = direct_url is not None or not behind_pooler
+        planned = None if behind_pooler else plan_claims
+        self.claim = ManagedConnection(url, "worker-claim", planned, on_lost=on_lost)
         self.flush = ManagedConnection(url, "worker-flush", on_lost=on_lost)
         self.house = ManagedConnection(url, "worker-leases", on_lost=on_lost)
-        self.maintenance = ManagedConnection(url, "worker-maintenance", on_lost=on_lost)
+        self.maintenance = ManagedConnection(direct_url or url, "worker-maintenance", on_lost=on_lost)
         self.control = ManagedConnection(url, "worker-control", on_lost=on_lost)
-        self.listen = ManagedConnection(url, "worker-listen", listen_connected, on_lost=on_lost)
-        self.all = (self.claim, self.flush, self.house, self.maintenance, self.control, self.listen)
+        self.listen: ManagedConnection | None = (
+            ManagedConnection(direct_url or url, "worker-listen", listen_connected, on_lost=on_lost)
+            if listen
+            else None
+        )
+        self.all = tuple(
+            c
+            for c in (self.claim, self.flush, self.house, self.maintenance, self.control, self.listen)
+            if c is not None
+        )
         if on_reconnect is not None:
             for managed in self.all:
                 managed.on_reconnect = on_reconnect

@@ -75,13 +75,15 @@ class Worker:
 
     def __init__(self, app: Stem, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
         self.app = app
+        if app.backend.pooled and not app.backend.direct_url:  # its session lock needs a session
+            settings = replace(settings, vacuum=False)
         self.settings = settings
         self.id = settings.worker_id
         self.state = WorkerState(settings)
         #: Task name -> handler: what the executor runs and what control reports (a
         #: workflow's task is the handler that replays its runs).
         self.registry = WorkflowTasks(app.registry, app.workflows, app.backend, app.planner)
-        self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
+        self.jobs = JobStore(app.queries, result_ttl=app.result_ttl, pooled=app.backend.pooled)
         self.claimable = ClaimableTasks(app.registry, claim_unregistered=settings.claim_unregistered)
         self.workers = WorkerStore(app.queries)
         plan = plan_for(settings.queues, app.registry, app.routing)
@@ -139,7 +141,6 @@ class Worker:
             self._guarded("claimer", self.conns.claim, self._claim_once, until_stop=True)
         )
         loops = [
-            asyncio.create_task(self._guarded("listener", self.conns.listen, self.listener.run_once)),
             asyncio.create_task(self.flusher.loop()),
             asyncio.create_task(self._guarded("control", self.conns.control, self.control.run_once)),
             asyncio.create_task(self._guarded("leases", self.conns.house, self.heartbeat.run_once)),
@@ -147,6 +148,10 @@ class Worker:
                 self._guarded("maintenance", self.conns.maintenance, self._maintain_once, until_stop=True)
             ),
         ]
+        if self.conns.listen is not None:  # else behind a pooler, polling (WorkerConnections)
+            loops.append(
+                asyncio.create_task(self._guarded("listener", self.conns.listen, self.listener.run_once))
+            )
         if self.settings.summary_interval > 0:
             summary = Summary(self.counts, self.id, self.settings.summary_interval)
             loops.append(asyncio.create_task(summary.loop()))
@@ -179,6 +184,7 @@ class Worker:
         url, queries, metrics = self.app.url, self.app.queries, self.metrics
         self.conns = WorkerConnections(
             url,
+            direct_url=self.app.backend.direct_url,
             plan_claims=self.jobs.plan_claims,
             listen_connected=self._listen_connected,
             on_lost=self._connection_lost,
@@ -314,7 +320,8 @@ class Worker:
             try:
                 conn = await self.conns.house.get()
                 await self.control.start(conn)  # the command cursor, before we listen
-                await self.conns.listen.get()  # registered means listening: commands reach us
+                if self.conns.listen is not None:
+                    await self.conns.listen.get()  # registered means listening: commands reach us
                 await self.workers.register(
                     conn,
                     worker_id=self.id,
@@ -333,8 +340,7 @@ class Worker:
                 return True
             except CONNECTION_ERRORS as exc:
                 await self.conns.house.lost(exc)  # one warning per outage, a backoff per attempt
-        await self.conns.listen.discard()
-        await self.conns.house.discard()
+        await self.conns.discard()
         return False
 
     async def _close(self) -> None:
