@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from stem_pg.client.schedules import Schedules
 from stem_pg.config.schedule_file import load_schedule_yaml
@@ -76,7 +75,9 @@ def test_worker_without_a_direct_url_polls_and_beat_fires_through_pgbouncer(
     pgbouncer: PgBouncer, namespace: str, db: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
     client = make_pgbouncer_app(pgbouncer.url, namespace)
-    Schedules(pgbouncer.url, namespace).apply(load_schedule_yaml("tick:\n  task: pgb.tick\n  spec: every:1s\n"))
+    Schedules(pgbouncer.url, namespace).apply(
+        load_schedule_yaml("tick:\n  task: pgb.tick\n  spec: every:1s\n")
+    )
     workers = Workers(pgbouncer.url, namespace, tmp_path)
     beat_log = (tmp_path / "beat.log").open("wb")
     beat = subprocess.Popen(
