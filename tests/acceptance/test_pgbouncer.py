@@ -30,6 +30,7 @@ from tests.pgbouncer import PgBouncer, pgbouncer
 __all__ = ["pgbouncer"]  # the fixture, imported for the tests below
 
 APP = "tests.acceptance.pgbouncerapp:app"
+TICK = "tick:\n  task: pgb.tick\n  spec: every:1s\n"
 #: Errors a worker behind the pooler must never log (prepared statements, a lost LISTEN...).
 BAD = ("does not exist", "loop failed", "Traceback", "connection lost")
 

@@ -27,6 +27,8 @@ __all__ = ["private_cluster"]  # the fixture, imported for the tests below
 
 JOBS = 40
 READ_ONLY_FOR = 5.0
+FINISHED = "SELECT count(*) FROM {ns}.ledger WHERE event = 'finished'"
+STARTED = "SELECT n, count(*) FROM {ns}.ledger WHERE event = 'started' GROUP BY n ORDER BY n"
 
 
 def _read_only(db: psycopg.Connection[Any], dbname: str, on: bool) -> None:
