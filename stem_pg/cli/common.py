@@ -103,6 +103,15 @@ def database_url(url: str | None, *, app: Stem | None = None) -> str:
     return config().url_for(flag=url, app=(lambda: app.url) if app is not None else None)
 
 
+def listening_url(url: str) -> str:
+    """``url``, or STEM_DIRECT_URL when ``url`` is a transaction pooler (a command that
+    waits on LISTEN needs a session of its own)."""
+    from stem_pg.core.dsn import pooler
+
+    direct = config().direct_url
+    return direct if direct and pooler(url) is not None else url
+
+
 def reachable(url: str) -> str:
     """``url``, once a connection to it opened: a connection pool would otherwise retry an
     unreachable database for 30 s, logging a warning each time, before the one error line."""
