@@ -49,9 +49,9 @@ class Stem(BackendFacade):
     STEM_BROKER_URL, when set, wins over ``url`` and STEM_NAMESPACE over ``namespace``
     (as CELERY_BROKER_URL over a Celery app's broker: one deployment runs one app in
     several places); without either, ``namespace`` defaults to ``stem``. ``routing``
-    defaults to the file named by STEM_ROUTING_CONFIG (then the legacy single-queue
-    setup), ``max_payload_bytes`` (the longest JSON a job's
-    kwargs or headers may have) to STEM_MAX_PAYLOAD_BYTES (then 1 MiB). ``signing``
+    defaults to the file named by STEM_ROUTING_CONFIG (then the legacy single-queue setup),
+    ``max_payload_bytes`` (the longest JSON a job's kwargs or headers may have) to
+    STEM_MAX_PAYLOAD_BYTES (then 1 MiB). ``signing``
     (a ``Signing``, or ``{key id: key}`` with one key that can sign) defaults to
     STEM_SIGNING_KEYS / STEM_SIGNING_ACTIVE_KEY: jobs are signed when enqueued and
     verified before they run. ``direct_url`` (STEM_DIRECT_URL wins): straight to Postgres,
@@ -80,8 +80,7 @@ class Stem(BackendFacade):
             self.config.namespace_for(app=namespace),
             result_ttl=result_ttl,
             pool_size=pool_size,
-            direct_url=self.config.direct_url
-            or (direct_url and validate_url(direct_url, source="direct_url")),
+            direct_url=self.config.direct_url or direct_url,
         )
         self.planner = Planner(
             TaskRegistry(),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from stem_pg.client.waker import Waker, due_queues
+from stem_pg.core.dsn import validate_url
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.signals import Signals
 from stem_pg.db.connect import connect, connect_async, connection_options, pooled, with_keepalives
@@ -56,7 +57,7 @@ class Backend:
         self._url = url
         #: A connection straight to Postgres, for what a transaction pooler cannot carry
         #: (LISTEN, the worker's vacuum): STEM_DIRECT_URL, ``Stem(direct_url=)``, ``--direct-url``.
-        self.direct_url = direct_url
+        self.direct_url = validate_url(direct_url, source="direct_url") if direct_url else None
         self.namespace = namespace
         self.result_ttl = result_ttl
         self.pool_size = pool_size
