@@ -14,9 +14,10 @@ running, could swallow the loop's final cancellation and wait for ever).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -324,3 +325,24 @@ class BackendFacade:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+@contextlib.contextmanager
+def read_only_discarded(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Close a pool connection whose write the database refused as read-only (a failover):
+    a session opened while the database was read-only stays so, so the pool opens a new one."""
+    try:
+        yield
+    except psycopg.errors.ReadOnlySqlTransaction:
+        conn.close()
+        raise
+
+
+@contextlib.asynccontextmanager
+async def aread_only_discarded(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """The async twin of ``read_only_discarded``."""
+    try:
+        yield
+    except psycopg.errors.ReadOnlySqlTransaction:
+        await conn.close()
+        raise

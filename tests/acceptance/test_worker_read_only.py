@@ -19,6 +19,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from stem_pg.client.app import Stem
+from stem_pg.client.results import TaskResult
 from tests.acceptance.workerapp import Workers, create_tables, make_app, query, registered_pids
 from tests.cluster import PrivateCluster, migrated, private_cluster
 from tests.helpers import wait_for
@@ -41,6 +43,32 @@ def _read_only(db: psycopg.Connection[Any], dbname: str, on: bool) -> None:
         )
     else:
         db.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(name))
+
+
+def _refused_enqueue(stem: Stem) -> Exception:
+    """The error an enqueue gets from the read-only database (its pool's old connection,
+    terminated, fails first)."""
+    for _ in range(5):
+        try:
+            stem.enqueue("acc.step", {"n": -1})
+        except psycopg.OperationalError:
+            continue
+        except psycopg.Error as exc:
+            return exc
+        raise AssertionError("an enqueue was accepted by a read-only database")
+    raise AssertionError("no enqueue reached the read-only database")
+
+
+def _enqueue_again(stem: Stem, kwargs: dict[str, Any]) -> TaskResult:
+    """Once the database takes writes again, an enqueue succeeds after at most one refusal
+    per pool connection opened while it was read-only: each refused one closes its session,
+    instead of the pool keeping it (until its max lifetime, an hour)."""
+    for _ in range(stem.pool_size + 1):
+        try:
+            return stem.enqueue("acc.step", kwargs)
+        except psycopg.errors.ReadOnlySqlTransaction:
+            continue
+    raise AssertionError("the application's pool kept a read-only session")
 
 
 def test_worker_waits_out_a_read_only_database_and_loses_nothing(
@@ -66,15 +94,20 @@ def test_worker_waits_out_a_read_only_database_and_loses_nothing(
                 "some jobs to finish",
             )
             _read_only(db, dbname, True)
-            time.sleep(READ_ONLY_FOR)  # running jobs end meanwhile: their outcomes cannot be written
+            began = time.monotonic()
+            refused = _refused_enqueue(stem)  # its pool's new session is read-only too
+            time.sleep(max(0.0, READ_ONLY_FOR - (time.monotonic() - began)))  # outcomes pile up
             _read_only(db, dbname, False)
-            assert [r.get(timeout=60)["attempt"] for r in results] == [1] * JOBS, workers.logs()
+            assert isinstance(refused, psycopg.errors.ReadOnlySqlTransaction), refused
+            late = _enqueue_again(stem, {"n": JOBS})
+            attempts = [r.get(timeout=60)["attempt"] for r in [*results, late]]
+            assert attempts == [1] * (JOBS + 1), workers.logs()
             runs = query(
                 db,
                 namespace,
                 "SELECT n, count(*) FROM {ns}.ledger WHERE event = 'started' GROUP BY n ORDER BY n",
             )
-            assert runs == [(n, 1) for n in range(JOBS)], "a job ran twice, or not at all"
+            assert runs == [(n, 1) for n in range(JOBS + 1)], "a job ran twice, or not at all"
             log = worker.log(tail=None)
             assert log.count("database is read-only") == 1, log
             assert "cannot execute" in log, log  # the line says what the database refused
