@@ -14,7 +14,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import Connection
 
-from stem_pg.core.dsn import validate_url
+from stem_pg.core.dsn import libpq_url, pooler, validate_url
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
 from stem_pg.schema.migration_ops import NAMESPACE_OPTION, render
@@ -38,7 +38,17 @@ def _url() -> str:
     url = _setting("url", "STEM_BROKER_URL")
     if url is None:
         raise ConfigError("no database URL: pass -x url=postgresql://... or set STEM_BROKER_URL")
-    return "postgresql+psycopg://" + validate_url(url, source="database URL").split("://", 1)[1]
+    if pooler(url) is not None:
+        # The migration lock is a session's: behind a transaction pooler it would be taken on
+        # one server session and released on another (and never let go of).
+        direct = os.environ.get("STEM_DIRECT_URL")
+        if not direct:
+            raise ConfigError(
+                "the database URL is a transaction pooler (stem_pooler=transaction): migrate"
+                " through a direct URL (set STEM_DIRECT_URL, or pass it as --url)"
+            )
+        url = direct
+    return "postgresql+psycopg://" + libpq_url(validate_url(url, source="database URL")).split("://", 1)[1]
 
 
 def _options(namespace: str) -> dict[str, object]:

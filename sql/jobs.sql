@@ -60,6 +60,13 @@ SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q;
 -- walks its own claim index in order too.
 SET enable_sort = off;
 
+-- name: job_claim_planner_local
+-- job_claim_planner for one transaction: behind a transaction pooler each claim runs in a transaction that starts with it.
+-- A pooler hands each transaction to any server session, so a session setting would not
+-- follow the claim (and would stay behind on a session other clients get). This costs a
+-- statement per claim, so only a worker whose URL says stem_pooler=transaction runs it.
+SET LOCAL enable_sort = off;
+
 -- name: job_claim
 -- Lease up to %(limit)s due jobs of one queue: highest priority first, then in the order they became due; nothing while the queue is paused.
 -- The order is jobs_claim_idx's (queue, priority DESC, not_before, seq): inside a bucket the due

@@ -216,12 +216,16 @@ class Beat:
         url = self.app.url
         self._lease_conn = ManagedConnection(url, "beat-lease")
         self._tick_conn = ManagedConnection(url, "beat-tick")
-        self._listen_conn = ManagedConnection(url, "beat-listen", self._on_listen_connect)
+        # Behind a transaction pooler without a direct URL no LISTEN: an edited schedule is
+        # read at the next tick (max_sleep) instead of at once.
+        listen_url = self.app.backend.listen_url
+        self._listen_conn = ManagedConnection(listen_url or url, "beat-listen", self._on_listen_connect)
         loops = [
             asyncio.create_task(self._guarded("lease", self._lease_conn, self._lease_step)),
-            asyncio.create_task(self._guarded("listener", self._listen_conn, self._listen_step)),
             asyncio.create_task(self._guarded("tick", self._tick_conn, self._tick_step)),
         ]
+        if listen_url is not None:
+            loops.append(asyncio.create_task(self._guarded("listener", self._listen_conn, self._listen_step)))
         self._banner()
         if self._stopping:
             self._stop.set()

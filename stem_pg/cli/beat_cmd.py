@@ -30,6 +30,7 @@ def beat_command(
     ] = 5.0,
     namespace: common.NamespaceOption = None,
     url: common.UrlOption = None,
+    direct_url: common.DirectUrlOption = None,
     loglevel: log_options.LogLevelOption = None,
     log_format: log_options.LogFormatOption = None,
     metrics_port: common.MetricsPortOption = None,
@@ -46,7 +47,7 @@ def beat_command(
 
         require_client()
     log_options.configure(loglevel, log_format)
-    stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace)
+    stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace, direct_url=direct_url)
     check_single_database(stem.config)
     common.require_migrated(stem)
     beat = Beat(stem, BeatSettings(lease_seconds=lease, max_sleep=max_sleep))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stem_pg.config.settings import Component, StemConfig
+from stem_pg.core.dsn import validate_url
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
 
@@ -81,6 +82,16 @@ UrlOption = Annotated[
     ),
 ]
 
+DirectUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--direct-url",
+        help="A URL straight to Postgres for LISTEN (and the worker's vacuum) when --url is a"
+        " transaction pooler (?stem_pooler=transaction). Defaults to STEM_DIRECT_URL.",
+        show_default=False,
+    ),
+]
+
 
 def config() -> StemConfig:
     """The environment's configuration; errors surface as clean CLI failures."""
@@ -90,6 +101,15 @@ def config() -> StemConfig:
 def database_url(url: str | None, *, app: Stem | None = None) -> str:
     """``--url``, else STEM_BROKER_URL, else the app's URL (StemConfig.url_for: the one rule)."""
     return config().url_for(flag=url, app=(lambda: app.url) if app is not None else None)
+
+
+def listening_url(url: str) -> str:
+    """``url``, or STEM_DIRECT_URL when ``url`` is a transaction pooler (a command that
+    waits on LISTEN needs a session of its own)."""
+    from stem_pg.core.dsn import pooler
+
+    direct = config().direct_url
+    return direct if direct and pooler(url) is not None else url
 
 
 def reachable(url: str) -> str:
@@ -124,11 +144,19 @@ def workflow_namespace(value: str | None, *, app: Stem | None = None) -> str:
 
 
 def apply_to_app(
-    app: Stem, *, url: str | None, namespace_flag: str | None, component: Component = "default"
+    app: Stem,
+    *,
+    url: str | None,
+    namespace_flag: str | None,
+    component: Component = "default",
+    direct_url: str | None = None,
 ) -> Stem:
-    """Point a loaded app at the database and the namespace the rules choose (``url`` and
-    ``namespace_flag``: the ``--url`` and ``--namespace`` values)."""
+    """Point a loaded app at the database and the namespace the rules choose (``url``,
+    ``namespace_flag`` and ``direct_url``: the ``--url``, ``--namespace`` and
+    ``--direct-url`` values)."""
     app.url = database_url(url, app=app)
+    if direct_url:
+        app.direct_url = validate_url(direct_url, source="--direct-url")
     app.namespace = namespace(namespace_flag, app=app, component=component)
     return app
 

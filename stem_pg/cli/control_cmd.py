@@ -40,7 +40,7 @@ TimeoutOption = Annotated[
 def _control(namespace: str | None, url: str | None) -> Control:
     from stem_pg.client.control import Control
 
-    return Control(common.database_url(url), common.worker_namespace(namespace))
+    return Control(common.listening_url(common.database_url(url)), common.worker_namespace(namespace))
 
 
 def _timeout(value: str) -> float:

@@ -134,6 +134,7 @@ def run_command(
     ] = "per-loop",
     namespace: common.WorkerNamespaceOption = None,
     url: common.UrlOption = None,
+    direct_url: common.DirectUrlOption = None,
     loglevel: log_options.LogLevelOption = None,
     log_format: log_options.LogFormatOption = None,
     summary_interval: Annotated[
@@ -166,7 +167,9 @@ def run_command(
 
         require_client()
     log_options.configure(loglevel, log_format)
-    stem = common.apply_to_app(load_app(app_spec), url=url, namespace_flag=namespace, component="worker")
+    stem = common.apply_to_app(
+        load_app(app_spec), url=url, namespace_flag=namespace, component="worker", direct_url=direct_url
+    )
     config = common.config()
     subscription = RoutingSubscription.build(
         stem.routing,

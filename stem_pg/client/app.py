@@ -50,12 +50,13 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
     STEM_BROKER_URL, when set, wins over ``url`` and STEM_NAMESPACE over ``namespace``
     (as CELERY_BROKER_URL over a Celery app's broker: one deployment runs one app in
     several places); without either, ``namespace`` defaults to ``stem``. ``routing``
-    defaults to the file named by STEM_ROUTING_CONFIG (then the legacy single-queue
-    setup), ``max_payload_bytes`` (the longest JSON a job's
-    kwargs or headers may have) to STEM_MAX_PAYLOAD_BYTES (then 1 MiB). ``signing``
+    defaults to the file named by STEM_ROUTING_CONFIG (then the legacy single-queue setup),
+    ``max_payload_bytes`` (the longest JSON a job's kwargs or headers may have) to
+    STEM_MAX_PAYLOAD_BYTES (then 1 MiB). ``signing``
     (a ``Signing``, or ``{key id: key}`` with one key that can sign) defaults to
     STEM_SIGNING_KEYS / STEM_SIGNING_ACTIVE_KEY: jobs are signed when enqueued and
-    verified before they run. Connection pools open on first use.
+    verified before they run. ``direct_url`` (STEM_DIRECT_URL wins): straight to Postgres,
+    for LISTEN behind a transaction pooler (README, Deployment). Pools open on first use.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
         pool_size: int = 10,
         max_payload_bytes: int | None = None,
         signing: Signing | Mapping[str, str] | None = None,
+        direct_url: str | None = None,
     ) -> None:
         self.config = config or StemConfig.from_environment()
         if max_payload_bytes is None:
@@ -79,6 +81,7 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
             self.config.namespace_for(app=namespace),
             result_ttl=result_ttl,
             pool_size=pool_size,
+            direct_url=self.config.direct_url or direct_url,
         )
         self.planner = Planner(
             TaskRegistry(),

@@ -14,17 +14,19 @@ running, could swallow the loop's final cancellation and wait for ever).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from stem_pg.client.waker import Waker, due_queues
+from stem_pg.core.dsn import validate_url
 from stem_pg.core.envelope import JobSpec
 from stem_pg.core.signals import Signals
-from stem_pg.db.connect import connect, connect_async, with_keepalives
+from stem_pg.db.connect import connect, connect_async, connection_options, pooled, with_keepalives
 from stem_pg.db.queries import Queries, queries_for
 from stem_pg.db.stores.enqueue import AsyncEnqueueStore, EnqueueStore
 
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 #: How long results are kept unless the application says otherwise (seconds).
 DEFAULT_RESULT_TTL = 24 * 3600.0
 _CLIENT = {"autocommit": True, "application_name": "stem_pg:client"}
+#: Behind a transaction pooler a waiter (``get()``, a workflow's ``wait``) cannot LISTEN on its
+#: pool connection: it re-reads this often (seconds) instead.
+POOLED_WAIT_POLL = 0.05
 
 
 class Backend:
@@ -48,8 +53,12 @@ class Backend:
         *,
         result_ttl: float = DEFAULT_RESULT_TTL,
         pool_size: int = 10,
+        direct_url: str | None = None,
     ) -> None:
         self._url = url
+        #: A connection straight to Postgres, for what a transaction pooler cannot carry
+        #: (LISTEN, the worker's vacuum): STEM_DIRECT_URL, ``Stem(direct_url=)``, ``--direct-url``.
+        self.direct_url = validate_url(direct_url, source="direct_url") if direct_url else None
         self.namespace = namespace
         self.result_ttl = result_ttl
         self.pool_size = pool_size
@@ -79,6 +88,25 @@ class Backend:
     def queries(self) -> Queries:
         return queries_for(self.namespace)
 
+    @property
+    def pooled(self) -> bool:
+        """Whether ``url`` is a pooler in transaction mode (``?stem_pooler=transaction``):
+        then no session state is kept on its connections (see README, Deployment)."""
+        return pooled(self.url)
+
+    @property
+    def wait_poll(self) -> float | None:
+        """How often a waiter re-reads instead of LISTENing (behind a pooler), else None."""
+        return POOLED_WAIT_POLL if self.pooled else None
+
+    @property
+    def listen_url(self) -> str | None:
+        """Where LISTEN goes: the direct URL when set, else ``url``, except behind a
+        transaction pooler (None: a pooled session cannot LISTEN; waiters poll)."""
+        if self.direct_url:
+            return self.direct_url
+        return None if self.pooled else self.url
+
     # -- pools ----------------------------------------------------------------------
 
     @property
@@ -96,8 +124,8 @@ class Backend:
                     with_keepalives(self.url),
                     min_size=1,
                     max_size=self.pool_size,
-                    kwargs=dict(_CLIENT),
-                    configure=self._quiet_inserts,
+                    kwargs={**_CLIENT, **connection_options(self.url)},
+                    configure=None if self.pooled else self._quiet_inserts,
                     open=True,
                 )
             return self._pool
@@ -119,8 +147,8 @@ class Backend:
             with_keepalives(self.url),
             min_size=1,
             max_size=self.pool_size,
-            kwargs=dict(_CLIENT),
-            configure=self._aquiet_inserts,
+            kwargs={**_CLIENT, **connection_options(self.url)},
+            configure=None if self.pooled else self._aquiet_inserts,
             open=False,
         )
         closer = loop.create_task(self._close_with_loop(loop, pool), name="stem_pg: async pool closer")
@@ -187,7 +215,7 @@ class Backend:
         """Hand a pool commit's queues to the waker; the queues that the caller's own
         transaction, on one of our pool connections, must wake itself."""
         queues = due_queues(specs)
-        if not queues:
+        if not queues or self.pooled:  # behind a pooler the insert trigger sends the NOTIFY
             return None
         if connection is None:
             self.waker.request(queues)
@@ -260,6 +288,14 @@ class BackendFacade:
         return self.backend.pool_size
 
     @property
+    def direct_url(self) -> str | None:
+        return self.backend.direct_url
+
+    @direct_url.setter
+    def direct_url(self, url: str | None) -> None:
+        self.backend.direct_url = url
+
+    @property
     def pool(self) -> ConnectionPool:
         return self.backend.pool
 
@@ -289,3 +325,24 @@ class BackendFacade:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+@contextlib.contextmanager
+def read_only_discarded(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Close a pool connection whose write the database refused as read-only (a failover):
+    a session opened while the database was read-only stays so, so the pool opens a new one."""
+    try:
+        yield
+    except psycopg.errors.ReadOnlySqlTransaction:
+        conn.close()
+        raise
+
+
+@contextlib.asynccontextmanager
+async def aread_only_discarded(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """The async twin of ``read_only_discarded``."""
+    try:
+        yield
+    except psycopg.errors.ReadOnlySqlTransaction:
+        await conn.close()
+        raise

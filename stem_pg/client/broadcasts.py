@@ -67,6 +67,7 @@ class BroadcastResult(TaskResult):
             late=f"broadcast {self.id} was not delivered to every subscriber in time",
             recheck=RECHECK,
             what=f"broadcast {self.id}",
+            poll=self.backend.wait_poll,
         )
         return _outcome(self.id, rows, propagate=propagate)
 

@@ -91,8 +91,9 @@ class Control:
 
     @classmethod
     def of(cls, backend: Backend) -> Control:
-        """The control plane of an application's namespace (its URL and result retention)."""
-        return cls(backend.url, backend.namespace, result_ttl=backend.result_ttl)
+        """The control plane of an application's namespace (its URL, the direct one behind a
+        pooler: replies are awaited with LISTEN; and its result retention)."""
+        return cls(backend.listen_url or backend.url, backend.namespace, result_ttl=backend.result_ttl)
 
     # -- commands ------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import TupleRow
 
-from stem_pg.client.backend import Backend
+from stem_pg.client.backend import Backend, aread_only_discarded, read_only_discarded
 from stem_pg.client.broadcasts import merge_results, publish_async, publish_sync
 from stem_pg.client.debounce import Debounced, plan_debounced, upsert_async, upsert_sync
 from stem_pg.client.native import driver_connection
@@ -99,6 +99,7 @@ def _enqueue_sync(
             migrated(backend.namespace),
             backend.waker.enqueueing() as how,
             backend.pool.connection() as conn,
+            read_only_discarded(conn),
         ):
             announce = how is Announce.WITH_INSERT
             ids = insert_planned_sync(conn, backend.queries, planned, queued, announce=announce)
@@ -164,7 +165,7 @@ async def _enqueue_async(
         await backend.awake(specs, connection)
     else:
         with migrated(backend.namespace), backend.waker.enqueueing() as how:
-            async with (await backend.apool()).connection() as conn:
+            async with (await backend.apool()).connection() as conn, aread_only_discarded(conn):
                 announce = how is Announce.WITH_INSERT
                 ids = await insert_async(conn, backend.queries, specs, announce=announce)
                 if not (announce and announced_by_insert(specs)):

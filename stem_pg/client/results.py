@@ -106,6 +106,7 @@ class TaskResult(Generic[R]):
                 check=lambda conn: store.result(conn, id=self.id),
                 timeout=timeout,
                 late=self._late,
+                poll=self.backend.wait_poll,
                 what=f"task {self.id}",
             )
         except TimeoutError as exc:
@@ -131,6 +132,7 @@ class TaskResult(Generic[R]):
                 check=lambda conn: store.result(conn, id=self.id),
                 timeout=timeout,
                 late=self._late,
+                poll=self.backend.wait_poll,
                 what=f"task {self.id}",
             )
         except TimeoutError as exc:

@@ -293,6 +293,7 @@ class WorkflowRun(Generic[R]):
             late=self._late,
             recheck=RECHECK,
             what=f"workflow run {self.id}",
+            poll=self.backend.wait_poll,
         )
         result: R = _outcome(self.id, ended)
         return result
@@ -314,6 +315,7 @@ class WorkflowRun(Generic[R]):
             late=self._late,
             recheck=RECHECK,
             what=f"workflow run {self.id}",
+            poll=self.backend.wait_poll,
         )
         result: R = _outcome(self.id, ended)
         return result

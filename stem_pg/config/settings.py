@@ -43,6 +43,8 @@ class StemConfig:
     """
 
     broker_url: str | None = None
+    #: STEM_DIRECT_URL: straight to Postgres, for LISTEN when the broker URL is a pooler.
+    direct_url: str | None = None
     result_backend_url: str | None = None
     schedule_store_url: str | None = None
     lock_store_url: str | None = None
@@ -76,6 +78,7 @@ class StemConfig:
         check_single_database(broker, {var: _url(env, var) for var in STORE_URL_VARIABLES.values()})
         return cls(
             broker_url=broker,
+            direct_url=_url(env, "STEM_DIRECT_URL"),
             **stores,
             default_queue=_name(env, "STEM_DEFAULT_QUEUE", "default"),
             routing_config=env.get("STEM_ROUTING_CONFIG") or None,

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.redaction import SECRET_ASSIGNMENT, redact, remember_secret
 
-__all__ = ["UrlParts", "redact", "remember_url_secrets", "split_url", "validate_url"]
+__all__ = [
+    "POOLER_OPTION",
+    "UrlParts",
+    "libpq_url",
+    "pooler",
+    "redact",
+    "remember_url_secrets",
+    "split_url",
+    "validate_url",
+]
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 #: The connection options libpq (18) knows; any other query parameter is refused by libpq.
@@ -74,6 +83,11 @@ _WHOLE_NUMBER_KEYWORDS = frozenset(
     {"connect_timeout", "keepalives", "keepalives_count", "keepalives_idle", "keepalives_interval"}
     | {"tcp_user_timeout"}
 )
+#: stem_pg's own URL option (libpq never sees it): ``?stem_pooler=transaction`` says the URL
+#: points at a pooler in transaction mode (PgBouncer's ``pool_mode = transaction``), so no
+#: session state is relied on there: no prepared statements, no LISTEN, no session settings.
+POOLER_OPTION = "stem_pooler"
+POOLER_MODES = ("transaction",)
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _PERCENT = re.compile(r"%(?![0-9a-fA-F]{2})")
 _TOKEN = re.compile(r"[a-z][a-z0-9_+.-]{0,39}", re.I)
@@ -268,6 +282,10 @@ def _query_problem(query: str) -> str | None:
             return "a query parameter without exactly one '=' (write key=value&key=value)"
         raw_key, _, raw_value = pair.partition("=")
         key, value = _decode(raw_key), _decode(raw_value)
+        if key == POOLER_OPTION:
+            if value not in POOLER_MODES:
+                return f"query parameter {POOLER_OPTION!r} must be one of {', '.join(POOLER_MODES)}"
+            continue
         if key is None or not (key in LIBPQ_KEYWORDS or (key, value) == ("ssl", "true")):
             named = f" {key!r}" if key is not None and _TOKEN.fullmatch(key) else ""
             return f"unknown query parameter{named} (libpq connection options only)"
@@ -280,3 +298,30 @@ def _query_problem(query: str) -> str | None:
         if key == "sslmode" and value not in _SSLMODES:
             return f"query parameter 'sslmode' must be one of {', '.join(_SSLMODES)}"
     return None
+
+
+def _query_pairs(url: str) -> tuple[str, list[str]]:
+    """``url`` before its query, and the query's ``key=value`` pairs (none for a key=value
+    connection string, which stem_pg refuses anyway: ``validate_url``)."""
+    if "://" not in url:
+        return url, []
+    head, sep, query = url.partition("?")
+    return head, query.split("&") if sep and query else []
+
+
+def pooler(url: str) -> str | None:
+    """The pooler mode ``url`` names with ``?stem_pooler=...`` (``transaction``), or None."""
+    for pair in _query_pairs(url)[1]:
+        key, _, value = pair.partition("=")
+        if _decode(key) == POOLER_OPTION:
+            return _decode(value)
+    return None
+
+
+def libpq_url(url: str) -> str:
+    """``url`` without stem_pg's own options, as libpq (which refuses unknown ones) takes it."""
+    head, pairs = _query_pairs(url)
+    if not pairs:
+        return url
+    kept = [pair for pair in pairs if _decode(pair.partition("=")[0]) != POOLER_OPTION]
+    return head + ("?" + "&".join(kept) if kept else "")

@@ -9,12 +9,20 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from stem_pg.core.dsn import remember_url_secrets
+from stem_pg.core.dsn import libpq_url, pooler, remember_url_secrets
 from stem_pg.core.errors import DatabaseUnavailable
 from stem_pg.core.redaction import one_line, redact
 from stem_pg.db.shared import open_shared
 
-__all__ = ["DatabaseUnavailable", "connect", "connect_async", "connection", "with_keepalives"]
+__all__ = [
+    "DatabaseUnavailable",
+    "connect",
+    "connect_async",
+    "connection",
+    "connection_options",
+    "pooled",
+    "with_keepalives",
+]
 
 APPLICATION_NAME = "stem_pg"
 #: TCP keepalives on every connection: one to a peer that vanished without a word (a silent
@@ -43,7 +51,7 @@ def _unavailable(exc: psycopg.Error, url: str) -> DatabaseUnavailable:
 def _where(url: str) -> str:
     """`` at host:port/dbname`` as libpq reads ``url`` (its defaults filled in), or nothing."""
     try:
-        params = conninfo_to_dict(url)
+        params = conninfo_to_dict(libpq_url(url))
     except psycopg.Error:
         return ""
     hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
@@ -55,9 +63,22 @@ def _where(url: str) -> str:
     return redact(f" at {places}" + (f"/{dbname}" if dbname else ""))
 
 
+def pooled(url: str) -> bool:
+    """Whether ``url`` points at a pooler in transaction mode (``?stem_pooler=transaction``)."""
+    return pooler(url) == "transaction"
+
+
+def connection_options(url: str) -> dict[str, object]:
+    """psycopg's options for a connection to ``url``: behind a transaction pooler no
+    statement is prepared (PgBouncer before 1.21 would hand a prepared name to a server
+    session that does not have it)."""
+    return {"prepare_threshold": None} if pooled(url) else {}
+
+
 def with_keepalives(url: str, **params: str | int) -> str:
     """``url`` as a connection string with ``params``, and the ``KEEPALIVES`` and
-    ``CONNECT_TIMEOUT`` it does not set itself."""
+    ``CONNECT_TIMEOUT`` it does not set itself (stem_pg's own options left out)."""
+    url = libpq_url(url)
     try:
         given = conninfo_to_dict(url)
         defaults = {**KEEPALIVES, "connect_timeout": CONNECT_TIMEOUT}
@@ -71,7 +92,7 @@ def connect(url: str, *, autocommit: bool = True, role: str = "client") -> psyco
     remember_url_secrets(url)
     try:
         conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
-        return psycopg.connect(conninfo, autocommit=autocommit)
+        return psycopg.connect(conninfo, autocommit=autocommit, **connection_options(url))  # type: ignore[arg-type]
     except psycopg.Error as exc:
         raise _unavailable(exc, url) from None
 
@@ -84,9 +105,10 @@ async def connect_async(
     remember_url_secrets(url)
     try:
         conninfo = with_keepalives(url, application_name=f"{APPLICATION_NAME}:{role}")
+        options = connection_options(url)
         if shared:
-            return await open_shared(conninfo, autocommit=autocommit)
-        return await psycopg.AsyncConnection.connect(conninfo, autocommit=autocommit)
+            return await open_shared(conninfo, autocommit=autocommit, **options)
+        return await psycopg.AsyncConnection.connect(conninfo, autocommit=autocommit, **options)  # type: ignore[arg-type]
     except psycopg.Error as exc:
         raise _unavailable(exc, url) from None
 

@@ -57,14 +57,17 @@ def wait_until(
     timeout: float | None,
     late: str,
     recheck: float | None = None,
+    listen: bool = True,
 ) -> T:
     """Run ``check`` on ``conn`` (a psycopg Connection in autocommit) until it returns a value.
 
     Raises TimeoutError(``late``) once ``timeout`` seconds passed without one.
-    ``conn`` LISTENs on ``channel`` meanwhile and UNLISTENs before it returns.
+    ``conn`` LISTENs on ``channel`` meanwhile and UNLISTENs before it returns (unless not
+    ``listen``: a pooled session cannot; then it only re-reads every ``recheck`` seconds).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
+    if listen:
+        conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
     try:
         while True:
             found = check()
@@ -72,7 +75,7 @@ def wait_until(
                 return found
             wait_for_mention(conn, key, deadline, late=late, recheck=recheck)
     finally:
-        if not conn.broken and not conn.closed:
+        if listen and not conn.broken and not conn.closed:
             conn.execute(SQL("UNLISTEN {}").format(Identifier(channel)))
 
 
@@ -85,10 +88,12 @@ async def await_until(
     timeout: float | None,
     late: str,
     recheck: float | None = None,
+    listen: bool = True,
 ) -> T:
     """The async twin of ``wait_until`` (``conn``: a psycopg AsyncConnection in autocommit)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    await conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
+    if listen:
+        await conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
     try:
         while True:
             found = await check()
@@ -96,7 +101,7 @@ async def await_until(
                 return found
             await await_mention(conn, key, deadline, late=late, recheck=recheck)
     finally:
-        if not conn.broken and not conn.closed:
+        if listen and not conn.broken and not conn.closed:
             await conn.execute(SQL("UNLISTEN {}").format(Identifier(channel)))
 
 
@@ -153,10 +158,12 @@ def wait_reconnecting(
     late: str,
     recheck: float | None = None,
     what: str = "a notification",
+    poll: float | None = None,
 ) -> T:
     """``wait_until`` on a connection from ``connection(seconds_left)`` (a pool's
     ``connection``), taking a new one after a backoff whenever it is lost, until the
-    deadline. Raises TimeoutError(``late``) then, chained to the last connection error
+    deadline. ``poll``: re-read every ``poll`` seconds instead of LISTENing (a pooler's
+    connection). Raises TimeoutError(``late``) then, chained to the last connection error
     if the database was unreachable."""
     deadline = None if timeout is None else time.monotonic() + timeout
     outage = Outage()
@@ -171,7 +178,8 @@ def wait_reconnecting(
                     check=lambda: check(conn),
                     timeout=_left(deadline),
                     late=late,
-                    recheck=recheck,
+                    recheck=poll or recheck,
+                    listen=poll is None,
                 )
         except CONNECTION_ERRORS as exc:  # a pool's PoolTimeout is an OperationalError too
             time.sleep(_backoff(outage, exc, deadline, late, what))
@@ -187,6 +195,7 @@ async def await_reconnecting(
     late: str,
     recheck: float | None = None,
     what: str = "a notification",
+    poll: float | None = None,
 ) -> T:
     """The async twin of ``wait_reconnecting``."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -202,7 +211,8 @@ async def await_reconnecting(
                     check=lambda: check(conn),
                     timeout=_left(deadline),
                     late=late,
-                    recheck=recheck,
+                    recheck=poll or recheck,
+                    listen=poll is None,
                 )
         except CONNECTION_ERRORS as exc:  # a pool's PoolTimeout is an OperationalError too
             await asyncio.sleep(_backoff(outage, exc, deadline, late, what))

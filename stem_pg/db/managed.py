@@ -4,6 +4,12 @@ Each ``ManagedConnection`` keeps one ``core.backoff.Outage``: after a lost conne
 the loop waits an exponentially growing, jittered delay (to a cap of a few seconds)
 before each new attempt, logs one warning when the outage starts and one
 "reconnected after N s" line when it ends.
+
+A database that refuses writes (SQLSTATE 25006: a primary turned read-only, a standby a
+pooler or DNS name now points at) counts as a lost connection too: it is discarded and a
+new one is opened after the backoff, since the next one may reach the new primary. The
+process logs one "database is read-only" warning for all its loops (``ReadOnlyNotice``),
+and one line when writes work again.
 """
 
 from __future__ import annotations
@@ -22,13 +28,45 @@ from stem_pg.db.connect import DatabaseUnavailable, connect_async
 log = logging.getLogger(__name__)
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
+#: The database refuses writes (a read-only primary, a standby after a failover).
+READ_ONLY_ERRORS = (psycopg.errors.ReadOnlySqlTransaction,)
 #: Errors after which a connection is thrown away and the loop retries.
-CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable)
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable, *READ_ONLY_ERRORS)
 
 
 def describe(error: BaseException) -> str:
     """An error on one line, for a log message."""
     return " ".join(str(error).split()) or type(error).__name__
+
+
+class ReadOnlyNotice:
+    """One warning per process when its loops find the database read-only, and one line
+    when every loop that found it so has written again."""
+
+    def __init__(self) -> None:
+        self.outage = Outage()
+        self._roles: set[str] = set()
+
+    def failed(self, role: str, error: BaseException) -> None:
+        if self.outage.failed().starts:
+            log.warning(
+                "database is read-only (%s); retrying: each loop reconnects with backoff until it"
+                " accepts writes again",
+                describe(error),
+            )
+        self._roles.add(role)
+
+    def wrote(self, role: str) -> None:
+        if role not in self._roles:
+            return
+        self._roles.discard(role)
+        recovery = None if self._roles else self.outage.recovered()
+        if recovery is not None:
+            log.info("database accepts writes again %s", recovery.describe())
+
+
+#: The process's notice (its loops share one line).
+READ_ONLY = ReadOnlyNotice()
 
 
 class ManagedConnection:
@@ -59,6 +97,9 @@ class ManagedConnection:
         #: Failed queries on a connection that still works (a statement timeout...): their backoff.
         self._errors = Outage()
         self._conn: AsyncConn | None = None
+        #: The last loss was a read-only database: the outage ends with a write, not a connect.
+        self._read_only = False
+        self.notice = READ_ONLY
 
     async def get(self) -> AsyncConn:
         if self._conn is None or self._conn.closed:
@@ -77,7 +118,7 @@ class ManagedConnection:
             await _close(conn)
             raise
         self._conn = conn
-        recovery = self.outage.recovered()
+        recovery = None if self._read_only else self.outage.recovered()
         if recovery is not None:
             log.info("%s reconnected %s", self.role, recovery.describe())
             if self.on_reconnect is not None:
@@ -97,7 +138,11 @@ class ManagedConnection:
         if used is not None and self._conn is not None and used is not self._conn:
             return
         failure = self.outage.failed()
-        if failure.starts:
+        self._read_only = isinstance(error, READ_ONLY_ERRORS)
+        if self._read_only:
+            self.notice.failed(self.role, error)
+            log.debug("%s: database read-only (attempt %d)", self.role, failure.attempts)
+        elif failure.starts:
             log.warning("%s connection lost: %s; reconnecting with backoff", self.role, describe(error))
         else:
             log.debug("%s reconnect attempt %d failed: %s", self.role, failure.attempts, describe(error))
@@ -111,7 +156,13 @@ class ManagedConnection:
         cancelled statement, a statement or lock timeout, a deadlock), else it is ``lost``;
         either way sleep a backoff delay before the caller tries again."""
         conn = self._conn
-        if conn is not None and not conn.closed and not conn.broken and (used is None or used is conn):
+        if (
+            conn is not None
+            and not conn.closed
+            and not conn.broken
+            and (used is None or used is conn)
+            and not isinstance(error, READ_ONLY_ERRORS)
+        ):
             log.warning("%s query failed, connection kept: %s", self.role, describe(error))
             await asyncio.sleep(self._errors.failed().delay)
             return
@@ -120,6 +171,12 @@ class ManagedConnection:
     def settled(self) -> None:
         """A query succeeded: the next failed one starts its backoff from the beginning."""
         self._errors.recovered()
+        if self._read_only:  # it wrote again: the read-only outage is over for this loop
+            self._read_only = False
+            recovery = self.outage.recovered()
+            if recovery is not None:
+                log.debug("%s writes again %s", self.role, recovery.describe())
+            self.notice.wrote(self.role)
 
     @property
     def backend_pid(self) -> int | None:

@@ -73,7 +73,9 @@ class SharedConnection(psycopg.AsyncConnection[TupleRow]):
             yield tx
 
 
-async def open_shared(conninfo: str, *, autocommit: bool) -> SharedConnection:
-    conn = await SharedConnection.connect(conninfo, autocommit=autocommit, cursor_factory=SharedCursor)
+async def open_shared(conninfo: str, *, autocommit: bool, **options: Any) -> SharedConnection:
+    conn = await SharedConnection.connect(
+        conninfo, autocommit=autocommit, cursor_factory=SharedCursor, **options
+    )
     conn.turns = Turns()
     return conn

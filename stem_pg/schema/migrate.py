@@ -13,10 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import OperationalError
 
-from stem_pg.core.dsn import validate_url
+from stem_pg.core.dsn import libpq_url, validate_url
 from stem_pg.core.namespaces import validate_namespace
 from stem_pg.core.redaction import one_line
-from stem_pg.db.connect import DatabaseUnavailable
+from stem_pg.db.connect import DatabaseUnavailable, connection_options
 from stem_pg.db.resources import migrations_dir
 from stem_pg.schema.revisions import head_revision, is_older_than_head
 
@@ -70,8 +70,9 @@ def migration_sql(namespace: str, action: Action = "upgrade", revision: str = "h
 def current_revision(url: str, namespace: str) -> str | None:
     """The revision ``namespace`` is migrated to, or None when it is not migrated."""
     namespace = validate_namespace(namespace)
-    sa_url = "postgresql+psycopg://" + validate_url(url, source="database URL").split("://", 1)[1]
-    engine = create_engine(sa_url, poolclass=pool.NullPool)
+    url = validate_url(url, source="database URL")
+    sa_url = "postgresql+psycopg://" + libpq_url(url).split("://", 1)[1]
+    engine = create_engine(sa_url, poolclass=pool.NullPool, connect_args=connection_options(url))
     try:
         with _reachable(), engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"version_table_schema": namespace})

@@ -59,7 +59,7 @@ def run_worker(
     def orphaned() -> None:
         # One graceful stop, whichever of the death signal and the pipe comes first (a
         # second request_stop would force it).
-        if not worker.stopping:
+        if not worker.state.stopping:
             log.warning("worker %s: its supervisor is gone; stopping", worker.id)
             worker.request_stop()
 

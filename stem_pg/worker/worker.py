@@ -79,13 +79,15 @@ class Worker:
     def __init__(self, app: Stem, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
         self.app = app
         self.registered = asyncio.Event()  # set once registered and listening
+        if app.backend.pooled and not app.backend.direct_url:  # its session lock needs a session
+            settings = replace(settings, vacuum=False)
         self.settings = settings
         self.id = settings.worker_id
         self.state = WorkerState(settings)
         #: Task name -> handler: what the executor runs and what control reports (a
         #: workflow's task is the handler that replays its runs).
         self.registry = WorkflowTasks(app.registry, app.workflows, app.backend, app.planner)
-        self.jobs = JobStore(app.queries, result_ttl=app.result_ttl)
+        self.jobs = JobStore(app.queries, result_ttl=app.result_ttl, pooled=app.backend.pooled)
         self.claimable = ClaimableTasks(app.registry, claim_unregistered=settings.claim_unregistered)
         self.workers = WorkerStore(app.queries)
         plan = plan_for(settings.queues, app.registry, app.routing)
@@ -103,10 +105,6 @@ class Worker:
         self._forced = False
         self._grace = settings.shutdown_grace
         self.metrics = metrics  # what --metrics-port serves (stem_pg.metrics.worker), if asked for
-
-    @property
-    def stopping(self) -> bool:
-        return self.state.stopping
 
     @property
     def exit_code(self) -> int:
@@ -166,6 +164,7 @@ class Worker:
         url, queries, metrics = self.app.url, self.app.queries, self.metrics
         self.conns = WorkerConnections(
             url,
+            direct_url=self.app.backend.direct_url,
             plan_claims=self.jobs.plan_claims,
             listen_connected=self._listen_connected,
             on_lost=self._connection_lost,
@@ -304,7 +303,6 @@ class Worker:
         """The loops besides the claim loop, by name (their task's name, which a log line may quote)."""
         conns, guarded = self.conns, self._guarded
         loops = {
-            "listener": guarded("listener", conns.listen, self.listener.run_once),
             "flusher": self.flusher.loop(),
             "control": guarded("control", conns.control, self.control.run_once),
             "leases": guarded("leases", conns.house, self.heartbeat.run_once),
@@ -312,6 +310,8 @@ class Worker:
                 "maintenance", conns.maintenance, self.maintenance.run_when_due, until_stop=True
             ),
         }
+        if conns.listen is not None:  # else behind a pooler, polling (WorkerConnections)
+            loops["listener"] = guarded("listener", conns.listen, self.listener.run_once)
         if self.settings.summary_interval > 0:
             loops["summary"] = Summary(self.counts, self.id, self.settings.summary_interval).loop()
         if self.metrics is not None:
@@ -323,7 +323,8 @@ class Worker:
             try:
                 conn = await self.conns.house.get()
                 await self.control.start(conn)  # the command cursor, before we listen
-                await self.conns.listen.get()  # registered means listening: commands reach us
+                if self.conns.listen is not None:
+                    await self.conns.listen.get()  # registered means listening: commands reach us
                 await self.workers.register(
                     conn,
                     worker_id=self.id,
@@ -342,8 +343,7 @@ class Worker:
                 return True
             except CONNECTION_ERRORS as exc:
                 await self.conns.house.lost(exc)  # one warning per outage, a backoff per attempt
-        await self.conns.listen.discard()
-        await self.conns.house.discard()
+        await self.conns.discard()
         return False
 
     async def _close(self) -> None:

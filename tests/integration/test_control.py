@@ -124,7 +124,7 @@ def test_shutdown_command_stops_the_worker(app: Stem, control: Control, db: Db) 
     with running_worker(app) as worker:
         result = control.shutdown("warm", timeout=5)
         assert result.replies[worker.id].data == {"shutdown": "warm"}
-        wait_for(lambda: worker.stopping and worker.stopped_by_command, 5)
+        wait_for(lambda: worker.state.stopping and worker.stopped_by_command, 5)
     assert worker.exit_code == 0
     assert _sql(db, app.namespace, "SELECT stopped_at IS NOT NULL FROM {ns}.workers") == [(True,)]
 

@@ -290,3 +290,12 @@ def test_validate_url_names_its_source() -> None:
         validate_url(None, source="--url")
     with pytest.raises(ConfigError, match="expected a postgresql:// URL"):
         validate_url("   ", source="--url")
+
+
+def test_the_direct_url_is_read_and_checked() -> None:
+    pooled = "postgresql://stem@pgbouncer:6432/app?stem_pooler=transaction"
+    config = StemConfig.from_environment({"STEM_BROKER_URL": pooled, "STEM_DIRECT_URL": BROKER})
+    assert (config.broker_url, config.direct_url) == (pooled, BROKER)
+    assert StemConfig.from_environment({"STEM_BROKER_URL": BROKER}).direct_url is None
+    with pytest.raises(ConfigError, match=r"^STEM_DIRECT_URL: .*not a PostgreSQL URL"):
+        StemConfig.from_environment({"STEM_DIRECT_URL": "mysql://db/app"})

@@ -140,3 +140,18 @@ def test_records_without_secrets_are_left_alone() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d jobs", (3,), None)
     RedactingFilter().filter(record)
     assert (record.msg, record.args) == ("%d jobs", (3,))
+
+
+def test_the_pooler_option_is_stem_pgs_own_and_never_reaches_libpq() -> None:
+    from stem_pg.core.dsn import libpq_url, pooler
+
+    url = "postgresql://app@pgbouncer:6432/app?sslmode=disable&stem_pooler=transaction"
+    assert validate_url(url, source="STEM_BROKER_URL") == url
+    assert pooler(url) == "transaction"
+    assert libpq_url(url) == "postgresql://app@pgbouncer:6432/app?sslmode=disable"
+    assert libpq_url("postgresql://app@h/app?stem_pooler=transaction") == "postgresql://app@h/app"
+    assert conninfo_to_dict(libpq_url(url))["port"] == "6432"  # libpq takes what is left
+    plain = "postgresql://app@db/app?sslmode=disable"
+    assert (pooler(plain), libpq_url(plain)) == (None, plain)
+    with pytest.raises(ConfigError, match="query parameter 'stem_pooler' must be one of transaction"):
+        validate_url("postgresql://app@h/app?stem_pooler=session", source="STEM_BROKER_URL")

@@ -18,9 +18,12 @@ AsyncConn = psycopg.AsyncConnection[TupleRow]
 class JobStore:
     """Queue-engine queries of one namespace, run on a connection the caller owns."""
 
-    def __init__(self, queries: Queries, *, result_ttl: float) -> None:
+    def __init__(self, queries: Queries, *, result_ttl: float, pooled: bool = False) -> None:
         self.q = queries
         self.result_ttl = result_ttl
+        #: Behind a transaction pooler: no session settings, so each claim sets its plan
+        #: in its own transaction (``job_claim_planner_local``; ``plan_claims`` is not used).
+        self.pooled = pooled
 
     async def plan_claims(self, conn: AsyncConn) -> None:
         """Make ``conn``, a claim connection, plan ``job_claim`` as a walk of the claim
@@ -39,6 +42,22 @@ class JobStore:
         tasks: list[str] | None = None,
     ) -> list[ClaimedJob]:
         """Lease up to ``limit`` due jobs of ``queue`` whose task is one of ``tasks`` (None: any)."""
+        if self.pooled:
+            async with conn.transaction():
+                await conn.execute(self.q["job_claim_planner_local"])
+                return await self._claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
+        return await self._claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
+
+    async def _claim(
+        self,
+        conn: AsyncConn,
+        queue: str,
+        limit: int,
+        worker_id: str,
+        token: str,
+        lease_seconds: float,
+        tasks: list[str] | None,
+    ) -> list[ClaimedJob]:
         # args_row: the RETURNING columns are ClaimedJob's fields in order (no dict per row).
         async with conn.cursor(row_factory=args_row(ClaimedJob)) as cur:
             await cur.execute(
