@@ -199,6 +199,7 @@ def run_command(
         LeanPlan(
             app_spec=app_spec,
             url=stem.url,
+            direct_url=stem.direct_url,
             namespace=stem.namespace,
             log_level=loglevel,
             log_format=log_format,

@@ -41,6 +41,7 @@ class LeanPlan:
 
     app_spec: str  # module:attribute, already loaded once by the command
     url: str
+    direct_url: str | None  # STEM_DIRECT_URL / --direct-url (behind a transaction pooler)
     namespace: str
     log_level: str | None
     log_format: str | None
@@ -74,6 +75,7 @@ def run(plan: LeanPlan, encoded: str) -> None:
     configure_logging(LogSettings.resolve(plan.log_level, plan.log_format))
     app = _load(plan.app_spec)
     app.url = plan.url
+    app.direct_url = plan.direct_url
     app.namespace = plan.namespace
     settings = plan.settings
     if not plan.named:  # the command's default id names its pid and a random part: a fresh one
