@@ -132,7 +132,9 @@ def test_max_memory_per_child_replaces_a_bloated_process(
 ) -> None:
     path = tmp_path / "notes.jsonl"
     # A fair baseline: this test process has the app loaded too; but after a long session it
-    # holds far more than a fresh worker, so at most 150 MiB of it (a worker is ~60-100 MiB).
+    # holds far more than a fresh worker, so at most 150 MiB of it (a lean worker is ~45-60
+    # MiB). The limit is then at most 250 MiB: the hog's 400 MiB passes it whatever the
+    # worker's own size (with 200 MiB, a 45 MiB worker stayed under a 250 MiB limit).
     limit_kib = min(resident_kib(), 150 * 1024) + 100 * 1024
     proc = workers.start(
         app=APP, processes=2, concurrency=1, extra=["--max-memory-per-child", str(limit_kib)]
@@ -142,7 +144,7 @@ def test_max_memory_per_child_replaces_a_bloated_process(
         r.id for r in lapp.enqueue_many(EnqueueRequest("lim.quick", {"path": str(path)}) for _ in range(4))
     ]
     wait_done(db, namespace, small, 30, workers)
-    hog = lapp.enqueue("lim.hog", {"path": str(path), "mib": 200}).id
+    hog = lapp.enqueue("lim.hog", {"path": str(path), "mib": 400}).id
     wait_done(db, namespace, [hog], 30, workers)
     hog_pid = next(n["pid"] for n in read_notes(path) if n["id"] == hog)
 
