@@ -181,6 +181,9 @@ def run_stem(args: list[str]) -> int:
     and 1 for an uncaught exception, death by SIGINT for Ctrl-C); returns the exit code."""
     sys.argv = ["stem_pg", *args]
     sys.orig_argv = [sys.executable, "-m", "stem_pg", *args]  # a worker re-executes itself with it
+    # A worker runs here rather than exec a lean interpreter: a fork of this server costs
+    # 0.2 s where a fresh interpreter costs 1-3 s (test_worker_lean checks the lean process).
+    os.environ.setdefault("_STEM_WORKER_IN_PLACE", "1")
     try:
         runpy.run_module("stem_pg", run_name="__main__", alter_sys=True)
         return 0

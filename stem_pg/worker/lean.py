@@ -22,7 +22,7 @@ import pickle
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from stem_pg.config.logs import LogSettings, configure_logging
 from stem_pg.core.errors import StemError
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from stem_pg.client.app import Stem
 
 PLAN_VARIABLE = "_STEM_WORKER_PLAN"
+#: Set: ``stem worker run`` runs the plan in its own process (no exec; tests' fork server).
+IN_PLACE_VARIABLE = "_STEM_WORKER_IN_PLACE"
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,15 @@ class LeanPlan:
     named: bool = False  # --name given: every process of this plan keeps its worker id
 
 
-def become_lean(plan: LeanPlan) -> NoReturn:
-    """Replace this process with the lean worker process running ``plan``."""
-    os.environ[PLAN_VARIABLE] = base64.b64encode(pickle.dumps(plan)).decode("ascii")
+def become_lean(plan: LeanPlan) -> None:
+    """Replace this process with the lean worker process running ``plan``; where
+    ``IN_PLACE_VARIABLE`` is set (the test suite's fork server, whose processes hold every
+    module already and whose point is not to start interpreters), run it here instead."""
+    encoded = base64.b64encode(pickle.dumps(plan)).decode("ascii")
+    if os.environ.get(IN_PLACE_VARIABLE):
+        run(plan, encoded)
+        return
+    os.environ[PLAN_VARIABLE] = encoded
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "stem_pg.worker.lean"])
