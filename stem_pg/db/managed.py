@@ -138,10 +138,14 @@ class ManagedConnection:
         if used is not None and self._conn is not None and used is not self._conn:
             return
         failure = self.outage.failed()
-        self._read_only = isinstance(error, READ_ONLY_ERRORS)
-        if self._read_only:
+        if isinstance(error, READ_ONLY_ERRORS):
+            # Sticky until a write succeeds (``settled``): a later error of another kind (a
+            # terminated session, a refused connect) does not end the read-only outage.
+            self._read_only = True
             self.notice.failed(self.role, error)
             log.debug("%s: database read-only (attempt %d)", self.role, failure.attempts)
+        elif self._read_only:
+            log.debug("%s: attempt %d failed (read-only): %s", self.role, failure.attempts, describe(error))
         elif failure.starts:
             log.warning("%s connection lost: %s; reconnecting with backoff", self.role, describe(error))
         else:
