@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from stem_pg.client.schedules import Schedules
 from stem_pg.config.schedule_file import load_schedule_yaml
@@ -26,6 +27,9 @@ from tests.acceptance.pgbouncerapp import make_pgbouncer_app
 from tests.acceptance.workerapp import Workers, registered_pids, scalar, wait_registered
 from tests.helpers import REPO_ROOT, stem_env, wait_for
 from tests.pgbouncer import PgBouncer, pgbouncer
+
+# A chaos run on real processes (about 10-30 s): in `pytest -m slow`, which CI runs too.
+pytestmark = pytest.mark.slow
 
 __all__ = ["pgbouncer"]  # the fixture, imported for the tests below
 

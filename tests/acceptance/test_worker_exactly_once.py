@@ -17,6 +17,9 @@ from stem_pg.client.app import EnqueueRequest, Stem
 from tests.acceptance.workerapp import Workers, query, registered_pids, scalar
 from tests.helpers import wait_for
 
+# A chaos run on real processes (about 10-30 s): in `pytest -m slow`, which CI runs too.
+pytestmark = pytest.mark.slow
+
 JOBS = 20_000
 
 

@@ -22,6 +22,9 @@ from tests.acceptance.spanapp import TASK, make_app, overlaps, runs
 from tests.acceptance.workerapp import Workers, query, wait_registered
 from tests.helpers import wait_for
 
+# A chaos run on real processes (about 10-30 s): in `pytest -m slow`, which CI runs too.
+pytestmark = pytest.mark.slow
+
 LEASE = 2.0
 JOBS = 6
 RUN_SECONDS = 5.0  # the second worker's runs: still running when the first one resumes

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -24,6 +25,9 @@ from stem_pg.client.results import TaskResult
 from tests.acceptance.workerapp import Workers, create_tables, make_app, query, registered_pids
 from tests.cluster import PrivateCluster, migrated, private_cluster
 from tests.helpers import wait_for
+
+# A chaos run on real processes (about 10-30 s): in `pytest -m slow`, which CI runs too.
+pytestmark = pytest.mark.slow
 
 __all__ = ["private_cluster"]  # the fixture, imported for the tests below
 

@@ -30,6 +30,9 @@ from tests.acceptance.workerapp import Workers, create_tables, make_app, registe
 from tests.cluster import PrivateCluster, migrated, private_cluster
 from tests.helpers import wait_for
 
+# A chaos run on real processes (about 10-30 s): in `pytest -m slow`, which CI runs too.
+pytestmark = pytest.mark.slow
+
 __all__ = ["private_cluster"]  # the fixture, imported for the tests below
 
 OUTAGE = 10.0

@@ -18,6 +18,9 @@ from tests.acceptance.workerapp import Workers, query, wait_registered, worker_p
 from tests.cluster import PrivateCluster, migrated, private_cluster  # noqa: F401 (a fixture)
 from tests.helpers import wait_for
 
+# A chaos run on real processes (about 10-30 s): in `pytest -m slow`, which CI runs too.
+pytestmark = pytest.mark.slow
+
 #: Longer than any restart of the cluster on a loaded machine, so no lease runs out meanwhile.
 LEASE = 20.0
 JOB_SECONDS = 8.0  # outlasts the outage: a second run would overlap the first
