@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0016.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0017.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -404,9 +404,9 @@ BEGIN
         IF (p_spec ->> 'fair')::boolean THEN
             OPEN v_cursor FOR
                 SELECT c.id, c.task, c.fair_key,
-                       row_number() OVER (PARTITION BY c.fair_key ORDER BY c.priority DESC, c.seq) AS turn
+                       row_number() OVER (PARTITION BY c.fair_key ORDER BY c.priority DESC, c.not_before, c.seq) AS turn
                 FROM (
-                    SELECT j.id, j.task, j.priority, j.seq,
+                    SELECT j.id, j.task, j.priority, j.not_before, j.seq,
                            j.task || '/'
                                || coalesce(j.args ->> f.field, j.headers ->> f.field, '') AS fair_key
                     FROM @NAMESPACE@.jobs AS j
@@ -415,21 +415,21 @@ BEGIN
                     WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
                       AND (p_tasks IS NULL OR j.task = ANY(p_tasks))  -- deploy-safe: registered tasks only
                 ) AS c
-                ORDER BY turn, c.priority DESC, c.seq
+                ORDER BY turn, c.priority DESC, c.not_before, c.seq
                 LIMIT p_limit * 4 + 1000;
         ELSE
             OPEN v_cursor FOR
                 SELECT c.id, c.task, c.task || '/' AS fair_key,
-                       row_number() OVER (PARTITION BY c.task ORDER BY c.priority DESC, c.seq) AS turn
+                       row_number() OVER (PARTITION BY c.task ORDER BY c.priority DESC, c.not_before, c.seq) AS turn
                 FROM (
-                    SELECT j.id, j.task, j.priority, j.seq
+                    SELECT j.id, j.task, j.priority, j.not_before, j.seq
                     FROM @NAMESPACE@.jobs AS j
                     WHERE j.queue = p_queue AND j.state IN ('queued', 'retried') AND j.not_before <= now()
                       AND (p_tasks IS NULL OR j.task = ANY(p_tasks))  -- deploy-safe: registered tasks only
-                    ORDER BY j.priority DESC, j.seq
+                    ORDER BY j.priority DESC, j.not_before, j.seq
                     LIMIT p_limit * 4 + 100
                 ) AS c
-                ORDER BY turn, c.priority DESC, c.seq;
+                ORDER BY turn, c.priority DESC, c.not_before, c.seq;
         END IF;
         LOOP
             FETCH v_cursor INTO v_cand;

@@ -399,3 +399,38 @@ async def test_a_rate_limited_claim_writes_its_bucket_once_not_twice_per_job(
         assert updates == (2,)
         rows = await (await conn.execute(sql.SQL("SELECT tokens FROM {}.limiters").format(ns))).fetchall()
         assert len(rows) == 1 and 60 <= rows[0][0] < 62  # 100 (0.1 s worth) - 40, a few ms' refill
+
+
+@pytest.mark.parametrize("key", [None, "{tenant}"], ids=["head-only", "round-robin"])
+async def test_the_limited_claim_takes_jobs_in_the_order_they_became_due(
+    app: Stem, database_url: str, namespace: str, key: str | None
+) -> None:
+    # As the plain claim does (migration 0015), and by walking the claim index instead of
+    # sorting the queue's whole backlog (migration 0017): a job enqueued later that became
+    # due earlier comes first.
+    limits = declared_limits("task:lim.due", concurrency_limit=5, concurrency_key=key)
+    plan = claim_plan(["default"], [limits], {})
+    store = LimitStore(app.queries)
+    enqueued_first = app.enqueue("lim.due", {"tenant": "a"})
+    due_first = app.enqueue("lim.due", {"tenant": "a"})
+    ns = sql.Identifier(namespace)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for job, seconds_ago in ((enqueued_first, 1), (due_first, 2)):
+            await conn.execute(
+                sql.SQL(
+                    "UPDATE {}.jobs SET not_before = now() - make_interval(secs => %s) WHERE id = %s"
+                ).format(ns),
+                (seconds_ago, job.id),
+            )
+        await store.register(conn, rows=plan.rows)
+        cur = await store.send_claim(
+            conn,
+            queue="default",
+            limit=1,
+            worker_id="w",
+            token=str(uuid.uuid4()),
+            lease_seconds=30,
+            spec=json.dumps(plan.specs["default"]),
+        )
+        claim = await store.read_claim(cur)
+    assert [job.id for job in claim.jobs] == [due_first.id]
