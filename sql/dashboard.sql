@@ -84,14 +84,32 @@ LIMIT %(limit)s;
 
 -- name: dash_jobs_page
 -- One page of jobs, live and finished, newest enqueue first, strictly before the page key
--- (before_at, before_id). Each half is a backward scan of jobs_enqueued_idx or
--- results_enqueued_idx that stops after `limit` matches; with_live/with_finished switch a
--- half off when the state filter cannot match it. NULL filters match everything.
-WITH live AS (
+-- (before_at, before_id). The waiting and the finished halves are backward scans of
+-- jobs_enqueued_idx (waiting jobs only, migration 0018) and results_enqueued_idx that stop
+-- after `limit` matches; the running jobs (at most the fleet's concurrency) come from
+-- jobs_lease_idx. with_live/with_finished switch halves off when the state filter cannot
+-- match them. NULL filters match everything.
+WITH waiting AS (
     SELECT id, task, queue, priority, state, attempts, enqueued_at, started_at,
            NULL::timestamptz AS finished_at, worker_id, errors -> -1 ->> 'error' AS error
     FROM {ns}.jobs
-    WHERE %(with_live)s::bool
+    WHERE %(with_live)s::bool AND state IN ('queued', 'retried')
+      AND (enqueued_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text)
+      AND (%(since)s::timestamptz IS NULL OR enqueued_at >= %(since)s::timestamptz)
+      AND (%(state)s::text IS NULL OR state = %(state)s::text)
+      AND (%(task)s::text IS NULL OR task = %(task)s::text)
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+      AND (%(search)s::text IS NULL OR id = %(search)s::text
+           OR strpos(lower(task), lower(%(search)s::text)) > 0
+           OR strpos(lower(errors::text), lower(%(search)s::text)) > 0)
+    ORDER BY enqueued_at DESC, id DESC
+    LIMIT %(limit)s
+),
+running AS (
+    SELECT id, task, queue, priority, state, attempts, enqueued_at, started_at,
+           NULL::timestamptz AS finished_at, worker_id, errors -> -1 ->> 'error' AS error
+    FROM {ns}.jobs
+    WHERE %(with_live)s::bool AND state = 'running'
       AND (enqueued_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text)
       AND (%(since)s::timestamptz IS NULL OR enqueued_at >= %(since)s::timestamptz)
       AND (%(state)s::text IS NULL OR state = %(state)s::text)
@@ -119,7 +137,7 @@ finished AS (
     ORDER BY enqueued_at DESC, id DESC
     LIMIT %(limit)s
 )
-SELECT * FROM (SELECT * FROM live UNION ALL SELECT * FROM finished) AS page
+SELECT * FROM (SELECT * FROM waiting UNION ALL SELECT * FROM running UNION ALL SELECT * FROM finished) AS page
 ORDER BY enqueued_at DESC, id DESC
 LIMIT %(limit)s;
 

@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0017.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0018.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -1349,7 +1349,7 @@ CREATE INDEX jobs_claim_idx ON @NAMESPACE@.jobs USING btree (queue, priority DES
 
 CREATE UNIQUE INDEX jobs_debounce_idx ON @NAMESPACE@.jobs USING btree (task, debounce_key) WHERE ((debounce_key IS NOT NULL) AND (state = 'queued'::text));
 
-CREATE INDEX jobs_enqueued_idx ON @NAMESPACE@.jobs USING btree (enqueued_at, id);
+CREATE INDEX jobs_enqueued_idx ON @NAMESPACE@.jobs USING btree (enqueued_at, id) WHERE (state = ANY (ARRAY['queued'::text, 'retried'::text]));
 
 CREATE INDEX jobs_expires_idx ON @NAMESPACE@.jobs USING btree (expires_at) WHERE ((state = ANY (ARRAY['queued'::text, 'retried'::text])) AND (expires_at IS NOT NULL));
 

@@ -116,7 +116,14 @@ def _jobs(metadata: MetaData) -> Table:
         postgresql_where=text(_in("state", TaskState, LIVE_STATES - {TaskState.RUNNING})),
     )
     Index("jobs_lease_idx", jobs.c.lease_expires_at, postgresql_where=text("state = 'running'"))
-    Index("jobs_enqueued_idx", jobs.c.enqueued_at, jobs.c.id)  # the dashboard's jobs pages, by keyset
+    # The dashboard's jobs pages, by keyset: the waiting jobs (a claim takes a row out of it;
+    # the running ones are read through jobs_lease_idx).
+    Index(
+        "jobs_enqueued_idx",
+        jobs.c.enqueued_at,
+        jobs.c.id,
+        postgresql_where=text("state IN ('queued', 'retried')"),
+    )
     # The expiry sweep (job_cancel_expired) reads waiting jobs with an expiry, and only those.
     Index(
         "jobs_expires_idx",
