@@ -794,7 +794,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tp = sub.add_parser("throughput", help="drain a backlog of no-op jobs")
     tp.add_argument("--jobs", type=int, default=100_000)
-    tp.add_argument("--task", default="noop", choices=["noop", "noop_ignore"])
+    tp.add_argument("--task", default="noop", choices=["noop", "noop_ignore", "burn"])
     tp.add_argument("--repeat", type=int, default=1)
     tp.add_argument("--pgqueuer", action="store_true", help="also run pgqueuer with the same processes")
     tp.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)

@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ class Probe:
     """Lives in a worker process; counts handler starts and sends latency samples.
 
     Created at import time, possibly before a fork: the socket is opened lazily
-    per process id. Call ``started()`` only from the event loop thread.
+    per process id. ``started()`` from the event loop or from handler threads (blocking
+    handlers).
     """
 
     def __init__(self) -> None:
@@ -58,6 +60,7 @@ class Probe:
         self.first = 0.0
         self.last = 0.0
         self._scheduled = False
+        self._lock = threading.Lock()
 
     def _socket(self) -> socket.socket | None:
         if self.path is None:
@@ -78,6 +81,10 @@ class Probe:
 
     def started(self) -> None:
         """One handler started (throughput runs)."""
+        with self._lock:
+            self._started()
+
+    def _started(self) -> None:
         now = time.time()
         self._socket()
         if not self.count:
@@ -86,11 +93,17 @@ class Probe:
         self.last = now
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_later(REPORT_EVERY, self._report)
+            try:
+                asyncio.get_running_loop().call_later(REPORT_EVERY, self._report)
+            except RuntimeError:  # a blocking handler, in a worker thread: a timer thread reports
+                timer = threading.Timer(REPORT_EVERY, self._report)
+                timer.daemon = True
+                timer.start()
 
     def _report(self) -> None:
-        self._scheduled = False
-        self._send(f"C {os.getpid()} {self.count} {self.first!r} {self.last!r}")
+        with self._lock:
+            self._scheduled = False
+            self._send(f"C {os.getpid()} {self.count} {self.first!r} {self.last!r}")
 
     def latency(self, enqueued_at: float) -> None:
         """One latency sample: the handler starts now."""

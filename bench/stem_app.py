@@ -45,3 +45,12 @@ async def lat(t: float) -> None:
 def sync_sleep(ms: float = 10.0) -> None:
     """A blocking handler (runs in the worker's thread pool): fills every slot, for RSS."""
     time.sleep(ms / 1000)
+
+
+@app.task(name="burn")
+def burn(ms: float = 1.0) -> None:
+    """The CPU-bound task: a blocking handler that spends ``ms`` of its thread's CPU time."""
+    PROBE.started()
+    until = time.thread_time() + ms / 1000
+    while time.thread_time() < until:
+        pass

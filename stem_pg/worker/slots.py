@@ -48,6 +48,11 @@ class Slots:
         self._ready.append((entry, run))
         self._wake_one()
 
+    @property
+    def waiting(self) -> int:
+        """Work submitted that no runner has started yet."""
+        return len(self._ready)
+
     def take_waiting(self) -> list[tuple[Inflight, Run]]:
         """Remove and return the work no runner has started."""
         waiting = list(self._ready)

@@ -378,8 +378,8 @@ class Worker:
         if (free := self._free()) <= 0:
             return
         free -= await self.broadcasts.claim(conn, free)
-        if free <= 0:
-            return
+        if free <= 0 or (self.slots.waiting and free < self.settings.capacity // 2):
+            return  # claimed jobs still wait for a slot: claim once half the capacity is free
         token = str(uuid.uuid4())
         sent, epoch = time.monotonic(), self.state.lease_epoch  # when the leases begin, at the latest
         queues = self.settings.queues

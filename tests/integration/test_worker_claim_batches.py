@@ -1,0 +1,45 @@
+"""How a worker claims at low concurrency: once half its capacity is free (or nothing it
+claimed is left waiting for a slot), not one job per finished job, so a CPU-bound fleet
+with few slots makes a round trip and a commit per batch rather than per job."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from stem_pg.client.app import Stem
+from stem_pg.db.stores.jobs import JobStore
+from tests.helpers import running_worker, wait_for
+
+
+def test_a_worker_with_jobs_waiting_for_a_slot_claims_half_its_capacity_at_once(
+    app: Stem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claimed: list[int] = []
+    claim = JobStore.claim
+
+    async def counted(self: JobStore, conn: Any, **kwargs: Any) -> Any:
+        jobs = await claim(self, conn, **kwargs)
+        if jobs:
+            claimed.append(len(jobs))
+        return jobs
+
+    monkeypatch.setattr(JobStore, "claim", counted)
+    done: list[float] = []
+    lock = threading.Lock()
+
+    @app.task(name="batches.work")
+    def work(n: int) -> None:
+        time.sleep(0.01)
+        with lock:
+            done.append(time.monotonic())
+
+    app.enqueue_many([("batches.work", {"n": n}) for n in range(48)])
+    # capacity 2 x 4 = 8: the first claim takes 8, then each claim at least 4 (half of it)
+    with running_worker(app, concurrency=2, prefetch_multiplier=4, poll_interval=5.0):
+        wait_for(lambda: len(done) >= 48, 20, "48 jobs to finish")
+    assert sum(claimed) == 48
+    assert len(claimed) <= 12, claimed  # 8 + 10 x 4; one claim per finished job took 41
