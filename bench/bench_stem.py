@@ -897,9 +897,17 @@ def main(argv: list[str] | None = None) -> int:
                             dsn=args.pgq_dsn,
                             jobs=args.jobs,
                             processes=args.processes,
-                            batch_size=args.pgq_batch_size,
+                            # pgqueuer wants max_concurrent_tasks >= 2 x its batch
+                            batch_size=(
+                                min(args.pgq_batch_size, max(1, args.concurrency // 2))
+                                if args.task == "burn"
+                                else args.pgq_batch_size
+                            ),
                             driver=args.pgq_driver,
                             autovacuum=AUTOVACUUM,
+                            # the CPU-bound case: the same task, as many at once per process
+                            entrypoint="burn" if args.task == "burn" else "noop",
+                            max_concurrent=args.concurrency if args.task == "burn" else None,
                         )
                     )
             stem_rows = [r for r in rows if r["system"] == "stem_pg"]

@@ -114,6 +114,13 @@ class Probe:
 PROBE = Probe()
 
 
+def spend_cpu(ms: float) -> None:
+    """Spend ``ms`` milliseconds of this thread's CPU time (the CPU-bound benchmark task)."""
+    until = time.thread_time() + ms / 1000
+    while time.thread_time() < until:
+        pass
+
+
 # -- harness side --------------------------------------------------------------------
 
 

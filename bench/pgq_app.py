@@ -1,6 +1,7 @@
 """The pgqueuer application the comparator workers run (``pgq run bench.pgq_app:create``).
 
-Handlers mirror ``bench.stem_app``: ``noop`` counts handler starts, ``lat`` sends
+Handlers mirror ``bench.stem_app``: ``noop`` counts handler starts, ``burn`` spends 1 ms of
+CPU in a thread, ``lat`` sends
 a latency sample (the payload is the time.time() taken just before enqueue).
 ``BENCH_PGQ_DRIVER`` picks the connection: ``apg`` (one asyncpg connection, what
 ``pgq`` uses by default), ``apgpool`` (an asyncpg pool) or ``psy`` (psycopg).
@@ -8,6 +9,7 @@ a latency sample (the payload is the time.time() taken just before enqueue).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +17,7 @@ from contextlib import asynccontextmanager
 from pgqueuer import PgQueuer
 from pgqueuer.models import Job
 
-from bench.common import DEFAULT_PGQ_DSN, PROBE
+from bench.common import DEFAULT_PGQ_DSN, PROBE, spend_cpu
 
 DSN = os.environ.get("BENCH_PGQ_DSN", DEFAULT_PGQ_DSN)
 DRIVER = os.environ.get("BENCH_PGQ_DRIVER", "apg")
@@ -25,6 +27,12 @@ def register(pgq: PgQueuer) -> PgQueuer:
     @pgq.entrypoint("noop")
     async def noop(job: Job) -> None:
         PROBE.started()
+
+    @pgq.entrypoint("burn")
+    async def burn(job: Job) -> None:
+        """bench.stem_app's ``burn``: 1 ms of CPU in a thread (pgqueuer runs async handlers only)."""
+        PROBE.started()
+        await asyncio.to_thread(spend_cpu, 1.0)
 
     @pgq.entrypoint("lat")
     async def lat(job: Job) -> None:

@@ -118,7 +118,13 @@ async def _enqueue_backlog(dsn: str, jobs: int, batch: int, entrypoint: str = "n
 
 
 def start_workers(
-    dsn: str, processes: int, batch_size: int, driver: str, probe_path: str, name: str
+    dsn: str,
+    processes: int,
+    batch_size: int,
+    driver: str,
+    probe_path: str,
+    name: str,
+    max_concurrent: int | None = None,
 ) -> list[Proc]:
     env = {
         PROBE_ENV: probe_path,
@@ -127,6 +133,8 @@ def start_workers(
         **_pgq_cli_env(dsn),
     }
     argv = [sys.executable, "-m", "bench.pgq_worker", "--batch-size", str(batch_size)]
+    if max_concurrent is not None:
+        argv += ["--max-concurrent-tasks", str(max_concurrent)]
     return [spawn(f"{name}-{i}", argv, env) for i in range(processes)]
 
 
@@ -140,17 +148,23 @@ def throughput(
     enqueue_batch: int = 5000,
     timeout: float | None = None,
     autovacuum: dict[str, Any] | None = None,
+    entrypoint: str = "noop",
+    max_concurrent: int | None = None,
 ) -> dict[str, Any]:
-    """Drain a backlog of ``jobs`` no-op jobs; rate from first to last handler start."""
-    label = f"pgqueuer P={processes} batch={batch_size} driver={driver}"
+    """Drain a backlog of ``jobs`` jobs of ``entrypoint`` (no-op unless ``burn``), with at most
+    ``max_concurrent`` running per process (None: pgqueuer's default, no limit); rate from
+    first to last handler start."""
+    label = f"pgqueuer P={processes} batch={batch_size} driver={driver} task={entrypoint}"
     log(f"{label}: reset + enqueue {jobs:,}")
     reset(dsn)
-    enqueue_seconds = asyncio.run(_enqueue_backlog(dsn, jobs, enqueue_batch))
+    enqueue_seconds = asyncio.run(_enqueue_backlog(dsn, jobs, enqueue_batch, entrypoint))
     analyze(dsn)
     timeout = timeout or max(120.0, jobs / 500)
     rss_kb = 0
     with Collector() as collector:
-        procs = start_workers(dsn, processes, batch_size, driver, collector.path, "pgq-throughput")
+        procs = start_workers(
+            dsn, processes, batch_size, driver, collector.path, "pgq-throughput", max_concurrent
+        )
         tables = ["pgqueuer", "pgqueuer_log"]
         with running(procs), AutovacuumEmulation(dsn, tables, **(autovacuum or {})) as vacuums:
             spawned = time.time()
@@ -373,7 +387,7 @@ def sweep(
 
 
 def throughput_table(rows: list[dict[str, Any]]) -> Table:
-    from bench.bench_stem import _cpu
+    from bench.bench_stem import cpu_cell
 
     table = Table(
         ["processes", "batch", "driver", "jobs", "jobs/s", "CPU us/job (worker+PG)", "wall s", "max RSS MB"]
@@ -385,7 +399,7 @@ def throughput_table(rows: list[dict[str, Any]]) -> Table:
             r.get("driver"),
             r.get("jobs"),
             r.get("jobs_per_s"),
-            _cpu(r),
+            cpu_cell(r),
             r.get("wall_seconds_incl_startup"),
             r.get("max_rss_mb"),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 
-from bench.common import DEFAULT_DSN, PROBE, bench_signing
+from bench.common import DEFAULT_DSN, PROBE, bench_signing, spend_cpu
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 
@@ -51,6 +51,4 @@ def sync_sleep(ms: float = 10.0) -> None:
 def burn(ms: float = 1.0) -> None:
     """The CPU-bound task: a blocking handler that spends ``ms`` of its thread's CPU time."""
     PROBE.started()
-    until = time.thread_time() + ms / 1000
-    while time.thread_time() < until:
-        pass
+    spend_cpu(ms)
