@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from stem_pg.cli import common
+from stem_pg.core.dsn import validate_url
 
 
 def dashboard_command(
@@ -35,6 +36,7 @@ def dashboard_command(
         ),
     ] = None,
     url: common.UrlOption = None,
+    direct_url: common.DirectUrlOption = None,
 ) -> None:
     """Serve the web dashboard: queues, jobs, dead letters, workers, schedules, workflows, live."""
     try:
@@ -51,7 +53,13 @@ def dashboard_command(
     auth = DashboardAuth.from_environment(os.environ)
     check_bind(host, auth)
     chosen = common.namespace(namespace, component="dashboard")
-    app = create_app(common.reachable(common.database_url(url)), chosen, auth=auth, read_only=read_only)
+    app = create_app(
+        common.reachable(common.database_url(url)),
+        chosen,
+        auth=auth,
+        read_only=read_only,
+        direct_url=validate_url(direct_url, source="--direct-url") if direct_url else None,
+    )
     typer.echo(
         f"stem dashboard of namespace {chosen} on http://{host}:{port}/"
         + (" (read-only)" if read_only else "")

@@ -103,9 +103,14 @@ class Backend:
     def listen_url(self) -> str | None:
         """Where LISTEN goes: the direct URL when set, else ``url``, except behind a
         transaction pooler (None: a pooled session cannot LISTEN; waiters poll)."""
-        if self.direct_url:
-            return self.direct_url
-        return None if self.pooled else self.url
+        return self.listening_url(self.url, self.direct_url)
+
+    @staticmethod
+    def listening_url(url: str, direct_url: str | None) -> str | None:
+        """``listen_url`` for ``url`` and ``direct_url``."""
+        if direct_url:
+            return direct_url
+        return None if pooled(url) else url
 
     # -- pools ----------------------------------------------------------------------
 

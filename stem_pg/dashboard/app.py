@@ -15,6 +15,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from stem_pg.client.backend import Backend
+from stem_pg.config.settings import StemConfig
 from stem_pg.core.redaction import one_line, redact
 from stem_pg.dashboard import actions, pages
 from stem_pg.dashboard.context import Dashboard
@@ -29,19 +31,25 @@ def create_app(
     auth: DashboardAuth | None = None,
     read_only: bool = False,
     title: str = "stem dashboard",
+    direct_url: str | None = None,
 ) -> Guard:
     """The dashboard of the database at ``url``, opening on ``namespace``.
 
     ``auth``: the accepted credentials (default: from the STEM_DASHBOARD_* environment;
     none configured means no sign-in, which ``stem dashboard`` allows on 127.0.0.1 only).
-    ``read_only``: show no action and refuse every one. Mount it like any ASGI app::
+    ``read_only``: show no action and refuse every one. ``direct_url`` (default:
+    STEM_DIRECT_URL): where the live feed LISTENs when ``url`` is a transaction pooler
+    (``?stem_pooler=transaction``); without one, pages behind a pooler poll. Mount it like
+    any ASGI app::
 
         app.mount("/stem", create_app(url, "prod"))
 
-    Raises ConfigError for a malformed namespace or STEM_DASHBOARD_* value.
+    Raises ConfigError for a malformed namespace, URL or STEM_DASHBOARD_* value.
     """
     auth = auth if auth is not None else DashboardAuth.from_environment(os.environ)
-    dash = Dashboard(url, namespace, read_only=read_only, title=title)
+    direct = direct_url if direct_url is not None else StemConfig.from_environment().direct_url
+    listen_url = Backend.listening_url(url, direct)
+    dash = Dashboard(url, namespace, read_only=read_only, title=title, listen_url=listen_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -28,12 +28,14 @@ POOL_SIZE = 4
 class Dashboard:
     """One dashboard app's state: a Backend (pool, queries) per namespace opened, the feeds."""
 
-    def __init__(self, url: str, namespace: str, *, read_only: bool, title: str) -> None:
+    def __init__(
+        self, url: str, namespace: str, *, read_only: bool, title: str, listen_url: str | None
+    ) -> None:
         self.url = url
         self.default_namespace = validate_namespace(namespace)
         self.read_only = read_only
         self.title = title
-        self.feeds = Feeds(url)
+        self.feeds = Feeds(listen_url)
         self.snapshots = Snapshots()
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()

@@ -123,17 +123,20 @@ class Feed:
 
 
 class Feeds:
-    """The feed of each namespace a page was opened on, started on first use."""
+    """The feed of each namespace a page was opened on, started on first use. ``url`` is
+    where they LISTEN; None (a transaction pooler and no direct URL): nowhere, and every
+    page polls."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | None) -> None:
         self.url = url
         self._feeds: dict[str, Feed] = {}
 
     def of(self, namespace: str) -> Feed:
         feed = self._feeds.get(namespace)
         if feed is None:
-            feed = self._feeds[namespace] = Feed(self.url, namespace)
-        feed.start()
+            feed = self._feeds[namespace] = Feed(self.url or "", namespace)
+        if self.url is not None:
+            feed.start()
         return feed
 
     def version_of(self, namespace: str) -> int | None:
