@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -57,7 +57,10 @@ def network() -> Iterator[HostNetwork]:
     reason = network_unavailable()
     if reason:
         pytest.skip(reason)
-    hosts = HostNetwork(HOSTS)
+    try:
+        hosts = HostNetwork(HOSTS)
+    except RuntimeError as exc:  # a bridge or veth the machine refuses (it removed what it made)
+        pytest.skip(f"cannot build the hosts' network: {exc}")
     try:
         yield hosts
     finally:
@@ -160,9 +163,8 @@ def test_claims_control_and_broadcasts_reach_every_host(cluster: PrivateCluster,
 
         # Claims: every host takes some, and every job runs exactly once.
         jobs = 60
-        ids = [
-            r.id for r in app.enqueue_many(EnqueueRequest("hosts.once", {"n": i, "sleep": 0.1}) for i in range(jobs))
-        ]
+        requests = (EnqueueRequest("hosts.once", {"n": i, "sleep": 0.1}) for i in range(jobs))
+        ids = [r.id for r in app.enqueue_many(requests)]
         done = "SELECT count(*) FROM {ns}.results WHERE state = 'succeeded'"
         wait_for(lambda: query(db, ns, done)[0][0] == jobs, 60, f"the jobs\n{fleet.logs()}", interval=0.2)
         runs = query(db, ns, "SELECT task_id, host FROM {ns}.runs")
@@ -217,11 +219,16 @@ def test_beat_fails_over_to_another_host_and_no_slot_fires_twice(
     with cluster.connect() as db:
         wait_for(lambda: leader_host(db, ns) == "host-a", 60, f"host-a to lead\n{fleet.logs()}")
         beats["host-b"] = fleet.beat("host-b")
-        time.sleep(3.0)  # host-b's beat is up, and follows
+        b_address = network.hosts["host-b"].address
+        on_b = "SELECT count(*) FROM pg_stat_activity WHERE client_addr = %s"
+        up = lambda: db.execute(on_b, (b_address,)).fetchone() != (0,)  # noqa: E731
+        wait_for(up, 60, f"host-b's beat\n{fleet.logs()}")
+        time.sleep(1.5)  # host-b's beat stands by
         assert leader_host(db, ns) == "host-a", fleet.logs()
         network.hosts["host-a"].cut()
         cut = time.time()
-        wait_for(lambda: leader_host(db, ns) == "host-b", FAILOVER + 5, f"host-b to take over\n{fleet.logs()}")
+        lead_b = lambda: leader_host(db, ns) == "host-b"  # noqa: E731
+        wait_for(lead_b, FAILOVER + 5, f"host-b to take over\n{fleet.logs()}")
         took_over = time.time() - cut
         time.sleep(3.0)
         network.hosts["host-a"].restore()
@@ -247,13 +254,17 @@ def test_beat_fails_over_to_another_host_and_no_slot_fires_twice(
         )  # fmt: skip
         assert orphans == [], "every fire enqueued exactly its job, and every job has its fire"
         fires = query(
-            db, ns, "SELECT fire_time, beat_id, extract(epoch FROM fired_at) FROM {ns}.schedule_fires ORDER BY 1"
-        )
+            db, ns,
+            "SELECT fire_time, beat_id, extract(epoch FROM fired_at) FROM {ns}.schedule_fires ORDER BY 1",
+        )  # fmt: skip
     by_host = collections.Counter(host_of(beat) for _, beat, _ in fires)
     assert by_host.keys() == {"host-a", "host-b"}, f"{by_host}\n{fleet.logs()}"
     assert not [f for f in fires if host_of(f[1]) == "host-a" and float(f[2]) > back], fires
-    gaps = [(b[0] - a[0]).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
-    print(f"beat: failover in {took_over:.1f}s, {len(fires)} fires, {dict(by_host)}, longest gap {max(gaps):.1f}s")
+    gaps = [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(fires)]
+    longest = max(gaps)
+    print(
+        f"beat: failover in {took_over:.1f}s, {len(fires)} fires {dict(by_host)}, longest gap {longest:.1f}s"
+    )
     assert max(gaps) <= FAILOVER + 1, f"a {max(gaps):.1f}s gap in the fires\n{fleet.logs()}"
 
 
@@ -302,11 +313,6 @@ def test_a_host_cut_off_mid_run_loses_its_jobs_to_the_others_and_never_completes
         finished = "SELECT count(*) FROM {ns}.results WHERE id = ANY(%s)"
         wait_for(lambda: query(db, ns, finished, [ids])[0][0] == JOBS, 60, f"the results\n{fleet.logs()}")
 
-        def caught_up() -> bool:
-            log = c.log(tail=None)
-            return all(f"lost the lease of task {job_id}" in log for job_id in ids)
-
-        wait_for(caught_up, 40, f"host-c to find its leases lost\n{fleet.logs()}", interval=0.2)
         wait_for(lambda: all(s.end is not None for s in spans(path)), 30, "every run to end")
         time.sleep(1.0)  # host-c's finish, had it gone through, would be in by now
         results = query(
@@ -315,7 +321,12 @@ def test_a_host_cut_off_mid_run_loses_its_jobs_to_the_others_and_never_completes
         )  # fmt: skip
         left = query(db, ns, "SELECT count(*) FROM {ns}.jobs")[0][0]
         dead = query(db, ns, "SELECT count(*) FROM {ns}.dead_letters")[0][0]
-        code, pong = control(cluster, ns, "ping")  # host-c answers again
+
+        def all_answer() -> bool:  # host-c too, again
+            code, pong = control(cluster, ns, "ping")
+            return code == 0 and {host_of(w) for w in pong["replies"]} == set(HOSTS)
+
+        wait_for(all_answer, 30, f"every host to answer a ping\n{fleet.logs()}", interval=0.5)
     recorded = spans(path)
     logs = fleet.logs()
     print(f"host-c cut off for {outage:.1f}s; runs: {[(s.host, round(s.start - cut, 1)) for s in recorded]}")
@@ -326,9 +337,12 @@ def test_a_host_cut_off_mid_run_loses_its_jobs_to_the_others_and_never_completes
     assert (left, dead) == (0, 0)
     for job_id in ids:
         runs = [s for s in recorded if s.job_id == job_id]
-        assert [s.host for s in runs][0] == "host-c" and len(runs) == 2, f"{runs}\n{logs}"
+        assert [s.host for s in runs[:1]] == ["host-c"] and len(runs) == 2, f"{runs}\n{logs}"
         # The second run started only once host-c's lease had run out.
         assert runs[1].start > expiry[job_id], f"{runs}, lease until {expiry[job_id]}\n{logs}"
-    assert code == 0 and {host_of(w) for w in pong["replies"]} == set(HOSTS), pong
     assert c.alive() and all(p.alive() for p in others), logs
-    assert os.path.exists(path)
+
+    # The cut reached host-c (it lost its connections) and it came back. Whether it also logs
+    # 'lost the lease' depends on timing: only for a handler still running when a heartbeat
+    # gets through; a finish refused for its token is not logged.
+    assert "connection lost" in c.log(tail=None), logs
