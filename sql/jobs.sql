@@ -125,7 +125,8 @@ ORDER BY count(*) DESC, task;
 
 -- name: job_finish
 -- Move leased jobs to results (succeeded, failed or cancelled) and, when a reason is
--- given, to the dead letters; jobs whose lease token no longer matches are skipped.
+-- given, to the dead letters; jobs whose lease token no longer matches are skipped, and
+-- returned in `skipped` (their lease ran out and another worker took them over).
 -- One NOTIFY tells result waiters which ids finished ('*' when the list is too long).
 -- The batch arrives as one JSON array of [id, token, state, result, error, traceback,
 -- dead_reason, keep] rows: one string to send instead of eight arrays to build.
@@ -169,11 +170,11 @@ stored AS (
         finished_at = excluded.finished_at, worker_id = excluded.worker_id,
         expires_at = excluded.expires_at
 )
-SELECT count(*) AS finished,
-       pg_notify(%(channel)s,
-                 CASE WHEN sum(length(id) + 1) < 7900 THEN string_agg(id, ',') ELSE '*' END)
-FROM done
-HAVING count(*) > 0;
+SELECT (SELECT count(*) FROM done) AS finished,
+       (SELECT pg_notify(%(channel)s,
+                         CASE WHEN sum(length(id) + 1) < 7900 THEN string_agg(id, ',') ELSE '*' END)
+        FROM done HAVING count(*) > 0) AS notified,
+       ARRAY(SELECT id FROM input EXCEPT SELECT id FROM done) AS skipped;
 
 -- name: job_retry
 -- Put leased jobs back for a later attempt, recording the error in their history.

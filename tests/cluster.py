@@ -37,16 +37,30 @@ STOP_TIMEOUT = 30.0
 class PrivateCluster:
     """A server of our own in ``data_dir``; ``url`` stays the same across crashes."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, listen: str = "127.0.0.1") -> None:
+        """``listen``: the server's ``listen_addresses`` (see ``trust()`` for who may connect)."""
         self.data_dir = data_dir
         self.port = embedded._free_port()
-        self._server = embedded.EmbeddedPostgres(data_dir, port=self.port)
+        self.listen = listen
+        self._server = embedded.EmbeddedPostgres(data_dir, port=self.port, listen=listen)
         self.url = self._server.start()
 
     def start(self) -> None:
         """Start the server again after ``crash()`` or ``stop()`` (crash recovery runs first)."""
-        self._server = embedded.EmbeddedPostgres(self.data_dir, port=self.port)
+        self._server = embedded.EmbeddedPostgres(self.data_dir, port=self.port, listen=self.listen)
         self._server.start()
+
+    def trust(self, network: str) -> None:
+        """Let clients of ``network`` (``10.231.7.0/24``) in without a password, as initdb's
+        trust lets 127.0.0.1 in; the server reloads its configuration."""
+        with (self._server.pgdata / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {network} trust\n")
+        with self.connect() as db:
+            db.execute("SELECT pg_reload_conf()")
+
+    def url_at(self, address: str) -> str:
+        """The URL of the same database at ``address`` (one of ``listen``)."""
+        return self.url.replace("@127.0.0.1:", f"@{address}:", 1)
 
     def crash(self) -> None:
         """Immediate shutdown (SIGQUIT to the postmaster): backends die at once, nothing is

@@ -325,8 +325,16 @@ class EmbeddedPostgres:
     """A private PostgreSQL server in `data_dir`, started on demand; see the module docstring."""
 
     def __init__(
-        self, data_dir: Path | None = None, *, port: int | None = None, bin_dir: Path | None = None
+        self,
+        data_dir: Path | None = None,
+        *,
+        port: int | None = None,
+        bin_dir: Path | None = None,
+        listen: str = "127.0.0.1",
     ) -> None:
+        """``listen``: the server's ``listen_addresses`` (127.0.0.1 only unless a test gives
+        more, e.g. the address of a bridge its network namespaces reach it on)."""
+        self.listen = listen
         self.data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_dir()
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.data_dir / "server.log"
@@ -402,7 +410,7 @@ class EmbeddedPostgres:
         if len(os.fsencode(sockets)) + len(f"/.s.PGSQL.{port}") > _SOCKET_PATH_MAX:
             log.debug("socket path under %s is too long; serving over TCP only", sockets)
             sockets = ""
-        args = ["-p", str(port), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
+        args = ["-p", str(port), "-c", f"listen_addresses={self.listen}", "-c", "max_connections=200"]
         args += ["-c", f"unix_socket_directories={sockets}"]
         return shlex.join(args)  # pg_ctl hands -o to a shell
 

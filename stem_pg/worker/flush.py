@@ -17,10 +17,11 @@ from typing import Protocol
 
 import psycopg
 
+from stem_pg.core.logs import job_fields
 from stem_pg.core.states import DeadLetterReason, TaskState
 from stem_pg.core.storable import storable_text
 from stem_pg.db.managed import CONNECTION_ERRORS, AsyncConn, ManagedConnection
-from stem_pg.db.stores.jobs import JobStore
+from stem_pg.db.stores.jobs import FinishSent, JobStore
 from stem_pg.db.stores.rows import Finish, Outcome, Release, RetryLater
 from stem_pg.worker.broadcasts import BroadcastAcks
 from stem_pg.worker.context import Inflight
@@ -172,7 +173,7 @@ class OutcomeFlusher:
         refused outcome, or raise what a lost connection raises)."""
         try:  # BEGIN, the writes, the claim and COMMIT: one round trip
             async with conn.pipeline(), conn.transaction():
-                await self._write(conn, batch)
+                sent = await self._write(conn, batch)
                 start = await claim.claim_in_flush(conn)
         except Exception as exc:
             if conn.closed or conn.broken:
@@ -181,6 +182,7 @@ class OutcomeFlusher:
                 log.exception("worker %s: the claim in a flush failed; flushing without it", self.worker_id)
             return
         chunks.clear()
+        await self._skipped(sent)
         self._forget(batch)
         await start()
 
@@ -189,7 +191,7 @@ class OutcomeFlusher:
         until the one outcome it refuses is found, which then fails its job."""
         chunk = chunks[-1]
         try:
-            await self._write(conn, chunk)
+            sent = await self._write(conn, chunk)
         except Exception as exc:
             if not refused(exc):
                 raise
@@ -201,7 +203,26 @@ class OutcomeFlusher:
                 chunks += self._fail_refused(chunk[0], exc)
             return
         chunks.pop()
+        await self._skipped(sent)
         self._forget(chunk)
+
+    async def _skipped(self, sent: FinishSent | None) -> None:
+        """Say which finishes the database skipped: the lease ran out before they arrived (a
+        worker cut off from the database, or frozen) and another worker took the job over."""
+        if sent is None:
+            return
+        _, skipped = await sent.read()
+        for job_id in skipped:
+            entry = self.unflushed.get(job_id)
+            if entry is not None and entry.lost:
+                continue  # the heartbeat found it lost, and said so
+            log.warning(
+                "worker %s: lost the lease of task %s before its outcome was written (another"
+                " worker may run it); the outcome is dropped",
+                self.worker_id,
+                job_id,
+                extra={**(job_fields(entry.job) if entry else {"id": job_id}), "event": "lease_lost"},
+            )
 
     def _fail_refused(self, outcome: Outcome, exc: Exception) -> list[list[Outcome]]:
         """The outcome to write instead of ``outcome``, which the database refused: the job
@@ -240,23 +261,31 @@ class OutcomeFlusher:
             self.unflushed.pop(outcome.id, None)
             self.refused_ids.discard(outcome.id)
 
-    async def _write(self, conn: AsyncConn, batch: list[Outcome]) -> None:
+    async def _write(self, conn: AsyncConn, batch: list[Outcome]) -> FinishSent | None:
+        """Send ``batch``; the finish's reply (which jobs it skipped) is read by the caller
+        once the writes are in (in a pipeline: not before the next statement is sent)."""
         finishes = [o for o in batch if isinstance(o, Finish)]
         retries = [o for o in batch if isinstance(o, RetryLater)]
         releases = [o for o in batch if isinstance(o, Release)]
+        sent: list[FinishSent] = []
+
+        async def finish() -> None:
+            sent.append(await self.jobs.send_finish(conn, outcomes=finishes))
+
         writes: list[Callable[[], Awaitable[object]]] = []
         if finishes:
-            writes.append(lambda: self.jobs.finish(conn, outcomes=finishes, count=False))
+            writes.append(finish)
         if retries:
             writes.append(lambda: self.jobs.retry(conn, outcomes=retries))
         if releases:
             writes.append(lambda: self.jobs.release(conn, outcomes=releases))
         if len(writes) == 1:
             await writes[0]()
-            return
-        async with conn.transaction():
-            for write in writes:
-                await write()
+        else:
+            async with conn.transaction():
+                for write in writes:
+                    await write()
+        return sent[0] if sent else None
 
     async def final(self, *, forced: bool) -> None:
         """Flush what is left before the worker exits, and stop the loop.

@@ -15,6 +15,19 @@ from stem_pg.db.stores.rows import ClaimedJob, Finish, GivenBack, Release, Rescu
 AsyncConn = psycopg.AsyncConnection[TupleRow]
 
 
+class FinishSent:
+    """A ``job_finish`` sent whose reply has not been read (in a pipeline it comes at the sync)."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[TupleRow]) -> None:
+        self._cursor = cursor
+
+    async def read(self) -> tuple[int, list[str]]:
+        """(how many jobs it finished, the ids it skipped: their lease token was no longer the
+        sender's, so another worker holds or finished them)."""
+        row = await self._cursor.fetchone()
+        return (int(row[0]), list(row[2] or [])) if row else (0, [])
+
+
 class JobStore:
     """Queue-engine queries of one namespace, run on a connection the caller owns."""
 
@@ -80,20 +93,20 @@ class JobStore:
         cur = await conn.execute(self.q["job_waiting_unregistered"], {"queues": list(queues), "tasks": tasks})
         return [(str(task), int(count)) for task, count in await cur.fetchall()]
 
-    async def finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish], count: bool = True) -> int:
-        """Write ``outcomes``; how many jobs they finished (0 without ``count``: in a pipeline,
-        not reading it saves waiting for it before the next statement is sent)."""
+    async def finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish]) -> int:
+        """Write ``outcomes``; how many jobs they finished."""
+        return (await (await self.send_finish(conn, outcomes=outcomes)).read())[0]
+
+    async def send_finish(self, conn: AsyncConn, *, outcomes: Sequence[Finish]) -> FinishSent:
+        """Send ``outcomes``; the reply is read later (``FinishSent.read``): in a pipeline,
+        not waiting for it before the next statement is sent saves a round trip."""
         params: dict[str, Any] = {
             # A Finish is a tuple in job_finish's row order: it serialises as that array.
             "outcomes": json.dumps(outcomes, separators=(",", ":")),
             "result_ttl": self.result_ttl,
             "channel": self.q.channels.done,
         }
-        cur = await conn.execute(self.q["job_finish"], params)
-        if not count:
-            return 0
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return FinishSent(await conn.execute(self.q["job_finish"], params))
 
     async def retry(self, conn: AsyncConn, *, outcomes: Sequence[RetryLater]) -> None:
         await conn.execute(
