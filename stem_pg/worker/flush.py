@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 #: How long the final flush waits for a write already under way when the worker stops.
 FINAL_WAIT = 10.0
+#: A flush asked for within this long (seconds) of the previous one's end waits out the rest,
+#: so that outcomes of a busy worker are written together (a round trip and a commit per
+#: batch, not per job, at low concurrency); one asked for after a quiet spell goes at once.
+FLUSH_LINGER = 0.002
 #: SQLSTATE classes of errors a statement's data causes: data exceptions (22), integrity
 #: constraints (23), program limits (54: a value too big for jsonb, for instance).
 DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
@@ -96,6 +100,8 @@ class OutcomeFlusher:
         #: When it wants to (a finished job freed a concurrency slot), claims in the
         #: transaction that writes the batch: one commit for the finish and the next start.
         self.claim: ClaimInFlush | None = None
+        self.linger = FLUSH_LINGER
+        self._last_flush = -FLUSH_LINGER  # time.monotonic() when the last flush ended
 
     def add(self, entry: Inflight, outcome: Outcome) -> None:
         self.unflushed[entry.job.id] = entry
@@ -115,6 +121,9 @@ class OutcomeFlusher:
         """Flush whenever asked, until ``final`` took over (then cancelling it loses nothing)."""
         while not self._closed:
             await self.wanted.wait()
+            wait = self._last_flush + self.linger - time.monotonic()
+            if wait > 0 and not (self.claim is not None and self.claim.claim_wanted()):
+                await asyncio.sleep(wait)  # a concurrency slot's hand-off is never held back
             self.wanted.clear()
             await self.flush_once()
 
@@ -122,6 +131,7 @@ class OutcomeFlusher:
         async with self._lock:
             if not self._closed:
                 await self._flush()
+                self._last_flush = time.monotonic()
 
     async def _flush(self) -> None:
         batch, self.outcomes = self.outcomes, []

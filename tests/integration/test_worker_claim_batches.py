@@ -4,6 +4,7 @@ with few slots makes a round trip and a commit per batch rather than per job."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from stem_pg.client.app import Stem
 from stem_pg.db.stores.jobs import JobStore
+from stem_pg.worker import flush
 from tests.helpers import running_worker, wait_for
 
 
@@ -43,3 +45,30 @@ def test_a_worker_with_jobs_waiting_for_a_slot_claims_half_its_capacity_at_once(
         wait_for(lambda: len(done) >= 48, 20, "48 jobs to finish")
     assert sum(claimed) == 48
     assert len(claimed) <= 12, claimed  # 8 + 10 x 4; one claim per finished job took 41
+
+
+def test_a_flush_asked_for_right_after_another_waits_out_the_linger(
+    app: Stem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outcomes of a busy worker are written together: a flush asked for within the linger of
+    # the last one's end waits out the rest (20 ms here, 2 ms by default, so it shows).
+    monkeypatch.setattr(flush, "FLUSH_LINGER", 0.02)
+    writes: list[tuple[float, int]] = []
+    send_finish = JobStore.send_finish
+
+    async def counted(self: JobStore, conn: Any, *, outcomes: Any) -> Any:
+        writes.append((time.monotonic(), len(outcomes)))
+        return await send_finish(self, conn, outcomes=outcomes)
+
+    monkeypatch.setattr(JobStore, "send_finish", counted)
+
+    @app.task(name="batches.quick")
+    def quick(n: int) -> None:
+        time.sleep(0.002)
+
+    app.enqueue_many([("batches.quick", {"n": n}) for n in range(40)])
+    with running_worker(app, concurrency=2, prefetch_multiplier=4, poll_interval=5.0):
+        wait_for(lambda: sum(n for _, n in writes) >= 40, 20, "40 outcomes written")
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(writes)]
+    assert gaps and min(gaps) >= 0.019, gaps  # back to back (a few ms apart) without it
+    assert len(writes) <= 12, writes
