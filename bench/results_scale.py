@@ -172,6 +172,7 @@ class PruneAlongside:
         self.dsn, self.ns, self.rows = dsn, ns, rows
         self.calls: list[tuple[int, float]] = []
         self.lock_samples: list[int] = []
+        self.lock_events: dict[str, int] = {}  # wait_event (relation, tuple, extend...) -> samples
         self.done = threading.Event()
         self.threads = [threading.Thread(target=self._prune), threading.Thread(target=self._sample)]
         for t in self.threads:
@@ -188,11 +189,13 @@ class PruneAlongside:
     def _sample(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             while not self.done.wait(0.05):
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                rows = conn.execute(
+                    "SELECT wait_event FROM pg_stat_activity WHERE datname = current_database()"
                     " AND wait_event_type = 'Lock'"
-                ).fetchone()
-                self.lock_samples.append(int(row[0]) if row else 0)
+                ).fetchall()
+                self.lock_samples.append(len(rows))
+                for (event,) in rows:
+                    self.lock_events[event] = self.lock_events.get(event, 0) + 1
 
     def stop(self) -> dict[str, Any]:
         self.done.set()
@@ -208,6 +211,7 @@ class PruneAlongside:
             "lock_wait_samples": len(waits),
             "lock_wait_share": sum(1 for w in waits if w) / len(waits) if waits else 0.0,
             "lock_waiters_max": max(waits, default=0),
+            "lock_wait_events": self.lock_events,
         }
 
 
