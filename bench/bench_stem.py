@@ -855,6 +855,9 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
     al.add_argument("--no-pgqueuer", action="store_true")
     worker_options(al)
+    from bench import results_scale
+
+    results_scale.add_parser(sub)
     return parser
 
 
@@ -976,6 +979,10 @@ def main(argv: list[str] | None = None) -> int:
                     f" --prefetch-multiplier {best['prefetch']}: {best['jobs_per_s']:,.0f} jobs/s"
                 )
             write_json("sweep", {"results": rows})
+        elif args.command == "results-scale":
+            from bench import results_scale
+
+            return results_scale.main(args)
         elif args.command == "all":
             report = run_all(args)
             path = write_json("all", report)

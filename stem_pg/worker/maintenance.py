@@ -20,6 +20,12 @@ from stem_pg.worker.vacuum import JobsVacuum
 
 log = logging.getLogger(__name__)
 
+#: Rows of one result_prune call (one short autocommit transaction each).
+PRUNE_BATCH = 5000
+#: Seconds of result pruning per pass at most; a pass that used them all with full batches
+#: leaves the rest to the next pass (maintenance_interval later, not prune_interval).
+PRUNE_BUDGET = 0.5
+
 
 @dataclass
 class MaintenanceReport:
@@ -46,6 +52,8 @@ class Maintenance:
         vacuum: JobsVacuum | None = None,
         workers: WorkerStore | None = None,
         on_report: Callable[[MaintenanceReport], None] | None = None,
+        prune_batch: int = PRUNE_BATCH,
+        prune_budget: float = PRUNE_BUDGET,
     ) -> None:
         self.jobs = jobs
         self.workers = workers
@@ -55,6 +63,10 @@ class Maintenance:
         self.clock = clock
         self.vacuum = vacuum or JobsVacuum(VacuumStore(jobs.q))
         self._last_prune = clock()
+        self.prune_batch = prune_batch
+        self.prune_budget = prune_budget
+        #: The last pass stopped pruning results with expired ones left (its budget ran out).
+        self._results_behind = False
         #: Told what each pass did (the metrics count rescues and vacuums).
         self.on_report = on_report
         #: Set to run the next pass now rather than at the interval (a burst of claims).
@@ -85,9 +97,11 @@ class Maintenance:
         if self.settings.vacuum:
             report.vacuumed = await self.vacuum.run_once(conn)
         now = self.clock()
-        if now - self._last_prune >= self.settings.prune_interval:
+        due = now - self._last_prune >= self.settings.prune_interval
+        if due or self._results_behind:
+            report.pruned = await self._prune_results(conn)
+        if due:
             self._last_prune = now
-            report.pruned = await self.jobs.prune_results(conn)
             if self.workers is not None:
                 retention = self.settings.worker_retention
                 report.workers_pruned = await self.workers.prune(conn, retention=retention)
@@ -96,3 +110,19 @@ class Maintenance:
         if self.on_report is not None:
             self.on_report(report)
         return report
+
+    async def _prune_results(self, conn: AsyncConn) -> int:
+        """Expired results, a batch (transaction) at a time while batches come back full, for
+        up to ``prune_budget`` seconds: one batch a prune interval fell behind any worker
+        finishing more than ~80 results a second, and the table grew past its retention."""
+        started = time.monotonic()
+        pruned = 0
+        while True:
+            batch = await self.jobs.prune_results(conn, limit=self.prune_batch)
+            pruned += batch
+            if batch < self.prune_batch:
+                self._results_behind = False
+                return pruned
+            if time.monotonic() - started >= self.prune_budget:
+                self._results_behind = True
+                return pruned

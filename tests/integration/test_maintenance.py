@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -89,6 +90,48 @@ async def test_expired_jobs_are_cancelled_and_results_pruned(app: Stem, database
         assert first.pruned == 0  # the prune interval had not passed yet
         await asyncio.sleep(0.01)
         assert (await maintenance.run_once(conn)).pruned == 1
+
+
+async def _expired_results(conn: psycopg.AsyncConnection, ns: str, n: int) -> None:
+    await conn.execute(
+        _q(
+            "INSERT INTO {ns}.results (id, task, queue, priority, state, attempts, enqueued_at, expires_at)"
+            " SELECT 'old-' || i, 't', 'default', 0, 'succeeded', 1, now(), now() - interval '1 hour'"
+            " FROM generate_series(1, %(n)s) AS i",
+            ns,
+        ),
+        {"n": n},
+    )
+
+
+def _clock(start: float = 0.0) -> Callable[[], float]:
+    ticks = iter([start, *(1000.0 + i for i in range(100))])  # the first pass is due, then 1 s apart
+    return lambda: next(ticks)
+
+
+async def test_one_pass_prunes_every_expired_result_in_batches(app: Stem, database_url: str) -> None:
+    """More expired results than a batch: the pass keeps going while batches come back full
+    (it used to prune one batch a prune interval, whatever was left)."""
+    settings = WorkerSettings(queues=("default",), prune_interval=100)
+    maintenance = Maintenance(JobStore(app.queries, result_ttl=60), settings, clock=_clock())
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await _expired_results(conn, app.namespace, 12_000)  # over two batches of 5000
+        assert (await maintenance.run_once(conn)).pruned == 12_000
+        cur = await conn.execute(_q("SELECT count(*) FROM {ns}.results", app.namespace))
+        assert await cur.fetchone() == (0,)
+
+
+async def test_a_pass_out_of_budget_leaves_the_rest_to_the_next_pass(app: Stem, database_url: str) -> None:
+    """With its budget spent and batches still full, the next pass (not the next prune
+    interval) goes on; once caught up, pruning waits for the interval again."""
+    settings = WorkerSettings(queues=("default",), prune_interval=100)
+    store = JobStore(app.queries, result_ttl=60)
+    maintenance = Maintenance(store, settings, clock=_clock(), prune_batch=5, prune_budget=0.0)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await _expired_results(conn, app.namespace, 12)
+        assert [(await maintenance.run_once(conn)).pruned for _ in range(3)] == [5, 5, 2]
+        await _expired_results(conn, app.namespace, 3)  # 1 s after the last pass: not due
+        assert (await maintenance.run_once(conn)).pruned == 0
 
 
 @pytest.mark.parametrize("vt", [1])
