@@ -840,6 +840,16 @@ def _parser() -> argparse.ArgumentParser:
     bu.add_argument("--concurrency", type=int, default=10, help=own)
     bu.add_argument("--prefetch", "--prefetch-multiplier", type=int, default=2, help=own)
 
+    pl = sub.add_parser("payload", help="drain no-op jobs with large arguments (1 KB, 100 KB), vs pgqueuer")
+    pl.add_argument("--size", type=int, nargs="+", default=[1000, 100_000], help="bytes of JSON per job")
+    pl.add_argument("--jobs", type=int, default=10_000)
+    pl.add_argument("--repeat", type=int, default=1, help="alternating runs per system and size (best kept)")
+    pl.add_argument("--pgqueuer", action="store_true")
+    pl.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)
+    pl.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
+    pl.add_argument("--pgq-decode", action="store_true", help="pgqueuer's handler json.loads its payload")
+    worker_options(pl)
+
     sw = sub.add_parser("sweep", help="throughput over processes x concurrency x prefetch")
     sw.add_argument("--jobs", type=int, default=100_000)
     sw.add_argument("--processes", type=int, nargs="+", default=[1, 2])
@@ -951,6 +961,25 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(burst.burst_table(report).markdown())
             print(f"\nfull results: {write_json('burst', report)}")
+        elif args.command == "payload":
+            from bench import payload
+
+            report = payload.payload(
+                **common,
+                pgq_dsn=args.pgq_dsn,
+                sizes=tuple(args.size),
+                jobs=args.jobs,
+                processes=args.processes,
+                concurrency=args.concurrency,
+                prefetch=args.prefetch,
+                pgqueuer=args.pgqueuer,
+                pgq_batch_size=args.pgq_batch_size,
+                pgq_driver=args.pgq_driver,
+                pgq_decode=args.pgq_decode,
+                repeat=args.repeat,
+            )
+            print(payload.table(report).markdown())
+            print(f"\nfull results: {write_json('payload', report)}")
         elif args.command == "sweep":
             rows = sweep(
                 **common,

@@ -118,9 +118,16 @@ async def _enqueue_backlog(dsn: str, jobs: int, batch: int, entrypoint: str = "n
 
 
 def start_workers(
-    dsn: str, processes: int, batch_size: int, driver: str, probe_path: str, name: str
+    dsn: str,
+    processes: int,
+    batch_size: int,
+    driver: str,
+    probe_path: str,
+    name: str,
+    extra_env: dict[str, str] | None = None,
 ) -> list[Proc]:
     env = {
+        **(extra_env or {}),
         PROBE_ENV: probe_path,
         "BENCH_PGQ_DSN": dsn,
         "BENCH_PGQ_DRIVER": driver,

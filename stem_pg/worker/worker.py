@@ -424,6 +424,7 @@ class Worker:
             current_job.reset(context)
 
     def _record(self, entry: Inflight, outcome: Outcome) -> None:
+        entry.drop_args()  # held until the flush otherwise: a payload per finished job
         self.inflight.pop(entry.job.id, None)
         if entry.started:
             self.recycler.task_ended()
