@@ -137,7 +137,9 @@ def run_pgq(
     rss_kb = 0
     with Collector() as collector:
         env_decode = {"BENCH_PGQ_DECODE": "1"} if decode else {}
-        procs = pgq.start_workers(dsn, processes, batch_size, driver, collector.path, "pgq-payload", env_decode)
+        procs = pgq.start_workers(
+            dsn, processes, batch_size, driver, collector.path, "pgq-payload", env_decode
+        )
         with running(procs), AutovacuumEmulation(dsn, ["pgqueuer", "pgqueuer_log"], **stem.AUTOVACUUM):
 
             def sample() -> None:

@@ -113,7 +113,8 @@ RETURNING j.id, j.task, j.queue, j.priority,
           nullif(j.headers - 'stem-signature', '{{}}'::jsonb) AS headers,
           j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late,
           j.headers ->> 'stem-signature' AS signature,
-          extract(epoch FROM now() - greatest(j.enqueued_at, j.not_before))::float8 AS waited;
+          extract(epoch FROM now() - greatest(j.enqueued_at, j.not_before))::float8 AS waited,
+          pg_column_size(j.args) AS args_size;
 
 -- name: job_waiting_unregistered
 -- At a worker's start: which jobs waiting on its queues it will never claim (their task is not
