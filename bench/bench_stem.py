@@ -745,6 +745,20 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             enqueue_batch=10_000,
         )
     report["rss"] = rss(**common, concurrency=200)
+    if args.payload_jobs > 0:  # 1 KB and 100 KB arguments, both systems (~40 s at 2,000 jobs)
+        from bench import payload
+
+        report["payload"] = payload.payload(
+            **common,
+            pgq_dsn=args.pgq_dsn,
+            jobs=args.payload_jobs,
+            processes=args.processes,
+            concurrency=args.concurrency,
+            prefetch=args.prefetch,
+            pgqueuer=not args.no_pgqueuer,
+            pgq_batch_size=args.pgq_batch_size,
+            pgq_driver=args.pgq_driver,
+        )
     report["elapsed_s"] = time.monotonic() - started
     return report
 
@@ -863,6 +877,7 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--backlog-jobs", type=int, default=1_000_000, help="0 skips the big-backlog run")
     al.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)
     al.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
+    al.add_argument("--payload-jobs", type=int, default=2000, help="jobs per payload size; 0 skips them")
     al.add_argument("--no-pgqueuer", action="store_true")
     worker_options(al)
     return parser
@@ -1001,6 +1016,11 @@ def main(argv: list[str] | None = None) -> int:
             report = run_all(args)
             path = write_json("all", report)
             print(summary(report).markdown())
+            if "payload" in report:
+                from bench import payload
+
+                print()
+                print(payload.table(report["payload"]).markdown())
             print(f"\nfull results: {path} (took {report['elapsed_s']:.0f} s)")
     finally:
         stop_all()
