@@ -745,7 +745,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             enqueue_batch=10_000,
         )
     report["rss"] = rss(**common, concurrency=200)
-    if args.payload_jobs > 0:  # 1 KB and 100 KB arguments, both systems (~40 s at 2,000 jobs)
+    if args.payload_jobs > 0:  # 1 KB and 100 KB arguments, both systems (~1 min at 2,000 jobs)
         from bench import payload
 
         report["payload"] = payload.payload(
