@@ -745,6 +745,20 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             enqueue_batch=10_000,
         )
     report["rss"] = rss(**common, concurrency=200)
+    if args.payload_jobs > 0:  # 1 KB and 100 KB arguments, both systems (~1 min at 2,000 jobs)
+        from bench import payload
+
+        report["payload"] = payload.payload(
+            **common,
+            pgq_dsn=args.pgq_dsn,
+            jobs=args.payload_jobs,
+            processes=args.processes,
+            concurrency=args.concurrency,
+            prefetch=args.prefetch,
+            pgqueuer=not args.no_pgqueuer,
+            pgq_batch_size=args.pgq_batch_size,
+            pgq_driver=args.pgq_driver,
+        )
     report["elapsed_s"] = time.monotonic() - started
     return report
 
@@ -840,6 +854,16 @@ def _parser() -> argparse.ArgumentParser:
     bu.add_argument("--concurrency", type=int, default=10, help=own)
     bu.add_argument("--prefetch", "--prefetch-multiplier", type=int, default=2, help=own)
 
+    pl = sub.add_parser("payload", help="drain no-op jobs with large arguments (1 KB, 100 KB), vs pgqueuer")
+    pl.add_argument("--size", type=int, nargs="+", default=[1000, 100_000], help="bytes of JSON per job")
+    pl.add_argument("--jobs", type=int, default=10_000)
+    pl.add_argument("--repeat", type=int, default=1, help="alternating runs per system and size (best kept)")
+    pl.add_argument("--pgqueuer", action="store_true")
+    pl.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)
+    pl.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
+    pl.add_argument("--pgq-decode", action="store_true", help="pgqueuer's handler json.loads its payload")
+    worker_options(pl)
+
     sw = sub.add_parser("sweep", help="throughput over processes x concurrency x prefetch")
     sw.add_argument("--jobs", type=int, default=100_000)
     sw.add_argument("--processes", type=int, nargs="+", default=[1, 2])
@@ -853,6 +877,7 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--backlog-jobs", type=int, default=1_000_000, help="0 skips the big-backlog run")
     al.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)
     al.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
+    al.add_argument("--payload-jobs", type=int, default=2000, help="jobs per payload size; 0 skips them")
     al.add_argument("--no-pgqueuer", action="store_true")
     worker_options(al)
     from bench import results_scale
@@ -962,6 +987,25 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(burst.burst_table(report).markdown())
             print(f"\nfull results: {write_json('burst', report)}")
+        elif args.command == "payload":
+            from bench import payload
+
+            report = payload.payload(
+                **common,
+                pgq_dsn=args.pgq_dsn,
+                sizes=tuple(args.size),
+                jobs=args.jobs,
+                processes=args.processes,
+                concurrency=args.concurrency,
+                prefetch=args.prefetch,
+                pgqueuer=args.pgqueuer,
+                pgq_batch_size=args.pgq_batch_size,
+                pgq_driver=args.pgq_driver,
+                pgq_decode=args.pgq_decode,
+                repeat=args.repeat,
+            )
+            print(payload.table(report).markdown())
+            print(f"\nfull results: {write_json('payload', report)}")
         elif args.command == "sweep":
             rows = sweep(
                 **common,
@@ -987,6 +1031,11 @@ def main(argv: list[str] | None = None) -> int:
             report = run_all(args)
             path = write_json("all", report)
             print(summary(report).markdown())
+            if "payload" in report:
+                from bench import payload
+
+                print()
+                print(payload.table(report["payload"]).markdown())
             print(f"\nfull results: {path} (took {report['elapsed_s']:.0f} s)")
     finally:
         stop_all()

@@ -10,6 +10,7 @@ a latency sample (the payload is the time.time() taken just before enqueue).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,9 @@ from bench.common import DEFAULT_PGQ_DSN, PROBE, spend_cpu
 
 DSN = os.environ.get("BENCH_PGQ_DSN", DEFAULT_PGQ_DSN)
 DRIVER = os.environ.get("BENCH_PGQ_DRIVER", "apg")
+#: ``python -m bench payload --pgq-decode``: the payload handler decodes its JSON, as
+#: stem_pg's worker does for every job's arguments.
+DECODE = os.environ.get("BENCH_PGQ_DECODE") == "1"
 
 
 def register(pgq: PgQueuer) -> PgQueuer:
@@ -37,6 +41,12 @@ def register(pgq: PgQueuer) -> PgQueuer:
     @pgq.entrypoint("lat")
     async def lat(job: Job) -> None:
         PROBE.latency(float(job.payload or b"0"))
+
+    @pgq.entrypoint("payload")
+    async def payload(job: Job) -> None:
+        if DECODE:
+            json.loads(job.payload or b"null")
+        PROBE.started()
 
     return pgq
 

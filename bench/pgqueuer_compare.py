@@ -125,8 +125,10 @@ def start_workers(
     probe_path: str,
     name: str,
     max_concurrent: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> list[Proc]:
     env = {
+        **(extra_env or {}),
         PROBE_ENV: probe_path,
         "BENCH_PGQ_DSN": dsn,
         "BENCH_PGQ_DRIVER": driver,

@@ -41,6 +41,12 @@ async def lat(t: float) -> None:
     PROBE.latency(t)
 
 
+@app.task(name="payload")
+async def payload(blob: str) -> None:
+    """The large-payload task (``python -m bench payload``): its argument is decoded, then dropped."""
+    PROBE.started()
+
+
 @app.task(name="sync_sleep")
 def sync_sleep(ms: float = 10.0) -> None:
     """A blocking handler (runs in the worker's thread pool): fills every slot, for RSS."""

@@ -105,12 +105,16 @@ FROM picked, durable
 WHERE j.id = picked.id
 RETURNING j.id, j.task, j.queue, j.priority,
           -- empty arguments and headers come back as NULL: no JSON decoding in the worker;
-          -- a payload signature comes apart, as text (most signed jobs have no other header)
-          nullif(j.args, '{{}}'::jsonb) AS args,
+          -- a payload signature comes apart, as text (most signed jobs have no other header).
+          -- The size test first: comparing a large (TOASTed) args with '{{}}' would read and
+          -- detoast all of it once more before it is sent (pg_column_size reads no data).
+          CASE WHEN pg_column_size(j.args) <= 8 AND j.args = '{{}}'::jsonb THEN NULL
+               ELSE j.args END AS args,
           nullif(j.headers - 'stem-signature', '{{}}'::jsonb) AS headers,
           j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late,
           j.headers ->> 'stem-signature' AS signature,
-          extract(epoch FROM now() - greatest(j.enqueued_at, j.not_before))::float8 AS waited;
+          extract(epoch FROM now() - greatest(j.enqueued_at, j.not_before))::float8 AS waited,
+          pg_column_size(j.args) AS args_size;
 
 -- name: job_waiting_unregistered
 -- At a worker's start: which jobs waiting on its queues it will never claim (their task is not

@@ -55,6 +55,13 @@ class Inflight:
     #: The runner task (stem_pg.worker.slots) while the job runs: cancel it to stop the job.
     task: asyncio.Task[Any] | None = field(default=None, repr=False)
 
+    def drop_args(self) -> None:
+        """Forget the job's arguments once its attempt has ended: nothing reads them after
+        that, but the entry lives on until its outcome is flushed, and with large payloads
+        a batch of finished jobs would otherwise hold a batch of payloads (issue 20)."""
+        if self.job.args is not None:
+            self.job = self.job._replace(args=None)
+
 
 class TaskContext:
     """Passed to handlers that ask for it (a parameter typed TaskContext, or named ``ctx``).

@@ -1,10 +1,9 @@
 """The worker: claims leased jobs and broadcast messages, runs them, flushes outcomes,
 keeps leases alive, and answers the control plane.
 
-Each background loop owns one connection and survives its loss: it logs,
-reconnects with backoff and carries on. Outcomes that could not be flushed
-stay buffered (their leases still extended) until the database is back.
-"""
+Each background loop owns one connection and survives its loss: it logs, reconnects with
+backoff and carries on. Outcomes that could not be flushed stay buffered (their leases
+still extended) until the database is back."""
 
 from __future__ import annotations
 
@@ -400,6 +399,8 @@ class Worker:
                 self.maintenance.soon.set()
             if free <= 0:
                 return
+        if self.jobs.sizer.more:  # a claim held back by its payloads' size: the rest now
+            self._wake.set()
 
     def _free(self) -> int:
         """The jobs the claim may take now (none once stopping)."""
@@ -424,6 +425,7 @@ class Worker:
             current_job.reset(context)
 
     def _record(self, entry: Inflight, outcome: Outcome) -> None:
+        entry.drop_args()  # held until the flush otherwise: a payload per finished job
         self.inflight.pop(entry.job.id, None)
         if entry.started:
             self.recycler.task_ended()

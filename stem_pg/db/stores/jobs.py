@@ -14,6 +14,38 @@ from stem_pg.db.stores.rows import ClaimedJob, Finish, GivenBack, Release, Rescu
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
 
+#: About how many bytes of arguments one claim may bring back. A claim's rows arrive whole
+#: (libpq's result) and are then decoded, so both copies of every payload exist at once:
+#: with 100 KB arguments, an 800-job claim took ~160 MB that the process then kept. Each
+#: claim is sized from the payloads of the one before (``ClaimSizer``); the jobs left out are
+#: claimed by the next claim, into the slots still free.
+CLAIM_ARGS_BYTES = 8_000_000
+#: The first claim's rows, before any payload was seen.
+FIRST_CLAIM_ROWS = 100
+
+
+class ClaimSizer:
+    """Caps claims so that one claim's arguments stay near ``budget`` bytes."""
+
+    def __init__(self, budget: int = CLAIM_ARGS_BYTES, first: int = FIRST_CLAIM_ROWS) -> None:
+        self.budget = budget
+        self.first = first
+        #: Bytes of arguments per job in the last claim that returned jobs (None: none yet).
+        self.per_job: float | None = None
+        #: The last claim stopped at its cap, with jobs left and slots free: claim again now.
+        self.more = False
+
+    def limit(self, wanted: int) -> int:
+        if self.per_job is None:
+            return min(wanted, self.first)
+        return max(1, min(wanted, int(self.budget / max(self.per_job, 1.0))))
+
+    def saw(self, jobs: Sequence[ClaimedJob], *, capped: bool) -> None:
+        """Note the size of a claim's arguments (as stored: ``pg_column_size``)."""
+        self.more = capped
+        if jobs:
+            self.per_job = sum(job.args_size for job in jobs) / len(jobs)
+
 
 class FinishSent:
     """A ``job_finish`` sent whose reply has not been read (in a pipeline it comes at the sync)."""
@@ -37,6 +69,8 @@ class JobStore:
         #: Behind a transaction pooler: no session settings, so each claim sets its plan
         #: in its own transaction (``job_claim_planner_local``; ``plan_claims`` is not used).
         self.pooled = pooled
+        #: Sizes the claims by their payloads (``CLAIM_ARGS_BYTES``).
+        self.sizer = ClaimSizer()
 
     async def plan_claims(self, conn: AsyncConn) -> None:
         """Make ``conn``, a claim connection, plan ``job_claim`` as a walk of the claim
@@ -72,19 +106,22 @@ class JobStore:
         tasks: list[str] | None,
     ) -> list[ClaimedJob]:
         # args_row: the RETURNING columns are ClaimedJob's fields in order (no dict per row).
+        capped = self.sizer.limit(limit)
         async with conn.cursor(row_factory=args_row(ClaimedJob)) as cur:
             await cur.execute(
                 self.q["job_claim"],
                 {
                     "queue": queue,
-                    "limit": limit,
+                    "limit": capped,
                     "worker_id": worker_id,
                     "token": token,
                     "lease_seconds": lease_seconds,
                     "tasks": tasks,
                 },
             )
-            return await cur.fetchall()
+            jobs = await cur.fetchall()
+            self.sizer.saw(jobs, capped=len(jobs) == capped < limit)
+            return jobs
 
     async def waiting_unregistered(
         self, conn: AsyncConn, *, queues: Sequence[str], tasks: list[str]

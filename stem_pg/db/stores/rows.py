@@ -30,6 +30,9 @@ class ClaimedJob(NamedTuple):
     #: Seconds the job waited ready before this claim: since its enqueue, or the end of its
     #: countdown or retry delay (the wait-time metric).
     waited: float = 0.0
+    #: Bytes the arguments take in the table (``pg_column_size``: after compression): what
+    #: sizes the next claim (stem_pg.db.stores.jobs.ClaimSizer). 0 from the limited claims.
+    args_size: int = 0
 
 
 @dataclass(frozen=True)
