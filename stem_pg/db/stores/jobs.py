@@ -54,7 +54,8 @@ class JobStore:
             async with conn.pipeline(), conn.transaction():
                 await conn.execute(self.q["job_claim_planner_local"])
                 cur = await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
-            return await cur.fetchall()
+            async with cur:  # its rows came with the pipeline's sync
+                return await cur.fetchall()
         return await self._claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
 
     async def _claim(
