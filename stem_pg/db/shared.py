@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from psycopg import AsyncTransaction
+from psycopg import AsyncPipeline, AsyncTransaction
 from psycopg.abc import Params
 from psycopg.rows import Row, TupleRow
 
@@ -71,6 +71,13 @@ class SharedConnection(psycopg.AsyncConnection[TupleRow]):
     ) -> AsyncIterator[AsyncTransaction]:
         async with self.turns.hold(), super().transaction(savepoint_name, force_rollback) as tx:
             yield tx
+
+    @asynccontextmanager
+    async def pipeline(self) -> AsyncIterator[AsyncPipeline]:
+        """A pipeline holds the connection alone too: another task's statement sent into it
+        would run inside its transaction (or be reported as its error)."""
+        async with self.turns.hold(), super().pipeline() as pipe:
+            yield pipe
 
 
 async def open_shared(conninfo: str, *, autocommit: bool, **options: Any) -> SharedConnection:

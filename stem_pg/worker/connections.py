@@ -24,7 +24,9 @@ class WorkerConnections:
     Behind a transaction pooler (``url`` says ``stem_pooler=transaction``) ``listen`` and
     ``maintenance`` (its vacuum holds a session lock) go to ``direct_url``; without one
     there is no ``listen`` (the claim loop polls), and ``plan_claims`` is not run on a
-    pooled connection (JobStore sets the plan in each claim's transaction)."""
+    pooled connection (JobStore sets the plan in each claim's transaction). Nor on the
+    ``minimal`` mode's shared connection: the other loops' statements must not be planned
+    with sorts off (JobStore plans each claim there too)."""
 
     def __init__(
         self,
@@ -53,7 +55,10 @@ class WorkerConnections:
             else None
         )
         if mode == "minimal":
-            shared = ManagedConnection(url, "worker", planned, on_lost=on_lost, shared=True)
+            # No session plan here: sorts off would reach every statement of the other loops
+            # (and a sort that no plan avoids costs so much with sorts off that it is JIT-
+            # compiled, ~1 s a statement). JobStore.claim plans each claim on a shared connection.
+            shared = ManagedConnection(url, "worker", on_lost=on_lost, shared=True)
             self.claim = self.flush = self.house = self.control = shared
             self.maintenance = (
                 shared

@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import TupleRow, args_row, class_row
 
 from stem_pg.db.queries import Queries
+from stem_pg.db.shared import SharedConnection
 from stem_pg.db.stores.rows import ClaimedJob, Finish, GivenBack, Release, RescueCount, RetryLater
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
@@ -88,12 +89,12 @@ class JobStore:
         lease_seconds: float,
         tasks: list[str] | None = None,
     ) -> list[ClaimedJob]:
-        """Lease up to ``limit`` due jobs of ``queue`` whose task is one of ``tasks`` (None: any)."""
-        if self.pooled:
-            async with conn.transaction():
-                await conn.execute(self.q["job_claim_planner_local"])
-                return await self._claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
-        return await self._claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
+        """Lease up to ``limit`` due jobs of ``queue`` whose task is one of ``tasks`` (None: any),
+        fewer when their payloads are big (``sizer``)."""
+        capped = self.sizer.limit(limit)
+        jobs = await self._claim(conn, queue, capped, worker_id, token, lease_seconds, tasks)
+        self.sizer.saw(jobs, capped=len(jobs) == capped < limit)
+        return jobs
 
     async def _claim(
         self,
@@ -105,23 +106,43 @@ class JobStore:
         lease_seconds: float,
         tasks: list[str] | None,
     ) -> list[ClaimedJob]:
+        if self.pooled:
+            async with conn.transaction():
+                await conn.execute(self.q["job_claim_planner_local"])
+                cur = await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
+        elif isinstance(conn, SharedConnection):
+            # Other loops' statements share it (``--connections minimal``): not planned with
+            # sorts off, each claim sets its plan in its transaction. BEGIN, the plan, the
+            # claim and COMMIT: one round trip.
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(self.q["job_claim_planner_local"])
+                cur = await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
+        else:
+            cur = await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
+        async with cur:  # in a pipeline, its rows came with the sync
+            return await cur.fetchall()
+
+    async def _send_claim(
+        self,
+        conn: AsyncConn,
+        queue: str,
+        limit: int,
+        worker_id: str,
+        token: str,
+        lease_seconds: float,
+        tasks: list[str] | None,
+    ) -> psycopg.AsyncCursor[ClaimedJob]:
         # args_row: the RETURNING columns are ClaimedJob's fields in order (no dict per row).
-        capped = self.sizer.limit(limit)
-        async with conn.cursor(row_factory=args_row(ClaimedJob)) as cur:
-            await cur.execute(
-                self.q["job_claim"],
-                {
-                    "queue": queue,
-                    "limit": capped,
-                    "worker_id": worker_id,
-                    "token": token,
-                    "lease_seconds": lease_seconds,
-                    "tasks": tasks,
-                },
-            )
-            jobs = await cur.fetchall()
-            self.sizer.saw(jobs, capped=len(jobs) == capped < limit)
-            return jobs
+        cur = conn.cursor(row_factory=args_row(ClaimedJob))
+        params = {
+            "queue": queue,
+            "limit": limit,
+            "worker_id": worker_id,
+            "token": token,
+            "lease_seconds": lease_seconds,
+            "tasks": tasks,
+        }
+        return await cur.execute(self.q["job_claim"], params)
 
     async def waiting_unregistered(
         self, conn: AsyncConn, *, queues: Sequence[str], tasks: list[str]
