@@ -799,6 +799,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["minimal", "per-loop"],
         help="start the workers with --connections MODE (default: the worker's own default)",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        help="start the workers with --event-loop LOOP (default: the worker's own default)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def worker_options(p: argparse.ArgumentParser, concurrency: int = BEST_CONCURRENCY) -> None:
@@ -900,6 +905,8 @@ def main(argv: list[str] | None = None) -> int:
         WORKER_FLAGS.append("--claim-unregistered")
     if args.connections:
         WORKER_FLAGS.extend(["--connections", args.connections])
+    if args.event_loop:
+        WORKER_FLAGS.extend(["--event-loop", args.event_loop])
     if args.signing:
         os.environ[SIGNING_ENV] = "1"  # this process's apps and the workers it starts
     if args.metrics_port:

@@ -132,6 +132,14 @@ def run_command(
             " turns); per-loop: six, one per loop (README, 'Connection budget').",
         ),
     ] = "per-loop",
+    event_loop: Annotated[
+        str,
+        typer.Option(
+            "--event-loop",
+            metavar="asyncio|uvloop",
+            help="The workers' event loop: asyncio's own, or uvloop (pip install 'stem_pg[uvloop]').",
+        ),
+    ] = "asyncio",
     namespace: common.WorkerNamespaceOption = None,
     url: common.UrlOption = None,
     direct_url: common.DirectUrlOption = None,
@@ -160,7 +168,7 @@ def run_command(
     """
     from stem_pg.worker.lean import LeanPlan, become_lean
     from stem_pg.worker.settings import WorkerSettings, default_worker_id
-    from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE
+    from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, loop_factory
 
     if metrics_port is not None:
         from stem_pg.metrics.exposition import require_client
@@ -191,7 +199,9 @@ def run_command(
         summary_interval=summary_interval,
         claim_unregistered=claim_unregistered,
         connections=connections,
+        event_loop=event_loop,
     )
+    loop_factory(settings.event_loop)  # uvloop missing: one line now, not in each process
     if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
         common.require_migrated(stem)
     # The workers run in a fresh process without the CLI's modules (stem_pg.worker.lean).

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from stem_pg.core.errors import ConfigError
 
 CONNECTION_MODES = ("minimal", "per-loop")
+EVENT_LOOPS = ("asyncio", "uvloop")
 
 
 def default_worker_id() -> str:
@@ -52,6 +53,8 @@ class WorkerSettings:
     #: ``per-loop``: a connection per loop (six); ``minimal``: LISTEN on one, the other loops
     #: sharing a second in turns (stem_pg.worker.connections).
     connections: str = "per-loop"
+    #: ``asyncio`` (the standard library's loop) or ``uvloop`` (libuv's; the ``uvloop`` extra).
+    event_loop: str = "asyncio"
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -74,6 +77,8 @@ class WorkerSettings:
             raise ConfigError(f"--log-summary-interval must be >= 0, got {self.summary_interval!r}")
         if self.connections not in CONNECTION_MODES:
             raise ConfigError(f"--connections must be minimal or per-loop, got {self.connections!r}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigError(f"--event-loop must be asyncio or uvloop, got {self.event_loop!r}")
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown grace must be >= 0, got {self.shutdown_grace}")
 

@@ -13,9 +13,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
+from stem_pg.core.errors import ConfigError
 from stem_pg.worker.banner import log_banner
 from stem_pg.worker.lifeline import Lifeline
 from stem_pg.worker.recycle import EXIT_RETIRED
@@ -82,8 +84,21 @@ def run_worker(
         if await cancel_within(others, STRAGGLERS_WAIT, f"worker {worker.id}"):
             _exit_now(worker.exit_code)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        runner.run(main())
     return worker
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``--event-loop`` names (None: asyncio's own); ConfigError when the
+    uvloop extra is not installed."""
+    if name != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise ConfigError("--event-loop uvloop needs uvloop: pip install 'stem_pg[uvloop]'") from None
+    return uvloop.new_event_loop
 
 
 def _exit_now(code: int) -> None:

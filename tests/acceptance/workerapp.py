@@ -15,6 +15,7 @@ fixed at enqueue time, match the worker's.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -110,6 +111,11 @@ def make_app(url: str | None, namespace: str | None) -> Stem:
             )
             raise
         return n
+
+    @stem.task(name="acc.loop")
+    async def loop_module() -> str:
+        """The module of the event loop the worker runs its async handlers on."""
+        return type(asyncio.get_running_loop()).__module__
 
     @stem.task(name="acc.fail_always", max_retries=2, retry_backoff=0.2, retry_jitter=False)
     def fail_always(ctx: TaskContext) -> None:
