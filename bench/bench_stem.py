@@ -846,6 +846,25 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--concurrency", type=int, nargs="+", default=[50, 100, 200])
     sw.add_argument("--prefetch", type=int, nargs="+", default=[1, 2, 4])
 
+    ce = sub.add_parser(
+        "ceiling",
+        help="the raw-SQL ceiling: pgbench drains jobs with the product's claim and finish SQL (bench/ceiling/)",
+    )
+    ce.add_argument("--jobs", type=int, default=100_000)
+    ce.add_argument("--batch", type=int, nargs="+", default=[200, 800], help="jobs per pgbench claim")
+    ce.add_argument("--clients", type=int, default=2, help="pgbench -c / -j")
+    ce.add_argument(
+        "--variant",
+        nargs="+",
+        default=["async", "durable", "split"],
+        choices=["async", "durable", "split"],
+        help="async: claim.sql, synchronous_commit=off (the ceiling); durable: the same, on;"
+        " split: claim_split.sql (claim and finish commit apart, as the worker does), on",
+    )
+    ce.add_argument("--repeat", type=int, default=1, help="interleaved rounds (medians reported)")
+    ce.add_argument("--no-stem", action="store_true", help="only the pgbench drains")
+    worker_options(ce)
+
     al = sub.add_parser("all", help="everything, with pgqueuer side by side (about 8 minutes)")
     al.add_argument("--jobs", type=int, default=100_000)
     al.add_argument("--repeat", type=int, default=2, help="100k throughput runs per system (best kept)")
@@ -968,6 +987,23 @@ def main(argv: list[str] | None = None) -> int:
                     f" --prefetch-multiplier {best['prefetch']}: {best['jobs_per_s']:,.0f} jobs/s"
                 )
             write_json("sweep", {"results": rows})
+        elif args.command == "ceiling":
+            from bench import ceiling
+
+            dsn = ceiling.CEILING_DSN if args.dsn == DEFAULT_DSN else args.dsn
+            stem_opts = {"processes": args.processes, "concurrency": args.concurrency, "prefetch": args.prefetch}
+            report = ceiling.ceiling(
+                dsn=dsn,
+                namespace=args.namespace,
+                jobs=args.jobs,
+                batches=args.batch,
+                clients=args.clients,
+                variants=args.variant,
+                repeat=args.repeat,
+                stem=None if args.no_stem else stem_opts,
+            )
+            print(ceiling.ceiling_table(report).markdown())
+            print(f"\nfull results: {write_json('ceiling', report)}")
         elif args.command == "all":
             report = run_all(args)
             path = write_json("all", report)

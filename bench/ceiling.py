@@ -1,0 +1,226 @@
+"""The raw-SQL ceiling: pgbench drains a stem_pg ``jobs`` table with the product's SQL.
+
+``python -m bench ceiling`` fills a freshly migrated namespace with ``--jobs`` no-op jobs
+(``enqueue_many``, as ``throughput`` does), then runs ``pgbench -n -M prepared -f
+bench/ceiling/<script>.sql -c C -j C -t T`` until the table is empty. Each pgbench
+transaction claims ``--batch`` jobs the way ``job_claim`` does and moves them to results
+the way ``job_finish`` does (the scripts say exactly what they mirror). Variants:
+
+* ``async``: ``claim.sql`` (claim and finish in one transaction) with
+  ``synchronous_commit = off``: the ceiling the issue quotes;
+* ``durable``: the same with ``synchronous_commit = on``;
+* ``split``: ``claim_split.sql`` (the claim commits, then the finish commits: stem_pg's
+  two commits per batch), durable, as stem_pg's worker does it.
+
+Then, in the same run, ``throughput`` drains the same backlog with stem_pg's worker,
+and stem_pg's rate is printed as a ratio of each ceiling. ``--repeat`` interleaves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+from bench.common import BenchError, Table, log, ratio
+
+#: A database of its own (its backends' CPU and its tables are the run's alone): the
+#: default unless ``--dsn`` names another.
+CEILING_DSN = "postgresql://postgres@127.0.0.1:5432/bench_ceiling"
+
+SCRIPTS = Path(__file__).resolve().parent / "ceiling"
+
+#: variant -> (script, synchronous_commit)
+VARIANTS: dict[str, tuple[str, str]] = {
+    "async": ("claim.sql", "off"),
+    "durable": ("claim.sql", "on"),
+    "split": ("claim_split.sql", "on"),
+}
+
+#: The worker's registry in bench/stem_app.py: the claim's task filter, as the worker sends it.
+TASKS = "{noop,noop_ignore,lat,sync_sleep}"
+
+
+def pgbench_argv(
+    dsn: str, script: Path, *, batch: int, clients: int, transactions: int, queue: str = "default"
+) -> list[str]:
+    exe = shutil.which("pgbench")
+    if exe is None:
+        raise BenchError("pgbench not found on PATH (it ships with the PostgreSQL client)")
+    return [
+        exe,
+        "-n",  # no vacuum of pgbench's own tables
+        "-M",
+        "prepared",  # as psycopg's server-side prepared statements after a few runs
+        "-f",
+        str(script),
+        "-c",
+        str(clients),
+        "-j",
+        str(clients),
+        "-t",
+        str(transactions),
+        "-D",
+        f"batch={batch}",
+        "-D",
+        f"queue={queue}",
+        "-D",
+        f"tasks={TASKS}",
+        "-d",
+        dsn,
+    ]
+
+
+def pgbench_env(namespace: str, synchronous_commit: str) -> dict[str, str]:
+    """PGOPTIONS for every pgbench session: the namespace, the claim's plan setting
+    (job_claim_planner) and the commit mode of the variant."""
+    options = f"-c search_path={namespace} -c enable_sort=off -c synchronous_commit={synchronous_commit}"
+    return {**os.environ, "PGOPTIONS": options}
+
+
+def parse_pgbench(output: str) -> dict[str, float]:
+    """The transactions processed and the tps (without connection time) pgbench printed."""
+    done = re.search(r"number of transactions actually processed: (\d+)", output)
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output)
+    failed = re.search(r"number of failed transactions: (\d+)", output)
+    if done is None or tps is None:
+        raise BenchError(f"pgbench printed no result:\n{output[-2000:]}")
+    return {
+        "transactions": int(done.group(1)),
+        "tps": float(tps.group(1)),
+        "failed": int(failed.group(1)) if failed else 0,
+    }
+
+
+def drain(
+    *,
+    dsn: str,
+    namespace: str,
+    jobs: int,
+    batch: int,
+    clients: int,
+    variant: str,
+) -> dict[str, Any]:
+    """Reset ``namespace``, fill it with ``jobs`` no-ops, drain it with pgbench."""
+    from bench.bench_stem import count_rows, enqueue_backlog, reset
+
+    script, synchronous_commit = VARIANTS[variant]
+    label = f"ceiling {variant} batch={batch} clients={clients}"
+    log(f"{label}: reset + enqueue {jobs:,}")
+    reset(dsn, namespace)
+    enqueue_backlog(dsn, namespace, jobs, 5000)
+    # Each client claims full batches until the table runs dry (SKIP LOCKED: no overlap);
+    # a few spare transactions per client find nothing and cost next to nothing.
+    transactions = math.ceil(jobs / (batch * clients)) + 2
+    argv = pgbench_argv(
+        conninfo_dsn(dsn), SCRIPTS / script, batch=batch, clients=clients, transactions=transactions
+    )
+    load = os.getloadavg()[0]
+    began = time.perf_counter()
+    proc = subprocess.run(
+        argv, env=pgbench_env(namespace, synchronous_commit), capture_output=True, text=True, timeout=600
+    )
+    wall = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise BenchError(f"pgbench failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    stats = parse_pgbench(proc.stdout)
+    left = count_rows(dsn, namespace, "jobs")
+    results = count_rows(dsn, namespace, "results")
+    if left or results != jobs:
+        raise BenchError(f"{label}: {left} jobs left, {results} results rows (expected {jobs})")
+    # pgbench's elapsed time without connecting: transactions / tps.
+    seconds = stats["transactions"] / stats["tps"]
+    row = {
+        "variant": variant,
+        "script": f"bench/ceiling/{script}",
+        "synchronous_commit": synchronous_commit,
+        "batch": batch,
+        "clients": clients,
+        "jobs": jobs,
+        "seconds": seconds,
+        "wall_seconds_incl_connect": wall,
+        "jobs_per_s": jobs / seconds,
+        "load_avg_1m_before": load,
+        "argv": argv[1:],
+        **stats,
+    }
+    log(f"{label}: {row['jobs_per_s']:,.0f} jobs/s")
+    return row
+
+
+def conninfo_dsn(dsn: str) -> str:
+    """``dsn`` as libpq keywords, for pgbench's ``-d`` (it takes a connection string)."""
+    parts = conninfo_to_dict(dsn)
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
+
+
+def ceiling(
+    *,
+    dsn: str,
+    namespace: str,
+    jobs: int,
+    batches: list[int],
+    clients: int,
+    variants: list[str],
+    repeat: int,
+    stem: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``repeat`` rounds, each: every variant x batch size, then (``stem``: throughput's
+    keyword arguments) one stem_pg drain. Medians per configuration and the ratios."""
+    from bench.bench_stem import throughput
+
+    rows: list[dict[str, Any]] = []
+    stem_rows: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        for variant in variants:
+            for batch in batches:
+                rows.append(
+                    drain(dsn=dsn, namespace=namespace, jobs=jobs, batch=batch, clients=clients, variant=variant)
+                )
+        if stem is not None:
+            stem_rows.append(throughput(dsn=dsn, namespace=namespace, jobs=jobs, **stem))
+    medians: dict[str, float] = {}
+    for variant in variants:
+        for batch in batches:
+            rates = [r["jobs_per_s"] for r in rows if r["variant"] == variant and r["batch"] == batch]
+            medians[f"{variant}/{batch}"] = statistics.median(rates)
+    report: dict[str, Any] = {"ceiling_runs": rows, "ceiling_medians": medians}
+    if stem_rows:
+        stem_median = statistics.median(r["jobs_per_s"] for r in stem_rows)
+        report["stem_runs"] = stem_rows
+        report["stem_median_jobs_per_s"] = stem_median
+        report["stem_ratio"] = {key: ratio(stem_median, value) for key, value in medians.items()}
+    return report
+
+
+def ceiling_table(report: dict[str, Any]) -> Table:
+    table = Table(["drain", "batch", "runs, jobs/s", "median jobs/s", "stem_pg / this"])
+    keys = sorted({(r["variant"], r["batch"]) for r in report["ceiling_runs"]}, key=lambda k: (k[0], k[1]))
+    for variant, batch in keys:
+        runs = [r["jobs_per_s"] for r in report["ceiling_runs"] if (r["variant"], r["batch"]) == (variant, batch)]
+        key = f"{variant}/{batch}"
+        table.add(
+            f"pgbench {VARIANTS[variant][0]}, synchronous_commit={VARIANTS[variant][1]}",
+            batch,
+            " / ".join(f"{x:,.0f}" for x in runs),
+            report["ceiling_medians"][key],
+            report.get("stem_ratio", {}).get(key),
+        )
+    if "stem_runs" in report:
+        first = report["stem_runs"][0]
+        table.add(
+            f"stem_pg worker P={first['processes']} C={first['concurrency']} M={first['prefetch']}",
+            "-",
+            " / ".join(f"{r['jobs_per_s']:,.0f}" for r in report["stem_runs"]),
+            report["stem_median_jobs_per_s"],
+            1.0,
+        )
+    return table
