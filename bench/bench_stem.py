@@ -781,6 +781,11 @@ def _parser() -> argparse.ArgumentParser:
         help="start the workers with --claim-unregistered (no task-name filter in the claim)",
     )
     parser.add_argument(
+        "--no-claim-in-flush",
+        action="store_true",
+        help="start the workers with --no-claim-in-flush (the claim loop claims apart from the flush)",
+    )
+    parser.add_argument(
         "--connections",
         choices=["minimal", "per-loop"],
         help="start the workers with --connections MODE (default: the worker's own default)",
@@ -848,7 +853,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ce = sub.add_parser(
         "ceiling",
-        help="the raw-SQL ceiling: pgbench drains jobs with the product's claim and finish SQL (bench/ceiling/)",
+        help="the raw-SQL ceiling: pgbench drains jobs with the claim and finish SQL (bench/ceiling/)",
     )
     ce.add_argument("--jobs", type=int, default=100_000)
     ce.add_argument("--batch", type=int, nargs="+", default=[200, 800], help="jobs per pgbench claim")
@@ -863,6 +868,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     ce.add_argument("--repeat", type=int, default=1, help="interleaved rounds (medians reported)")
     ce.add_argument("--no-stem", action="store_true", help="only the pgbench drains")
+    ce.add_argument(
+        "--ab-claim-in-flush",
+        action="store_true",
+        help="two stem_pg drains per round: the default, then with --no-claim-in-flush (before/after)",
+    )
     worker_options(ce)
 
     al = sub.add_parser("all", help="everything, with pgqueuer side by side (about 8 minutes)")
@@ -889,6 +899,8 @@ def main(argv: list[str] | None = None) -> int:
         AUTOVACUUM["enabled"] = False
     if args.claim_unregistered:
         WORKER_FLAGS.append("--claim-unregistered")
+    if args.no_claim_in_flush:
+        WORKER_FLAGS.append("--no-claim-in-flush")
     if args.connections:
         WORKER_FLAGS.extend(["--connections", args.connections])
     if args.signing:
@@ -991,7 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
             from bench import ceiling
 
             dsn = ceiling.CEILING_DSN if args.dsn == DEFAULT_DSN else args.dsn
-            stem_opts = {"processes": args.processes, "concurrency": args.concurrency, "prefetch": args.prefetch}
+            stem_opts = {"processes": args.processes, "concurrency": args.concurrency}
+            stem_opts["prefetch"] = args.prefetch
             report = ceiling.ceiling(
                 dsn=dsn,
                 namespace=args.namespace,
@@ -1001,8 +1014,15 @@ def main(argv: list[str] | None = None) -> int:
                 variants=args.variant,
                 repeat=args.repeat,
                 stem=None if args.no_stem else stem_opts,
+                stem_flags=(
+                    {"claim-in-flush": [], "no-claim-in-flush": ["--no-claim-in-flush"]}
+                    if args.ab_claim_in_flush
+                    else None
+                ),
             )
             print(ceiling.ceiling_table(report).markdown())
+            print()
+            print(ceiling.ratio_table(report).markdown())
             print(f"\nfull results: {write_json('ceiling', report)}")
         elif args.command == "all":
             report = run_all(args)

@@ -172,21 +172,32 @@ def ceiling(
     variants: list[str],
     repeat: int,
     stem: dict[str, Any] | None,
+    stem_flags: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """``repeat`` rounds, each: every variant x batch size, then (``stem``: throughput's
-    keyword arguments) one stem_pg drain. Medians per configuration and the ratios."""
-    from bench.bench_stem import throughput
+    keyword arguments) one stem_pg drain per entry of ``stem_flags`` (label -> extra
+    ``stem worker run`` flags; default: one drain as configured). Medians per
+    configuration, and the ratios of the first stem_pg configuration's median."""
+    from bench import bench_stem
 
+    stem_flags = stem_flags or {"stem_pg": []}
     rows: list[dict[str, Any]] = []
     stem_rows: list[dict[str, Any]] = []
     for _ in range(repeat):
         for variant in variants:
             for batch in batches:
-                rows.append(
-                    drain(dsn=dsn, namespace=namespace, jobs=jobs, batch=batch, clients=clients, variant=variant)
-                )
-        if stem is not None:
-            stem_rows.append(throughput(dsn=dsn, namespace=namespace, jobs=jobs, **stem))
+                one = drain(dsn=dsn, namespace=namespace, jobs=jobs, batch=batch, clients=clients, variant=variant)
+                rows.append(one)
+        if stem is None:
+            continue
+        for label, flags in stem_flags.items():
+            saved = list(bench_stem.WORKER_FLAGS)
+            bench_stem.WORKER_FLAGS.extend(flags)
+            try:
+                row = bench_stem.throughput(dsn=dsn, namespace=namespace, jobs=jobs, **stem)
+            finally:
+                bench_stem.WORKER_FLAGS[:] = saved
+            stem_rows.append({**row, "label": label, "worker_flags": saved + flags})
     medians: dict[str, float] = {}
     for variant in variants:
         for batch in batches:
@@ -194,10 +205,19 @@ def ceiling(
             medians[f"{variant}/{batch}"] = statistics.median(rates)
     report: dict[str, Any] = {"ceiling_runs": rows, "ceiling_medians": medians}
     if stem_rows:
-        stem_median = statistics.median(r["jobs_per_s"] for r in stem_rows)
+        labels = list(stem_flags)
+        stem_medians = {}
+        for label in labels:
+            stem_medians[label] = statistics.median(r["jobs_per_s"] for r in stem_rows if r["label"] == label)
+        stem_median = stem_medians[labels[0]]
         report["stem_runs"] = stem_rows
+        report["stem_medians"] = stem_medians
         report["stem_median_jobs_per_s"] = stem_median
         report["stem_ratio"] = {key: ratio(stem_median, value) for key, value in medians.items()}
+        report["stem_ratios_by_label"] = {
+            label: {key: ratio(m, value) for key, value in medians.items()}
+            for label, m in stem_medians.items()
+        }
     return report
 
 
@@ -205,7 +225,8 @@ def ceiling_table(report: dict[str, Any]) -> Table:
     table = Table(["drain", "batch", "runs, jobs/s", "median jobs/s", "stem_pg / this"])
     keys = sorted({(r["variant"], r["batch"]) for r in report["ceiling_runs"]}, key=lambda k: (k[0], k[1]))
     for variant, batch in keys:
-        runs = [r["jobs_per_s"] for r in report["ceiling_runs"] if (r["variant"], r["batch"]) == (variant, batch)]
+        same = [r for r in report["ceiling_runs"] if r["variant"] == variant and r["batch"] == batch]
+        runs = [r["jobs_per_s"] for r in same]
         key = f"{variant}/{batch}"
         table.add(
             f"pgbench {VARIANTS[variant][0]}, synchronous_commit={VARIANTS[variant][1]}",
@@ -214,13 +235,24 @@ def ceiling_table(report: dict[str, Any]) -> Table:
             report["ceiling_medians"][key],
             report.get("stem_ratio", {}).get(key),
         )
-    if "stem_runs" in report:
-        first = report["stem_runs"][0]
+    for label, median in report.get("stem_medians", {}).items():
+        runs = [r for r in report["stem_runs"] if r["label"] == label]
+        first = runs[0]
+        flags = " ".join(first["worker_flags"])
         table.add(
-            f"stem_pg worker P={first['processes']} C={first['concurrency']} M={first['prefetch']}",
+            f"{label}: worker P={first['processes']} C={first['concurrency']} M={first['prefetch']} {flags}",
             "-",
-            " / ".join(f"{r['jobs_per_s']:,.0f}" for r in report["stem_runs"]),
-            report["stem_median_jobs_per_s"],
-            1.0,
+            " / ".join(f"{r['jobs_per_s']:,.0f}" for r in runs),
+            median,
+            ratio(median, report["stem_median_jobs_per_s"]),
         )
+    return table
+
+
+def ratio_table(report: dict[str, Any]) -> Table:
+    """Each stem_pg configuration's median as a ratio of each ceiling's median."""
+    keys = list(report["ceiling_medians"])
+    table = Table(["stem_pg", *[f"/ {k}" for k in keys]])
+    for label, ratios in report.get("stem_ratios_by_label", {}).items():
+        table.add(label, *[ratios[k] for k in keys])
     return table

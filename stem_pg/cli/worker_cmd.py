@@ -132,6 +132,15 @@ def run_command(
             " turns); per-loop: six, one per loop (README, 'Connection budget').",
         ),
     ] = "per-loop",
+    claim_in_flush: Annotated[
+        bool,
+        typer.Option(
+            "--claim-in-flush/--no-claim-in-flush",
+            help="Claim into the slots finished jobs free in the transaction that writes their"
+            " outcomes (one durable commit for both; off: the claim loop claims apart, a"
+            " commit of its own). Off anyway with --broadcast channels or limited queues.",
+        ),
+    ] = True,
     namespace: common.WorkerNamespaceOption = None,
     url: common.UrlOption = None,
     direct_url: common.DirectUrlOption = None,
@@ -191,6 +200,7 @@ def run_command(
         summary_interval=summary_interval,
         claim_unregistered=claim_unregistered,
         connections=connections,
+        claim_in_flush=claim_in_flush,
     )
     if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
         common.require_migrated(stem)

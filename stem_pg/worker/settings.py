@@ -52,6 +52,8 @@ class WorkerSettings:
     #: ``per-loop``: a connection per loop (six); ``minimal``: LISTEN on one, the other loops
     #: sharing a second in turns (stem_pg.worker.connections).
     connections: str = "per-loop"
+    #: The flush claims into the slots it frees, in its transaction (stem_pg.worker.flush_claim).
+    claim_in_flush: bool = True
 
     def __post_init__(self) -> None:
         if not self.queues:
