@@ -100,15 +100,7 @@ def parse_pgbench(output: str) -> dict[str, float]:
     }
 
 
-def drain(
-    *,
-    dsn: str,
-    namespace: str,
-    jobs: int,
-    batch: int,
-    clients: int,
-    variant: str,
-) -> dict[str, Any]:
+def drain(*, dsn: str, namespace: str, variant: str, jobs: int, batch: int, clients: int) -> dict[str, Any]:
     """Reset ``namespace``, fill it with ``jobs`` no-ops, drain it with pgbench."""
     from bench.bench_stem import count_rows, enqueue_backlog, reset
 
@@ -186,8 +178,8 @@ def ceiling(
     for _ in range(repeat):
         for variant in variants:
             for batch in batches:
-                one = drain(dsn=dsn, namespace=namespace, jobs=jobs, batch=batch, clients=clients, variant=variant)
-                rows.append(one)
+                size = {"jobs": jobs, "batch": batch, "clients": clients}
+                rows.append(drain(dsn=dsn, namespace=namespace, variant=variant, **size))
         if stem is None:
             continue
         for label, flags in stem_flags.items():
