@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from bench import pgqueuer_compare as pgq
+from bench.ceiling import drain as ceiling_drain
 from bench.common import (
     DEFAULT_DSN,
     DEFAULT_PGQ_DSN,
@@ -68,6 +70,7 @@ TARGETS = {
     "latency_p99_ms": 8.0,
     "backlog_1m_vs_100k": 0.8,
     "rss_mb": 150.0,
+    "throughput_vs_ceiling": 0.8,
 }
 
 
@@ -610,6 +613,17 @@ def summary(report: dict[str, Any]) -> Table:
             "(info: lower is better; 2 cores / this = CPU-bound ceiling)",
             "-",
         )
+    ce = report.get("ceiling")
+    if tp and ce:
+        r = ratio(tp["jobs_per_s"], ce["jobs_per_s"])
+        t.add(
+            f"raw-SQL ceiling, pgbench claim.sql, batch {ce['batch']}, async, jobs/s (ratio: stem / it)",
+            ce["jobs_per_s"],
+            None,
+            r,
+            ">= 0.8 x the ceiling",
+            _met(r is not None and r >= TARGETS["throughput_vs_ceiling"]),
+        )
     tpi = report.get("throughput_ignore_result")
     if tpi:
         t.add("throughput, ignore_result=True, jobs/s", tpi["jobs_per_s"], None, None, "(info)", "-")
@@ -695,7 +709,12 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     common = {"dsn": args.dsn, "namespace": args.namespace}
     stem_runs: list[dict[str, Any]] = []
     pgq_runs: list[dict[str, Any]] = []
+    ceiling_runs: list[dict[str, Any]] = []
     for _ in range(args.repeat):  # interleaved, so both see the same background load
+        if shutil.which("pgbench"):  # the raw-SQL ceiling (bench/ceiling.py), one drain per round
+            ceiling_runs.append(
+                ceiling_drain(**common, variant="async", jobs=args.jobs, batch=800, clients=args.processes)
+            )
         stem_runs.append(
             throughput(
                 **common,
@@ -717,6 +736,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
     report["throughput_runs"] = stem_runs
+    if ceiling_runs:
+        report["ceiling_runs"] = ceiling_runs
+        report["ceiling"] = best_run(ceiling_runs)
     report["throughput"] = best_run(stem_runs)
     if pgq_runs:
         report["pgq_throughput_runs"] = pgq_runs
