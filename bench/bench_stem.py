@@ -1043,8 +1043,9 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
             print(ceiling.ceiling_table(report).markdown())
-            print()
-            print(ceiling.ratio_table(report).markdown())
+            if "stem_runs" in report:
+                print()
+                print(ceiling.ratio_table(report).markdown())
             print(f"\nfull results: {write_json('ceiling', report)}")
         elif args.command == "all":
             report = run_all(args)

@@ -117,9 +117,7 @@ def drain(*, dsn: str, namespace: str, variant: str, jobs: int, batch: int, clie
     )
     load = os.getloadavg()[0]
     began = time.perf_counter()
-    proc = subprocess.run(
-        argv, env=pgbench_env(namespace, synchronous_commit), capture_output=True, text=True, timeout=600
-    )
+    proc, backend_cpu, pgbench_cpu = run_pgbench(argv, pgbench_env(namespace, synchronous_commit), dsn)
     wall = time.perf_counter() - began
     if proc.returncode != 0:
         raise BenchError(f"pgbench failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -141,11 +139,50 @@ def drain(*, dsn: str, namespace: str, variant: str, jobs: int, batch: int, clie
         "wall_seconds_incl_connect": wall,
         "jobs_per_s": jobs / seconds,
         "load_avg_1m_before": load,
+        # CPU of pgbench's Postgres backends (sampled every 20 ms until they exit: a little
+        # is missed) and of pgbench itself, per job: compare with throughput's CPU per job.
+        "cpu_postgres_us_per_job": backend_cpu / jobs * 1e6,
+        "cpu_pgbench_us_per_job": pgbench_cpu / jobs * 1e6,
         "argv": argv[1:],
         **stats,
     }
     log(f"{label}: {row['jobs_per_s']:,.0f} jobs/s")
     return row
+
+
+def run_pgbench(
+    argv: list[str], env: dict[str, str], dsn: str
+) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run pgbench; also the CPU seconds of its backends (application_name pgbench, found
+    and sampled every 20 ms while it runs) and of pgbench itself (its rusage)."""
+    import resource
+
+    import psycopg
+
+    from bench.common import cpu_seconds
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    last: dict[int, float] = {}
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as popen,
+    ):
+        find = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'pgbench'"
+        )
+        deadline = time.monotonic() + 600
+        while popen.poll() is None and time.monotonic() < deadline:
+            for (pid,) in conn.execute(find).fetchall():
+                cpu = cpu_seconds(int(pid))
+                if cpu > 0:
+                    last[int(pid)] = cpu
+            time.sleep(0.02)
+        stdout, stderr = popen.communicate(timeout=60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    done = subprocess.CompletedProcess(argv, popen.returncode, stdout, stderr)
+    return done, sum(last.values()), own
 
 
 def conninfo_dsn(dsn: str) -> str:
@@ -214,7 +251,8 @@ def ceiling(
 
 
 def ceiling_table(report: dict[str, Any]) -> Table:
-    table = Table(["drain", "batch", "runs, jobs/s", "median jobs/s", "stem_pg / this"])
+    headers = ["drain", "batch", "runs, jobs/s", "median jobs/s", "stem_pg / this", "CPU us/job (PG+client)"]
+    table = Table(headers)
     keys = sorted({(r["variant"], r["batch"]) for r in report["ceiling_runs"]}, key=lambda k: (k[0], k[1]))
     for variant, batch in keys:
         same = [r for r in report["ceiling_runs"] if r["variant"] == variant and r["batch"] == batch]
@@ -226,6 +264,7 @@ def ceiling_table(report: dict[str, Any]) -> Table:
             " / ".join(f"{x:,.0f}" for x in runs),
             report["ceiling_medians"][key],
             report.get("stem_ratio", {}).get(key),
+            _cpu(same, "cpu_postgres_us_per_job", "cpu_pgbench_us_per_job"),
         )
     for label, median in report.get("stem_medians", {}).items():
         runs = [r for r in report["stem_runs"] if r["label"] == label]
@@ -237,8 +276,18 @@ def ceiling_table(report: dict[str, Any]) -> Table:
             " / ".join(f"{r['jobs_per_s']:,.0f}" for r in runs),
             median,
             ratio(median, report["stem_median_jobs_per_s"]),
+            _cpu(runs, "cpu_postgres_us_per_job", "cpu_worker_us_per_job"),
         )
     return table
+
+
+def _cpu(runs: list[dict[str, Any]], postgres: str, client: str) -> str:
+    """The median CPU per job, "total (Postgres + client)"."""
+    if not all(postgres in r and client in r for r in runs):
+        return "-"
+    pg = statistics.median(r[postgres] for r in runs)
+    other = statistics.median(r[client] for r in runs)
+    return f"{pg + other:.0f} ({pg:.0f}+{other:.0f})"
 
 
 def ratio_table(report: dict[str, Any]) -> Table:
