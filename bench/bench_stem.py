@@ -803,9 +803,9 @@ def _parser() -> argparse.ArgumentParser:
         help="start the workers with --claim-unregistered (no task-name filter in the claim)",
     )
     parser.add_argument(
-        "--no-claim-in-flush",
+        "--claim-in-flush",
         action="store_true",
-        help="start the workers with --no-claim-in-flush (the claim loop claims apart from the flush)",
+        help="start the workers with --claim-in-flush (the flush claims into the slots it frees)",
     )
     parser.add_argument(
         "--connections",
@@ -893,7 +893,7 @@ def _parser() -> argparse.ArgumentParser:
     ce.add_argument(
         "--ab-claim-in-flush",
         action="store_true",
-        help="two stem_pg drains per round: the default, then with --no-claim-in-flush (before/after)",
+        help="two stem_pg drains per round: with --claim-in-flush, then without (after/before)",
     )
     worker_options(ce)
 
@@ -921,8 +921,8 @@ def main(argv: list[str] | None = None) -> int:
         AUTOVACUUM["enabled"] = False
     if args.claim_unregistered:
         WORKER_FLAGS.append("--claim-unregistered")
-    if args.no_claim_in_flush:
-        WORKER_FLAGS.append("--no-claim-in-flush")
+    if args.claim_in_flush:
+        WORKER_FLAGS.append("--claim-in-flush")
     if args.connections:
         WORKER_FLAGS.extend(["--connections", args.connections])
     if args.signing:
@@ -1037,7 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
                 repeat=args.repeat,
                 stem=None if args.no_stem else stem_opts,
                 stem_flags=(
-                    {"claim-in-flush": [], "no-claim-in-flush": ["--no-claim-in-flush"]}
+                    {"claim-in-flush": ["--claim-in-flush"], "no-claim-in-flush": []}
                     if args.ab_claim_in_flush
                     else None
                 ),

@@ -137,10 +137,10 @@ def run_command(
         typer.Option(
             "--claim-in-flush/--no-claim-in-flush",
             help="Claim into the slots finished jobs free in the transaction that writes their"
-            " outcomes (one durable commit for both; off: the claim loop claims apart, a"
-            " commit of its own). Off anyway with --broadcast channels or limited queues.",
+            " outcomes (one durable commit for both, where the claim loop's claim is a commit"
+            " of its own). Not with --broadcast channels or limited queues. Off by default.",
         ),
-    ] = True,
+    ] = False,
     namespace: common.WorkerNamespaceOption = None,
     url: common.UrlOption = None,
     direct_url: common.DirectUrlOption = None,

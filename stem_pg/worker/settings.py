@@ -52,8 +52,9 @@ class WorkerSettings:
     #: ``per-loop``: a connection per loop (six); ``minimal``: LISTEN on one, the other loops
     #: sharing a second in turns (stem_pg.worker.connections).
     connections: str = "per-loop"
-    #: The flush claims into the slots it frees, in its transaction (stem_pg.worker.flush_claim).
-    claim_in_flush: bool = True
+    #: The flush claims into the slots it frees, in its transaction (stem_pg.worker.flush_claim):
+    #: opt-in until it is shown to drain faster (bench/RESULTS.md, "The raw-SQL ceiling").
+    claim_in_flush: bool = False
 
     def __post_init__(self) -> None:
         if not self.queues:

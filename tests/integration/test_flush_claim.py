@@ -44,10 +44,11 @@ def _drain(app: Stem, db: psycopg.Connection[Any], **settings: object) -> list[t
 def test_a_draining_worker_claims_in_the_transaction_that_writes_the_outcomes(
     app: Stem, db: psycopg.Connection[Any]
 ) -> None:
-    """With a backlog, the slots the finished jobs free are claimed by the flush that writes
-    their outcomes: one commit for both (before, the claim loop claimed them apart, a
-    second durable commit per round). No claim takes more than the worker's capacity."""
-    claims = _drain(app, db)
+    """``--claim-in-flush``: with a backlog, the slots the finished jobs free are claimed by
+    the flush that writes their outcomes, one commit for both (without it, the claim loop
+    claims them apart, a second durable commit per round). No claim takes more than the
+    worker's capacity."""
+    claims = _drain(app, db, claim_in_flush=True)
     in_flush = [n for _, n, by_flush in claims if by_flush]
     assert sum(in_flush) >= JOBS // 2, claims  # most jobs after the first round
     assert max(n for _, n, _ in claims) <= CAPACITY, claims
@@ -56,9 +57,9 @@ def test_a_draining_worker_claims_in_the_transaction_that_writes_the_outcomes(
     ).fetchone() == (0,)
 
 
-def test_no_claim_in_flush_leaves_the_claim_to_the_claim_loop(app: Stem, db: psycopg.Connection[Any]) -> None:
-    """``--no-claim-in-flush``: every claim is a transaction of its own, as before."""
-    claims = _drain(app, db, claim_in_flush=False)
+def test_by_default_the_claim_loop_claims(app: Stem, db: psycopg.Connection[Any]) -> None:
+    """Without ``--claim-in-flush`` every claim is a transaction of its own, as before."""
+    claims = _drain(app, db)
     assert not [c for c in claims if c[2]], claims
     assert max(n for _, n, _ in claims) <= CAPACITY, claims
 
@@ -68,5 +69,5 @@ def test_a_worker_with_broadcast_channels_claims_in_the_claim_loop(
 ) -> None:
     """The claim loop takes broadcast messages before jobs: a flush taking every free slot
     would starve them, so with channels the flush does not claim."""
-    claims = _drain(app, db, broadcasts=("control",))
+    claims = _drain(app, db, claim_in_flush=True, broadcasts=("control",))
     assert not [c for c in claims if c[2]], claims
