@@ -24,6 +24,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,7 @@ def drain(*, dsn: str, namespace: str, variant: str, jobs: int, batch: int, clie
         "wall_seconds_incl_connect": wall,
         "jobs_per_s": jobs / seconds,
         "load_avg_1m_before": load,
+        "pgbench_stderr_tail": proc.stderr[-500:],
         # CPU of pgbench's Postgres backends (sampled every 20 ms until they exit: a little
         # is missed) and of pgbench itself, per job: compare with throughput's CPU per job.
         "cpu_postgres_us_per_job": backend_cpu / jobs * 1e6,
@@ -163,9 +165,12 @@ def run_pgbench(
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     last: dict[int, float] = {}
+    # Files, not pipes: nothing reads a pipe while pgbench runs, and a full one stops it.
     with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
         psycopg.connect(dsn, autocommit=True) as conn,
-        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as popen,
+        subprocess.Popen(argv, env=env, stdout=out, stderr=err, text=True) as popen,
     ):
         find = (
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
@@ -178,7 +183,12 @@ def run_pgbench(
                 if cpu > 0:
                     last[int(pid)] = cpu
             time.sleep(0.02)
-        stdout, stderr = popen.communicate(timeout=60)
+        if popen.poll() is None:  # past the deadline: every wait of the harness is bounded
+            popen.kill()
+        popen.wait(timeout=60)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     done = subprocess.CompletedProcess(argv, popen.returncode, stdout, stderr)
