@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from bench import pgqueuer_compare as pgq
+from bench.ceiling import drain as ceiling_drain
 from bench.common import (
     DEFAULT_DSN,
     DEFAULT_PGQ_DSN,
@@ -68,6 +70,7 @@ TARGETS = {
     "latency_p99_ms": 8.0,
     "backlog_1m_vs_100k": 0.8,
     "rss_mb": 150.0,
+    "throughput_vs_ceiling": 0.8,
 }
 
 
@@ -610,6 +613,17 @@ def summary(report: dict[str, Any]) -> Table:
             "(info: lower is better; 2 cores / this = CPU-bound ceiling)",
             "-",
         )
+    ce = report.get("ceiling")
+    if tp and ce:
+        r = ratio(tp["jobs_per_s"], ce["jobs_per_s"])
+        t.add(
+            f"raw-SQL ceiling, pgbench claim.sql, batch {ce['batch']}, async, jobs/s (ratio: stem / it)",
+            ce["jobs_per_s"],
+            None,
+            r,
+            ">= 0.8 x the ceiling",
+            _met(r is not None and r >= TARGETS["throughput_vs_ceiling"]),
+        )
     tpi = report.get("throughput_ignore_result")
     if tpi:
         t.add("throughput, ignore_result=True, jobs/s", tpi["jobs_per_s"], None, None, "(info)", "-")
@@ -695,7 +709,12 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     common = {"dsn": args.dsn, "namespace": args.namespace}
     stem_runs: list[dict[str, Any]] = []
     pgq_runs: list[dict[str, Any]] = []
+    ceiling_runs: list[dict[str, Any]] = []
     for _ in range(args.repeat):  # interleaved, so both see the same background load
+        if shutil.which("pgbench"):  # the raw-SQL ceiling (bench/ceiling.py), one drain per round
+            ceiling_runs.append(
+                ceiling_drain(**common, variant="async", jobs=args.jobs, batch=800, clients=args.processes)
+            )
         stem_runs.append(
             throughput(
                 **common,
@@ -717,6 +736,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
     report["throughput_runs"] = stem_runs
+    if ceiling_runs:
+        report["ceiling_runs"] = ceiling_runs
+        report["ceiling"] = best_run(ceiling_runs)
     report["throughput"] = best_run(stem_runs)
     if pgq_runs:
         report["pgq_throughput_runs"] = pgq_runs
@@ -793,6 +815,11 @@ def _parser() -> argparse.ArgumentParser:
         "--claim-unregistered",
         action="store_true",
         help="start the workers with --claim-unregistered (no task-name filter in the claim)",
+    )
+    parser.add_argument(
+        "--claim-in-flush",
+        action="store_true",
+        help="start the workers with --claim-in-flush (the flush claims into the slots it frees)",
     )
     parser.add_argument(
         "--connections",
@@ -875,6 +902,30 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--concurrency", type=int, nargs="+", default=[50, 100, 200])
     sw.add_argument("--prefetch", type=int, nargs="+", default=[1, 2, 4])
 
+    ce = sub.add_parser(
+        "ceiling",
+        help="the raw-SQL ceiling: pgbench drains jobs with the claim and finish SQL (bench/ceiling/)",
+    )
+    ce.add_argument("--jobs", type=int, default=100_000)
+    ce.add_argument("--batch", type=int, nargs="+", default=[200, 800], help="jobs per pgbench claim")
+    ce.add_argument("--clients", type=int, default=2, help="pgbench -c / -j")
+    ce.add_argument(
+        "--variant",
+        nargs="+",
+        default=["async", "durable", "split"],
+        choices=["async", "durable", "split"],
+        help="async: claim.sql, synchronous_commit=off (the ceiling); durable: the same, on;"
+        " split: claim_split.sql (claim and finish commit apart, as the worker does), on",
+    )
+    ce.add_argument("--repeat", type=int, default=1, help="interleaved rounds (medians reported)")
+    ce.add_argument("--no-stem", action="store_true", help="only the pgbench drains")
+    ce.add_argument(
+        "--ab-claim-in-flush",
+        action="store_true",
+        help="two stem_pg drains per round: with --claim-in-flush, then without (after/before)",
+    )
+    worker_options(ce)
+
     al = sub.add_parser("all", help="everything, with pgqueuer side by side (about 8 minutes)")
     al.add_argument("--jobs", type=int, default=100_000)
     al.add_argument("--repeat", type=int, default=2, help="100k throughput runs per system (best kept)")
@@ -903,6 +954,8 @@ def main(argv: list[str] | None = None) -> int:
         AUTOVACUUM["enabled"] = False
     if args.claim_unregistered:
         WORKER_FLAGS.append("--claim-unregistered")
+    if args.claim_in_flush:
+        WORKER_FLAGS.append("--claim-in-flush")
     if args.connections:
         WORKER_FLAGS.extend(["--connections", args.connections])
     if args.event_loop:
@@ -1034,6 +1087,32 @@ def main(argv: list[str] | None = None) -> int:
             from bench import results_scale
 
             return results_scale.main(args)
+        elif args.command == "ceiling":
+            from bench import ceiling
+
+            dsn = ceiling.CEILING_DSN if args.dsn == DEFAULT_DSN else args.dsn
+            stem_opts = {"processes": args.processes, "concurrency": args.concurrency}
+            stem_opts["prefetch"] = args.prefetch
+            report = ceiling.ceiling(
+                dsn=dsn,
+                namespace=args.namespace,
+                jobs=args.jobs,
+                batches=args.batch,
+                clients=args.clients,
+                variants=args.variant,
+                repeat=args.repeat,
+                stem=None if args.no_stem else stem_opts,
+                stem_flags=(
+                    {"claim-in-flush": ["--claim-in-flush"], "no-claim-in-flush": []}
+                    if args.ab_claim_in_flush
+                    else None
+                ),
+            )
+            print(ceiling.ceiling_table(report).markdown())
+            if "stem_runs" in report:
+                print()
+                print(ceiling.ratio_table(report).markdown())
+            print(f"\nfull results: {write_json('ceiling', report)}")
         elif args.command == "all":
             report = run_all(args)
             path = write_json("all", report)

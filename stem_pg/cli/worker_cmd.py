@@ -140,6 +140,15 @@ def run_command(
             help="The workers' event loop: asyncio's own, or uvloop (pip install 'stem_pg[uvloop]').",
         ),
     ] = "asyncio",
+    claim_in_flush: Annotated[
+        bool,
+        typer.Option(
+            "--claim-in-flush/--no-claim-in-flush",
+            help="Claim into the slots finished jobs free in the transaction that writes their"
+            " outcomes (one durable commit for both, where the claim loop's claim is a commit"
+            " of its own). Not with --broadcast channels or limited queues. Off by default.",
+        ),
+    ] = False,
     namespace: common.WorkerNamespaceOption = None,
     url: common.UrlOption = None,
     direct_url: common.DirectUrlOption = None,
@@ -200,6 +209,7 @@ def run_command(
         claim_unregistered=claim_unregistered,
         connections=connections,
         event_loop=event_loop,
+        claim_in_flush=claim_in_flush,
     )
     loop_factory(settings.event_loop)  # uvloop missing: one line now, not in each process
     if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did

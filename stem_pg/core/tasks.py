@@ -127,8 +127,9 @@ class TaskDefinition:
     options: TaskOptions = field(default_factory=TaskOptions)
     context_param: str | None = None
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        """Whether the handler is a coroutine function (asked once, not once per job)."""
         return inspect.iscoroutinefunction(self.fn)
 
     @classmethod
@@ -156,8 +157,19 @@ class TaskDefinition:
         if problem is not None:
             raise BadArgumentsError(problem)
 
+    @functools.cached_property
+    def callable_without_arguments(self) -> bool:
+        """Whether every parameter a caller gives has a default (or collects the rest)."""
+        try:
+            self.arguments.bind()
+        except TypeError:
+            return False
+        return True
+
     def kwargs_problem(self, kwargs: Mapping[str, Any] | None, *, partial: bool = False) -> str | None:
         """Why the handler cannot be called with ``kwargs`` (names the task), or None."""
+        if not kwargs and (partial or self.callable_without_arguments):
+            return None  # the worker asks before every job: most jobs carry no arguments
         given = dict(kwargs or {})
         try:
             (self.arguments.bind_partial if partial else self.arguments.bind)(**given)

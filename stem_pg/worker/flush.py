@@ -64,6 +64,8 @@ class ClaimInFlush(Protocol):
 
     async def claim_in_flush(self, conn: AsyncConn) -> Callable[[], Awaitable[None]]: ...
 
+    def claim_abandoned(self) -> None: ...
+
 
 class OutcomeFlusher:
     """The worker's write side: ``add`` buffers, the flush loop writes."""
@@ -186,6 +188,7 @@ class OutcomeFlusher:
                 sent = await self._write(conn, batch)
                 start = await claim.claim_in_flush(conn)
         except Exception as exc:
+            claim.claim_abandoned()
             if conn.closed or conn.broken:
                 raise
             if not isinstance(exc, psycopg.Error):

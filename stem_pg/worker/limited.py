@@ -72,6 +72,8 @@ class LimitedClaims:
             name for spec in specs.values() for name, task in spec["tasks"].items() if "concurrency" in task
         }
         self._reported: dict[str, float] = {}
+        #: Claims of the claim loop under way (a claim in the flush waits for them to end).
+        self.claiming = 0
         #: Set by the worker (``bind``): its claim loop's free slots now, its wake-up, how it
         #: starts claimed jobs, the task names it claims (None: any) and its lease epoch.
         self.free: Callable[[], int] = lambda: 0
@@ -112,18 +114,22 @@ class LimitedClaims:
         """Lease up to ``limit`` jobs of ``queue`` (of the task names ``tasks``, None: any): by
         the plain claim, or when the queue is a limited one, by the limited claim (only the
         jobs its limits let start)."""
-        if queue not in self.queues:
-            return await self.jobs.claim(
-                conn,
-                queue=queue,
-                limit=limit,
-                worker_id=self.worker_id,
-                token=token,
-                lease_seconds=self.lease_seconds,
-                tasks=tasks,
-            )
-        claimed = await self.claim_limited(conn, queue=queue, limit=limit, token=token, tasks=tasks)
-        return claimed.jobs
+        self.claiming += 1
+        try:
+            if queue not in self.queues:
+                return await self.jobs.claim(
+                    conn,
+                    queue=queue,
+                    limit=limit,
+                    worker_id=self.worker_id,
+                    token=token,
+                    lease_seconds=self.lease_seconds,
+                    tasks=tasks,
+                )
+            claimed = await self.claim_limited(conn, queue=queue, limit=limit, token=token, tasks=tasks)
+            return claimed.jobs
+        finally:
+            self.claiming -= 1
 
     async def claim_limited(
         self, conn: AsyncConn, *, queue: str, limit: int, token: str, tasks: list[str] | None = None
@@ -200,6 +206,9 @@ class LimitedClaims:
                 self.wake_self()  # may be asleep for a whole poll interval, sets its timer
 
         return committed
+
+    def claim_abandoned(self) -> None:
+        """The flush's transaction failed: ``after_flush`` wakes the claim loop as without it."""
 
     async def after_flush(self, conn: AsyncConn) -> None:
         """Outcomes were written and a concurrency slot is free (and not claimed in the flush):

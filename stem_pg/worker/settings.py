@@ -55,6 +55,9 @@ class WorkerSettings:
     connections: str = "per-loop"
     #: ``asyncio`` (the standard library's loop) or ``uvloop`` (libuv's; the ``uvloop`` extra).
     event_loop: str = "asyncio"
+    #: The flush claims into the slots it frees, in its transaction (stem_pg.worker.flush_claim):
+    #: opt-in until it is shown to drain faster (bench/RESULTS.md, "The raw-SQL ceiling").
+    claim_in_flush: bool = False
 
     def __post_init__(self) -> None:
         if not self.queues:

@@ -36,6 +36,7 @@ from stem_pg.worker.context import Inflight
 from stem_pg.worker.control import WorkerControl
 from stem_pg.worker.execute import Executor
 from stem_pg.worker.flush import OutcomeFlusher
+from stem_pg.worker.flush_claim import FlushClaims
 from stem_pg.worker.heartbeat import Heartbeat
 from stem_pg.worker.hooks import TaskHooks, worker_signal
 from stem_pg.worker.leases import LeaseGate, leased
@@ -107,8 +108,7 @@ class Worker:
 
     @property
     def exit_code(self) -> int:
-        """1 after a forced stop by signal, ``EXIT_RETIRED`` when the process retired (it
-        is to be replaced), else 0 (a stop on command or signal is not a failure)."""
+        """1 after a forced stop by signal, ``EXIT_RETIRED`` when retired (to be replaced), else 0."""
         if self._forced and not self.stopped_by_command:
             return 1
         return EXIT_RETIRED if self.retired is not None and not self._stop_requested else 0
@@ -137,14 +137,10 @@ class Worker:
             self._guarded("claimer", self.conns.claim, self._claim_once, until_stop=True), name="claimer"
         )
         loops = [asyncio.create_task(coro, name=name) for name, coro in self._loops().items()]
-        log.info(
-            "worker %s consuming %s%s in namespace %s (concurrency %d)",
-            self.id,
-            ",".join(self.settings.queues),
-            "".join(f", broadcast {name}" for name in self.settings.broadcasts),
-            self.app.namespace,
-            self.settings.concurrency,
-        )
+        settings, ns = self.settings, self.app.namespace
+        consumed = ",".join(settings.queues) + "".join(f", broadcast {b}" for b in settings.broadcasts)
+        message = "worker %s consuming %s in namespace %s (concurrency %d)"
+        log.info(message, self.id, consumed, ns, settings.concurrency)
         await self._stop.wait()
         await worker_signal(self.app.signals.worker_stopping, self.app.namespace, self.settings)
         await self.shutdown.run(claimer, loops)
@@ -184,11 +180,12 @@ class Worker:
         acks = BroadcastAcks(broadcast_store, worker_id=self.id)
         self.flusher = OutcomeFlusher(self.jobs, acks, self.conns.flush, worker_id=self.id)
         self.flusher.on_flushed = None if metrics is None else metrics.flushed
-        self.flusher.after_write, self.flusher.claim = self.limited.after_flush, self.limited
         epoch, names = (lambda: self.state.lease_epoch), self.claimable.names
         self.limited.bind(
             free=self._free, wake_self=self._wake.set, start=self._start, tasks=names, lease_epoch=epoch
         )
+        self.flush_claims = FlushClaims(self.jobs, self.limited, self.settings, self._claimed, self._wake.set)
+        self.flusher.after_write, self.flusher.claim = self.limited.after_flush, self.flush_claims
         self.heartbeat = Heartbeat(self.jobs, self.workers, self.state, unflushed=self.flusher.unflushed)
         self.heartbeat.on_checked = None if metrics is None else metrics.leases_checked
         self._wake_leases = self.heartbeat.wanted
@@ -285,9 +282,8 @@ class Worker:
             self._wake.set()
 
     def retire(self, reason: str, *, warn: bool = True) -> None:
-        """Stop like a graceful shutdown, to exit with ``EXIT_RETIRED`` and be replaced by a
-        fresh process (stem_pg.worker.recycle); nothing when already stopping. ``warn``:
-        log it as a warning (an overrun), else as routine (recycling)."""
+        """Stop gracefully, to exit with ``EXIT_RETIRED`` and be replaced (stem_pg.worker.recycle);
+        nothing when already stopping. ``warn``: a warning (an overrun), else routine (recycling)."""
         if self.state.stopping:
             return
         self.retired = reason
@@ -388,23 +384,27 @@ class Worker:
             jobs = await self.limited.claim(
                 conn, queue=queue, limit=free, token=token, tasks=self.claimable.names()
             )
-            if self.metrics is not None:
-                self.metrics.claim_ran(queue, len(jobs), time.perf_counter() - began)
             for job in jobs:
                 self._start(job, token, sent, epoch)
+            self._claimed(queue, len(jobs), time.perf_counter() - began)
             free -= len(jobs)
-            self._claimed_since_maintenance += len(jobs)
-            if self._claimed_since_maintenance >= MAINTAIN_EVERY_CLAIMED:
-                self._claimed_since_maintenance = 0
-                self.maintenance.soon.set()
             if free <= 0:
                 return
         if self.jobs.sizer.more:  # a claim held back by its payloads' size: the rest now
             self._wake.set()
 
+    def _claimed(self, queue: str, count: int, seconds: float) -> None:
+        """A claim (the claim loop's, or the flush's) leased ``count`` jobs of ``queue``."""
+        if self.metrics is not None:
+            self.metrics.claim_ran(queue, count, seconds)
+        self._claimed_since_maintenance += count
+        if self._claimed_since_maintenance >= MAINTAIN_EVERY_CLAIMED:
+            self._claimed_since_maintenance = 0
+            self.maintenance.soon.set()
+
     def _free(self) -> int:
-        """The jobs the claim may take now (none once stopping)."""
-        used = len(self.inflight) + len(self.broadcast_inflight)
+        """The jobs a claim may take now (none once stopping, nor slots a flush's claim took)."""
+        used = len(self.inflight) + len(self.broadcast_inflight) + self.flush_claims.reserved
         return 0 if self.state.stopping else self.settings.capacity - used
 
     def _start(self, job: ClaimedJob, token: str, sent: float, epoch: int) -> None:
@@ -446,5 +446,5 @@ class Worker:
         self.counts[kind := count_as(outcome)] += 1
         if self.metrics is not None:
             self.metrics.job_ended(entry, kind)
-        if not slot_freed:
-            self._wake.set()  # else the flush of its outcome wakes the claim (after_flush)
+        if not slot_freed and not (self.flush_claims.enabled and self.flusher.outcomes):
+            self._wake.set()  # else the flush of its outcome claims (or wakes the claim loop)

@@ -173,6 +173,7 @@ class ClaimInTheFlush:
     def __init__(self, app: Stem, *, fail: bool = False) -> None:
         self.app, self.fail = app, fail
         self.started = 0
+        self.abandoned = 0  # times the flush told it its transaction failed
 
     def claim_wanted(self) -> bool:
         return True
@@ -188,6 +189,9 @@ class ClaimInTheFlush:
             self.started += 1
 
         return start
+
+    def claim_abandoned(self) -> None:
+        self.abandoned += 1
 
 
 @pytest.mark.parametrize("refuse", ["outcome", "claim", "nothing"])
@@ -216,3 +220,4 @@ async def test_a_claim_in_the_flush_is_committed_with_the_outcomes_or_not_at_all
     done = 1 if refuse == "nothing" else 0
     assert await rows(conn, app, "SELECT count(*) FROM {ns}.claimed_here") == [(done,)]
     assert claiming.started == done
+    assert claiming.abandoned == 1 - done  # told, so that the slots it reserved are free again

@@ -144,6 +144,31 @@ class JobStore:
         }
         return await cur.execute(self.q["job_claim"], params)
 
+    async def send_claim(
+        self,
+        conn: AsyncConn,
+        *,
+        queue: str,
+        limit: int,
+        worker_id: str,
+        token: str,
+        lease_seconds: float,
+        tasks: list[str] | None = None,
+    ) -> psycopg.AsyncCursor[ClaimedJob]:
+        """``job_claim`` inside the caller's transaction, its rows not read yet
+        (``read_claim``; in a pipeline they come with its sync): the flush's claim, on a
+        connection whose session does not plan claims, so the plan is set for the
+        transaction first (``job_claim_planner_local``)."""
+        await conn.execute(self.q["job_claim_planner_local"])
+        return await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
+
+    async def read_claim(self, cur: psycopg.AsyncCursor[ClaimedJob]) -> list[ClaimedJob]:
+        """The jobs a ``send_claim`` leased, once its transaction committed."""
+        try:
+            return await cur.fetchall()
+        finally:
+            await cur.close()
+
     async def waiting_unregistered(
         self, conn: AsyncConn, *, queues: Sequence[str], tasks: list[str]
     ) -> list[tuple[str, int]]:

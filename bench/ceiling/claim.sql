@@ -1,0 +1,54 @@
+-- The raw-SQL ceiling (python -m bench ceiling): one transaction claims a batch of :batch
+-- jobs as job_claim does (sql/jobs.sql: the same WHERE, the same order on jobs_claim_idx,
+-- FOR UPDATE SKIP LOCKED, the same UPDATE to running) and moves them to results as
+-- job_finish does (DELETE by id and lease token, INSERT ... ON CONFLICT into results).
+-- Left out on purpose, being stem_pg's own work: the finish's JSON input and NOTIFY.
+-- The harness sets search_path to the namespace, enable_sort = off (job_claim_planner)
+-- and synchronous_commit (off, or on for the durable variant) through PGOPTIONS.
+-- Variables (pgbench -D): batch, queue, tasks (a text[] literal: the worker's registry).
+-- The claim's lease token, one per claim as the worker's: from the client and a random number.
+\set claim random(1, 1000000000000)
+BEGIN;
+WITH picked AS MATERIALIZED (
+    SELECT id
+    FROM jobs
+    WHERE queue = :queue
+      AND state IN ('queued', 'retried')
+      AND (:tasks::text[] IS NULL OR task = ANY(:tasks::text[]))
+      AND not_before <= now()
+      AND NOT EXISTS (SELECT 1 FROM paused_queues AS p WHERE p.queue = :queue)
+    ORDER BY priority DESC, not_before, seq
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE jobs AS j
+    SET state = 'running',
+        attempts = j.attempts + 1,
+        started_at = now(),
+        worker_id = 'pgbench',
+        lease_token = md5(:client_id::text || '-' || :claim::text)::uuid,
+        lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, 300))
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id
+)
+SELECT coalesce(array_agg(id), '{}') AS ids FROM claimed \gset
+WITH done AS (
+    DELETE FROM jobs AS j
+    WHERE j.id = ANY(:ids::text[]) AND j.lease_token = md5(:client_id::text || '-' || :claim::text)::uuid
+    RETURNING j.*
+)
+INSERT INTO results (id, task, queue, priority, state, result, error, traceback,
+                     attempts, enqueued_at, started_at, finished_at, worker_id, expires_at)
+SELECT id, task, queue, priority, 'succeeded', 'null'::jsonb, NULL, NULL,
+       attempts, enqueued_at, started_at, now(), worker_id, now() + make_interval(secs => 86400)
+FROM done
+ON CONFLICT (id) DO UPDATE
+SET task = excluded.task, queue = excluded.queue, priority = excluded.priority,
+    state = excluded.state, result = excluded.result, error = excluded.error,
+    traceback = excluded.traceback, attempts = excluded.attempts,
+    enqueued_at = excluded.enqueued_at, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, worker_id = excluded.worker_id,
+    expires_at = excluded.expires_at;
+COMMIT;
