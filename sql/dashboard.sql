@@ -68,20 +68,20 @@ ORDER BY 1;
 -- minute and queue; the rest (the current minute, the one that ended less than 10 s ago, or
 -- the whole hour when no worker rolls up) from a range scan of results_finished_idx. Its
 -- cost follows the minutes and queues, not the jobs finished.
-WITH bounds AS (
+WITH bounds AS MATERIALIZED (
     SELECT date_bin('1 minute', now(), timestamptz '2000-01-01 00:00+00') - interval '59 minutes' AS since,
            w.rolled_to
     FROM {ns}.result_rollup AS w
 )
 SELECT m.queue, m.minute, m.finished, m.failed, m.wait_seconds_sum / nullif(m.waited, 0) AS wait
-FROM bounds
-JOIN {ns}.result_minutes AS m ON m.minute >= bounds.since AND m.minute < bounds.rolled_to
+FROM {ns}.result_minutes AS m
+WHERE m.minute >= (SELECT since FROM bounds) AND m.minute < (SELECT rolled_to FROM bounds)
 UNION ALL
 SELECT r.queue, date_bin('1 minute', r.finished_at, timestamptz '2000-01-01 00:00+00') AS minute,
        count(*) AS finished, count(*) FILTER (WHERE r.state = 'failed') AS failed,
        extract(epoch FROM avg(r.started_at - r.enqueued_at))::double precision AS wait
-FROM bounds
-JOIN {ns}.results AS r ON r.finished_at >= greatest(bounds.since, bounds.rolled_to)
+FROM {ns}.results AS r
+WHERE r.finished_at >= (SELECT greatest(since, rolled_to) FROM bounds)
 GROUP BY 1, 2
 ORDER BY 2, 1;
 

@@ -22,19 +22,21 @@ SELECT pg_try_advisory_xact_lock(hashtextextended('stem_pg:rollup:' || %(schema)
 -- to result_minutes and move rolled_to to the end of that range. Never more than an hour
 -- back (the chart's window): the first pass after the migration, or after the workers were
 -- down, starts there. Returns how many (minute, queue) rows and results it added.
-WITH bounds AS (
+WITH bounds AS MATERIALIZED (
     SELECT greatest(w.rolled_to,
                     date_bin('1 minute', now(), timestamptz '2000-01-01 00:00+00') - interval '1 hour') AS since,
            date_bin('1 minute', now() - interval '10 seconds', timestamptz '2000-01-01 00:00+00') AS upto
     FROM {ns}.result_rollup AS w
 ), counted AS (
+    -- the bounds as scalar subqueries (init plans): an index range scan whatever the
+    -- planner guesses of result_rollup's size
     SELECT date_bin('1 minute', r.finished_at, timestamptz '2000-01-01 00:00+00') AS minute, r.queue,
            count(*) AS finished, count(*) FILTER (WHERE r.state = 'failed') AS failed,
            count(r.started_at) AS waited,
            coalesce(sum(extract(epoch FROM r.started_at - r.enqueued_at)), 0)::double precision
                AS wait_seconds_sum
-    FROM bounds
-    JOIN {ns}.results AS r ON r.finished_at >= bounds.since AND r.finished_at < bounds.upto
+    FROM {ns}.results AS r
+    WHERE r.finished_at >= (SELECT since FROM bounds) AND r.finished_at < (SELECT upto FROM bounds)
     GROUP BY 1, 2
 ), added AS (
     INSERT INTO {ns}.result_minutes AS m (minute, queue, finished, failed, waited, wait_seconds_sum)
