@@ -76,9 +76,10 @@ def run(dsn: str, rate: float, repeat: int) -> dict[str, Any]:
         steady = []
         for _ in range(repeat):  # one minute again, as a pass does once a minute
             conn.execute(q("UPDATE {ns}.result_rollup SET rolled_to = rolled_to - interval '1 minute'", NS))
-            conn.execute(
-                q("DELETE FROM {ns}.result_minutes WHERE minute >= (SELECT rolled_to FROM {ns}.result_rollup)", NS)
+            again = (
+                "DELETE FROM {ns}.result_minutes WHERE minute >= (SELECT rolled_to FROM {ns}.result_rollup)"
             )
+            conn.execute(q(again, NS))
             steady.append(rollup_pass(conn, queries))
         after = [timed(conn, queries["dash_minutes"]) for _ in range(repeat)]
     med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731

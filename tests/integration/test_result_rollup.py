@@ -113,9 +113,9 @@ async def test_one_worker_at_a_time_and_minutes_older_than_a_day_are_pruned(
     ns = app.namespace
     db.execute(
         _q(
-            "INSERT INTO {ns}.result_minutes VALUES"
-            " (date_bin('1 minute', now() - interval '25 hours', timestamptz '2000-01-01'), 'q1', 1, 0, 1, 1.0),"
-            " (date_bin('1 minute', now() - interval '23 hours', timestamptz '2000-01-01'), 'q1', 1, 0, 1, 1.0)",
+            "INSERT INTO {ns}.result_minutes"
+            " SELECT date_bin('1 minute', now() - h * interval '1 hour', timestamptz '2000-01-01'),"
+            " 'q1', 1, 0, 1, 1.0 FROM unnest(ARRAY[25, 23]) AS h",
             ns,
         )
     )
