@@ -58,6 +58,20 @@ def rollup_pass(conn: psycopg.Connection[Any], queries: Queries) -> tuple[float,
     return (time.perf_counter() - started) * 1000, int(row[1]) if row else 0
 
 
+def back_to(conn: psycopg.Connection[Any], margin: str) -> None:
+    """Move the watermark back to the minute of the newest result less ``margin``, and drop
+    the rolled-up minutes from there (as if they had not been rolled up yet)."""
+    conn.execute(
+        q(
+            "UPDATE {ns}.result_rollup SET rolled_to = date_bin('1 minute',"
+            f" (SELECT max(finished_at) FROM {{ns}}.results) - {margin}, timestamptz '2000-01-01 00:00+00')",
+            NS,
+        )
+    )
+    again = "DELETE FROM {ns}.result_minutes WHERE minute >= (SELECT rolled_to FROM {ns}.result_rollup)"
+    conn.execute(q(again, NS))
+
+
 def run(dsn: str, rate: float, repeat: int) -> dict[str, Any]:
     ensure_database(dsn)
     migrate_fresh(dsn, NS)
@@ -74,19 +88,26 @@ def run(dsn: str, rate: float, repeat: int) -> dict[str, Any]:
         first = rollup_pass(conn, queries)  # catch-up: the hour
         empty = [rollup_pass(conn, queries) for _ in range(repeat)]
         steady = []
-        for _ in range(repeat):  # one minute again, as a pass does once a minute
-            conn.execute(q("UPDATE {ns}.result_rollup SET rolled_to = rolled_to - interval '1 minute'", NS))
-            again = (
-                "DELETE FROM {ns}.result_minutes WHERE minute >= (SELECT rolled_to FROM {ns}.result_rollup)"
-            )
-            conn.execute(q(again, NS))
+        for _ in range(repeat):  # the newest 1-2 minutes again, as a pass does once a minute
+            back_to(conn, "interval '1 minute'")
             steady.append(rollup_pass(conn, queries))
+        rolled = [timed(conn, queries["dash_minutes"]) for _ in range(repeat)]  # no live tail
+        back_to(conn, "interval '0'")  # the newest minute's results live, as within a minute
+        tail = conn.execute(
+            q(
+                "SELECT count(*) FROM {ns}.results"
+                " WHERE finished_at >= (SELECT rolled_to FROM {ns}.result_rollup)",
+                NS,
+            )
+        ).fetchone()
         after = [timed(conn, queries["dash_minutes"]) for _ in range(repeat)]
     med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731
     report |= {
         "old_dash_minutes_ms": med(old),
         "dash_minutes_not_rolled_up_ms": med(before),
-        "dash_minutes_rolled_up_ms": med(after),
+        "dash_minutes_all_rolled_up_ms": med(rolled),
+        "dash_minutes_with_live_minute_ms": med(after),
+        "live_minute_results": tail[0] if tail else 0,
         "chart_rows": after[0][1],
         "first_pass_ms": first[0],
         "first_pass_results": first[1],
