@@ -4,6 +4,7 @@ old full scan of the hour's results showed."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg
@@ -16,6 +17,7 @@ from stem_pg.db.stores.jobs import JobStore
 from stem_pg.db.stores.rollup import RollupStore
 from stem_pg.worker.maintenance import Maintenance
 from stem_pg.worker.settings import WorkerSettings
+from tests.helpers import url_as
 
 #: dash_minutes before the rollup: every result of the last hour, grouped.
 OLD_DASH_MINUTES = """
@@ -129,3 +131,31 @@ async def test_one_worker_at_a_time_and_minutes_older_than_a_day_are_pruned(
     assert done is not None and (done.minutes, done.results, done.pruned) == (1, 1, 1)
     left = db.execute(_q("SELECT count(*), sum(finished) FROM {ns}.result_minutes", ns)).fetchone()
     assert left == (2, 2)
+
+
+async def test_a_role_granted_before_0019_skips_the_rollup_with_one_warning(
+    app: Stem, db: psycopg.Connection[Any], database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``stem roles`` not run again after the migration: the worker role may not write the
+    rollup; the pass warns once and goes on with the rest of its chores."""
+    superuser = db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not superuser or not superuser[0]:
+        pytest.skip("needs a superuser to create a role")
+    ns, user = app.namespace, f"stem_old_worker_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user)))
+    try:
+        db.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(ns), sql.Identifier(user)))
+        for grant in (  # everything but the rollup's tables
+            "GRANT ALL ON ALL TABLES IN SCHEMA {ns} TO {user}",
+            "REVOKE ALL ON {ns}.result_minutes, {ns}.result_rollup FROM {user}",
+        ):
+            db.execute(sql.SQL(grant).format(ns=sql.Identifier(ns), user=sql.Identifier(user)))
+        maintenance = Maintenance(JobStore(app.queries, result_ttl=60), WorkerSettings(queues=("q1",)))
+        async with await psycopg.AsyncConnection.connect(url_as(database_url, user), autocommit=True) as conn:
+            reports = [await maintenance.run_once(conn) for _ in range(2)]
+        assert [r.rolled_up for r in reports] == [0, 0]
+        warned = [r for r in caplog.records if "run `stem roles` again" in r.getMessage()]
+        assert len(warned) == 1
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
