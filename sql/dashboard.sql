@@ -63,16 +63,27 @@ ORDER BY 1;
 
 -- name: dash_minutes
 -- Jobs finished per minute over the last hour, per queue: how many, how many failed, the
--- mean wait (enqueued -> started) in seconds. A range scan of results_finished_idx; minutes
--- by date_bin (cheaper per row than date_trunc's time zone arithmetic), the wait averaged
--- as an interval and converted once per minute.
-SELECT queue, date_bin('1 minute', finished_at, timestamptz '2000-01-01 00:00+00') AS minute,
-       count(*) AS finished, count(*) FILTER (WHERE state = 'failed') AS failed,
-       extract(epoch FROM avg(started_at - enqueued_at))::double precision AS wait
-FROM {ns}.results
-WHERE finished_at > date_trunc('minute', now()) - interval '59 minutes'
+-- mean wait (enqueued -> started) in seconds. The minutes the workers' maintenance rolled up
+-- (before result_rollup.rolled_to, sql/rollup.sql) come from result_minutes, one row per
+-- minute and queue; the rest (the current minute, the one that ended less than 10 s ago, or
+-- the whole hour when no worker rolls up) from a range scan of results_finished_idx. Its
+-- cost follows the minutes and queues, not the jobs finished.
+WITH bounds AS MATERIALIZED (
+    SELECT date_bin('1 minute', now(), timestamptz '2000-01-01 00:00+00') - interval '59 minutes' AS since,
+           w.rolled_to
+    FROM {ns}.result_rollup AS w
+)
+SELECT m.queue, m.minute, m.finished, m.failed, m.wait_seconds_sum / nullif(m.waited, 0) AS wait
+FROM {ns}.result_minutes AS m
+WHERE m.minute >= (SELECT since FROM bounds) AND m.minute < (SELECT rolled_to FROM bounds)
+UNION ALL
+SELECT r.queue, date_bin('1 minute', r.finished_at, timestamptz '2000-01-01 00:00+00') AS minute,
+       count(*) AS finished, count(*) FILTER (WHERE r.state = 'failed') AS failed,
+       extract(epoch FROM avg(r.started_at - r.enqueued_at))::double precision AS wait
+FROM {ns}.results AS r
+WHERE r.finished_at >= (SELECT greatest(since, rolled_to) FROM bounds)
 GROUP BY 1, 2
-ORDER BY 2;
+ORDER BY 2, 1;
 
 -- name: dash_recent_failures
 -- The latest failed jobs of the last day, newest first.

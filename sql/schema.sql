@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0018.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0019.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -1074,6 +1074,21 @@ CREATE VIEW @NAMESPACE@.queue_health AS
    FROM (live
      FULL JOIN recent USING (queue));
 
+CREATE TABLE @NAMESPACE@.result_minutes (
+    minute timestamp with time zone NOT NULL,
+    queue text NOT NULL,
+    finished bigint NOT NULL,
+    failed bigint NOT NULL,
+    waited bigint NOT NULL,
+    wait_seconds_sum double precision NOT NULL
+);
+
+CREATE TABLE @NAMESPACE@.result_rollup (
+    one boolean DEFAULT true NOT NULL,
+    rolled_to timestamp with time zone,
+    CONSTRAINT result_rollup_one_check CHECK (one)
+);
+
 CREATE TABLE @NAMESPACE@.revokes (
     version bigint NOT NULL,
     task_id text NOT NULL,
@@ -1298,6 +1313,12 @@ ALTER TABLE ONLY @NAMESPACE@.locks
 
 ALTER TABLE ONLY @NAMESPACE@.paused_queues
     ADD CONSTRAINT paused_queues_pkey PRIMARY KEY (queue);
+
+ALTER TABLE ONLY @NAMESPACE@.result_minutes
+    ADD CONSTRAINT result_minutes_pkey PRIMARY KEY (minute, queue);
+
+ALTER TABLE ONLY @NAMESPACE@.result_rollup
+    ADD CONSTRAINT result_rollup_pkey PRIMARY KEY (one);
 
 ALTER TABLE ONLY @NAMESPACE@.results
     ADD CONSTRAINT results_pkey PRIMARY KEY (id);

@@ -43,6 +43,7 @@ MIGRATED_TABLES = frozenset(
     | {"canvases", "canvas_members", "wf_runs", "wf_steps", "wf_waiters"}  # 0004: workflows
     | {"control_commands"}  # 0007: control commands as rows
     | {"limiters"}  # 0011: rate and concurrency limits
+    | {"result_minutes", "result_rollup"}  # 0019: the dashboard chart's per-minute rollup
 )
 
 # The example from Stem's "Routing Configuration" page.

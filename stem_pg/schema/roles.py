@@ -44,6 +44,8 @@ _PRODUCER: tuple[tuple[str, tuple[str, ...]], ...] = (
         "SELECT",
         (
             "results",
+            "result_minutes",
+            "result_rollup",
             "workers",
             "broadcast_subscriptions",
             "task_states",
@@ -75,6 +77,8 @@ _WORKER: tuple[tuple[str, tuple[str, ...]], ...] = (
             "schedule_fires",
             "control_replies",
             "limiters",
+            "result_minutes",  # maintenance rolls results up for the dashboard's chart
+            "result_rollup",
         ),
     ),
     ("SELECT, UPDATE", ("schedules",)),  # beat records each entry's last fire

@@ -43,6 +43,7 @@ def metadata_for(namespace: str) -> MetaData:
     metadata = MetaData(schema=validate_namespace(namespace))
     _jobs(metadata)
     _results(metadata)
+    _result_minutes(metadata)
     _dead_letters(metadata)
     _workers(metadata)
     _schedules(metadata)
@@ -199,6 +200,30 @@ def _results(metadata: MetaData) -> Table:
     Index("results_enqueued_idx", results.c.enqueued_at, results.c.id)  # the dashboard's jobs pages
     Index("results_expires_idx", results.c.expires_at, postgresql_where=text("expires_at IS NOT NULL"))
     return results
+
+
+def _result_minutes(metadata: MetaData) -> None:
+    """The dashboard's per-minute chart, rolled up from ``results`` by the workers'
+    maintenance (migration 0019): one row per complete minute and queue, and the one-row
+    watermark ``result_rollup.rolled_to`` (minutes before it are rolled up)."""
+    Table(
+        "result_minutes",
+        metadata,
+        _moment("minute", nullable=False),
+        Column("queue", Text, nullable=False),
+        Column("finished", BigInteger, nullable=False),
+        Column("failed", BigInteger, nullable=False),
+        Column("waited", BigInteger, nullable=False),  # results with a started_at
+        Column("wait_seconds_sum", DOUBLE_PRECISION, nullable=False),
+        PrimaryKeyConstraint("minute", "queue"),
+    )
+    Table(
+        "result_rollup",
+        metadata,
+        Column("one", Boolean, primary_key=True, server_default=text("true")),
+        _moment("rolled_to"),
+        CheckConstraint("one", name="result_rollup_one_check"),
+    )
 
 
 def _dead_letters(metadata: MetaData) -> Table:
