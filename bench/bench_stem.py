@@ -947,7 +947,6 @@ def main(argv: list[str] | None = None) -> int:
                     jobs=args.celery_jobs or args.jobs,
                     processes=args.processes,
                     task="burn" if args.task == "burn" else "noop",
-                    concurrency=2 if args.task == "burn" else None,
                 )
                 rows.extend(celery.values())
             stem_rows = [r for r in rows if r["system"] == "stem_pg"]

@@ -50,9 +50,13 @@ LABELS = {"redis": "Celery/Redis", "amqp": "Celery/RabbitMQ"}
 SERVER_PROCESS = {"redis": "redis-server", "amqp": "beam.smp"}
 QUEUE = "bench_celery"
 POOLS = ["prefork", "threads", "solo", "gevent"]
-#: Celery's defaults: prefork, one child per CPU, prefetch multiplier 4.
-DEFAULT_POOL = "prefork"
-DEFAULT_PREFETCH = 4
+#: The pool Celery runs no-ops and the latency probe with: the thread pool, Celery's fastest
+#: here for both (RESULTS.md, "Celery on Redis and RabbitMQ"; prefork is Celery's default).
+#: The CPU-bound ``burn`` runs on prefork, what Celery users pick for CPU work.
+DEFAULT_POOL = "threads"
+BURN_POOL = "prefork"
+BURN_CONCURRENCY = 2
+DEFAULT_PREFETCH = 4  # Celery's default multiplier
 
 
 # -- availability, broker plumbing ----------------------------------------------------
@@ -174,9 +178,14 @@ class ServerCpuMeter:
 # -- workers ------------------------------------------------------------------------------
 
 
-def default_concurrency(pool: str) -> int:
-    """Celery's own default for prefork (one child per CPU); stem_pg's 200 for threads/gevent."""
-    return 1 if pool == "solo" else (os.cpu_count() or 1) if pool == "prefork" else 200
+def default_concurrency(pool: str, task: str = "noop") -> int:
+    """``burn``: 2 at a time per worker (stem_pg's CPU-bound setting). Otherwise Celery's own
+    default for prefork (one child per CPU) and stem_pg's 200 for threads / gevent."""
+    if pool == "solo":
+        return 1
+    if task == "burn":
+        return BURN_CONCURRENCY
+    return (os.cpu_count() or 1) if pool == "prefork" else 200
 
 
 def start_workers(
@@ -207,13 +216,22 @@ def start_workers(
 # -- throughput ---------------------------------------------------------------------------
 
 
-def enqueue_backlog(app: Any, jobs: int, task: str) -> float:
-    """``jobs`` send_task calls on one producer connection; returns the seconds taken."""
+def enqueue_backlog(app: Any, jobs: int, task: str, producers: int = 4) -> float:
+    """``jobs`` send_task calls from ``producers`` threads, one producer connection each
+    (one thread waits on every publish's round trip); returns the seconds taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
     args = [1.0] if task == "burn" else []
+
+    def produce(n: int) -> None:
+        with app.producer_or_acquire() as producer:
+            for _ in range(n):
+                app.send_task(task, args=args, producer=producer)
+
+    shares = [jobs // producers + (i < jobs % producers) for i in range(producers)]
     start = time.perf_counter()
-    with app.producer_or_acquire() as producer:
-        for _ in range(jobs):
-            app.send_task(task, args=args, producer=producer)
+    with ThreadPoolExecutor(producers) as pool:
+        list(pool.map(produce, shares))
     return time.perf_counter() - start
 
 
@@ -222,15 +240,17 @@ def throughput(
     broker: str,
     jobs: int = 20_000,
     processes: int = 2,
-    pool: str = DEFAULT_POOL,
+    pool: str | None = None,
     concurrency: int | None = None,
     prefetch: int = DEFAULT_PREFETCH,
     task: str = "noop",
     results: bool = False,
     timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Drain a backlog of ``jobs`` tasks; rate from first to last handler start."""
-    concurrency = concurrency or default_concurrency(pool)
+    """Drain a backlog of ``jobs`` tasks; rate from first to last handler start. ``pool``:
+    threads for no-ops, prefork for ``burn`` unless given."""
+    pool = pool or (BURN_POOL if task == "burn" else DEFAULT_POOL)
+    concurrency = concurrency or default_concurrency(pool, task)
     label = f"{LABELS[broker]} P={processes} pool={pool} C={concurrency} M={prefetch} task={task}"
     log(f"{label}: purge + enqueue {jobs:,}")
     app = reset(broker)
@@ -326,10 +346,11 @@ def latency(
     warmup: int = 20,
     seed: int = 1,
 ) -> dict[str, Any]:
-    """enqueue (send_task) -> handler start on an idle worker, one task at a time."""
+    """enqueue (send_task) -> handler start on an idle worker, one task at a time
+    (``concurrency``: stem_pg's 10 for threads, CPUs for prefork)."""
     from bench.pgqueuer_compare import wait_sample
 
-    concurrency = concurrency or default_concurrency(pool)
+    concurrency = concurrency or (10 if pool in ("threads", "gevent") else default_concurrency(pool))
     label = f"{LABELS[broker]} latency"
     log(f"{label}: {jobs} jobs, gaps {gap_ms[0]}-{gap_ms[1]} ms, pool={pool} C={concurrency}")
     app = reset(broker)
@@ -457,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--broker", required=True, choices=list(BROKERS))
     tp.add_argument("--jobs", type=int, default=20_000)
     tp.add_argument("--processes", type=int, default=2, help="celery worker processes")
-    tp.add_argument("--pool", default=DEFAULT_POOL, choices=POOLS)
-    tp.add_argument("--concurrency", type=int, help="per worker (default: CPUs for prefork, 200 threads)")
+    tp.add_argument("--pool", choices=POOLS, help="default: threads (noop), prefork (burn)")
+    tp.add_argument("--concurrency", type=int, help="per worker (default: 200 threads, CPUs prefork, 2 burn)")
     tp.add_argument("--prefetch-multiplier", type=int, default=DEFAULT_PREFETCH)
     tp.add_argument("--task", default="noop", choices=["noop", "burn"])
     tp.add_argument("--results", action="store_true", help="store results (Redis backend, db 10)")
