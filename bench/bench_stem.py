@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench import celery_compare as cel
 from bench import pgqueuer_compare as pgq
 from bench.ceiling import drain as ceiling_drain
 from bench.common import (
@@ -690,6 +691,17 @@ def summary(report: dict[str, Any]) -> Table:
     return t
 
 
+def print_celery(report: dict[str, Any]) -> None:
+    """The Celery comparators' side-by-side table and the latency goal, when they ran."""
+    side = cel.side_by_side(report)
+    if side is not None:
+        print()
+        print(side.markdown())
+    goal = cel.latency_goal(report)
+    if goal and report.get("celery_latency"):
+        print(goal)
+
+
 def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest of repeated runs: background load only ever slows a run down."""
     return max(runs, key=lambda r: r.get("jobs_per_s") or 0.0)
@@ -710,6 +722,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     stem_runs: list[dict[str, Any]] = []
     pgq_runs: list[dict[str, Any]] = []
     ceiling_runs: list[dict[str, Any]] = []
+    brokers = cel.parse_brokers(args.celery)
+    celery_runs: dict[str, list[dict[str, Any]]] = {}
     for _ in range(args.repeat):  # interleaved, so both see the same background load
         if shutil.which("pgbench"):  # the raw-SQL ceiling (bench/ceiling.py), one drain per round
             ceiling_runs.append(
@@ -735,10 +749,17 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                     autovacuum=AUTOVACUUM,
                 )
             )
+        for broker, row in cel.run_optional(
+            "throughput", brokers, jobs=args.celery_jobs, processes=args.processes
+        ).items():
+            celery_runs.setdefault(broker, []).append(row)
     report["throughput_runs"] = stem_runs
     if ceiling_runs:
         report["ceiling_runs"] = ceiling_runs
         report["ceiling"] = best_run(ceiling_runs)
+    if celery_runs:
+        report["celery_throughput_runs"] = celery_runs
+        report["celery_throughput"] = {b: best_run(runs) for b, runs in celery_runs.items()}
     report["throughput"] = best_run(stem_runs)
     if pgq_runs:
         report["pgq_throughput_runs"] = pgq_runs
@@ -757,6 +778,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     report["latency"] = latency(**common, jobs=args.latency_jobs)
     if not args.no_pgqueuer:
         report["pgq_latency"] = pgq.latency(dsn=args.pgq_dsn, jobs=args.latency_jobs, driver=args.pgq_driver)
+    if brokers:
+        report["celery_latency"] = cel.run_optional("latency", brokers, jobs=args.latency_jobs)
     if args.backlog_jobs > 0:
         report["backlog_1m"] = throughput(
             **common,
@@ -786,6 +809,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- CLI -----------------------------------------------------------------------------
+
+
+CELERY_HELP = "also run Celery on these brokers (redis,amqp); skipped if not installed / reachable"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -845,6 +871,8 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--pgqueuer", action="store_true", help="also run pgqueuer with the same processes")
     tp.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)
     tp.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
+    tp.add_argument("--celery", metavar="BROKERS", help=CELERY_HELP)
+    tp.add_argument("--celery-jobs", type=int, help="Celery's backlog (default: --jobs)")
     worker_options(tp)
 
     en = sub.add_parser("enqueue", help="enqueue_many and 8-thread single enqueue rates")
@@ -865,6 +893,7 @@ def _parser() -> argparse.ArgumentParser:
     lt.add_argument("--jobs", type=int, default=1000)
     lt.add_argument("--concurrency", type=int, default=10)
     lt.add_argument("--pgqueuer", action="store_true")
+    lt.add_argument("--celery", metavar="BROKERS", help=CELERY_HELP)
 
     rs = sub.add_parser("rss", help="worker RSS while draining at a given concurrency")
     rs.add_argument("--concurrency", type=int, default=200)
@@ -935,6 +964,8 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
     al.add_argument("--payload-jobs", type=int, default=2000, help="jobs per payload size; 0 skips them")
     al.add_argument("--no-pgqueuer", action="store_true")
+    al.add_argument("--celery", metavar="BROKERS", help=CELERY_HELP)
+    al.add_argument("--celery-jobs", type=int, default=20_000, help="Celery's backlog (it drains slowly)")
     worker_options(al)
     from bench import results_scale
 
@@ -998,11 +1029,33 @@ def main(argv: list[str] | None = None) -> int:
                             max_concurrent=args.concurrency if args.task == "burn" else None,
                         )
                     )
+                celery = cel.run_optional(
+                    "throughput",
+                    cel.parse_brokers(args.celery),
+                    jobs=args.celery_jobs or args.jobs,
+                    processes=args.processes,
+                    task="burn" if args.task == "burn" else "noop",
+                )
+                rows.extend(celery.values())
             stem_rows = [r for r in rows if r["system"] == "stem_pg"]
             print(throughput_table(stem_rows).markdown())
             if args.pgqueuer:
                 print()
                 print(pgq.throughput_table([r for r in rows if r["system"] == "pgqueuer"]).markdown())
+            celery_rows = [r for r in rows if "broker" in r]
+            if celery_rows:
+                print()
+                print(cel.throughput_table(celery_rows).markdown())
+                side = cel.side_by_side(
+                    {
+                        "throughput": best_run(stem_rows),
+                        "pgq_throughput": best_run([r for r in rows if r["system"] == "pgqueuer"] or [{}]),
+                        "celery_throughput": {r["broker"]: r for r in celery_rows},
+                    }
+                )
+                if side is not None:
+                    print()
+                    print(side.markdown())
             write_json("throughput", {"results": rows})
         elif args.command == "enqueue":
             row = enqueue(**common, jobs=args.jobs, batches=tuple(args.batch), threads=args.threads)
@@ -1020,7 +1073,10 @@ def main(argv: list[str] | None = None) -> int:
             report = {"latency": latency(**common, jobs=args.jobs, concurrency=args.concurrency)}
             if args.pgqueuer:
                 report["pgq_latency"] = pgq.latency(dsn=args.pgq_dsn, jobs=args.jobs)
+            brokers = cel.parse_brokers(args.celery)
+            report["celery_latency"] = cel.run_optional("latency", brokers, jobs=args.jobs)
             print(summary(report).markdown())
+            print_celery(report)
             write_json("latency", report)
         elif args.command == "rss":
             rows = rss(**common, concurrency=args.concurrency, jobs=args.jobs, sync_jobs=args.sync_jobs)
@@ -1122,6 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 print()
                 print(payload.table(report["payload"]).markdown())
+            print_celery(report)
             print(f"\nfull results: {path} (took {report['elapsed_s']:.0f} s)")
     finally:
         stop_all()

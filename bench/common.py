@@ -213,9 +213,13 @@ def measure_drain(
     label: str,
     dsn: str,
     tick: Callable[[], None] | None = None,
+    meter: Any = None,
 ) -> dict[str, float]:
-    """Wait for ``jobs`` handler starts; the rate, and CPU per job from the first report on."""
-    meter = CpuMeter(dsn, procs)
+    """Wait for ``jobs`` handler starts; the rate, and CPU per job from the first report on.
+
+    ``meter``: something with CpuMeter's start/stop/per_job_us/started (default: a
+    CpuMeter on the workers and the Postgres backends of ``dsn``)."""
+    meter = meter or CpuMeter(dsn, procs)
 
     def on_tick() -> None:
         if not meter.started and collector.total > 0:
