@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from bench import celery_compare as cel
+from bench.celery_broker import parse_brokers
 from bench import pgqueuer_compare as pgq
 from bench.ceiling import drain as ceiling_drain
 from bench.common import (
@@ -722,7 +723,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     stem_runs: list[dict[str, Any]] = []
     pgq_runs: list[dict[str, Any]] = []
     ceiling_runs: list[dict[str, Any]] = []
-    brokers = cel.parse_brokers(args.celery)
+    brokers = parse_brokers(args.celery)
     celery_runs: dict[str, list[dict[str, Any]]] = {}
     for _ in range(args.repeat):  # interleaved, so both see the same background load
         if shutil.which("pgbench"):  # the raw-SQL ceiling (bench/ceiling.py), one drain per round
@@ -1031,7 +1032,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 celery = cel.run_optional(
                     "throughput",
-                    cel.parse_brokers(args.celery),
+                    parse_brokers(args.celery),
                     jobs=args.celery_jobs or args.jobs,
                     processes=args.processes,
                     task="burn" if args.task == "burn" else "noop",
@@ -1073,7 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
             report = {"latency": latency(**common, jobs=args.jobs, concurrency=args.concurrency)}
             if args.pgqueuer:
                 report["pgq_latency"] = pgq.latency(dsn=args.pgq_dsn, jobs=args.jobs)
-            brokers = cel.parse_brokers(args.celery)
+            brokers = parse_brokers(args.celery)
             report["celery_latency"] = cel.run_optional("latency", brokers, jobs=args.jobs)
             print(summary(report).markdown())
             print_celery(report)
