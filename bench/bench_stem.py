@@ -21,9 +21,9 @@ import psycopg
 from psycopg import sql
 
 from bench import celery_compare as cel
-from bench.celery_broker import parse_brokers
 from bench import pgqueuer_compare as pgq
 from bench.ceiling import drain as ceiling_drain
+from bench.celery_broker import parse_brokers
 from bench.common import (
     DEFAULT_DSN,
     DEFAULT_PGQ_DSN,
