@@ -47,12 +47,12 @@ def test_finished_jobs_waiting_for_their_flush_hold_no_arguments(
             flusher = wait_for(lambda: getattr(worker, "flusher", None), what="the worker's flusher")
             write = flusher._write
 
-            async def held_write(conn: Any, batch: Any) -> None:
+            async def held_write(conn: Any, batch: Any) -> Any:
                 while not gate.is_set():
                     await asyncio.sleep(0.01)
-                await write(conn, batch)
+                return await write(conn, batch)
 
-            flusher._write = held_write  # type: ignore[method-assign]
+            flusher._write = held_write
             app.enqueue_many([EnqueueRequest("big", {"blob": "x" * SIZE})] * JOBS)
             wait_for(lambda: len(ran) == JOBS, timeout=60, what="every job to run")
             wait_for(lambda: len(flusher.unflushed) == JOBS, timeout=10, what="their outcomes to wait")
