@@ -6,6 +6,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+import psycopg
+
 from stem_pg.core.errors import DatabaseUnavailable, NotMigratedError
 from stem_pg.db.connect import connection
 from stem_pg.db.stores.catalog import CatalogStore
@@ -35,7 +37,10 @@ def check_health(url: str) -> HealthReport:
         version = store.server_version(conn).server_version
         namespaces: dict[str, str | None] = {}
         for found in store.migrated_schemas(conn):
-            revision = store.revision(conn, schema=found.schema)
+            try:
+                revision = store.revision(conn, schema=found.schema)
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+                continue  # dropped since it was listed (a namespace being removed): not one now
             namespaces[found.schema] = revision.revision if revision else None
     return HealthReport(version, namespaces)
 
