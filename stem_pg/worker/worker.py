@@ -67,11 +67,9 @@ MAINTAIN_EVERY_CLAIMED = 20_000
 class Worker:
     """One worker process's runtime. ``await run()``; ``request_stop()`` twice forces.
 
-    The Worker composes the parts (executor, flusher, heartbeat, control, broadcasts,
-    maintenance) and runs the claim loop; each part gets only what it uses, and what
-    several of them read lives in one ``WorkerState``. After ``run()`` returns,
-    ``exit_code`` and ``abandoned_threads`` tell the process how to end.
-    """
+    It composes the parts (executor, flusher, heartbeat, control, broadcasts, maintenance)
+    and runs the claim loop; what several parts read lives in one ``WorkerState``. After
+    ``run()``, ``exit_code`` and ``abandoned_threads`` tell the process how to end."""
 
     #: In a host program's loop (stem_pg.worker.inprocess): the loop's async pool stays open.
     embedded = False
@@ -102,6 +100,7 @@ class Worker:
         self._stop_requested = False
         self._rotation = 0
         self._claimed_since_maintenance = 0
+        self._after_finish = False  # the claim loop was first woken by a finished job
         self._forced = False
         self._grace = settings.shutdown_grace
         self.metrics = metrics  # what --metrics-port serves (stem_pg.metrics.worker), if asked for
@@ -133,9 +132,8 @@ class Worker:
         self.registered.set()
         await worker_signal(self.app.signals.worker_started, self.app.namespace, self.settings)
         self.slots.start()
-        claimer = asyncio.create_task(
-            self._guarded("claimer", self.conns.claim, self._claim_once, until_stop=True), name="claimer"
-        )
+        claiming = self._guarded("claimer", self.conns.claim, self._claim_once, until_stop=True)
+        claimer = asyncio.create_task(claiming, name="claimer")
         loops = [asyncio.create_task(coro, name=name) for name, coro in self._loops().items()]
         settings, ns = self.settings, self.app.namespace
         consumed = ",".join(settings.queues) + "".join(f", broadcast {b}" for b in settings.broadcasts)
@@ -369,12 +367,13 @@ class Worker:
             async with asyncio.timeout(poll):  # no extra task, unlike wait_for: a faster wake-up
                 await self._wake.wait()
         self._wake.clear()
+        after_finish, self._after_finish = self._after_finish, False
         self.limited.woke()
         if (free := self._free()) <= 0:
             return
         free -= await self.broadcasts.claim(conn, free)
-        if free <= 0 or (self.slots.waiting and free < self.settings.capacity // 2):
-            return  # claimed jobs still wait for a slot: claim once half the capacity is free
+        if free <= 0 or (after_finish and self.slots.waiting and free < self.settings.capacity // 2):
+            return  # woken by finishes while claimed jobs wait: claim when half is free (batches)
         token = str(uuid.uuid4())
         sent, epoch = time.monotonic(), self.state.lease_epoch  # when the leases begin, at the latest
         queues = self.settings.queues
@@ -447,4 +446,5 @@ class Worker:
         if self.metrics is not None:
             self.metrics.job_ended(entry, kind)
         if not slot_freed and not (self.flush_claims.enabled and self.flusher.outcomes):
+            self._after_finish |= not self._wake.is_set()  # the first reason since the claim
             self._wake.set()  # else the flush of its outcome claims (or wakes the claim loop)
