@@ -172,10 +172,14 @@ class ManagedConnection:
             return
         await self.lost(error, used)
 
-    def settled(self) -> None:
-        """A query succeeded: the next failed one starts its backoff from the beginning."""
+    def settled(self, used: AsyncConn | None = None) -> None:
+        """A query succeeded (on ``used``): the next failed one starts its backoff from the
+        beginning. It ends a read-only outage only on the current session, and one that can
+        write: loops that share a connection also read (a read succeeds on a read-only
+        session), and one of them may finish on a session another has since discarded."""
         self._errors.recovered()
-        if self._read_only:  # it wrote again: the read-only outage is over for this loop
+        used = used or self._conn
+        if self._read_only and used is self._conn and session_writable(used):
             self._read_only = False
             recovery = self.outage.recovered()
             if recovery is not None:
@@ -185,6 +189,14 @@ class ManagedConnection:
     @property
     def backend_pid(self) -> int | None:
         return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid
+
+
+def session_writable(conn: AsyncConn | None) -> bool:
+    """Whether ``conn`` is open on a session that takes writes, as the server reports it
+    (Postgres 14+ reports both settings; an older server, neither: taken as writable)."""
+    if conn is None or conn.closed:
+        return False
+    return all(conn.info.parameter_status(name) != "on" for name in ("default_transaction_read_only", "in_hot_standby"))
 
 
 async def _close(conn: AsyncConn) -> None:
@@ -210,7 +222,7 @@ async def run_guarded(
         try:
             conn = await managed.get()
             await once(conn)
-            managed.settled()
+            managed.settled(conn)
             failures.recovered()
         except CONNECTION_ERRORS as exc:
             await managed.recover(exc, conn)

@@ -151,7 +151,7 @@ class OutcomeFlusher:
             if batch and self.after_write is not None:
                 await self.after_write(conn)
             await self.acks.flush(conn)
-            self.managed.settled()
+            self.managed.settled(conn)
             if self.on_flushed is not None and batch:
                 self.on_flushed(len(batch), time.perf_counter() - began)
         except TRANSIENT_ERRORS as exc:  # before CONNECTION_ERRORS: they are OperationalErrors too
