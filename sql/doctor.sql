@@ -41,8 +41,10 @@ WHERE n.nspname = %(schema)s
 ORDER BY t.relname, i.relname;
 
 -- name: doctor_live_workers
--- Worker processes of the namespace that run: not stopped, a heartbeat within stale_after seconds.
-SELECT count(*)::int
+-- Worker processes of the namespace that run (not stopped, a heartbeat within stale_after
+-- seconds), and the connections they may hold between them (a row of a worker older than
+-- migration 0020 has no count: six, the most one held).
+SELECT count(*)::int AS processes, coalesce(sum(coalesce(connections, 6)), 0)::int AS connections
 FROM {ns}.workers
 WHERE stopped_at IS NULL
   AND last_heartbeat_at > now() - make_interval(secs => %(stale_after)s);

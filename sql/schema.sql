@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0019.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0020.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -1239,7 +1239,8 @@ CREATE TABLE @NAMESPACE@.workers (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     last_heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
     stopped_at timestamp with time zone,
-    tasks jsonb
+    tasks jsonb,
+    connections smallint
 );
 
 CREATE VIEW @NAMESPACE@.workflow_runs AS

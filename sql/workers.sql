@@ -3,11 +3,12 @@
 -- name: worker_register
 -- A worker announces itself at start-up, and on the heartbeat topic (unless payload is NULL).
 WITH registered AS (
-    INSERT INTO {ns}.workers (id, host, pid, queues, concurrency, tasks)
-    VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(tasks)s::jsonb)
+    INSERT INTO {ns}.workers (id, host, pid, queues, concurrency, tasks, connections)
+    VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(tasks)s::jsonb, %(connections)s)
     ON CONFLICT (id) DO UPDATE
     SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
-        concurrency = excluded.concurrency, tasks = excluded.tasks, started_at = now(),
+        concurrency = excluded.concurrency, tasks = excluded.tasks,
+        connections = excluded.connections, started_at = now(),
         last_heartbeat_at = now(), stopped_at = NULL
 )
 SELECT pg_notify(%(channel)s, %(payload)s::text) WHERE %(payload)s::text IS NOT NULL;

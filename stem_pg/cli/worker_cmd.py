@@ -128,10 +128,11 @@ def run_command(
         typer.Option(
             "--connections",
             metavar="minimal|per-loop",
-            help="minimal: two connections per process (LISTEN, and one the loops share in"
-            " turns); per-loop: six, one per loop (README, 'Connection budget').",
+            help="minimal (the default): two connections per process (LISTEN, and one the loops"
+            " share in turns); per-loop: six, one per loop, so a slow statement of one (a vacuum,"
+            " a prune) holds up no other (README, 'Connection budget').",
         ),
-    ] = "per-loop",
+    ] = "minimal",
     event_loop: Annotated[
         str,
         typer.Option(

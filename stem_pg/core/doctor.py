@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from stem_pg.core.budget import WORKER_PROCESS, fleet_connections
 from stem_pg.core.redaction import redact
 from stem_pg.core.vacuum import HorizonHolder, duration_text
 
@@ -312,17 +311,18 @@ def server_findings(server: ServerStats, th: Thresholds) -> list[Finding]:
     return [notify, conns]
 
 
-def fleet_findings(live_workers: int, server: ServerStats, th: Thresholds) -> list[Finding]:
-    """The connections the namespace's running worker processes may open, against the slots:
-    a worker opens its connections as its loops first need them, so the fleet can run out of
-    slots later even while few are in use now (README, "Connection budget")."""
-    need = fleet_connections(live_workers)
+def fleet_findings(live_workers: int, need: int, server: ServerStats, th: Thresholds) -> list[Finding]:
+    """The ``need`` connections the namespace's ``live_workers`` running worker processes may
+    open between them (each registers its own count), against the slots: a worker opens its
+    connections as its loops first need them, so the fleet can run out of slots later even
+    while few are in use now (README, "Connection budget")."""
     share = need / max(server.max_connections, 1)
+    each = f" ({need // live_workers} each)" if live_workers and need % live_workers == 0 else ""
     detail = (
-        f"{live_workers} running worker processes may open {need} connections"
-        f" ({WORKER_PROCESS} each) of the {server.max_connections} the server allows ({share:.0%})"
+        f"{live_workers} running worker processes may open {need} connections{each}"
+        f" of the {server.max_connections} the server allows ({share:.0%})"
     )
-    facts = {"worker_processes": live_workers, "per_process": WORKER_PROCESS, "connections": need}
+    facts = {"worker_processes": live_workers, "connections": need}
     if share < th.connections_warn:
         return [Finding("worker_connections", "fleet", "ok", detail, facts=facts)]
     fix = (

@@ -66,5 +66,5 @@ async def _examine(url: str, namespace: str, th: Thresholds) -> list[Finding]:
         *table_findings(table, th),
         *index_findings(indexes, expected_indexes(namespace), th),
         *server_findings(server, th),
-        *fleet_findings(live, server, th),
+        *fleet_findings(*live, server, th),
     ]

@@ -267,6 +267,8 @@ def _workers(metadata: MetaData) -> Table:
         _moment("last_heartbeat_at", nullable=False, now=True),
         _moment("stopped_at"),
         Column("tasks", JSONB, nullable=True),  # each task's enqueue options (migration 0009)
+        # The connections the process may hold (0020; NULL: an older worker's row, counted as 6).
+        Column("connections", SmallInteger, nullable=True),
     )
 
 

@@ -37,7 +37,7 @@ class WorkerConnections:
         listen_connected: OnConnect,
         on_lost: Callable[[], None],
         on_reconnect: Callable[[str], None] | None = None,
-        mode: str = "per-loop",
+        mode: str = "minimal",
     ) -> None:
         behind_pooler = pooled(url)
         if not behind_pooler:

@@ -50,9 +50,9 @@ class WorkerSettings:
     #: Claim jobs of any task, and dead-letter those not registered here (``unregistered_task``),
     #: as workers did before; by default a worker claims only the task names it registers.
     claim_unregistered: bool = False
-    #: ``per-loop``: a connection per loop (six); ``minimal``: LISTEN on one, the other loops
-    #: sharing a second in turns (stem_pg.worker.connections).
-    connections: str = "per-loop"
+    #: ``minimal``: LISTEN on one connection, the other loops sharing a second in turns;
+    #: ``per-loop``: a connection per loop (six) (stem_pg.worker.connections).
+    connections: str = "minimal"
     #: ``asyncio`` (the standard library's loop) or ``uvloop`` (libuv's; the ``uvloop`` extra).
     event_loop: str = "asyncio"
     #: The flush claims into the slots it frees, in its transaction (stem_pg.worker.flush_claim):

@@ -325,6 +325,7 @@ class Worker:
                     concurrency=self.settings.concurrency,
                     tasks=self.app.planner.task_options(),
                     beat=self.state.beat(),
+                    connections=len(self.conns.all),
                 )
                 await self.limited.register(conn)
                 await self.control.sync(conn)  # revokes and pauses before the first claim

@@ -9,7 +9,7 @@ import json
 
 import psycopg
 
-from stem_pg.core.budget import WORKER_PROCESS
+from stem_pg.core.budget import WORKER_PROCESS, WORKER_PROCESS_PER_LOOP
 from tests.helpers import run_stem
 
 
@@ -54,7 +54,9 @@ def test_a_clean_namespace_has_no_problem_of_its_own(database_url: str, namespac
 
 def test_a_fleet_near_the_connection_slots_warns(database_url: str, namespace: str) -> None:
     """Running worker processes (rows with a fresh heartbeat) that may open about 90 % of the
-    server's connection slots between them: a warning naming the count and the formula."""
+    server's connection slots between them: a warning naming the count. Each row counts the
+    connections its worker registered (two by default); a row of a worker older than migration
+    0020 has none and counts six."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT current_setting('max_connections')::int"
@@ -62,11 +64,15 @@ def test_a_fleet_near_the_connection_slots_warns(database_url: str, namespace: s
         ).fetchone()
         assert row is not None
         slots = int(row[0])
-        processes = int(0.9 * slots) // WORKER_PROCESS
+        minimal = (int(0.9 * slots) - WORKER_PROCESS_PER_LOOP) // WORKER_PROCESS
         conn.execute(
+            f'INSERT INTO "{namespace}".workers (id, host, pid, queues, concurrency, connections)'
+            " SELECT 'w' || n, 'host', n, '{default}', 10, %s FROM generate_series(1, %s) AS n",
+            (WORKER_PROCESS, minimal),
+        )
+        conn.execute(  # registered before migration 0020: no count
             f'INSERT INTO "{namespace}".workers (id, host, pid, queues, concurrency)'
-            " SELECT 'w' || n, 'host', n, '{default}', 10 FROM generate_series(1, %s) AS n",
-            (processes,),
+            " VALUES ('old', 'host', 1, '{default}', 10)"
         )
         conn.execute(  # a worker gone silent long ago is not counted
             f'INSERT INTO "{namespace}".workers (id, host, pid, queues, concurrency, last_heartbeat_at)'
@@ -75,11 +81,10 @@ def test_a_fleet_near_the_connection_slots_warns(database_url: str, namespace: s
     run = run_stem(database_url, "doctor", "--namespace", namespace, "--json")
     (finding,) = [f for f in json.loads(run.stdout)["findings"] if f["check"] == "worker_connections"]
     assert finding["severity"] == "warn", finding
-    need = processes * WORKER_PROCESS
+    processes, need = minimal + 1, minimal * WORKER_PROCESS + WORKER_PROCESS_PER_LOOP
     assert finding["detail"].startswith(
-        f"{processes} running worker processes may open {need} connections ({WORKER_PROCESS} each)"
-        f" of the {slots} the server allows"
-    )
+        f"{processes} running worker processes may open {need} connections of the {slots} the server allows"
+    ), finding
     text = run_stem(database_url, "doctor", "--namespace", namespace)
     lines = [" ".join(x.split()) for x in text.stdout.splitlines()]
     assert any(x.startswith(f"WARN worker_connections fleet: {processes} running worker") for x in lines), (

@@ -1,7 +1,7 @@
 """The connections each worker process holds, counted in ``pg_stat_activity`` (by
-application_name, matched to the process through its sockets' ports): ``--connections
-minimal`` holds two (LISTEN, and one its loops share), ``per-loop`` six; the supervisor none.
-Jobs run to their end either way."""
+application_name, matched to the process through its sockets' ports): by default (``--connections
+minimal``) two (LISTEN, and one its loops share), with ``per-loop`` six; the supervisor none.
+Each process registers that count (``stem doctor`` adds them up). Jobs run to their end either way."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import EnqueueRequest, Stem
-from stem_pg.core.budget import WORKER_PROCESS
+from stem_pg.core.budget import WORKER_CONNECTIONS, WORKER_PROCESS
 from tests.acceptance.workerapp import Workers, query, registered_pids, scalar
 from tests.helpers import wait_for
 
@@ -52,6 +52,7 @@ def connections_of(db: psycopg.Connection[Any], pid: int) -> list[str]:
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
+        (None, ["stem_pg:worker", "stem_pg:worker-listen"]),
         ("minimal", ["stem_pg:worker", "stem_pg:worker-listen"]),
         (
             "per-loop",
@@ -67,9 +68,16 @@ def connections_of(db: psycopg.Connection[Any], pid: int) -> list[str]:
     ],
 )
 def test_connections_per_worker_process(
-    mode: str, expected: list[str], stem: Stem, workers: Workers, db: psycopg.Connection[Any], namespace: str
+    mode: str | None,
+    expected: list[str],
+    stem: Stem,
+    workers: Workers,
+    db: psycopg.Connection[Any],
+    namespace: str,
 ) -> None:
-    supervisor = workers.start(processes=2, concurrency=4, extra=["--connections", mode])
+    supervisor = workers.start(
+        processes=2, concurrency=4, extra=[] if mode is None else ["--connections", mode]
+    )
     wait_for(lambda: len(registered_pids(db, namespace)) == 2, 30, "two worker processes")
     children = registered_pids(db, namespace)
     ids = [r.id for r in stem.enqueue_many(EnqueueRequest("acc.step", {"n": n}) for n in range(40))]
@@ -84,5 +92,8 @@ def test_connections_per_worker_process(
 
     wait_for(all_open, 10, f"each process's connections to be {expected}")
     assert connections_of(db, supervisor.pid) == []
-    if mode == "per-loop":
-        assert len(expected) == WORKER_PROCESS
+    assert len(expected) == WORKER_CONNECTIONS[mode or "minimal"]
+    if mode is None:
+        assert len(expected) == WORKER_PROCESS <= 2  # the default budget (issue: at most two)
+    registered = query(db, namespace, "SELECT connections FROM {ns}.workers WHERE stopped_at IS NULL")
+    assert registered == [(len(expected),)] * 2

@@ -75,9 +75,12 @@ def _enqueue_again(stem: Stem, kwargs: dict[str, Any]) -> TaskResult:
     raise AssertionError("the application's pool kept a read-only session")
 
 
+@pytest.mark.parametrize("mode", ["minimal", "per-loop"])
 def test_worker_waits_out_a_read_only_database_and_loses_nothing(
-    private_cluster: PrivateCluster, tmp_path: Path
+    private_cluster: PrivateCluster, tmp_path: Path, mode: str
 ) -> None:
+    """In ``minimal`` mode (the default) the loops share a connection, and the loops that only
+    read there succeed on a read-only session: writes are back only when a write succeeds."""
     namespace = migrated(private_cluster, "readonly")
     dbname = str(conninfo_to_dict(private_cluster.url).get("dbname") or "postgres")
     with private_cluster.connect() as db:  # opened before: it stays read-write throughout
@@ -86,7 +89,9 @@ def test_worker_waits_out_a_read_only_database_and_loses_nothing(
         workers = Workers(private_cluster.url, namespace, tmp_path)
         try:
             # A lease longer than the read-only spell: no lease runs out while none can be renewed.
-            worker = workers.start(concurrency=10, lease=30, poll_interval=0.2, extra=["--connections", "minimal"])
+            worker = workers.start(
+                concurrency=10, lease=30, poll_interval=0.2, extra=["--connections", "minimal"]
+            )
             results = [stem.enqueue("acc.step", {"n": n, "sleep": 0.3}) for n in range(JOBS)]
             wait_for(lambda: registered_pids(db, namespace), 30, "the worker to register")
             wait_for(

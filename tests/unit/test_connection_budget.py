@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stem_pg.core.budget import BEAT_PROCESS, WORKER_PROCESS, fleet_connections
+from stem_pg.core.budget import BEAT_PROCESS, WORKER_PROCESS, WORKER_PROCESS_PER_LOOP, fleet_connections
 from stem_pg.core.errors import ConfigError
 from stem_pg.worker.connections import WorkerConnections
 from stem_pg.worker.settings import WorkerSettings
@@ -15,15 +15,24 @@ async def _nothing(_conn: object) -> None:
 
 
 def test_a_worker_process_holds_the_connections_the_budget_counts() -> None:
-    conns = WorkerConnections(
+    default = WorkerConnections(
         "postgresql://nowhere/none", plan_claims=_nothing, listen_connected=_nothing, on_lost=lambda: None
     )
-    assert len(conns.all) == WORKER_PROCESS
-    assert len({managed.role for managed in conns.all}) == WORKER_PROCESS
+    assert len(default.all) == WORKER_PROCESS == 2
+    per_loop = WorkerConnections(
+        "postgresql://nowhere/none",
+        plan_claims=_nothing,
+        listen_connected=_nothing,
+        on_lost=lambda: None,
+        mode="per-loop",
+    )
+    assert len(per_loop.all) == WORKER_PROCESS_PER_LOOP
+    assert len({managed.role for managed in per_loop.all}) == WORKER_PROCESS_PER_LOOP
 
 
 def test_the_fleet_formula() -> None:
     assert fleet_connections(10) == 10 * WORKER_PROCESS
+    assert fleet_connections(10, per_worker=WORKER_PROCESS_PER_LOOP) == 60
     assert (
         fleet_connections(4, beats=2, app_pools=3, pool_size=5) == 4 * WORKER_PROCESS + 2 * BEAT_PROCESS + 15
     )
@@ -32,7 +41,7 @@ def test_the_fleet_formula() -> None:
 def test_an_unknown_connection_mode_is_refused_naming_the_flag() -> None:
     with pytest.raises(ConfigError, match=r"^--connections must be minimal or per-loop, got 'few'$"):
         WorkerSettings(queues=("default",), connections="few")
-    assert WorkerSettings(queues=("default",)).connections == "per-loop"
+    assert WorkerSettings(queues=("default",)).connections == "minimal"
 
 
 def test_minimal_mode_shares_one_connection_besides_listen() -> None:

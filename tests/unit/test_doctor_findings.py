@@ -150,15 +150,19 @@ def test_notify_queue_and_connection_headroom() -> None:
 
 def test_a_fleet_whose_connections_approach_the_slots_warns() -> None:
     server = ServerStats(notify_usage=0.0, connections=10, max_connections=97)
-    (few,) = fleet_findings(2, server, TH)
+    (few,) = fleet_findings(2, 12, server, TH)
     assert (few.check, few.subject, few.severity) == ("worker_connections", "fleet", "ok")
     assert (
         few.detail
         == "2 running worker processes may open 12 connections (6 each) of the 97 the server allows (12%)"
     )
-    (near,) = fleet_findings(14, server, TH)  # 84 of 97
+    (mixed,) = fleet_findings(3, 10, server, TH)  # two minimal workers and a per-loop one
+    assert (
+        mixed.detail == "3 running worker processes may open 10 connections of the 97 the server allows (10%)"
+    )
+    (near,) = fleet_findings(42, 84, server, TH)  # 84 of 97
     assert near.severity == "warn" and "raise max_connections" in near.fix
-    assert near.facts == {"worker_processes": 14, "per_process": 6, "connections": 84}
-    (over,) = fleet_findings(16, server, TH)  # 96 of 97
+    assert near.facts == {"worker_processes": 42, "connections": 84}
+    (over,) = fleet_findings(16, 96, server, TH)  # 96 of 97
     assert over.severity == "problem"
     assert exit_code([near]) == 0 and exit_code([over]) == 1

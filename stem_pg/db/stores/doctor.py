@@ -28,11 +28,12 @@ class DoctorStore:
             await cur.execute(self.q["doctor_indexes"], self._schema)
             return await cur.fetchall()
 
-    async def live_workers(self, conn: AsyncConn, *, stale_after: float) -> int:
-        """Worker processes of the namespace that run (a heartbeat within ``stale_after`` s)."""
+    async def live_workers(self, conn: AsyncConn, *, stale_after: float) -> tuple[int, int]:
+        """Worker processes of the namespace that run (a heartbeat within ``stale_after`` s),
+        and the connections they may hold between them."""
         cur = await conn.execute(self.q["doctor_live_workers"], {"stale_after": stale_after})
         row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def server(self, conn: AsyncConn) -> ServerStats:
         """The NOTIFY queue's usage and the connections in use."""

@@ -46,9 +46,11 @@ class WorkerStore:
         concurrency: int,
         tasks: Mapping[str, Mapping[str, Any]] | None = None,
         beat: Beat | None = None,
+        connections: int | None = None,
     ) -> None:
         """Announce the worker; ``tasks``: each registered task's enqueue options; ``beat``
-        (if given) goes out on the heartbeat topic too."""
+        (if given) goes out on the heartbeat topic too; ``connections``: how many the
+        process may hold (``stem doctor`` adds them up)."""
         await conn.execute(
             self.q["worker_register"],
             {
@@ -58,6 +60,7 @@ class WorkerStore:
                 "queues": list(queues),
                 "concurrency": concurrency,
                 "tasks": None if tasks is None else json.dumps(tasks),
+                "connections": connections,
                 "channel": self.q.channels.heartbeats,
                 "payload": None if beat is None else encode(beat),
             },
