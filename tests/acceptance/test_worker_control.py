@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -220,9 +221,15 @@ def test_status_follow_prints_the_table_again_and_again(
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert follow.stdout is not None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(follow.stdout or ()), daemon=True)
+    reader.start()  # the table, printed again every 0.3 s (however slow the CLI is to start)
     try:
-        time.sleep(2.5)
+        wait_for(lambda: "".join(seen).count("alive") >= 2, 30, "the table printed twice")
     finally:
         follow.send_signal(signal.SIGINT)
-        out, _ = follow.communicate(timeout=10)
+        follow.wait(timeout=10)
+        reader.join(timeout=10)
+    out = "".join(seen)
     assert out.count("alive") >= 2, out
