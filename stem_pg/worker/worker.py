@@ -148,8 +148,7 @@ class Worker:
     def _assemble(self) -> None:
         """Make the connections (opened on first use) and the parts, inside the running loop.
 
-        Each part gets only what it uses: its store, the shared ``WorkerState``, and
-        callbacks into the others (none of them holds the Worker).
+        Each part gets only its store, the shared ``WorkerState`` and callbacks (none holds the Worker).
         """
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
