@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -22,7 +21,6 @@ from psycopg import sql
 
 from bench import celery_compare as cel
 from bench import pgqueuer_compare as pgq
-from bench.ceiling import drain as ceiling_drain
 from bench.celery_broker import parse_brokers
 from bench.common import (
     DEFAULT_DSN,
@@ -43,12 +41,13 @@ from bench.common import (
     log,
     measure_drain,
     proc_status,
-    ratio,
     running,
     spawn,
     stop_all,
     write_json,
 )
+from bench.connections import ConnectionSampler
+from bench.summary import summary
 
 # The best configuration found by `python -m bench sweep` on the reference machine
 # (2 cores, PG 15): see bench/RESULTS.md. `all` uses these unless told otherwise.
@@ -62,18 +61,6 @@ PGQ_BEST_DRIVER = "apg"
 # Keyword arguments of AutovacuumEmulation for throughput runs (both systems);
 # `--no-autovacuum-emulation` sets {"enabled": False}.
 AUTOVACUUM: dict[str, Any] = {}
-
-TARGETS = {
-    "throughput_jobs_per_s": 10_000,
-    "throughput_vs_pgqueuer": 1.5,
-    "enqueue_many_jobs_per_s": 50_000,
-    "enqueue_single_jobs_per_s": 2_000,
-    "latency_p50_ms": 3.0,
-    "latency_p99_ms": 8.0,
-    "backlog_1m_vs_100k": 0.8,
-    "rss_mb": 150.0,
-    "throughput_vs_ceiling": 0.8,
-}
 
 
 # -- database helpers ----------------------------------------------------------------
@@ -132,17 +119,38 @@ def make_app(dsn: str, namespace: str) -> Any:
     return Stem(dsn, namespace=namespace, config=StemConfig(), signing=bench_signing())
 
 
-def enqueue_backlog(dsn: str, namespace: str, jobs: int, batch: int, task: str = "noop") -> float:
-    """``enqueue_many`` ``jobs`` jobs in batches of ``batch``; returns the seconds taken."""
+def spread_queues(queues: int) -> list[str]:
+    """The queues of a spread backlog (``--queues N``): ``default`` alone for 1."""
+    return ["default"] if queues <= 1 else [f"spread{i}" for i in range(queues)]
+
+
+def enqueue_backlog(
+    dsn: str, namespace: str, jobs: int, batch: int, task: str = "noop", queues: int = 1, priorities: int = 1
+) -> float:
+    """``enqueue_many`` ``jobs`` jobs in batches of ``batch``; returns the seconds taken.
+    ``queues`` x ``priorities`` > 1: the jobs go round-robin over every (queue, priority)
+    pair of ``spread_queues(queues)`` and priorities 0 .. ``priorities`` - 1."""
     from stem_pg.client.app import EnqueueRequest
 
     app = make_app(dsn, namespace)
     try:
         request = EnqueueRequest(task)
+        kinds = [request]
+        if queues > 1 or priorities > 1:
+            kinds = [
+                EnqueueRequest(task, queue=q, priority=p)
+                for q in spread_queues(queues)
+                for p in range(priorities)
+            ]
         app.enqueue_many([request])  # open the pool outside the timing
         start = time.perf_counter()
+        done = 0
         for size in chunks(jobs, batch):
-            app.enqueue_many([request] * size)
+            if len(kinds) == 1:
+                app.enqueue_many([request] * size)
+            else:
+                app.enqueue_many([kinds[(done + i) % len(kinds)] for i in range(size)])
+            done += size
         elapsed = time.perf_counter() - start
     finally:
         app.close()
@@ -168,7 +176,9 @@ def start_worker(
     prefetch: int,
     probe_path: str,
     name: str,
+    queues: Sequence[str] = (),
 ) -> Proc:
+    """``stem worker run`` of bench.stem_app; ``queues``: its ``-Q`` list (else the default queue)."""
     argv = [
         sys.executable,
         "-m",
@@ -186,6 +196,7 @@ def start_worker(
         "--prefetch-multiplier",
         str(prefetch),
         *WORKER_FLAGS,
+        *(flag for q in queues for flag in ("--queue", q)),
     ]
     env = {PROBE_ENV: probe_path, "BENCH_DSN": dsn, "BENCH_NAMESPACE": namespace}
     return spawn(name, argv, env)
@@ -232,18 +243,24 @@ def throughput(
     timeout: float | None = None,
     autovacuum: dict[str, Any] | None = None,
     analyze: bool = False,
+    queues: int = 1,
+    priorities: int = 1,
 ) -> dict[str, Any]:
     """Enqueue a backlog of ``jobs`` no-op jobs, then drain it with one worker command.
 
     The rate is ``jobs / (last handler start - first handler start)`` over all worker
     processes: worker start-up is not counted (``wall_seconds_incl_startup`` is).
     Nothing ANALYZEs the backlog before the drain (the planner sees what a fresh
-    migration left it) unless ``analyze``: ``burst``'s steady-state reference."""
-    label = f"stem_pg P={processes} C={concurrency} M={prefetch} task={task}"
+    migration left it) unless ``analyze``: ``burst``'s steady-state reference.
+    ``queues`` x ``priorities``: the backlog spread over that many queues (all of which
+    the worker consumes, ``-Q`` each) and priorities. The stem_pg connections each worker
+    process holds are counted meanwhile (bench/connections.py)."""
+    spread = f" queues={queues} priorities={priorities}" if queues > 1 or priorities > 1 else ""
+    label = f"stem_pg P={processes} C={concurrency} M={prefetch} task={task}{spread}"
     autovacuum = AUTOVACUUM if autovacuum is None else autovacuum
     log(f"{label}: reset + enqueue {jobs:,}")
     reset(dsn, namespace)
-    enqueue_seconds = enqueue_backlog(dsn, namespace, jobs, enqueue_batch, task)
+    enqueue_seconds = enqueue_backlog(dsn, namespace, jobs, enqueue_batch, task, queues, priorities)
     if analyze:
         analyze_jobs(dsn, namespace)
     timeout = timeout or max(120.0, jobs / 1000 + 60)
@@ -256,12 +273,23 @@ def throughput(
             prefetch=prefetch,
             probe_path=collector.path,
             name="stem-throughput",
+            queues=spread_queues(queues) if queues > 1 else (),
         )
         sampler = RssSampler(proc)
+        connections = ConnectionSampler(dsn, proc)
+
+        def tick() -> None:
+            sampler()
+            connections()
+
         tables = [f'"{namespace}".jobs', f'"{namespace}".results']
         with running([proc]), AutovacuumEmulation(dsn, tables, **autovacuum) as vacuums:
             spawned = time.time()
-            drain = measure_drain(collector, [proc], jobs, timeout, label, dsn, sampler)
+            try:
+                drain = measure_drain(collector, [proc], jobs, timeout, label, dsn, tick)
+                connections(force=True)  # the workers are still up: a short drain gets a sample too
+            finally:
+                connections.close()
             left = wait_empty(dsn, namespace, 60.0)
             drained = time.time()
             hwm = sampler.hwm_kb()
@@ -277,7 +305,10 @@ def throughput(
         "concurrency": concurrency,
         "prefetch": prefetch,
         "task": task,
+        "queues": queues,
+        "priorities": priorities,
         **drain,
+        **connections.result(),
         "left_in_queue": left,
         "results_rows": results,
         "dead_letters": dead,
@@ -585,113 +616,6 @@ def _check(row: dict[str, Any]) -> str:
     return "; ".join(problems)
 
 
-def _met(ok: bool | None) -> str:
-    return "-" if ok is None else ("met" if ok else "MISSED")
-
-
-def summary(report: dict[str, Any]) -> Table:
-    """stem_pg vs pgqueuer, ratios and targets, from the sections ``all`` ran."""
-    t = Table(["metric", "stem_pg", "pgqueuer", "ratio (stem/pgq)", "target", "status"])
-    tp, ptp = report.get("throughput"), report.get("pgq_throughput")
-    if tp:
-        r = ratio(tp["jobs_per_s"], ptp and ptp.get("jobs_per_s"))
-        ok = tp["jobs_per_s"] >= TARGETS["throughput_jobs_per_s"] and (r is None or r >= 1.5)
-        t.add(
-            f"throughput, {tp['jobs']:,} backlog, jobs/s"
-            f" (P={tp['processes']} C={tp['concurrency']} M={tp['prefetch']})",
-            tp["jobs_per_s"],
-            ptp and ptp.get("jobs_per_s"),
-            r,
-            ">= 10,000 and >= 1.5x pgqueuer",
-            _met(ok),
-        )
-    if tp and "cpu_total_us_per_job" in tp:
-        other = ptp.get("cpu_total_us_per_job") if ptp else None
-        t.add(
-            "CPU per job, worker + its Postgres backends, us (of the run above)",
-            tp["cpu_total_us_per_job"],
-            other,
-            ratio(tp["cpu_total_us_per_job"], other),
-            "(info: lower is better; 2 cores / this = CPU-bound ceiling)",
-            "-",
-        )
-    ce = report.get("ceiling")
-    if tp and ce:
-        r = ratio(tp["jobs_per_s"], ce["jobs_per_s"])
-        t.add(
-            f"raw-SQL ceiling, pgbench claim.sql, batch {ce['batch']}, async, jobs/s (ratio: stem / it)",
-            ce["jobs_per_s"],
-            None,
-            r,
-            ">= 0.8 x the ceiling",
-            _met(r is not None and r >= TARGETS["throughput_vs_ceiling"]),
-        )
-    tpi = report.get("throughput_ignore_result")
-    if tpi:
-        t.add("throughput, ignore_result=True, jobs/s", tpi["jobs_per_s"], None, None, "(info)", "-")
-    en, pen = report.get("enqueue"), report.get("pgq_enqueue")
-    if en:
-        t.add(
-            "enqueue_many, jobs/s (best batch)",
-            en["many_jobs_per_s"],
-            pen and pen.get("many_jobs_per_s"),
-            ratio(en["many_jobs_per_s"], pen and pen.get("many_jobs_per_s")),
-            ">= 50,000",
-            _met(en["many_jobs_per_s"] >= TARGETS["enqueue_many_jobs_per_s"]),
-        )
-        t.add(
-            f"single enqueue, {en['single_threads']} producers, jobs/s",
-            en["single_jobs_per_s"],
-            pen and pen.get("single_jobs_per_s"),
-            ratio(en["single_jobs_per_s"], pen and pen.get("single_jobs_per_s")),
-            ">= 2,000",
-            _met(en["single_jobs_per_s"] >= TARGETS["enqueue_single_jobs_per_s"]),
-        )
-    lt, plt = report.get("latency"), report.get("pgq_latency")
-    if lt:
-        for key, target in (("p50_ms", "latency_p50_ms"), ("p99_ms", "latency_p99_ms")):
-            other = plt and plt.get(key)
-            ok = lt[key] <= TARGETS[target] and (other is None or lt[key] < other)
-            t.add(
-                f"enqueue -> start latency {key[:3]}, ms (n={lt['n']}, misses {lt['misses']})",
-                lt[key],
-                other,
-                ratio(lt[key], other),
-                f"<= {TARGETS[target]:g} ms and < pgqueuer",
-                _met(ok),
-            )
-    big = report.get("backlog_1m")
-    if big and tp:
-        r = ratio(big["jobs_per_s"], tp["jobs_per_s"])
-        t.add(
-            "throughput, 1M backlog, jobs/s (ratio: 1M / 100k)",
-            big["jobs_per_s"],
-            None,
-            r,
-            ">= 0.8 x the 100k figure",
-            _met(r is not None and r >= TARGETS["backlog_1m_vs_100k"]),
-        )
-        if "cpu_total_us_per_job" in big and "cpu_total_us_per_job" in tp:
-            t.add(
-                "CPU per job, 1M backlog, us (ratio: 100k CPU / 1M CPU)",
-                big["cpu_total_us_per_job"],
-                None,
-                ratio(tp["cpu_total_us_per_job"], big["cpu_total_us_per_job"]),
-                "(info: the 1M / 100k rate if CPU-bound)",
-                "-",
-            )
-    for row in report.get("rss", []):
-        t.add(
-            f"worker RSS at concurrency {row['concurrency']}, {row['task']}, MB (VmHWM)",
-            row["hwm_rss_mb"],
-            None,
-            None,
-            "<= 150 MB",
-            _met(row["hwm_rss_mb"] <= TARGETS["rss_mb"]),
-        )
-    return t
-
-
 def print_celery(report: dict[str, Any]) -> None:
     """The Celery comparators' side-by-side table and the latency goal, when they ran."""
     side = cel.side_by_side(report)
@@ -706,107 +630,6 @@ def print_celery(report: dict[str, Any]) -> None:
 def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest of repeated runs: background load only ever slows a run down."""
     return max(runs, key=lambda r: r.get("jobs_per_s") or 0.0)
-
-
-def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    report: dict[str, Any] = {
-        "config": {
-            "processes": args.processes,
-            "concurrency": args.concurrency,
-            "prefetch": args.prefetch,
-            "pgq_batch_size": args.pgq_batch_size,
-            "pgq_driver": args.pgq_driver,
-        }
-    }
-    started = time.monotonic()
-    common = {"dsn": args.dsn, "namespace": args.namespace}
-    stem_runs: list[dict[str, Any]] = []
-    pgq_runs: list[dict[str, Any]] = []
-    ceiling_runs: list[dict[str, Any]] = []
-    brokers = parse_brokers(args.celery)
-    celery_runs: dict[str, list[dict[str, Any]]] = {}
-    for _ in range(args.repeat):  # interleaved, so both see the same background load
-        if shutil.which("pgbench"):  # the raw-SQL ceiling (bench/ceiling.py), one drain per round
-            ceiling_runs.append(
-                ceiling_drain(**common, variant="async", jobs=args.jobs, batch=800, clients=args.processes)
-            )
-        stem_runs.append(
-            throughput(
-                **common,
-                jobs=args.jobs,
-                processes=args.processes,
-                concurrency=args.concurrency,
-                prefetch=args.prefetch,
-            )
-        )
-        if not args.no_pgqueuer:
-            pgq_runs.append(
-                pgq.throughput(
-                    dsn=args.pgq_dsn,
-                    jobs=args.jobs,
-                    processes=args.processes,
-                    batch_size=args.pgq_batch_size,
-                    driver=args.pgq_driver,
-                    autovacuum=AUTOVACUUM,
-                )
-            )
-        for broker, row in cel.run_optional(
-            "throughput", brokers, jobs=args.celery_jobs, processes=args.processes
-        ).items():
-            celery_runs.setdefault(broker, []).append(row)
-    report["throughput_runs"] = stem_runs
-    if ceiling_runs:
-        report["ceiling_runs"] = ceiling_runs
-        report["ceiling"] = best_run(ceiling_runs)
-    if celery_runs:
-        report["celery_throughput_runs"] = celery_runs
-        report["celery_throughput"] = {b: best_run(runs) for b, runs in celery_runs.items()}
-    report["throughput"] = best_run(stem_runs)
-    if pgq_runs:
-        report["pgq_throughput_runs"] = pgq_runs
-        report["pgq_throughput"] = best_run(pgq_runs)
-    report["throughput_ignore_result"] = throughput(
-        **common,
-        jobs=args.jobs,
-        processes=args.processes,
-        concurrency=args.concurrency,
-        prefetch=args.prefetch,
-        task="noop_ignore",
-    )
-    report["enqueue"] = enqueue(**common)
-    if not args.no_pgqueuer:
-        report["pgq_enqueue"] = pgq.enqueue(dsn=args.pgq_dsn)
-    report["latency"] = latency(**common, jobs=args.latency_jobs)
-    if not args.no_pgqueuer:
-        report["pgq_latency"] = pgq.latency(dsn=args.pgq_dsn, jobs=args.latency_jobs, driver=args.pgq_driver)
-    if brokers:
-        report["celery_latency"] = cel.run_optional("latency", brokers, jobs=args.latency_jobs)
-    if args.backlog_jobs > 0:
-        report["backlog_1m"] = throughput(
-            **common,
-            jobs=args.backlog_jobs,
-            processes=args.processes,
-            concurrency=args.concurrency,
-            prefetch=args.prefetch,
-            enqueue_batch=10_000,
-        )
-    report["rss"] = rss(**common, concurrency=200)
-    if args.payload_jobs > 0:  # 1 KB and 100 KB arguments, both systems (~1 min at 2,000 jobs)
-        from bench import payload
-
-        report["payload"] = payload.payload(
-            **common,
-            pgq_dsn=args.pgq_dsn,
-            jobs=args.payload_jobs,
-            processes=args.processes,
-            concurrency=args.concurrency,
-            prefetch=args.prefetch,
-            pgqueuer=not args.no_pgqueuer,
-            pgq_batch_size=args.pgq_batch_size,
-            pgq_driver=args.pgq_driver,
-        )
-    report["elapsed_s"] = time.monotonic() - started
-    return report
 
 
 # -- CLI -----------------------------------------------------------------------------
@@ -874,6 +697,8 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
     tp.add_argument("--celery", metavar="BROKERS", help=CELERY_HELP)
     tp.add_argument("--celery-jobs", type=int, help="Celery's backlog (default: --jobs)")
+    tp.add_argument("--queues", type=int, default=1, help="spread the backlog over N queues, all consumed")
+    tp.add_argument("--priorities", type=int, default=1, help="and over N priorities (0 .. N-1)")
     worker_options(tp)
 
     en = sub.add_parser("enqueue", help="enqueue_many and 8-thread single enqueue rates")
@@ -956,11 +781,54 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker_options(ce)
 
-    al = sub.add_parser("all", help="everything, with pgqueuer side by side (about 8 minutes)")
-    al.add_argument("--jobs", type=int, default=100_000)
-    al.add_argument("--repeat", type=int, default=2, help="100k throughput runs per system (best kept)")
+    al = sub.add_parser(
+        "all",
+        help="every case of the issue, stem_pg against pgqueuer (and Celery), one table of ratios and"
+        " targets (about 12 minutes at the defaults on 2 cores, 15 with --celery; bench/README.md)",
+        description="Runs, in one go: the raw-SQL ceiling (pgbench, claim 200 and 800), the --jobs drain"
+        " (stem_pg, pgqueuer, Celery with --celery; connections per worker process counted meanwhile),"
+        " the same with ignore_result, spread over 10 queues x 10 priorities, the CPU-bound case"
+        " (1 ms CPU, 2 processes x 2, vs pgqueuer and vs no-ops), enqueue_many and 8-thread enqueue,"
+        " one producer's enqueue loop (commits per enqueue), latency, the big backlog, half of a"
+        " backlog delayed (first, mixed), worker RSS at concurrency 200, 1 KB and 100 KB payloads."
+        " Ends with one Markdown table: metric, stem_pg, comparator, ratio, target, met/missed."
+        " Each heavy case's size option takes 0 to skip it.",
+    )
+    al.add_argument("--jobs", type=int, default=100_000, help="backlog of the throughput drains")
+    al.add_argument(
+        "--repeat", type=int, default=2, help="interleaved rounds of the drains and enqueue loops (best kept)"
+    )
     al.add_argument("--latency-jobs", type=int, default=1000)
-    al.add_argument("--backlog-jobs", type=int, default=1_000_000, help="0 skips the big-backlog run")
+    al.add_argument("--backlog-jobs", type=int, default=1_000_000, help="the big backlog; 0 skips it")
+    al.add_argument(
+        "--delayed-jobs",
+        type=int,
+        default=1_000_000,
+        help="backlog of which half is scheduled an hour ahead (bench/delayed.py); 0 skips it",
+    )
+    al.add_argument(
+        "--burn-jobs",
+        type=int,
+        default=10_000,
+        help="the CPU-bound case (1 ms CPU per job, 2 x 2); 0 skips it",
+    )
+    al.add_argument(
+        "--queues-jobs",
+        type=int,
+        help="the drain over 10 queues x 10 priorities (default: --jobs, as the 1-queue drain); 0 skips it",
+    )
+    al.add_argument(
+        "--loop-seconds",
+        type=float,
+        default=5.0,
+        help="one producer's back-to-back single enqueues, per run (bench/enqueue_loop.py); 0 skips it",
+    )
+    al.add_argument(
+        "--rss-jobs",
+        type=int,
+        default=50_000,
+        help="the RSS drain's no-ops (2/5 as many 10 ms ones); 0 skips it",
+    )
     al.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)
     al.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
     al.add_argument("--payload-jobs", type=int, default=2000, help="jobs per payload size; 0 skips them")
@@ -1009,6 +877,8 @@ def main(argv: list[str] | None = None) -> int:
                         concurrency=args.concurrency,
                         prefetch=args.prefetch,
                         task=args.task,
+                        queues=args.queues,
+                        priorities=args.priorities,
                     )
                 )
                 if args.pgqueuer:
@@ -1171,15 +1041,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(ceiling.ratio_table(report).markdown())
             print(f"\nfull results: {write_json('ceiling', report)}")
         elif args.command == "all":
+            from bench.run_all import run_all
+
             report = run_all(args)
             path = write_json("all", report)
-            print(summary(report).markdown())
             if "payload" in report:
                 from bench import payload
 
-                print()
                 print(payload.table(report["payload"]).markdown())
             print_celery(report)
+            print("\nstem_pg against its comparators, each case as a ratio with its target:\n")
+            print(summary(report).markdown())
+            for failed in report.get("errors", []):
+                print(f"\nFAILED, not in the table: {failed['case']}: {failed['error'][-300:]}")
             print(f"\nfull results: {path} (took {report['elapsed_s']:.0f} s)")
     finally:
         stop_all()

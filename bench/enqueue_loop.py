@@ -125,7 +125,8 @@ def _row(system: str, calls: int, elapsed: float, committed: int) -> dict[str, A
         "commits": committed,
         "commits_per_call": committed / calls if calls else None,
     }
-    log(f"{system} enqueue loop: {row['jobs_per_s']:,.0f} jobs/s, {row['commits_per_call']:.2f} commits/call")
+    per_call = f"{committed / calls:.2f} commits/call" if calls else f"{committed} commits, no calls"
+    log(f"{system} enqueue loop: {row['jobs_per_s']:,.0f} jobs/s, {per_call}")
     return row
 
 
