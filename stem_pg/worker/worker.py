@@ -335,7 +335,7 @@ class Worker:
                 self.state.last_heartbeat_at = datetime.now(UTC)
                 return True
             except CONNECTION_ERRORS as exc:
-                await self.conns.house.lost(exc)  # one warning per outage, a backoff per attempt
+                await self.conns.house.recover(exc)  # kept if only cancelled; else a reconnect
         await self.conns.discard()
         return False
 

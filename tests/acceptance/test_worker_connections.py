@@ -5,9 +5,6 @@ Each process registers that count (``stem doctor`` adds them up). Jobs run to th
 
 from __future__ import annotations
 
-import contextlib
-import os
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,27 +12,8 @@ import pytest
 
 from stem_pg.client.app import EnqueueRequest, Stem
 from stem_pg.core.budget import WORKER_CONNECTIONS, WORKER_PROCESS
-from tests.acceptance.workerapp import Workers, query, registered_pids, scalar
+from tests.acceptance.workerapp import Workers, local_ports, query, registered_pids, scalar
 from tests.helpers import wait_for
-
-
-def local_ports(pid: int) -> set[int]:
-    """The local TCP ports of ``pid``'s sockets (Linux /proc)."""
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:["):
-                    inodes.add(int(link[8:-1]))
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if int(fields[9]) in inodes:
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 def connections_of(db: psycopg.Connection[Any], pid: int) -> list[str]:

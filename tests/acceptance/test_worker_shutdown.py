@@ -17,6 +17,7 @@ from stem_pg.client.app import EnqueueRequest, Stem
 from tests.acceptance.workerapp import (
     WorkerProcess,
     Workers,
+    local_ports,
     query,
     scalar,
     wait_registered,
@@ -147,10 +148,12 @@ def slow_writes(database_url: str, namespace: str, ids: list[str]) -> Iterator[i
 
 
 def flush_blocked_by(db: psycopg.Connection[Any], locker: int) -> bool:
-    """Whether the worker's flush connection waits for a lock the ``locker`` holds."""
+    """Whether the worker's flush connection (its shared one by default, ``--connections
+    minimal``) waits for a lock the ``locker`` holds."""
     rows = db.execute(
         "SELECT count(*) FROM pg_stat_activity"
-        " WHERE application_name = 'stem_pg:worker-flush' AND %s = ANY(pg_blocking_pids(pid))",
+        " WHERE application_name IN ('stem_pg:worker-flush', 'stem_pg:worker')"
+        " AND %s = ANY(pg_blocking_pids(pid))",
         [locker],
     ).fetchall()
     return bool(rows[0][0])
@@ -357,14 +360,15 @@ def test_worker_whose_heartbeat_connection_died_still_marks_itself_stopped(
     wait_registered(db, namespace, {first.pid})
     job = stem.enqueue("acc.step", {"sleep": 0.2})
     wait_for(lambda: results(db, namespace, [job.id]), 15, f"the job to run\n{first.log()}")
-    # The heartbeat connection: the worker's "leases" connection, whose last statement was
-    # in this test's namespace (other tests' workers share the server).
+    # The heartbeat connection: the worker's "leases" connection (its shared one by default,
+    # ``--connections minimal``), found by the worker process's own ports (other tests'
+    # workers share the server).
     killed = query(
         db,
         namespace,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE application_name = 'stem_pg:worker-leases' AND query LIKE %s",
-        [f'%"{namespace}".%'],
+        " WHERE application_name IN ('stem_pg:worker-leases', 'stem_pg:worker') AND client_port = ANY(%s)",
+        [sorted(local_ports(first.pid))],
     )
     assert killed == [(True,)]
 

@@ -178,6 +178,25 @@ def scalar(db: psycopg.Connection[Any], namespace: str, text: str, params: Seque
     return rows[0][0] if rows else None
 
 
+def local_ports(pid: int) -> set[int]:
+    """The local TCP ports of ``pid``'s sockets (Linux /proc)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[9]) in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def worker_pid(worker_id: str | None) -> int | None:
     """The pid inside a worker id ``host.pid.hex`` (``host.pid.hex-slot`` for children)."""
     if not worker_id:
