@@ -22,3 +22,7 @@ SELECT version_num AS revision FROM {ns}.alembic_version;
 -- Whether a schema has an alembic version table, and whether this role may read it (a worker role need not).
 SELECT c.oid IS NOT NULL AS present, coalesce(has_table_privilege(c.oid, 'SELECT'), false) AS readable
 FROM (SELECT to_regclass(quote_ident(%(schema)s::text) || '.alembic_version')::oid AS oid) AS c;
+
+-- name: in_recovery
+-- Whether the server is a standby (in recovery): it answers reads, refuses writes and LISTEN.
+SELECT pg_is_in_recovery() AS in_recovery;

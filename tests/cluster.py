@@ -5,7 +5,8 @@ in a temporary directory on a fixed port, so a test can crash it the way a power
 would (``crash()``: an immediate shutdown, no checkpoint, like ``pg_ctl stop -m immediate``)
 and start it again on the same port (``start()``), while clients keep their URL.
 The ``private_cluster`` fixture skips the test with the reason when no server binaries
-are found.
+are found. ``standby_of(primary)`` makes a hot standby of one (``pg_basebackup -R``,
+streaming replication), a read replica for tests of what may run there.
 
 The directory is a temporary directory of its own under the system's, not pytest's
 ``tmp_path``: as root the server runs as ``postgres``, which must be able to reach it, and
@@ -22,6 +23,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -98,9 +100,10 @@ def _exited(pid: int) -> bool:
     return False
 
 
-@pytest.fixture
-def private_cluster() -> Iterator[PrivateCluster]:
-    """A fresh private server for one test, stopped and removed afterwards."""
+@contextmanager
+def running_cluster() -> Iterator[PrivateCluster]:
+    """A fresh private server, stopped and removed afterwards; skips the test without
+    server binaries."""
     try:
         embedded.find_bin_dir()
     except ConfigError as exc:
@@ -114,6 +117,55 @@ def private_cluster() -> Iterator[PrivateCluster]:
             cluster.stop()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[PrivateCluster]:
+    """A fresh private server for one test, stopped and removed afterwards."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@contextmanager
+def standby_of(primary: PrivateCluster) -> Iterator[PrivateCluster]:
+    """A hot standby of ``primary`` streaming its WAL (``pg_basebackup -R``: a copy of the
+    primary now, then a server in recovery on a port of its own that answers reads and
+    refuses writes), stopped and removed afterwards. Its ``url`` names the same database."""
+    bin_dir = embedded.find_bin_dir()
+    user = embedded._server_user()
+    data_dir = Path(tempfile.mkdtemp(prefix="stem_pg-standby-"))
+    try:
+        embedded._prepare_dir(data_dir, user)
+        embedded._grant_search(data_dir, user)
+        pgdata = data_dir / "pgdata"
+        backup = [str(bin_dir / "pg_basebackup"), "-D", str(pgdata), "-R", "-X", "stream"]
+        backup += ["--checkpoint=fast", "-d", primary.url]
+        embedded._run(backup, user, f"pg_basebackup of the private cluster into {pgdata}")
+        with (pgdata / "postgresql.auto.conf").open("a") as conf:  # its owner stays the server user
+            conf.write("hot_standby = on\n")
+        standby = PrivateCluster(data_dir)  # initdb sees the copy and leaves it alone
+        try:
+            yield standby
+        finally:
+            standby.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def caught_up(primary: PrivateCluster, standby: PrivateCluster, timeout: float = 30.0) -> None:
+    """Wait until ``standby`` replayed all the WAL ``primary`` wrote so far."""
+    with primary.connect() as db:
+        row = db.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    deadline = time.monotonic() + timeout
+    with standby.connect() as db:
+        while True:
+            replayed = db.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (row[0],)).fetchone()
+            if replayed is not None and replayed[0]:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the standby did not replay up to {row[0]} within {timeout} s")
+            time.sleep(0.05)
 
 
 def migrated(cluster: PrivateCluster, namespace: str = "crash") -> str:

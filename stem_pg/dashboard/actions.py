@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-from psycopg.errors import InsufficientPrivilege
+from psycopg.errors import InsufficientPrivilege, ReadOnlySqlTransaction
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
@@ -25,6 +25,11 @@ log = logging.getLogger("stem_pg.dashboard.actions")
 
 #: How long an action waits for workers to acknowledge it (the change is already stored).
 ACK_TIMEOUT = 1.0
+
+READ_ONLY_DATABASE = (
+    "the database is read-only (a standby or read replica): actions need the primary;"
+    " use a dashboard pointed at it"
+)
 
 Action = Callable[[Dashboard, str, dict[str, str], Principal], str]
 
@@ -47,6 +52,8 @@ async def act(request: Request) -> Response:
         outcome = await dash.call(lambda: action(dash, ns, fields, principal))
     except KeyError as exc:
         outcome = f"{name} failed: the form has no {exc.args[0]!r} field"
+    except ReadOnlySqlTransaction:  # a hot standby (read replica): it refuses writes and LISTEN
+        outcome = f"{name} failed: {READ_ONLY_DATABASE}"
     except (StemError, ValueError, InsufficientPrivilege) as exc:
         outcome = f"{name} failed: {one_line(redact(str(exc)))}"
     dash.snapshots.forget(ns)  # the next overview shows what the action changed

@@ -6,7 +6,8 @@ at most one per ``MIN_GAP``. A worker's heartbeat (the heartbeat topic) is kept 
 worker's latest ``Beat`` and sent as a ``beat`` event, which only the workers page follows.
 Without notifications a stream still sends a ``refresh`` every ``POLL_EVERY`` seconds, so a
 lost notification or a dropped listener (while it reconnects) costs latency, never a stale
-page.
+page. On a hot standby (a read replica), which refuses LISTEN, the feed says so once and
+pages poll; it checks every ``STANDBY_RECHECK`` seconds whether the server was promoted.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from stem_pg.core.heartbeats import Beat, decode
 from stem_pg.core.namespaces import Channels
 from stem_pg.db.connect import connect_async
 from stem_pg.db.listen import notifications
+from stem_pg.db.stores.catalog import AsyncCatalogStore
 
 log = logging.getLogger(__name__)
 
 POLL_EVERY = 5.0
 MIN_GAP = 1.0  # an overview reads the last hour of results: at most one refresh a second
 RECONNECT_AFTER = 2.0
+STANDBY_RECHECK = 60.0  # a feed on a standby: how often to check whether it was promoted
 
 
 def channels_of(namespace: str) -> list[str]:
@@ -54,6 +57,8 @@ class Feed:
         #: The latest heartbeat of each worker heard since the feed started, by worker id.
         self.beats: dict[str, Beat] = {}
         self.listening = False
+        #: The server is a standby (in recovery): no LISTEN there, pages poll.
+        self.standby = False
         self.heartbeats = Channels(namespace).heartbeats
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -104,22 +109,41 @@ class Feed:
     async def _listen(self) -> None:
         while True:
             try:
-                conn = await connect_async(self.url, role="dashboard")
-                try:
-                    for channel in channels_of(self.namespace):
-                        await conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
-                    self.listening = True
-                    self.bump()  # what changed while nobody listened
-                    async for note in notifications(conn):
-                        self.heard(note)
-                finally:
-                    self.listening = False
-                    await conn.close()
+                await self._listen_once()
             except (psycopg.Error, OSError) as exc:
                 log.warning("dashboard: listening on %s failed (%s); polling meanwhile", self.namespace, exc)
             except Exception as exc:  # the feed must outlive any one failure; pages poll meanwhile
                 log.warning("dashboard: live feed of %s stopped: %r", self.namespace, exc)
-            await asyncio.sleep(RECONNECT_AFTER)
+            await asyncio.sleep(STANDBY_RECHECK if self.standby else RECONNECT_AFTER)
+
+    async def _listen_once(self) -> None:
+        """Follow the notifications until the connection fails; on a standby, return at once
+        (asking it to LISTEN would only log an error on the server each time)."""
+        conn = await connect_async(self.url, role="dashboard")
+        try:
+            standby, self.standby = self.standby, await AsyncCatalogStore().in_recovery(conn)
+            if self.standby:
+                if not standby:
+                    log.warning(
+                        "dashboard: the database is a standby (in recovery), which cannot LISTEN:"
+                        " pages of %s are polling every %.0f s instead of updating live",
+                        self.namespace,
+                        POLL_EVERY,
+                    )
+                return
+            if standby:
+                log.warning(
+                    "dashboard: the database accepts LISTEN again: pages of %s update live", self.namespace
+                )
+            for channel in channels_of(self.namespace):
+                await conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
+            self.listening = True
+            self.bump()  # what changed while nobody listened
+            async for note in notifications(conn):
+                self.heard(note)
+        finally:
+            self.listening = False
+            await conn.close()
 
 
 class Feeds:

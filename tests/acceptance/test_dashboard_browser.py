@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,8 +23,9 @@ import pytest
 from stem_pg.client.app import Stem
 from stem_pg.dashboard import DashboardAuth, create_app
 from tests.acceptance.dashapp import make_app
+from tests.acceptance.dashserver import Server, free_port
 from tests.acceptance.workerapp import Workers
-from tests.helpers import REPO_ROOT, migrated_namespace, run_stem, stem_env, wait_for
+from tests.helpers import REPO_ROOT, migrated_namespace, run_stem, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = REPO_ROOT / "docs"
@@ -37,61 +35,13 @@ if not os.access(CHROMIUM, os.X_OK):
     pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """A ``stem dashboard`` process; ``url`` is its base."""
-
-    def __init__(self, database_url: str, namespace: str, log: Path, *args: str, **env: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        command = [
-            sys.executable,
-            "-m",
-            "stem_pg",
-            "dashboard",
-            "--namespace",
-            namespace,
-            "--port",
-            str(self.port),
-            *args,
-        ]
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                env=stem_env(STEM_BROKER_URL=database_url, **env),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self._up, timeout=20, what=f"the dashboard on port {self.port} ({log})")
-
-    def _up(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @contextmanager
 def in_process(database_url: str, ns: str, **options: Any) -> Iterator[str]:
     """``create_app(**options)`` served by uvicorn on a thread (quicker than another process);
     yields its base URL."""
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(database_url, ns, **options), port=port, log_level="warning", timeout_graceful_shutdown=1
     )
@@ -279,7 +229,7 @@ def test_with_auth_configured_every_page_answers_401_without_credentials(
 
 
 def test_binding_elsewhere_without_authentication_is_refused(database_url: str, ns: str) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     refused = run_stem(database_url, "dashboard", "--namespace", ns, "--host", "0.0.0.0", "--port", port)
     assert refused.returncode == 1
     assert refused.stderr.strip().startswith("error: --host 0.0.0.0: refusing to serve the dashboard")

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import TupleRow, class_row
+from psycopg.rows import TupleRow, class_row, scalar_row
 
 from stem_pg.db.queries import load_queries, query_text
 
 Conn = psycopg.Connection[TupleRow]
+AsyncConn = psycopg.AsyncConnection[TupleRow]
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,14 @@ class CatalogStore:
         with conn.cursor(row_factory=class_row(SchemaRevision)) as cur:
             cur.execute(text)
             return cur.fetchone()
+
+
+class AsyncCatalogStore:
+    """Database-wide queries on an asynchronous connection the caller owns (the dashboard's
+    live feed)."""
+
+    async def in_recovery(self, conn: AsyncConn) -> bool:
+        """Whether the server is a standby, which refuses writes and LISTEN."""
+        async with conn.cursor(row_factory=scalar_row) as cur:
+            await cur.execute(query_text("in_recovery"))
+            return bool(await cur.fetchone())
