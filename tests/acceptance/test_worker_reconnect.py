@@ -36,16 +36,23 @@ pytestmark = pytest.mark.slow
 __all__ = ["private_cluster"]  # the fixture, imported for the tests below
 
 OUTAGE = 10.0
-ROLES = (
-    "worker-claim",
-    "worker-flush",
-    "worker-leases",
-    "worker-maintenance",
-    "worker-control",
-    "worker-listen",
-)
-#: The loops that wait on the server throughout (each must say when it came back).
-WAITING_ROLES = ("worker-claim", "worker-listen", "worker-leases", "worker-flush")
+#: Each ``--connections`` mode's connections (their roles, as logged), and the ones whose
+#: loops wait on the server throughout (each must say when it came back).
+ROLES = {
+    "minimal": ("worker", "worker-listen"),
+    "per-loop": (
+        "worker-claim",
+        "worker-flush",
+        "worker-leases",
+        "worker-maintenance",
+        "worker-control",
+        "worker-listen",
+    ),
+}
+WAITING_ROLES = {
+    "minimal": ("worker", "worker-listen"),
+    "per-loop": ("worker-claim", "worker-listen", "worker-leases", "worker-flush"),
+}
 
 
 @pytest.fixture
@@ -79,11 +86,15 @@ def _registered(cluster: PrivateCluster, namespace: str) -> set[int]:
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.parametrize("mode", ["minimal", "per-loop"])
 def test_an_outage_costs_each_loop_one_warning_and_a_few_attempts(
-    private_cluster: PrivateCluster, setup: tuple[Workers, Stem, str]
+    private_cluster: PrivateCluster, setup: tuple[Workers, Stem, str], mode: str
 ) -> None:
+    """One warning per connection (``minimal``, the default: the loops' shared one and
+    LISTEN; ``per-loop``: each loop's), a few attempts each, and all back within seconds."""
     workers, stem, namespace = setup
-    proc = workers.start(concurrency=4, poll_interval=1.0)
+    roles, waiting_roles = ROLES[mode], WAITING_ROLES[mode]
+    proc = workers.start(concurrency=4, poll_interval=1.0, extra=["--connections", mode])
     wait_for(lambda: _registered(private_cluster, namespace), 30, f"the worker to register\n{workers.logs()}")
     first = stem.enqueue("acc.step", {"n": 1})
     wait_for(lambda: _done(private_cluster, namespace, first.id), 30, f"a first job\n{workers.logs()}")
@@ -106,28 +117,28 @@ def test_an_outage_costs_each_loop_one_warning_and_a_few_attempts(
     # The loops that were sleeping a backoff (capped at RECONNECT_CAP) when the server came
     # back reconnect on their next attempt: wait for their lines rather than guess a sleep.
     wait_for(
-        lambda: all(f"{role} reconnected after" in proc.log(tail=None)[before:] for role in WAITING_ROLES),
+        lambda: all(f"{role} reconnected after" in proc.log(tail=None)[before:] for role in waiting_roles),
         2 * RECONNECT_CAP + 5,
         f"every waiting loop to reconnect\n{workers.logs()}",
     )
 
     log = proc.log(tail=None)[before:]
     warnings = [line for line in log.splitlines() if " WARNING " in line]
-    lost = Counter(role for line in warnings for role in ROLES if f"{role} connection lost" in line)
+    lost = Counter(role for line in warnings for role in roles if f"{role} connection lost" in line)
     reconnected = {
         m.group(1): int(m.group(3))
-        for m in re.finditer(r"(worker-[a-z]+) reconnected after ([\d.]+) s \((\d+) failed attempts?\)", log)
+        for m in re.finditer(r"(worker(?:-[a-z]+)?) reconnected after ([\d.]+) s \((\d+) failed attempts?\)", log)
     }
     print(f"{len(warnings)} warnings, lost {dict(lost)}, attempts {reconnected}, back in {resumed:.1f} s")
     assert proc.alive(), log
     # One warning per loop when the outage starts, none per retry (main: one per attempt,
     # the flusher's ~6 a second).
     assert all(n == 1 for n in lost.values()), (lost, log)
-    assert len(warnings) <= len(ROLES) + 2, "\n".join(warnings)
+    assert len(warnings) <= len(roles) + 2, "\n".join(warnings)
     # The loops that were waiting on the server noticed it at once, retried through the
     # outage with a backoff capped at a few seconds (a handful of attempts in ~10 s, not
     # dozens), and say when it came back (the flusher retries the long job's outcome).
-    for role in WAITING_ROLES:
+    for role in waiting_roles:
         assert role in reconnected, f"no 'reconnected after' line for {role}\n{log}"
         assert 3 <= reconnected[role] <= 15, reconnected
     assert all(attempts <= 15 for attempts in reconnected.values()), reconnected
