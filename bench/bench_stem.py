@@ -748,7 +748,13 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--pgqueuer", action="store_true")
     pl.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)
     pl.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
-    pl.add_argument("--pgq-decode", action="store_true", help="pgqueuer's handler json.loads its payload")
+    pl.add_argument(
+        "--pgq-decode",
+        choices=["yes", "no", "both"],
+        default="yes",
+        help="pgqueuer's handler json.loads its payload, as a real handler must (yes, the default),"
+        " or drops the bytes undecoded (no: the comparison before 2026-12-02), or both, interleaved",
+    )
     worker_options(pl)
 
     sw = sub.add_parser("sweep", help="throughput over processes x concurrency x prefetch")
@@ -991,6 +997,8 @@ def main(argv: list[str] | None = None) -> int:
                 pgq_decode=args.pgq_decode,
                 repeat=args.repeat,
             )
+            print(payload.runs_table(report).markdown())
+            print()
             print(payload.table(report).markdown())
             print(f"\nfull results: {write_json('payload', report)}")
         elif args.command == "sweep":

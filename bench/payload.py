@@ -7,8 +7,10 @@ TOAST's compression gains little (the worst case for storage and transfer; a pay
 of repeated text would be compressed by Postgres and cost far less). The stem_pg task
 (``payload`` in bench/stem_app.py) takes ``blob`` as its argument, so the worker
 decodes every job's arguments, as any application's would; the pgqueuer entrypoint
-(bench/pgq_app.py) gets the same JSON as its ``bytes`` payload and, like pgqueuer's
-own handlers, decodes nothing unless ``--pgq-decode`` (then it runs ``json.loads``).
+(bench/pgq_app.py) gets the same JSON as its ``bytes`` payload and decodes it with
+``json.loads``, as a real handler must to use it (``--pgq-decode yes``, the default since
+2026-12-02); ``--pgq-decode no`` drops the bytes undecoded (the comparison before, which
+left pgqueuer's side without the decoding stem_pg's worker does), ``both`` runs each.
 
 Reported per system and size: jobs/s, CPU per job (worker + its Postgres backends),
 the largest worker RSS sampled during the drain (and stem_pg's VmHWM). With
@@ -179,7 +181,7 @@ def payload(
     pgqueuer: bool = False,
     pgq_batch_size: int = stem.PGQ_BEST_BATCH,
     pgq_driver: str = stem.PGQ_BEST_DRIVER,
-    pgq_decode: bool = False,
+    pgq_decode: str = "yes",
     repeat: int = 1,
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
@@ -196,7 +198,9 @@ def payload(
                     prefetch=prefetch,
                 )
             )
-            if pgqueuer:
+            for decode in (True, False) if pgqueuer else ():
+                if pgq_decode == ("no" if decode else "yes"):
+                    continue
                 rows.append(
                     run_pgq(
                         dsn=pgq_dsn,
@@ -205,23 +209,34 @@ def payload(
                         processes=processes,
                         batch_size=pgq_batch_size,
                         driver=pgq_driver,
-                        decode=pgq_decode,
+                        decode=decode,
                     )
                 )
     return {"results": rows}
 
 
-def best(rows: list[dict[str, Any]], system: str, size: int) -> dict[str, Any] | None:
-    mine = [r for r in rows if r["system"] == system and r["size"] == size and "jobs_per_s" in r]
+def best(
+    rows: list[dict[str, Any]], system: str, size: int, decode: bool | None = None
+) -> dict[str, Any] | None:
+    mine = [
+        r
+        for r in rows
+        if r["system"] == system
+        and r["size"] == size
+        and "jobs_per_s" in r
+        and (decode is None or r.get("decode") == decode)
+    ]
     return max(mine, key=lambda r: r["jobs_per_s"]) if mine else None
 
 
 def table(report: dict[str, Any]) -> Table:
-    """One line per size: stem_pg and pgqueuer side by side (the fastest run of each), ratios."""
+    """One line per size and pgqueuer handler (decoding, or not): stem_pg and pgqueuer side by
+    side (the fastest run of each), ratios."""
     rows = report["results"]
     t = Table(
         [
             "payload B",
+            "pgq decodes",
             "jobs",
             "stem jobs/s",
             "pgq jobs/s",
@@ -234,22 +249,59 @@ def table(report: dict[str, Any]) -> Table:
             "load 1m",
         ]
     )
+    decodes = sorted({bool(r.get("decode")) for r in rows if r["system"] == "pgqueuer"}, reverse=True)
     for size in sorted({r["size"] for r in rows}):
-        s, p = best(rows, "stem_pg", size), best(rows, "pgqueuer", size)
-        if s is None:
+        for decode in decodes or [None]:
+            _line(t, best(rows, "stem_pg", size), best(rows, "pgqueuer", size, decode), decode)
+    return t
+
+
+def _line(t: Table, s: dict[str, Any] | None, p: dict[str, Any] | None, decode: bool | None) -> None:
+    if s is None:
+        return
+    s_cpu, p_cpu = s.get("cpu_total_us_per_job"), p and p.get("cpu_total_us_per_job")
+    t.add(
+        s["size"],
+        {True: "json.loads", False: "no", None: "-"}[decode],
+        s["jobs"],
+        s["jobs_per_s"],
+        p and p["jobs_per_s"],
+        ratio(s["jobs_per_s"], p and p["jobs_per_s"]),
+        s_cpu,
+        p_cpu,
+        ratio(s_cpu, p_cpu),
+        s["max_rss_mb"],
+        p and p["max_rss_mb"],
+        s.get("load_avg_1m"),
+    )
+
+
+def runs_table(report: dict[str, Any]) -> Table:
+    """Every run in the order it ran (``--repeat`` interleaves them): rate, CPU split, RSS, enqueue."""
+    t = Table(
+        [
+            "system",
+            "payload B",
+            "jobs/s",
+            "CPU us/job (worker+PG)",
+            "max RSS MB",
+            "enqueue s",
+            "load 1m",
+        ]
+    )
+    for r in report["results"]:
+        if "jobs_per_s" not in r:
             continue
-        s_cpu, p_cpu = s.get("cpu_total_us_per_job"), p and p.get("cpu_total_us_per_job")
+        system = r["system"] + {True: " (json.loads)", False: " (no decode)"}.get(r.get("decode"), "")
+        split = f"{r.get('cpu_worker_us_per_job', 0):,.0f}+{r.get('cpu_postgres_us_per_job', 0):,.0f}"
+        cpu = f"{r.get('cpu_total_us_per_job', 0):,.0f} ({split})"
         t.add(
-            size,
-            s["jobs"],
-            s["jobs_per_s"],
-            p and p["jobs_per_s"],
-            ratio(s["jobs_per_s"], p and p["jobs_per_s"]),
-            s_cpu,
-            p_cpu,
-            ratio(s_cpu, p_cpu),
-            s["max_rss_mb"],
-            p and p["max_rss_mb"],
-            s.get("load_avg_1m"),
+            system,
+            r["size"],
+            r["jobs_per_s"],
+            cpu,
+            r["max_rss_mb"],
+            r["enqueue_seconds"],
+            r.get("load_avg_1m"),
         )
     return t

@@ -22,8 +22,9 @@ from bench.common import DEFAULT_PGQ_DSN, PROBE, spend_cpu
 
 DSN = os.environ.get("BENCH_PGQ_DSN", DEFAULT_PGQ_DSN)
 DRIVER = os.environ.get("BENCH_PGQ_DRIVER", "apg")
-#: ``python -m bench payload --pgq-decode``: the payload handler decodes its JSON, as
-#: stem_pg's worker does for every job's arguments.
+#: The payload handler decodes its JSON (``json.loads``), as stem_pg's worker does for every
+#: job's arguments and as a real handler must: ``python -m bench payload`` sets it unless
+#: ``--pgq-decode no`` (the comparison before 2026-12-02, which dropped the bytes undecoded).
 DECODE = os.environ.get("BENCH_PGQ_DECODE") == "1"
 
 

@@ -166,8 +166,7 @@ def encode_kwargs(
         # Seldom true: check_encoded's own quick tests, inlined for the hot path.
         if (
             len(text) > max_bytes
-            or "\\u0000" in text
-            or "\\ud" in text
+            or ("\\u" in text and ("\\u0000" in text or "\\ud" in text))  # one pass, mostly
             or text.count("[") + text.count("{") > MAX_DEPTH
         ):
             check_encoded(text, plain, what=f"{task}: kwargs", max_bytes=max_bytes, max_depth=MAX_DEPTH)

@@ -49,6 +49,7 @@ ROLES = {
         "worker-listen",
     ),
 }
+RECONNECTED = r"(worker(?:-[a-z]+)?) reconnected after ([\d.]+) s \((\d+) failed attempts?\)"
 WAITING_ROLES = {
     "minimal": ("worker", "worker-listen"),
     "per-loop": ("worker-claim", "worker-listen", "worker-leases", "worker-flush"),
@@ -125,10 +126,7 @@ def test_an_outage_costs_each_loop_one_warning_and_a_few_attempts(
     log = proc.log(tail=None)[before:]
     warnings = [line for line in log.splitlines() if " WARNING " in line]
     lost = Counter(role for line in warnings for role in roles if f"{role} connection lost" in line)
-    reconnected = {
-        m.group(1): int(m.group(3))
-        for m in re.finditer(r"(worker(?:-[a-z]+)?) reconnected after ([\d.]+) s \((\d+) failed attempts?\)", log)
-    }
+    reconnected = {m.group(1): int(m.group(3)) for m in re.finditer(RECONNECTED, log)}
     print(f"{len(warnings)} warnings, lost {dict(lost)}, attempts {reconnected}, back in {resumed:.1f} s")
     assert proc.alive(), log
     # One warning per loop when the outage starts, none per retry (main: one per attempt,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow, class_row
+from psycopg.types.array import ListBinaryDumper
 
 from stem_pg.core.envelope import JobSpec
 from stem_pg.db.queries import Queries
@@ -22,6 +23,7 @@ from stem_pg.db.stores.driver import execute, fetch_all
 
 Conn = psycopg.Connection[Any]
 AsyncConn = psycopg.AsyncConnection[TupleRow]
+CursorT = TypeVar("CursorT", psycopg.Cursor[Any], psycopg.AsyncCursor[Any])
 
 _MANY_COLUMNS = (
     "id",
@@ -53,6 +55,26 @@ class UniqueHolder:
 
     unique_key: str
     id: str
+
+
+class TextArray(list[str | None]):
+    """A ``text[]`` parameter that a ``binary_arrays`` cursor sends in binary."""
+
+
+def binary_arrays(cur: CursorT) -> CursorT:
+    """``cur``, sending ``TextArray`` parameters in binary: the batch inserts' arrays of
+    arguments (and headers) are then neither escaped by psycopg nor parsed again by the
+    server (``array_in``), which at 100 KB a job cost twice the rest of the insert
+    (bench/RESULTS.md, "Large payloads, continued"). Only on psycopg connections: a
+    SQLAlchemy connection's driver gets plain lists, in text."""
+    cur.adapters.register_dumper(TextArray, ListBinaryDumper)
+    return cur
+
+
+def _binary(params: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    params["args"] = TextArray(params["args"])
+    params["headers"] = TextArray(params["headers"])
+    return params
 
 
 def many_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
@@ -91,7 +113,11 @@ class EnqueueStore:
 
     def enqueue_many(self, conn: Any, *, specs: Sequence[JobSpec]) -> None:
         """Insert jobs without unique keys in one statement (``job_enqueue_many``)."""
-        execute(conn, self.q["job_enqueue_many"], many_params(specs))
+        if isinstance(conn, psycopg.Connection):
+            with binary_arrays(conn.cursor()) as cur:
+                cur.execute(self.q["job_enqueue_many"], _binary(many_params(specs)))
+        else:
+            execute(conn, self.q["job_enqueue_many"], many_params(specs))
 
     def copy(self, conn: Conn, *, rows: Iterable[tuple[object, ...]]) -> None:
         """Stream ``JobSpec.copy_row()`` rows into one COPY (``job_copy``); an exception
@@ -106,6 +132,10 @@ class EnqueueStore:
 
     def enqueue_unique(self, conn: Any, *, specs: Sequence[JobSpec]) -> set[str]:
         """Insert jobs with unique keys (``job_enqueue_unique``); the ids actually inserted."""
+        if isinstance(conn, psycopg.Connection):
+            with binary_arrays(conn.cursor(row_factory=class_row(InsertedJob))) as cur:
+                cur.execute(self.q["job_enqueue_unique"], _binary(unique_params(specs)))
+                return {row.id for row in cur.fetchall()}
         rows = fetch_all(conn, self.q["job_enqueue_unique"], unique_params(specs), InsertedJob)
         return {row.id for row in rows}
 
@@ -131,14 +161,15 @@ class AsyncEnqueueStore:
         await conn.execute(self.q["job_enqueue"], _one(spec, self.q.channels.jobs if announce else None))
 
     async def enqueue_many(self, conn: AsyncConn, *, specs: Sequence[JobSpec]) -> None:
-        await conn.execute(self.q["job_enqueue_many"], many_params(specs))
+        async with binary_arrays(conn.cursor()) as cur:
+            await cur.execute(self.q["job_enqueue_many"], _binary(many_params(specs)))
 
     async def release_unique(self, conn: AsyncConn, *, keys: Sequence[str]) -> None:
         await conn.execute(self.q["job_unique_release"], {"keys": list(keys)})
 
     async def enqueue_unique(self, conn: AsyncConn, *, specs: Sequence[JobSpec]) -> set[str]:
-        async with conn.cursor(row_factory=class_row(InsertedJob)) as cur:
-            await cur.execute(self.q["job_enqueue_unique"], unique_params(specs))
+        async with binary_arrays(conn.cursor(row_factory=class_row(InsertedJob))) as cur:
+            await cur.execute(self.q["job_enqueue_unique"], _binary(unique_params(specs)))
             return {row.id for row in await cur.fetchall()}
 
     async def unique_holders(self, conn: AsyncConn, *, keys: Sequence[str]) -> list[UniqueHolder]:

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow, args_row, class_row
 
+from stem_pg.db.args_json import claim_cursor
 from stem_pg.db.queries import Queries
 from stem_pg.db.shared import SharedConnection
 from stem_pg.db.stores.rows import ClaimedJob, Finish, GivenBack, Release, RescueCount, RetryLater
@@ -133,7 +134,7 @@ class JobStore:
         tasks: list[str] | None,
     ) -> psycopg.AsyncCursor[ClaimedJob]:
         # args_row: the RETURNING columns are ClaimedJob's fields in order (no dict per row).
-        cur = conn.cursor(row_factory=args_row(ClaimedJob))
+        cur = claim_cursor(conn.cursor(row_factory=args_row(ClaimedJob)))
         params = {
             "queue": queue,
             "limit": limit,

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow, class_row
 
+from stem_pg.db.args_json import claim_cursor
 from stem_pg.db.queries import Queries
 from stem_pg.db.stores.rows import ClaimedJob
 
@@ -75,7 +76,7 @@ class LimitStore:
             "spec": spec,
             "tasks": tasks,
         }
-        return await conn.execute(self.q["job_claim_limited"], params)
+        return await claim_cursor(conn.cursor()).execute(self.q["job_claim_limited"], params)
 
     async def read_claim(self, cur: psycopg.AsyncCursor[TupleRow]) -> LimitedClaim:
         claim = LimitedClaim()
