@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
@@ -100,11 +101,16 @@ class ManagedConnection:
         #: The last loss was a read-only database: the outage ends with a write, not a connect.
         self._read_only = False
         self.notice = READ_ONLY
+        #: A shared connection's next reconnect attempt (monotonic): the loops that share it
+        #: wait for one attempt together instead of each making its own.
+        self._retry_at = 0.0
 
     async def get(self) -> AsyncConn:
         if self._conn is None or self._conn.closed:
             async with self._opening:
                 if self._conn is None or self._conn.closed:
+                    if self.shared and time.monotonic() < self._retry_at:
+                        raise DatabaseUnavailable(f"{self.role}: waiting for the next reconnect attempt")
                     await self._open()
         assert self._conn is not None
         return self._conn
@@ -137,6 +143,11 @@ class ManagedConnection:
         that one is kept and the caller tries it at once."""
         if used is not None and self._conn is not None and used is not self._conn:
             return
+        wait = self._retry_at - time.monotonic()
+        if self.shared and wait > 0:  # another loop sharing it failed just now: its retry is ours
+            await self.discard()
+            await asyncio.sleep(wait)
+            return
         failure = self.outage.failed()
         if isinstance(error, READ_ONLY_ERRORS):
             # Sticky until a write succeeds (``settled``): a later error of another kind (a
@@ -153,6 +164,7 @@ class ManagedConnection:
         if self.on_lost is not None:
             self.on_lost()
         await self.discard()
+        self._retry_at = time.monotonic() + failure.delay
         await asyncio.sleep(failure.delay)
 
     async def recover(self, error: BaseException, used: AsyncConn | None = None) -> None:

@@ -6,13 +6,14 @@ already discarded. Neither ends the outage."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from stem_pg.db.managed import ManagedConnection, ReadOnlyNotice
+from stem_pg.db.managed import CONNECTION_ERRORS, ManagedConnection, ReadOnlyNotice
 
 REFUSED = psycopg.errors.ReadOnlySqlTransaction("cannot execute UPDATE in a read-only transaction")
 
@@ -82,3 +83,40 @@ async def test_writes_again_is_said_after_a_read_only_loop_also_lost_its_session
         assert _said(caplog, "database accepts writes again") == 1
     finally:
         await managed.discard()
+
+
+async def test_loops_sharing_a_connection_wait_for_one_reconnect_attempt_together(
+    unused_tcp_port: int,
+) -> None:
+    """Five loops share a connection to a server that is down: each round of the backoff
+    makes one connection attempt between them, not one each (the attempts a loop makes on
+    its own connection in ``per-loop`` mode)."""
+    managed = ManagedConnection(
+        f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/none", "worker", shared=True
+    )
+    tried = 0
+    real_open = managed._open
+
+    async def counted_open() -> None:
+        nonlocal tried
+        tried += 1
+        await real_open()
+
+    managed._open = counted_open  # type: ignore[method-assign]
+
+    async def loop() -> None:
+        while True:
+            try:
+                await managed.get()
+            except CONNECTION_ERRORS as exc:
+                await managed.lost(exc)
+
+    loops = [asyncio.create_task(loop()) for _ in range(5)]
+    await asyncio.sleep(2.0)
+    for task in loops:
+        task.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    assert tried == managed.outage.attempts
+    # The backoff's delays (jittered, doubling to a cap) allow about 5 rounds in two seconds;
+    # each loop making its own attempt made 10-12.
+    assert 2 <= tried <= 7, tried
