@@ -196,7 +196,10 @@ def session_writable(conn: AsyncConn | None) -> bool:
     (Postgres 14+ reports both settings; an older server, neither: taken as writable)."""
     if conn is None or conn.closed:
         return False
-    return all(conn.info.parameter_status(name) != "on" for name in ("default_transaction_read_only", "in_hot_standby"))
+    return all(
+        conn.info.parameter_status(name) != "on"
+        for name in ("default_transaction_read_only", "in_hot_standby")
+    )
 
 
 async def _close(conn: AsyncConn) -> None:

@@ -86,7 +86,9 @@ def test_worker_waits_out_a_read_only_database_and_loses_nothing(
         workers = Workers(private_cluster.url, namespace, tmp_path)
         try:
             # A lease longer than the read-only spell: no lease runs out while none can be renewed.
-            worker = workers.start(concurrency=10, lease=30, poll_interval=0.2, extra=["--connections", "minimal"])
+            worker = workers.start(
+                concurrency=10, lease=30, poll_interval=0.2, extra=["--connections", "minimal"]
+            )
             results = [stem.enqueue("acc.step", {"n": n, "sleep": 0.3}) for n in range(JOBS)]
             wait_for(lambda: registered_pids(db, namespace), 30, "the worker to register")
             wait_for(
