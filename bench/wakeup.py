@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -28,11 +29,12 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.common import DEFAULT_DSN, PROBE, Collector, Table, ensure_database, latency_summary
+from bench.common import DEFAULT_DSN, PROBE, PROBE_ENV, Collector, Table, ensure_database, latency_summary
 
 TRACE_ENV = "BENCH_WAKE_TRACE"
 STAGES = ("returned", "notified", "woke", "sent", "back", "started")
@@ -52,6 +54,7 @@ _MARKS: dict[str, float] = {}
 
 def instrument() -> None:
     """Stamp the worker's wake-up path (called by bench.stem_app under ``BENCH_WAKE_TRACE=1``)."""
+    from stem_pg.db.shared import Turns
     from stem_pg.db.stores.jobs import JobStore
     from stem_pg.worker import listener
     from stem_pg.worker.limited import LimitedClaims
@@ -90,6 +93,17 @@ def instrument() -> None:
         return jobs
 
     LimitedClaims.claim = stamped_claim  # type: ignore[method-assign]
+    hold = Turns.hold
+
+    @contextlib.asynccontextmanager
+    async def stamped_hold(self: Turns) -> AsyncIterator[None]:
+        async with hold(self):
+            task = asyncio.current_task()
+            if task is not None and task.get_name() == "claimer":
+                _mark("sent")  # the claim's turn on the shared connection, after any wait
+            yield
+
+    Turns.hold = stamped_hold  # type: ignore[method-assign]
 
 
 def _mark(stage: str) -> None:
@@ -227,6 +241,58 @@ def hops(dsn: str, jobs: int, seed: int = 1) -> dict[str, Any]:
     return {k: latency_summary(v) for k, v in samples.items()}
 
 
+# -- harness side: two trees, job by job -----------------------------------------------
+
+
+def ab(dsn: str, base: str, jobs: int, connections: str | None, seed: int = 1) -> dict[str, Any]:
+    """The latency loop against two workers at once, one of the source tree ``base`` (A)
+    and one of this tree (B), each on its own namespace: jobs go to A and B in turn (the
+    order alternating), so both see the same moments of a machine that others load."""
+    from bench.bench_stem import BEST_PREFETCH, make_app, reset
+    from bench.common import ROOT, running, spawn
+
+    flags = ["--connections", connections] if connections else []
+    ensure_database(dsn)
+    trees = {"A": Path(base).resolve(), "B": ROOT}
+    apps: dict[str, Any] = {}
+    samples: dict[str, list[float]] = {"A": [], "B": []}
+    rng = random.Random(seed)
+    with Collector() as collector:
+        procs = []
+        for side, tree in trees.items():
+            namespace = f"bench_ab_{side.lower()}"
+            reset(dsn, namespace)
+            apps[side] = make_app(dsn, namespace)
+            argv = [sys.executable, "-m", "stem_pg", "worker", "run", "--app", "bench.stem_app:app"]
+            argv += ["--namespace", namespace, "--processes", "1", "--concurrency", "10"]
+            argv += ["--prefetch-multiplier", str(BEST_PREFETCH), *flags]
+            env = {"PYTHONPATH": str(tree), PROBE_ENV: collector.path, "BENCH_DSN": dsn}
+            procs.append(spawn(f"ab-{side}", argv, {**env, "BENCH_NAMESPACE": namespace}, cwd=tree))
+        try:
+            with running(procs):
+                for n in range(-20, jobs):
+                    for side in ("A", "B") if n % 2 else ("B", "A"):
+                        time.sleep(rng.uniform(0.005, 0.020))
+                        t = time.time()
+                        apps[side].enqueue("lat", {"t": t})
+                        got = _wait_latency(collector, t, 60.0 if n == -20 else 2.0)
+                        if got is not None and n >= 0:
+                            samples[side].append(got)
+        finally:
+            for app in apps.values():
+                app.close()
+    return {side: latency_summary(v) for side, v in samples.items()}
+
+
+def _wait_latency(collector: Collector, t: float, timeout: float) -> float | None:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        fields = collector.recv(left)
+        if fields and fields[0] == "L" and float(fields[1]) == t:
+            return (float(fields[2]) - t) * 1000
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wakeup", description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default=DEFAULT_DSN)
@@ -235,6 +301,10 @@ def main() -> int:
     tr = sub.add_parser("trace", help="the latency run, with the worker's path stamped")
     tr.add_argument("--jobs", type=int, default=600)
     tr.add_argument("--connections", choices=("minimal", "per-loop"))
+    ap = sub.add_parser("ab", help="two source trees' workers, jobs in turn (A: --base, B: this tree)")
+    ap.add_argument("--base", required=True, help="a source tree (e.g. a git archive of main)")
+    ap.add_argument("--jobs", type=int, default=1000, help="jobs per side")
+    ap.add_argument("--connections", choices=("minimal", "per-loop"))
     hp = sub.add_parser("hops", help="this machine's bare hops between two idle processes")
     hp.add_argument("--jobs", type=int, default=500)
     args = parser.parse_args()
@@ -247,6 +317,15 @@ def main() -> int:
         for key in STAGES:
             s = result[key]
             table.add(LABELS[key], s["p50_ms"], s.get("p90_ms", float("nan")), s["p99_ms"])
+        print(table.markdown())
+        return 0
+    if args.command == "ab":
+        result = ab(args.dsn, args.base, args.jobs, args.connections)
+        table = Table(["enqueue -> start, ms", "p50", "p90", "p99", "n"])
+        for side, label in (("A", f"A {args.base}"), ("B", "B this tree")):
+            s = result[side]
+            table.add(label, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["n"])
+        table.add("B / A", *(result["B"][k] / result["A"][k] for k in ("p50_ms", "p90_ms", "p99_ms")), "")
         print(table.markdown())
         return 0
     if args.command == "hops":
