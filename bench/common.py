@@ -428,7 +428,7 @@ class Proc:
         return kids or [self.pid]
 
 
-def spawn(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Proc:
+def spawn(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> Proc:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     log_path = OUT_DIR / f"{name}.log"
     full_env = dict(os.environ)
@@ -439,7 +439,7 @@ def spawn(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) 
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
             list(argv),
-            cwd=ROOT,
+            cwd=cwd,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

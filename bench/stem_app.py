@@ -22,6 +22,12 @@ if os.environ.get("BENCH_TRACING") == "1":  # the cost of tracing every run (ste
 
     instrument_with_sdk(app)
 
+TRACED = os.environ.get("BENCH_WAKE_TRACE") == "1"
+if TRACED:  # python -m bench.wakeup trace: the wake-up path stamped
+    from bench import wakeup
+
+    wakeup.instrument()
+
 
 @app.task(name="noop")
 async def noop() -> None:
@@ -38,7 +44,10 @@ async def noop_ignore() -> None:
 @app.task(name="lat")
 async def lat(t: float) -> None:
     """The latency task: ``t`` is the time.time() taken just before enqueue."""
-    PROBE.latency(t)
+    if TRACED:
+        wakeup.report(t)
+    else:
+        PROBE.latency(t)
 
 
 @app.task(name="payload")

@@ -60,12 +60,17 @@ SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q;
 -- walks its own claim index in order too.
 SET enable_sort = off;
 
--- name: job_claim_planner_local
--- job_claim_planner for one transaction: behind a transaction pooler each claim runs in a transaction that starts with it.
--- A pooler hands each transaction to any server session, so a session setting would not
--- follow the claim (and would stay behind on a session other clients get). This costs a
--- statement per claim, so only a worker whose URL says stem_pooler=transaction runs it.
-SET LOCAL enable_sort = off;
+-- name: job_claim_ready
+-- job_claim on a connection whose session does not plan claims (a pooler's, or one other loops share): one statement that brings its own plan.
+-- claim_ready (migration 0021) is job_claim in a function declared with SET enable_sort =
+-- off: a pooler hands each transaction to any server session, and the minimal mode's shared
+-- connection runs the other loops' statements too, so neither can keep job_claim_planner
+-- for the session. Before 0020 each such claim was BEGIN, SET LOCAL, the claim and COMMIT:
+-- pipelined one round trip, but ~1 ms more than one statement on an idle worker.
+SELECT id, task, queue, priority, args, headers, attempts, max_retries, expires_at,
+       visibility_timeout, acks_late, signature, waited, args_size
+FROM {ns}.claim_ready(%(queue)s, %(limit)s::int, %(worker_id)s, %(token)s::uuid,
+                      %(lease_seconds)s::float8, %(tasks)s::text[]);
 
 -- name: job_claim
 -- Lease up to %(limit)s due jobs of one queue: highest priority first, then in the order they became due; nothing while the queue is paused.

@@ -1,4 +1,4 @@
--- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0020.
+-- The schema of one stem_pg namespace, as migrations/ builds it up to revision 0021.
 --
 -- @NAMESPACE@ stands for the namespace's quoted schema name ("prod-us-east"). It is not
 -- SQL, so it stands for nothing else: generating this file checks that the dump held none.
@@ -572,6 +572,50 @@ BEGIN
         RETURN NEXT;
     END IF;
 END
+$$;
+
+CREATE FUNCTION @NAMESPACE@.claim_ready(p_queue text, p_limit integer, p_worker text, p_token uuid, p_lease double precision, p_tasks text[] DEFAULT NULL::text[]) RETURNS TABLE(id text, task text, queue text, priority smallint, args jsonb, headers jsonb, attempts integer, max_retries integer, expires_at timestamp with time zone, visibility_timeout integer, acks_late boolean, signature text, waited double precision, args_size integer)
+    LANGUAGE plpgsql
+    SET enable_sort TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    -- A durable commit, even where the session's default is not (job_claim's "durable").
+    IF current_setting('synchronous_commit') = 'off' THEN
+        PERFORM set_config('synchronous_commit', 'on', true);
+    END IF;
+    RETURN QUERY
+    WITH picked AS MATERIALIZED (
+        SELECT j.id
+        FROM @NAMESPACE@.jobs AS j
+        WHERE j.queue = p_queue
+          AND j.state IN ('queued', 'retried')
+          AND (p_tasks IS NULL OR j.task = ANY(p_tasks))
+          AND j.not_before <= now()
+          AND NOT EXISTS (SELECT 1 FROM @NAMESPACE@.paused_queues AS p WHERE p.queue = p_queue)
+        ORDER BY j.priority DESC, j.not_before, j.seq
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE @NAMESPACE@.jobs AS j
+    SET state = 'running',
+        attempts = j.attempts + 1,
+        started_at = now(),
+        worker_id = p_worker,
+        lease_token = p_token,
+        lease_expires_at = now() + make_interval(secs => coalesce(j.visibility_timeout, p_lease))
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.task, j.queue, j.priority,
+              CASE WHEN pg_column_size(j.args) <= 8 AND j.args = '{}'::jsonb THEN NULL
+                   ELSE j.args END,
+              nullif(j.headers - 'stem-signature', '{}'::jsonb),
+              j.attempts, j.max_retries, j.expires_at, j.visibility_timeout, j.acks_late,
+              j.headers ->> 'stem-signature',
+              extract(epoch FROM now() - greatest(j.enqueued_at, j.not_before))::float8,
+              pg_column_size(j.args);
+END;
 $$;
 
 CREATE FUNCTION @NAMESPACE@.job_done() RETURNS trigger

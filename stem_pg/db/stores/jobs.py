@@ -107,20 +107,11 @@ class JobStore:
         lease_seconds: float,
         tasks: list[str] | None,
     ) -> list[ClaimedJob]:
-        if self.pooled:
-            async with conn.transaction():
-                await conn.execute(self.q["job_claim_planner_local"])
-                cur = await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
-        elif isinstance(conn, SharedConnection):
-            # Other loops' statements share it (``--connections minimal``): not planned with
-            # sorts off, each claim sets its plan in its transaction. BEGIN, the plan, the
-            # claim and COMMIT: one round trip.
-            async with conn.pipeline(), conn.transaction():
-                await conn.execute(self.q["job_claim_planner_local"])
-                cur = await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
-        else:
-            cur = await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
-        async with cur:  # in a pipeline, its rows came with the sync
+        # A pooler's connection, or one the other loops share (``--connections minimal``):
+        # no session plan there, so the claim that plans itself (``job_claim_ready``).
+        ready = self.pooled or isinstance(conn, SharedConnection)
+        cur = await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks, ready=ready)
+        async with cur:
             return await cur.fetchall()
 
     async def _send_claim(
@@ -132,6 +123,8 @@ class JobStore:
         token: str,
         lease_seconds: float,
         tasks: list[str] | None,
+        *,
+        ready: bool,
     ) -> psycopg.AsyncCursor[ClaimedJob]:
         # args_row: the RETURNING columns are ClaimedJob's fields in order (no dict per row).
         cur = claim_cursor(conn.cursor(row_factory=args_row(ClaimedJob)))
@@ -143,7 +136,7 @@ class JobStore:
             "lease_seconds": lease_seconds,
             "tasks": tasks,
         }
-        return await cur.execute(self.q["job_claim"], params)
+        return await cur.execute(self.q["job_claim_ready"] if ready else self.q["job_claim"], params)
 
     async def send_claim(
         self,
@@ -158,10 +151,8 @@ class JobStore:
     ) -> psycopg.AsyncCursor[ClaimedJob]:
         """``job_claim`` inside the caller's transaction, its rows not read yet
         (``read_claim``; in a pipeline they come with its sync): the flush's claim, on a
-        connection whose session does not plan claims, so the plan is set for the
-        transaction first (``job_claim_planner_local``)."""
-        await conn.execute(self.q["job_claim_planner_local"])
-        return await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks)
+        connection whose session does not plan claims (``job_claim_ready``)."""
+        return await self._send_claim(conn, queue, limit, worker_id, token, lease_seconds, tasks, ready=True)
 
     async def read_claim(self, cur: psycopg.AsyncCursor[ClaimedJob]) -> list[ClaimedJob]:
         """The jobs a ``send_claim`` leased, once its transaction committed."""
