@@ -1,5 +1,7 @@
-"""The connection budget: how many connections each kind of stem_pg process holds at most, and
-what a fleet of them asks of the server's ``max_connections`` (README, "Connection budget")."""
+"""The connection budget: how many connections each kind of stem_pg process holds at most
+(README, "Connection budget": a fleet needs worker processes x W + beats x 3 + application
+pools x their size). Each worker process registers its own count, which ``stem doctor``
+adds up; tests hold these numbers to what the processes open."""
 
 from __future__ import annotations
 
@@ -10,21 +12,3 @@ WORKER_PROCESS = 2
 #: A worker process with ``--connections per-loop``: claim, flush, leases (registration and
 #: heartbeat), maintenance, control and listen, one each.
 WORKER_PROCESS_PER_LOOP = 6
-#: A worker process's connections, by ``--connections`` mode (each worker registers its own).
-WORKER_CONNECTIONS = {"minimal": WORKER_PROCESS, "per-loop": WORKER_PROCESS_PER_LOOP}
-#: ``stem beat``: its lease, its tick and its listen connection (stem_pg.beat.scheduler).
-BEAT_PROCESS = 3
-
-
-def fleet_connections(
-    worker_processes: int,
-    *,
-    per_worker: int = WORKER_PROCESS,
-    beats: int = 0,
-    app_pools: int = 0,
-    pool_size: int = 10,
-) -> int:
-    """The most connections a fleet opens: ``worker_processes`` worker processes of
-    ``per_worker`` connections, ``beats`` beat processes, and ``app_pools`` application pools
-    (a web process, or a worker process whose handlers enqueue) of ``pool_size`` each."""
-    return worker_processes * per_worker + beats * BEAT_PROCESS + app_pools * pool_size

@@ -140,7 +140,8 @@ class ManagedConnection:
         """The connection failed (or could not be opened): discard it, log if this starts an
         outage, and sleep the backoff delay before the caller tries again. ``used``: the
         connection that failed; when another loop sharing it has opened a new one since,
-        that one is kept and the caller tries it at once."""
+        that one is kept and the caller tries it at once, and while another has a retry
+        due, the caller waits for that one instead of counting (and making) its own."""
         if used is not None and self._conn is not None and used is not self._conn:
             return
         wait = self._retry_at - time.monotonic()

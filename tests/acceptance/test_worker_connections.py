@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from stem_pg.client.app import EnqueueRequest, Stem
-from stem_pg.core.budget import WORKER_CONNECTIONS, WORKER_PROCESS
+from stem_pg.core.budget import WORKER_PROCESS, WORKER_PROCESS_PER_LOOP
 from tests.acceptance.workerapp import Workers, local_ports, query, registered_pids, scalar
 from tests.helpers import wait_for
 
@@ -70,7 +70,7 @@ def test_connections_per_worker_process(
 
     wait_for(all_open, 10, f"each process's connections to be {expected}")
     assert connections_of(db, supervisor.pid) == []
-    assert len(expected) == WORKER_CONNECTIONS[mode or "minimal"]
+    assert len(expected) == (WORKER_PROCESS_PER_LOOP if mode == "per-loop" else WORKER_PROCESS)
     if mode is None:
         assert len(expected) == WORKER_PROCESS <= 2  # the default budget (issue: at most two)
     registered = query(db, namespace, "SELECT connections FROM {ns}.workers WHERE stopped_at IS NULL")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stem_pg.core.budget import BEAT_PROCESS, WORKER_PROCESS, WORKER_PROCESS_PER_LOOP, fleet_connections
+from stem_pg.core.budget import WORKER_PROCESS, WORKER_PROCESS_PER_LOOP
 from stem_pg.core.errors import ConfigError
 from stem_pg.worker.connections import WorkerConnections
 from stem_pg.worker.settings import WorkerSettings
@@ -28,14 +28,6 @@ def test_a_worker_process_holds_the_connections_the_budget_counts() -> None:
     )
     assert len(per_loop.all) == WORKER_PROCESS_PER_LOOP
     assert len({managed.role for managed in per_loop.all}) == WORKER_PROCESS_PER_LOOP
-
-
-def test_the_fleet_formula() -> None:
-    assert fleet_connections(10) == 10 * WORKER_PROCESS
-    assert fleet_connections(10, per_worker=WORKER_PROCESS_PER_LOOP) == 60
-    assert (
-        fleet_connections(4, beats=2, app_pools=3, pool_size=5) == 4 * WORKER_PROCESS + 2 * BEAT_PROCESS + 15
-    )
 
 
 def test_an_unknown_connection_mode_is_refused_naming_the_flag() -> None:
