@@ -66,7 +66,8 @@ def test_a_cancelled_claim_keeps_its_connection(app: Stem, database_url: str) ->
         return "ran"
 
     with running_worker(app, poll_interval=0.05) as worker, psycopg.connect(database_url) as blocker:
-        wait_for(lambda: worker.conns.claim.backend_pid is not None)
+        # The connections are made inside the worker's loop, once it runs (another thread).
+        wait_for(lambda: getattr(worker, "conns", None) is not None and worker.conns.claim.backend_pid)
         pid = worker.conns.claim.backend_pid
         blocker.execute(sql.SQL("LOCK TABLE {}.jobs").format(sql.Identifier(app.namespace)))
         waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s"
