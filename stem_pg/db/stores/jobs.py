@@ -68,8 +68,8 @@ class JobStore:
     def __init__(self, queries: Queries, *, result_ttl: float, pooled: bool = False) -> None:
         self.q = queries
         self.result_ttl = result_ttl
-        #: Behind a transaction pooler: no session settings, so each claim sets its plan
-        #: in its own transaction (``job_claim_planner_local``; ``plan_claims`` is not used).
+        #: Behind a transaction pooler: no session settings, so each claim is the one that
+        #: plans itself (``job_claim_ready``; ``plan_claims`` is not used).
         self.pooled = pooled
         #: Sizes the claims by their payloads (``CLAIM_ARGS_BYTES``).
         self.sizer = ClaimSizer()
