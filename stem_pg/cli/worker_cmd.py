@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict
 from typing import Annotated
@@ -10,8 +9,6 @@ from typing import Annotated
 import typer
 
 from stem_pg.cli import common, control_cmd, log_options
-from stem_pg.cli.loading import load_app
-from stem_pg.core.routing_registry import RoutingSubscription
 
 app = typer.Typer(help="Run, list and control workers.", no_args_is_help=True)
 
@@ -177,58 +174,46 @@ def run_command(
     --max-memory-per-child.
     """
     from stem_pg.worker.lean import LeanPlan, become_lean
-    from stem_pg.worker.settings import WorkerSettings, default_worker_id
-    from stem_pg.worker.supervisor import REPLACEMENT_VARIABLE, loop_factory
+    from stem_pg.worker.startup import WorkerOptions, loop_factory
 
     if metrics_port is not None:
         from stem_pg.metrics.exposition import require_client
 
         require_client()
     log_options.configure(loglevel, log_format)
-    stem = common.apply_to_app(
-        load_app(app_spec), url=url, namespace_flag=namespace, component="worker", direct_url=direct_url
-    )
-    config = common.config()
-    subscription = RoutingSubscription.build(
-        stem.routing,
-        queues=tuple(queue or config.worker_queues),
-        broadcasts=tuple(broadcast or config.worker_broadcasts),
-    )
-    settings = WorkerSettings(
-        queues=subscription.queues,
-        broadcasts=subscription.broadcasts,
-        worker_id=name or default_worker_id(),
-        concurrency=concurrency,
-        prefetch_multiplier=prefetch_multiplier or config.prefetch_multiplier,
-        lease_seconds=lease,
-        shutdown_grace=grace,
-        poll_interval=poll_interval,
-        vacuum=vacuum,
-        max_tasks_per_child=max_tasks_per_child,
-        max_memory_per_child=max_memory_per_child,
-        summary_interval=summary_interval,
-        claim_unregistered=claim_unregistered,
-        connections=connections,
-        event_loop=event_loop,
-        claim_in_flush=claim_in_flush,
-    )
-    loop_factory(settings.event_loop)  # uvloop missing: one line now, not in each process
-    if not os.environ.pop(REPLACEMENT_VARIABLE, None):  # a replaced worker retries, as it did
-        common.require_migrated(stem)
-    # The workers run in a fresh process without the CLI's modules (stem_pg.worker.lean).
+    common.config()  # a bad STEM_* variable: one line now
+    loop_factory(event_loop)  # uvloop missing: one line now, not in each process
+    # The command loads nothing more: the lean process (stem_pg.worker.lean), which replaces
+    # it, loads the app, checks its namespace is migrated and runs the workers.
     become_lean(
         LeanPlan(
             app_spec=app_spec,
-            url=stem.url,
-            direct_url=stem.direct_url,
-            namespace=stem.namespace,
+            options=WorkerOptions(
+                queues=tuple(queue or ()),
+                broadcasts=tuple(broadcast or ()),
+                name=name,
+                concurrency=concurrency,
+                prefetch_multiplier=prefetch_multiplier,
+                lease=lease,
+                grace=grace,
+                poll_interval=poll_interval,
+                vacuum=vacuum,
+                max_tasks_per_child=max_tasks_per_child,
+                max_memory_per_child=max_memory_per_child,
+                summary_interval=summary_interval,
+                claim_unregistered=claim_unregistered,
+                connections=connections,
+                event_loop=event_loop,
+                claim_in_flush=claim_in_flush,
+                url=url,
+                namespace=namespace,
+                direct_url=direct_url,
+            ),
             log_level=loglevel,
             log_format=log_format,
-            settings=settings,
             processes=processes,
             metrics_port=metrics_port,
             sys_path=tuple(sys.path),
-            named=name is not None,
         )
     )
 

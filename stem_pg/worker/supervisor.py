@@ -13,16 +13,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
-from stem_pg.core.errors import ConfigError
 from stem_pg.worker.banner import log_banner
 from stem_pg.worker.lifeline import Lifeline
 from stem_pg.worker.recycle import EXIT_RETIRED
 from stem_pg.worker.settings import WorkerSettings, default_worker_id
 from stem_pg.worker.shutdown import cancel_within
+from stem_pg.worker.startup import loop_factory
 from stem_pg.worker.worker import Worker
 
 if TYPE_CHECKING:
@@ -87,18 +86,6 @@ def run_worker(
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         runner.run(main())
     return worker
-
-
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop ``--event-loop`` names (None: asyncio's own); ConfigError when the
-    uvloop extra is not installed."""
-    if name != "uvloop":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        raise ConfigError("--event-loop uvloop needs uvloop: pip install 'stem_pg[uvloop]'") from None
-    return uvloop.new_event_loop
 
 
 def _exit_now(code: int) -> None:

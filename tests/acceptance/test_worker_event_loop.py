@@ -11,7 +11,7 @@ import pytest
 from stem_pg.client.app import Stem
 from stem_pg.config.settings import StemConfig
 from stem_pg.core.errors import ConfigError
-from stem_pg.worker import supervisor
+from stem_pg.worker import startup
 from tests.acceptance.workerapp import Workers
 from tests.helpers import stem_env
 
@@ -48,5 +48,5 @@ def test_an_unknown_loop_is_one_line(database_url: str, namespace: str) -> None:
 def test_uvloop_without_the_extra_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
     with pytest.raises(ConfigError, match=r"pip install 'stem_pg\[uvloop\]'"):
-        supervisor.loop_factory("uvloop")
-    assert supervisor.loop_factory("asyncio") is None
+        startup.loop_factory("uvloop")
+    assert startup.loop_factory("asyncio") is None
