@@ -11,7 +11,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-from stem_pg.config.safe_yaml import YamlProblem, read_yaml
 from stem_pg.core.errors import RoutingConfigError
 from stem_pg.core.routing import RoutingConfig
 
@@ -48,6 +47,8 @@ def load_routing_yaml(text: str, *, source: str | None = None) -> RoutingConfig:
     Raises RoutingConfigError (never a yaml exception) naming ``source`` (or
     "<string>"), the line and the key.
     """
+    from stem_pg.config.safe_yaml import YamlProblem, read_yaml  # PyYAML: only with a routing file
+
     name = source or "<string>"
     try:
         document = read_yaml(text)

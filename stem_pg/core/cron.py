@@ -20,8 +20,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterError, croniter
-
 #: How far a DST shift can move a wall-clock time (a margin over the real 2 h maximum).
 _DST_MARGIN = timedelta(hours=3)
 _CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
@@ -30,6 +28,8 @@ _CRON_RANGES = ("0-59", "0-23", "1-31", "1-12 or jan-dec", "0-6 or sun-sat")
 
 def cron_valid(text: str) -> bool:
     """Whether croniter accepts ``text`` (5 fields, or 6 with seconds first)."""
+    from croniter import CroniterError, croniter  # with dateutil: only where schedules are parsed
+
     try:
         croniter(text, datetime(2000, 1, 1), second_at_beginning=len(text.split()) == 6)
     except (CroniterError, ValueError, KeyError, TypeError):
@@ -55,6 +55,8 @@ def cron_next(
 ) -> datetime | None:
     """The first fire after ``after``: the earliest instant, under the DST policy, of the
     wall-clock times croniter finds. Raises croniter's CroniterBadDateError if none exists."""
+    from croniter import croniter
+
     zone = ZoneInfo(timezone)
     start = after.astimezone(zone).replace(tzinfo=None)
     if zone.utcoffset(start - _DST_MARGIN) != zone.utcoffset(start + _DST_MARGIN):

@@ -14,8 +14,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError
-
 from stem_pg.core.cron import cron_next, cron_valid, invalid_field
 from stem_pg.core.durations import MAX_DURATION, MAX_DURATION_TEXT, DurationTooLong, parse_duration
 from stem_pg.core.schedule_specs import (
@@ -193,6 +191,8 @@ def _cron(raw: object, timezone: object, path: tuple[str, ...]) -> CronSpec:
             raise SpecError(path, f"{text!r}: {problem}")
         if not cron_valid(text):
             raise SpecError(path, f"{text!r} is not a valid cron expression")
+    from croniter import CroniterBadDateError
+
     spec = CronSpec(text, zone)
     try:
         cron_next(text, zone, datetime(2000, 1, 1, tzinfo=UTC), day_or=True, every_hour=False)
@@ -209,6 +209,8 @@ def _calendar(raw: object, timezone: object) -> CalendarSpec:
         raise SpecError(("calendar", unknown[0]), f"unknown key (allowed: {', '.join(CALENDAR_FIELDS)})")
     values = {key: _calendar_values(key, raw[key]) for key in CALENDAR_FIELDS if raw.get(key) is not None}
     zone = check_timezone(timezone if timezone is not None else "UTC")
+    from croniter import CroniterBadDateError
+
     spec = CalendarSpec(**values, timezone=zone)
     try:
         cron_next(spec.to_cron(), zone, datetime(2000, 1, 1, tzinfo=UTC), day_or=False, every_hour=False)

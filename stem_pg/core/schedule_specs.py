@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import astral
-import astral.sun
-
 from stem_pg.core.cron import cron_next
 
 #: The shortest interval beat accepts: a fire is a database round trip.
@@ -157,6 +154,8 @@ class SolarSpec:
     offset: float = 0.0
 
     def next_after(self, after: datetime) -> datetime | None:
+        import astral.sun  # only where a solar schedule runs (beat)
+
         observer = astral.Observer(latitude=self.latitude, longitude=self.longitude)
         event: Callable[..., datetime] = getattr(astral.sun, self.solar)
         shift = timedelta(seconds=self.offset)
