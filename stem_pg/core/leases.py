@@ -35,7 +35,9 @@ class LeaseCheck(enum.Enum):
 
 def start_margin(lease_seconds: float) -> float:
     """How much of a lease of ``lease_seconds`` must be left to start a job."""
-    return min(START_MARGIN_MAX, max(0.0, lease_seconds) * START_MARGIN_SHARE)
+    # Asked for every job a worker starts: comparisons, as min() and max() cost ten times more.
+    share = lease_seconds * START_MARGIN_SHARE if lease_seconds > 0.0 else 0.0
+    return share if share < START_MARGIN_MAX else START_MARGIN_MAX
 
 
 def start_by(*, sent: float, seconds: float) -> float:

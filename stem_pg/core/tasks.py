@@ -132,6 +132,12 @@ class TaskDefinition:
         """Whether the handler is a coroutine function (asked once, not once per job)."""
         return inspect.iscoroutinefunction(self.fn)
 
+    @functools.cached_property
+    def async_limit(self) -> float | None:
+        """The seconds an async handler may run: the smaller of its time limits, if any."""
+        limits = [x for x in (self.options.time_limit, self.options.soft_time_limit) if x is not None]
+        return min(limits) if limits else None
+
     @classmethod
     def build(cls, name: str, fn: Callable[..., Any], options: TaskOptions) -> TaskDefinition:
         """Inspect ``fn``: a parameter annotated ``TaskContext`` (or named ``ctx``) gets the context."""

@@ -135,6 +135,10 @@ class _CapturingHooks(TaskHooks):
         super().__init__(app.signals, app.middleware_chain, EAGER_WORKER_ID)
         self.job = job
 
+    @property
+    def wrapped(self) -> bool:
+        return True  # every handler call goes through call(), which keeps what it raised
+
     async def call(self, entry: Inflight, call: CallNext) -> Any:
         try:
             return await super().call(entry, call)

@@ -21,6 +21,9 @@ from stem_pg.db.stores.rows import Finish, Outcome, RetryLater
 from stem_pg.worker.context import Inflight
 from stem_pg.worker.settings import WorkerSettings
 
+# Plain strings: an enum member's lookup costs more than the rest of a success's hooks.
+_SUCCEEDED, _FAILED = TaskState.SUCCEEDED.value, TaskState.FAILED.value
+
 
 class TaskHooks:
     """Signals and middleware of one worker; each method costs a truth test when unused."""
@@ -35,6 +38,11 @@ class TaskHooks:
         return TaskInfo(
             job.task, job.id, job.queue, job.attempts, self.worker_id, job.args or {}, job.headers or {}
         )
+
+    @property
+    def wrapped(self) -> bool:
+        """Whether a handler runs inside anything: ``task_started`` receivers or middleware."""
+        return bool(self.middleware or self.signals.task_started.receivers)
 
     async def received(self, entry: Inflight) -> None:
         if self.signals.task_received:
@@ -60,9 +68,9 @@ class TaskHooks:
                 )
                 await _send(ended, s.task_failed, s.task_retried)
         elif isinstance(outcome, Finish):
-            if outcome.state == TaskState.SUCCEEDED:
+            if outcome.state == _SUCCEEDED:
                 sent: tuple[Signal[TaskOutcome], ...] = (s.task_succeeded,)
-            elif outcome.state == TaskState.FAILED:
+            elif outcome.state == _FAILED:
                 sent = (s.task_failed, s.task_dead_lettered)
             else:
                 sent = (s.task_revoked,)

@@ -58,8 +58,10 @@ class LeaseGate:
         )
 
     def startable(self, entry: Inflight) -> bool:
-        """Whether the job may start now (the common case, without ``admit``'s await)."""
-        return self.check(entry) is LeaseCheck.VALID
+        """Whether the job may start now (the common case, without ``admit``'s await):
+        ``check`` says VALID, spelled out as it is asked before every job."""
+        confirmed = entry.lease_epoch == self.state.lease_epoch
+        return confirmed and not entry.lost and self.clock() < entry.start_by
 
     async def admit(self, entry: Inflight) -> Release | None:
         """None: start the job now. Else the outcome to record instead of running it: a

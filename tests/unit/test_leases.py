@@ -107,3 +107,17 @@ def test_after_a_connection_failure_the_gate_waits_for_the_heartbeat() -> None:
     state.lease_epoch += 1
     entry.lost = True  # ... or the heartbeat found it lost
     assert asyncio.run(asyncio.wait_for(gate.admit(entry), 5)) == Release("job-1", "token-1")
+
+
+@pytest.mark.parametrize("lost", [False, True])
+@pytest.mark.parametrize("confirmed", [False, True])
+@pytest.mark.parametrize("later", [0.0, 1.49, 1.5, 1.51, 30.0])
+def test_startable_is_the_rule_s_valid_spelled_out(lost: bool, confirmed: bool, later: float) -> None:
+    """``startable`` (asked before every job, without ``check``'s calls) agrees with the rule."""
+    clock = Clock()
+    gate, state, _ = _gate(clock)
+    entry = _entry(clock, state)  # a lease of 2 s: startable for 1.5 s
+    entry.lost = lost
+    state.lease_epoch += 0 if confirmed else 1
+    clock.now += later
+    assert gate.startable(entry) is (gate.check(entry) is LeaseCheck.VALID)

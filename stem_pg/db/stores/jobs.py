@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg.rows import TupleRow, args_row, class_row
+from psycopg.rows import RowMaker, TupleRow, args_row, class_row
 
 from stem_pg.db.args_json import claim_cursor
 from stem_pg.db.queries import Queries
@@ -15,6 +16,19 @@ from stem_pg.db.shared import SharedConnection
 from stem_pg.db.stores.rows import ClaimedJob, Finish, GivenBack, Release, RescueCount, RetryLater
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
+
+_CLAIMED_FIELDS = len(ClaimedJob._fields)
+
+
+def claimed_job_row(cursor: Any) -> RowMaker[ClaimedJob]:
+    """The claim's rows as ClaimedJob: its RETURNING columns are the fields in order, so a
+    row that has them all becomes the tuple as it is (no constructor call per row); one that
+    leaves the last ones out gets their defaults."""
+    columns = cursor.description
+    if columns is not None and len(columns) == _CLAIMED_FIELDS:
+        return functools.partial(tuple.__new__, ClaimedJob)
+    return args_row(ClaimedJob)(cursor)
+
 
 #: About how many bytes of arguments one claim may bring back. A claim's rows arrive whole
 #: (libpq's result) and are then decoded, so both copies of every payload exist at once:
@@ -126,8 +140,7 @@ class JobStore:
         *,
         ready: bool,
     ) -> psycopg.AsyncCursor[ClaimedJob]:
-        # args_row: the RETURNING columns are ClaimedJob's fields in order (no dict per row).
-        cur = claim_cursor(conn.cursor(row_factory=args_row(ClaimedJob)))
+        cur = claim_cursor(conn.cursor(row_factory=claimed_job_row))
         params = {
             "queue": queue,
             "limit": limit,
