@@ -7,6 +7,7 @@ connection. Each system writes to a database of its own (``--dsn``,
 ``xact_commit`` (pg_stat_database) over the run, read once every connection the
 run opened is gone (a backend reports its counters when it exits), divided by
 the calls made. It includes the handful of commits that opening the pool costs.
+Producer CPU per call: the producer process's user + system CPU over its loop.
 ``--repeat N`` interleaves N runs of each system.
 
     python -m bench.enqueue_loop --seconds 5 --repeat 3
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import resource
 import time
 from typing import Any
 
@@ -62,18 +64,26 @@ def commits(dsn: str, timeout: float = 30.0) -> int:
         return int(row[0]) if row else 0
 
 
-def _stem_producer(dsn: str, namespace: str, seconds: float, start_at: float) -> tuple[int, float]:
+def _cpu() -> float:
+    """This process's CPU seconds (user + system) so far."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def _stem_producer(dsn: str, namespace: str, seconds: float, start_at: float) -> tuple[int, float, float]:
+    """Calls made, seconds taken and the producer's CPU seconds in them."""
     app = make_app(dsn, namespace)
     calls = 0
     try:
         app.enqueue("noop", {})  # open the pool (not counted)
         time.sleep(max(0.0, start_at - time.time()))
+        cpu = _cpu()
         start = time.perf_counter()
         deadline = start + seconds
         while time.perf_counter() < deadline:
             app.enqueue("noop", {})
             calls += 1
-        return calls, time.perf_counter() - start
+        return calls, time.perf_counter() - start, _cpu() - cpu
     finally:
         app.close()
 
@@ -84,13 +94,13 @@ def stem_loop(dsn: str, namespace: str, seconds: float, processes: int = 1) -> d
     before = commits(dsn)
     start_at = time.time() + 1.0 + 0.2 * processes
     if processes == 1:
-        calls, elapsed = _stem_producer(dsn, namespace, seconds, start_at)
+        calls, elapsed, cpu = _stem_producer(dsn, namespace, seconds, start_at)
     else:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(processes) as pool:
             done = pool.starmap(_stem_producer, [(dsn, namespace, seconds, start_at)] * processes)
-        calls, elapsed = sum(c for c, _ in done), max(e for _, e in done)
-    row = _row("stem_pg", calls, elapsed, commits(dsn) - before)
+        calls, elapsed, cpu = sum(d[0] for d in done), max(d[1] for d in done), sum(d[2] for d in done)
+    row = _row("stem_pg", calls, elapsed, commits(dsn) - before, cpu)
     row["processes"] = processes
     return row
 
@@ -99,24 +109,25 @@ def pgq_loop(dsn: str, seconds: float) -> dict[str, Any]:
     pgq.reset(dsn)
     before = commits(dsn)
 
-    async def run() -> tuple[int, float]:
+    async def run() -> tuple[int, float, float]:
         queries, conn = await pgq._queries(dsn)
         calls = 0
         try:
+            cpu = _cpu()
             start = time.perf_counter()
             deadline = start + seconds
             while time.perf_counter() < deadline:
                 await queries.enqueue("noop", None)
                 calls += 1
-            return calls, time.perf_counter() - start
+            return calls, time.perf_counter() - start, _cpu() - cpu
         finally:
             await pgq._close(conn)
 
-    calls, elapsed = asyncio.run(run())
-    return _row("pgqueuer", calls, elapsed, commits(dsn) - before)
+    calls, elapsed, cpu = asyncio.run(run())
+    return _row("pgqueuer", calls, elapsed, commits(dsn) - before, cpu)
 
 
-def _row(system: str, calls: int, elapsed: float, committed: int) -> dict[str, Any]:
+def _row(system: str, calls: int, elapsed: float, committed: int, cpu: float) -> dict[str, Any]:
     row = {
         "system": system,
         "calls": calls,
@@ -124,6 +135,7 @@ def _row(system: str, calls: int, elapsed: float, committed: int) -> dict[str, A
         "jobs_per_s": calls / elapsed,
         "commits": committed,
         "commits_per_call": committed / calls if calls else None,
+        "cpu_us_per_call": 1e6 * cpu / calls if calls else None,
     }
     per_call = f"{committed / calls:.2f} commits/call" if calls else f"{committed} commits, no calls"
     log(f"{system} enqueue loop: {row['jobs_per_s']:,.0f} jobs/s, {per_call}")
@@ -151,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(stem_loop(args.dsn, args.namespace, args.seconds, args.processes))
         if not args.no_pgqueuer:
             rows.append(pgq_loop(args.pgq_dsn, args.seconds))
-    table = Table(["run", "system", "jobs/s", "commits/call", "vs pgqueuer"])
+    table = Table(["run", "system", "jobs/s", "commits/call", "producer CPU us/call", "vs pgqueuer"])
     for i in range(0, len(rows), 1 if args.no_pgqueuer else 2):
         pair = rows[i : i + (1 if args.no_pgqueuer else 2)]
         versus = ratio(pair[0]["jobs_per_s"], pair[1]["jobs_per_s"]) if len(pair) == 2 else None
@@ -161,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["system"],
                 row["jobs_per_s"],
                 row["commits_per_call"],
+                row["cpu_us_per_call"],
                 versus if row["system"] == "stem_pg" else "",
             )
     print(table.markdown())

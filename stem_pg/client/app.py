@@ -17,6 +17,7 @@ from stem_pg.client.backend import DEFAULT_RESULT_TTL, Backend, BackendFacade
 from stem_pg.client.broadcasts import BroadcastResult, publish_async, publish_sync
 from stem_pg.client.canvas import CanvasResult, apply_canvas
 from stem_pg.client.control import Control
+from stem_pg.client.enqueue_one import enqueue_one
 from stem_pg.client.locks import AsyncLock, Lock
 from stem_pg.client.results import TaskResult
 from stem_pg.client.schedules import Schedules
@@ -187,6 +188,8 @@ class Stem(BackendFacade, RuntimeFacade, TestingAccess):
         request = EnqueueRequest(
             name, kwargs, task_id, countdown, eta, expires, priority, queue, headers or {}, debounce, key
         )
+        if connection is None:
+            return enqueue_one(self.backend, self.planner, request)
         return enqueueing.enqueue_many(
             self.backend, self.planner, [request], connection=connection, numbered=False
         )[0]

@@ -80,14 +80,23 @@ class Waker:
     def enqueueing(self) -> Iterator[Announce]:
         """Around a pool enqueue: how it should announce its jobs, from what else this
         process is enqueueing (the module docstring tells the two ways)."""
+        how = self.begin()
+        try:
+            yield how
+        finally:
+            self.end()
+
+    def begin(self) -> Announce:
+        """``enqueueing()`` without the context manager (the single enqueue's hot path):
+        how to announce; call ``end()`` once the enqueue is done, whatever happened."""
         with self._lock:
             self._busy += 1
             alone = self._busy == 1 and not self._pending
-        try:
-            yield Announce.WITH_INSERT if alone else Announce.BY_WAKER
-        finally:
-            with self._lock:
-                self._busy -= 1
+        return Announce.WITH_INSERT if alone else Announce.BY_WAKER
+
+    def end(self) -> None:
+        with self._lock:
+            self._busy -= 1
 
     def request(self, queues: Iterable[str]) -> None:
         """Wake the workers of ``queues`` soon (call it after the inserting commit)."""

@@ -156,7 +156,7 @@ def encode_kwargs(
 ) -> str:
     """A job's arguments as JSON; a TaskError names the argument that cannot be stored, is
     nested more than MAX_DEPTH levels deep or is longer than ``max_bytes``."""
-    if kwargs is None:
+    if kwargs is None or (type(kwargs) is dict and not kwargs):
         return "{}"
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise TaskError(f"{task}: kwargs must be a mapping with string keys, got {type(kwargs).__name__}")

@@ -151,11 +151,12 @@ class Planner:
             isinstance(request.priority, bool) or not isinstance(request.priority, int)
         ):
             raise TaskError(f"{name}: priority must be an integer, got {request.priority!r}")
-        headers = tuple(sorted((str(k), str(v)) for k, v in request.headers.items()))
+        given = request.headers
+        headers = tuple(sorted((str(k), str(v)) for k, v in given.items())) if given else ()
         place = self.placement(name, request.queue, request.priority, headers)
         if request.eta is not None and request.countdown is not None:
             raise TaskError(f"{name}: give either eta or countdown, not both")
-        expires_at, expires_in = split_expires(request.expires)
+        expires_at, expires_in = (None, None) if request.expires is None else split_expires(request.expires)
         definition = self._registry.get(name)
         if definition is not None and definition.models and request.kwargs:
             request = replace(request, kwargs=definition.models.dump(name, request.kwargs))

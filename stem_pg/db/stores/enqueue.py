@@ -97,6 +97,10 @@ def _one(spec: JobSpec, channel: str | None) -> dict[str, Any]:
     return params
 
 
+#: The connection attribute where ``EnqueueStore.enqueue_pooled`` keeps its cursor.
+_CURSOR = "_stem_enqueue_cursor"
+
+
 class EnqueueStore:
     """Enqueue queries of one namespace on a synchronous connection the caller owns."""
 
@@ -110,6 +114,16 @@ class EnqueueStore:
     def enqueue(self, conn: Any, *, spec: JobSpec, announce: bool = False) -> None:
         """Insert one job (``job_enqueue``); ``announce``: the statement wakes its queue itself."""
         execute(conn, self.q["job_enqueue"], _one(spec, self.q.channels.jobs if announce else None))
+
+    def enqueue_pooled(self, conn: Conn, *, spec: JobSpec, announce: bool = False) -> None:
+        """``enqueue`` on one of the application's pool connections, through a cursor kept
+        with it: psycopg builds a cursor (and its adapters) per ``conn.execute``, which cost
+        as much as the rest of the statement's client side (bench/RESULTS.md, enqloop)."""
+        cursor: psycopg.Cursor[Any] | None = getattr(conn, _CURSOR, None)
+        if cursor is None or cursor.closed:
+            cursor = conn.cursor()
+            setattr(conn, _CURSOR, cursor)  # an attribute, not a weak map: the cursor refers to conn
+        cursor.execute(self.q["job_enqueue"], _one(spec, self.q.channels.jobs if announce else None))
 
     def enqueue_many(self, conn: Any, *, specs: Sequence[JobSpec]) -> None:
         """Insert jobs without unique keys in one statement (``job_enqueue_many``)."""
