@@ -837,7 +837,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     al.add_argument("--pgq-batch-size", type=int, default=PGQ_BEST_BATCH)
     al.add_argument("--pgq-driver", default=PGQ_BEST_DRIVER, choices=["apg", "apgpool", "psy"])
-    al.add_argument("--payload-jobs", type=int, default=2000, help="jobs per payload size; 0 skips them")
+    al.add_argument(
+        "--payload-jobs",
+        type=int,
+        default=2000,
+        help="jobs of 100 KB (ten times as many of 1 KB); 0 skips them",
+    )
     al.add_argument("--no-pgqueuer", action="store_true")
     al.add_argument("--celery", metavar="BROKERS", help=CELERY_HELP)
     al.add_argument("--celery-jobs", type=int, default=20_000, help="Celery's backlog (it drains slowly)")
