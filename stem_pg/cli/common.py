@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stem_pg.config.settings import Component, StemConfig
-from stem_pg.core.dsn import validate_url
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.namespaces import validate_namespace
 
@@ -154,10 +153,10 @@ def apply_to_app(
     """Point a loaded app at the database and the namespace the rules choose (``url``,
     ``namespace_flag`` and ``direct_url``: the ``--url``, ``--namespace`` and
     ``--direct-url`` values)."""
-    app.url = database_url(url, app=app)
-    if direct_url:
-        app.direct_url = validate_url(direct_url, source="--direct-url")
-    app.namespace = namespace(namespace_flag, app=app, component=component)
+    from stem_pg.client.loading import point_app
+
+    point_app(app, config(), url=url, namespace=namespace_flag, component=component, direct_url=direct_url)
+    RESOLVED.append(app.namespace)
     return app
 
 

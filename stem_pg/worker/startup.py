@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stem_pg.config.settings import StemConfig
-from stem_pg.core.dsn import validate_url
 from stem_pg.core.errors import ConfigError
 from stem_pg.core.routing_registry import RoutingSubscription
 from stem_pg.worker.settings import WorkerSettings, default_worker_id
@@ -51,11 +50,17 @@ def prepare(app: Stem, options: WorkerOptions) -> WorkerSettings:
     """Point ``app`` at the database and namespace the rules choose (StemConfig: ``--url``,
     else STEM_BROKER_URL, else the app's; ``--namespace``, else STEM_WORKER_NAMESPACE, ...)
     and build the workers' settings; ConfigError on a bad option or variable."""
+    from stem_pg.client.loading import point_app
+
     config = StemConfig.from_environment(os.environ)
-    app.url = config.url_for(flag=options.url, app=lambda: app.url)
-    if options.direct_url:
-        app.direct_url = validate_url(options.direct_url, source="--direct-url")
-    app.namespace = config.namespace_for("worker", flag=options.namespace, app=app.namespace)
+    point_app(
+        app,
+        config,
+        url=options.url,
+        namespace=options.namespace,
+        component="worker",
+        direct_url=options.direct_url,
+    )
     subscription = RoutingSubscription.build(
         app.routing,
         queues=options.queues or config.worker_queues,
