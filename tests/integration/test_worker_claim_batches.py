@@ -51,8 +51,7 @@ def test_a_flush_asked_for_right_after_another_waits_out_the_linger(
     app: Stem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Outcomes of a busy worker are written together: a flush asked for within the linger of
-    # the last one's end waits out the rest (20 ms here, 2 ms by default, so it shows).
-    monkeypatch.setattr(flush, "FLUSH_LINGER", 0.02)
+    # the last one's end (20 ms by default) waits out the rest.
     writes: list[tuple[float, int]] = []
     send_finish = JobStore.send_finish
 
@@ -70,5 +69,34 @@ def test_a_flush_asked_for_right_after_another_waits_out_the_linger(
     with running_worker(app, concurrency=2, prefetch_multiplier=4, poll_interval=5.0):
         wait_for(lambda: sum(n for _, n in writes) >= 40, 20, "40 outcomes written")
     gaps = [b - a for (a, _), (b, _) in itertools.pairwise(writes)]
-    assert gaps and min(gaps) >= 0.019, gaps  # back to back (a few ms apart) without it
-    assert len(writes) <= 12, writes
+    assert gaps and min(gaps) >= 0.019, gaps  # 2-3 ms apart with the linger of 2 ms it had
+    assert len(writes) <= 8, writes  # 40 jobs of 2 ms on 2 slots: ~40 ms of work
+
+
+def test_a_full_batch_of_outcomes_ends_the_linger(app: Stem, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A batch of FLUSH_BATCH outcomes is written at once, however long the linger: waiting
+    # for more gains little once a batch is that big.
+    monkeypatch.setattr(flush, "FLUSH_LINGER", 30.0)
+    monkeypatch.setattr(flush, "FLUSH_BATCH", 10)
+    written: list[int] = []
+    send_finish = JobStore.send_finish
+
+    async def counted(self: JobStore, conn: Any, *, outcomes: Any) -> Any:
+        written.append(len(outcomes))
+        return await send_finish(self, conn, outcomes=outcomes)
+
+    monkeypatch.setattr(JobStore, "send_finish", counted)
+
+    @app.task(name="batches.instant")
+    async def instant(n: int) -> None:
+        return None
+
+    app.enqueue_many([("batches.instant", {"n": n}) for n in range(5)])
+    with running_worker(app, concurrency=20, poll_interval=5.0):
+        wait_for(lambda: sum(written) >= 5, 10, "the first 5 outcomes written (after a quiet spell: at once)")
+        app.enqueue_many([("batches.instant", {"n": n}) for n in range(5, 45)])
+        # within the 30 s linger of the first write only full batches end it early (what is
+        # left below 10 waits for the linger, or for the final flush)
+        wait_for(lambda: sum(written) >= 36, 10, "40 more outcomes written in batches of 10 or more")
+        during = list(written)
+    assert len(during) >= 2 and all(n >= 10 for n in during[1:]), during
