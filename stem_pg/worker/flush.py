@@ -95,8 +95,8 @@ class OutcomeFlusher:
         self.held: list[Outcome] = []
         self.unflushed: dict[str, Inflight] = {}
         self.wanted = asyncio.Event()
-        #: Set once ``FLUSH_BATCH`` outcomes wait: the flush stops lingering.
-        self._full = asyncio.Event()
+        #: Set when what waits must not linger (``FLUSH_BATCH`` outcomes, or ``hurry``).
+        self._now = asyncio.Event()
         #: One flush at a time: ``final`` waits for the loop's write instead of racing it.
         self._lock = asyncio.Lock()
         self._writing = 0  # outcomes in the write under way
@@ -117,7 +117,12 @@ class OutcomeFlusher:
         self.outcomes.append(outcome)
         self.wanted.set()
         if len(self.outcomes) >= FLUSH_BATCH:
-            self._full.set()
+            self._now.set()
+
+    def hurry(self) -> None:
+        """Write what waits without lingering: a finish that frees a concurrency slot (other
+        workers, and this one's claim in the flush, wait for its write)."""
+        self._now.set()
 
     def hold(self, entry: Inflight, outcome: Outcome) -> None:
         """Keep ``outcome`` (and the lease of its job) until ``final``."""
@@ -134,12 +139,13 @@ class OutcomeFlusher:
             await self.wanted.wait()
             wait = self._last_flush + self.linger - time.monotonic()
             if wait > 0 and not (self.claim is not None and self.claim.claim_wanted()):
-                # A concurrency slot's hand-off (claim_wanted) is never held back, nor a full batch.
+                # A concurrency slot's hand-off (claim_wanted, hurry) is never held back,
+                # nor a full batch.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
-                        await self._full.wait()
+                        await self._now.wait()
             self.wanted.clear()
-            self._full.clear()
+            self._now.clear()
             await self.flush_once()
 
     async def flush_once(self) -> None:

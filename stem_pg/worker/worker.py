@@ -120,10 +120,8 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until ``request_stop()``; then drain gracefully (or not, when forced).
-
-        Log records of this process are redacted from here on (no password in any line).
-        """
+        """Run until ``request_stop()``; then drain gracefully (or not, when forced). Log
+        records of this process are redacted from here on (no password in any line)."""
         install_log_redaction()
         bind_process(worker=self.id, namespace=self.app.namespace)
         self._assemble()
@@ -445,6 +443,8 @@ class Worker:
         self.counts[kind := count_as(outcome)] += 1
         if self.metrics is not None:
             self.metrics.job_ended(entry, kind)
-        if not slot_freed and not (self.flush_claims.enabled and self.flusher.outcomes):
+        if slot_freed:  # other workers (and this one's claim in the flush) wait for its write
+            self.flusher.hurry()
+        elif not (self.flush_claims.enabled and self.flusher.outcomes):
             self._after_finish |= not self._wake.is_set()  # the first reason since the claim
             self._wake.set()  # else the flush of its outcome claims (or wakes the claim loop)

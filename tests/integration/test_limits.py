@@ -26,6 +26,7 @@ from stem_pg.config.settings import StemConfig
 from stem_pg.core.limits import claim_plan, declared_limits
 from stem_pg.core.routing import RoutingConfig
 from stem_pg.db.stores.limits import LimitStore
+from stem_pg.worker import flush
 from tests.helpers import running_worker, wait_for
 
 
@@ -196,6 +197,22 @@ def test_a_claim_in_a_flush_that_finds_the_limiter_busy_has_the_claim_loop_look_
             released = time.monotonic()
         wait_for(lambda: len(ledger.started("slots")) == 3, 10, "C to start")
     assert ledger.started("slots")[2] - released < 1.5
+
+
+def test_a_finish_that_frees_a_slot_ends_the_flush_s_linger(
+    limited: Stem, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy worker's flush lingers after its last write (20 ms; 30 s here, so that it
+    # shows). A finish that frees a concurrency slot is written at once all the same: the
+    # next job may take the slot only then, here or on another worker.
+    monkeypatch.setattr(flush, "FLUSH_LINGER", 30.0)
+    limited.enqueue("lim.free", {"n": 0})
+    with running_worker(limited, concurrency=10, poll_interval=5.0):
+        wait_for(lambda: len(ledger.ends) == 1, 10, "the first job (written at once, after a quiet spell)")
+        time.sleep(0.2)  # written: the next flush lingers
+        limited.enqueue("lim.free", {"n": 1})  # its outcome waits out the linger
+        limited.enqueue_many([("lim.slots", {"n": n, "sleep": 0.3}) for n in range(3)])  # 2 slots
+        wait_for(lambda: len(ledger.started("slots")) == 3, 10, "the third job to take a freed slot")
 
 
 def test_a_keyed_limit_is_fair_across_keys(limited: Stem, ledger: Ledger) -> None:
