@@ -36,7 +36,7 @@ FINAL_WAIT = 10.0
 #: so that outcomes of a busy worker are written together (a round trip and a durable commit
 #: per batch, not per few jobs, at low concurrency); one asked for after a quiet spell goes at
 #: once, and so does one with ``FLUSH_BATCH`` outcomes waiting. At 2 processes x 2 slots, 20 ms
-#: against 2 ms: 1.5x the no-op jobs/s at 0.6x Postgres' CPU per job (bench/RESULTS.md).
+#: against 2 ms: 1.3-1.7x the no-op jobs/s at 0.7-0.9x Postgres' CPU per job (bench/RESULTS.md).
 FLUSH_LINGER = 0.02
 #: Outcomes that end a linger early: a batch this big gains little from waiting for more.
 FLUSH_BATCH = 100
