@@ -840,8 +840,8 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument(
         "--payload-jobs",
         type=int,
-        default=2000,
-        help="jobs of 100 KB (ten times as many of 1 KB); 0 skips them",
+        default=10_000,
+        help="jobs of 100 KB, the issue's case (ten times as many of 1 KB); 0 skips them",
     )
     al.add_argument("--no-pgqueuer", action="store_true")
     al.add_argument("--celery", metavar="BROKERS", help=CELERY_HELP)
