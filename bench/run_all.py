@@ -139,7 +139,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 #: The 1 KB case drains this many times ``--payload-jobs``: 2,000 jobs of 1 KB drain in a
 #: fifth of a second, too short to read (bench/RESULTS.md, "`bench all` after this stop's merges").
 #: The 100 KB case drains 10,000 (the default), as issue 20 states it: 2,000 drained in under a
-#: second, mostly the first claims' ramp-up (0.43x pgqueuer there against 0.79x at 10,000).
+#: second, mostly the first claims' ramp-up, and swung from 0.43x to 0.91x pgqueuer between runs.
 SMALL_PAYLOAD_JOBS_FACTOR = 10
 
 
